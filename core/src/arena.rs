@@ -1,0 +1,1 @@
+//! Carving one caller-provided byte region into the store's regions.

@@ -1,0 +1,1 @@
+//! Named counters and gauges on atomics, iterated without allocation.

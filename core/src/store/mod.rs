@@ -1,0 +1,1 @@
+//! Segcache-style segment storage.

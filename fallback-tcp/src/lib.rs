@@ -1,0 +1,1 @@
+//! Kernel-socket front ends on mio: TCP and plain UDP.

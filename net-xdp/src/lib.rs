@@ -1,0 +1,1 @@
+//! AF_XDP kernel-bypass UDP front end (see issue 5).

@@ -1,0 +1,3 @@
+fn main() {
+    println!("petrel {}", env!("CARGO_PKG_VERSION"));
+}
