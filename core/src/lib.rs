@@ -7,5 +7,13 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod arena;
+pub mod engine;
+pub mod proto;
 pub mod stats;
 pub mod store;
+pub mod wire;
+
+/// Seconds of the host's clock (Unix seconds). The core never reads a clock:
+/// every call that depends on time takes `now: Time`. An absolute expiry
+/// time of `0` means "never expires".
+pub type Time = u32;

@@ -1,1 +1,228 @@
 //! Named counters and gauges on atomics, iterated without allocation.
+//!
+//! [`metrics!`](crate::metrics) declares a struct whose fields are [`Metric`]s
+//! (one `AtomicU64` each) with a kind and a one-line description, and
+//! generates `new()`, `for_each()` (name, description, kind, value) and
+//! `assign_sum()` (fold per-shard copies into one). All operations use
+//! `Relaxed` ordering: metrics are statistics, never synchronisation.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// What a metric measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonically increasing count of events since start.
+    Counter,
+    /// A level that goes up and down (items stored, bytes used, ...).
+    Gauge,
+}
+
+/// One named statistic: an `AtomicU64` with convenience helpers.
+///
+/// `incr`/`add`/`sub` are atomic read-modify-writes and may be used by any
+/// number of threads. The `*_owned` variants are a plain load and store: they
+/// are only correct when a single writer (e.g. the holder of a shard lock)
+/// updates this metric, and are much cheaper on the hot path.
+#[derive(Debug, Default)]
+#[repr(transparent)]
+pub struct Metric(AtomicU64);
+
+impl Metric {
+    /// A metric starting at zero.
+    pub const fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+    /// Current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Overwrite the value.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed)
+    }
+    /// Atomically add one (wrapping).
+    #[inline]
+    pub fn incr(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Atomically add `n` (wrapping).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Atomically subtract `n` (wrapping).
+    #[inline]
+    pub fn sub(&self, n: u64) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
+    }
+    /// Add one; only for a metric with a single writer (see type docs).
+    #[inline]
+    pub fn incr_owned(&self) {
+        self.add_owned(1)
+    }
+    /// Add `n` (wrapping); only for a metric with a single writer.
+    #[inline]
+    pub fn add_owned(&self, n: u64) {
+        self.set(self.get().wrapping_add(n))
+    }
+    /// Subtract `n` (wrapping); only for a metric with a single writer.
+    #[inline]
+    pub fn sub_owned(&self, n: u64) {
+        self.set(self.get().wrapping_sub(n))
+    }
+}
+
+/// Declare a struct of named [`Metric`]s.
+///
+/// ```
+/// petrel_core::metrics! {
+///     /// Example metrics.
+///     pub struct Example {
+///         requests: Counter "requests received",
+///         open: Gauge "connections open",
+///     }
+/// }
+/// let m = Example::new();
+/// m.requests.incr();
+/// let mut seen = 0;
+/// m.for_each(|name, _desc, _kind, v| if name == "requests" { seen = v });
+/// assert_eq!(seen, 1);
+/// ```
+#[macro_export]
+macro_rules! metrics {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $field:ident : $kind:ident $desc:literal ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Default)]
+        $vis struct $name {
+            $( #[doc = $desc] pub $field: $crate::stats::Metric, )*
+        }
+
+        impl $name {
+            /// Number of metrics in the struct.
+            pub const LEN: usize = [$( stringify!($field) ),*].len();
+
+            /// All metrics at zero.
+            pub const fn new() -> Self {
+                Self { $( $field: $crate::stats::Metric::new(), )* }
+            }
+
+            /// Call `f(name, description, kind, value)` for every metric, in
+            /// declaration order. Never allocates.
+            pub fn for_each(
+                &self,
+                mut f: impl FnMut(&'static str, &'static str, $crate::stats::Kind, u64),
+            ) {
+                $( f(stringify!($field), $desc, $crate::stats::Kind::$kind, self.$field.get()); )*
+            }
+
+            /// Set every metric of `self` to the sum of that metric over `parts`.
+            pub fn assign_sum<'p>(&self, parts: impl Iterator<Item = &'p Self> + Clone)
+            where
+                Self: 'p,
+            {
+                $(
+                    self.$field.set(
+                        parts.clone().fold(0u64, |acc, p| acc.wrapping_add(p.$field.get())),
+                    );
+                )*
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::metrics! {
+        /// Test metrics.
+        pub struct TestStats {
+            a: Counter "first",
+            b: Gauge "second",
+        }
+    }
+
+    #[test]
+    fn for_each_reports_all_in_order() {
+        let s = TestStats::new();
+        s.a.add(3);
+        s.b.incr();
+        s.b.add_owned(4);
+        s.b.sub(2);
+        let mut out = [("", "", Kind::Counter, 0u64); 2];
+        let mut i = 0;
+        s.for_each(|n, d, k, v| {
+            out[i] = (n, d, k, v);
+            i += 1;
+        });
+        assert_eq!(TestStats::LEN, 2);
+        assert_eq!(out[0], ("a", "first", Kind::Counter, 3));
+        assert_eq!(out[1], ("b", "second", Kind::Gauge, 3));
+    }
+
+    #[test]
+    fn assign_sum_adds_parts() {
+        let parts = [TestStats::new(), TestStats::new()];
+        parts[0].a.set(5);
+        parts[1].a.set(7);
+        parts[1].b.set(1);
+        let total = TestStats::new();
+        total.assign_sum(parts.iter());
+        assert_eq!(total.a.get(), 12);
+        assert_eq!(total.b.get(), 1);
+    }
+}
+
+crate::metrics! {
+    /// Accounting of one [`Store`](crate::store::Store). Gauges are exact at
+    /// the moment [`Store::stats`](crate::store::Store::stats) returns (summed
+    /// over shards); counters count events since construction.
+    #[repr(align(64))]
+    pub struct StoreStats {
+        items: Gauge "items currently linked in the hash table",
+        item_bytes: Gauge "bytes of linked items: header + key + value",
+        segments_total: Gauge "segments in the store",
+        segments_free: Gauge "segments on the free lists",
+        segments_used: Gauge "segments holding items (open or sealed)",
+        segment_bytes_written: Gauge "bytes appended to used segments, live or dead",
+        hash_buckets: Gauge "main hash buckets (7 item slots each)",
+        hash_slots_used: Gauge "hash slots holding an item pointer",
+        overflow_buckets_total: Gauge "overflow buckets in the pool",
+        overflow_buckets_used: Gauge "overflow buckets chained to a main bucket",
+        gets: Counter "counted lookups",
+        get_hits: Counter "counted lookups that found a live item",
+        get_misses: Counter "counted lookups that found nothing live",
+        stores: Counter "successful set/add/replace/append/prepend/cas",
+        store_not_stored: Counter "stores refused: add of present or replace/append/prepend of absent key",
+        store_exists: Counter "stores/deletes/arith refused: cas mismatch",
+        store_not_found: Counter "cas stores/deletes/arith/touches on an absent key",
+        store_too_large: Counter "stores refused because the item exceeds max_item_bytes",
+        store_no_memory: Counter "stores refused because no segment could be freed",
+        deletes: Counter "successful deletes",
+        ariths: Counter "successful incr/decr",
+        touches: Counter "successful touches (including gat)",
+        evicted_items: Counter "live items removed by segment eviction (all policies)",
+        evicted_segments_fifo: Counter "segments evicted by the FIFO policy",
+        evicted_segments_random: Counter "segments evicted by the random policy",
+        evicted_segments_cte: Counter "segments evicted by the closest-to-expiry policy",
+        merge_passes: Counter "merge-eviction passes",
+        merge_segments_freed: Counter "segments freed by merge eviction",
+        merge_retained_items: Counter "items copied (kept) by merge eviction",
+        compactions: Counter "compaction passes (all live items kept)",
+        compacted_items: Counter "items moved by compaction",
+        hash_full_evictions: Counter "items evicted because their hash chain was full and no overflow bucket was free",
+        expired_lazy: Counter "expired items removed when accessed",
+        expired_segments: Counter "expired segments reclaimed whole by expire()",
+        expired_segment_items: Counter "live items reclaimed with their expired segment",
+        flushes: Counter "flush_all executions (immediate or when a delayed flush fell due)",
+        flushed_items: Counter "items removed because a flush invalidated them",
+        flushed_segments: Counter "segments reclaimed whole because a flush invalidated them",
+    }
+}

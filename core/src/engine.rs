@@ -1,0 +1,1 @@
+//! Executes parsed requests against the store (owned by the engine engineer).

@@ -1,0 +1,1 @@
+//! memcache ASCII protocol (owned by the engine engineer).
