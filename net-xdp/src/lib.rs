@@ -1,1 +1,25 @@
-//! AF_XDP kernel-bypass UDP front end (see issue 5).
+//! Petrel's AF_XDP front end: memcache-over-UDP answered straight from the
+//! NIC's queues, bypassing the kernel's network stack.
+//!
+//! ```text
+//!            NIC RX queue q
+//!                 |
+//!        XDP program (bpf/program.rs)  -- not UDP to the port --> kernel stack
+//!                 | bpf_redirect_map(xskmap, q)
+//!                 v
+//!   XSK q: RX ring -> worker q (pinned) -> core::wire + Engine::process
+//!                                            |
+//!          fill ring <- frames back          v
+//!          TX ring   <- replies (in place or fresh frames) -> NIC
+//!          completion ring -> frames back to the worker's free list
+//! ```
+//!
+//! One worker thread per served queue owns that queue's UMEM, socket and
+//! four rings; workers share nothing but the engine. Linux only.
+#![cfg(target_os = "linux")]
+
+pub mod bpf;
+pub mod config;
+pub mod iface;
+
+pub use config::{AttachMode, ResolvedMode, XdpConfig, XdpError, XdpMode, ZeroCopy};
