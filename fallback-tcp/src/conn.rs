@@ -1,0 +1,443 @@
+//! One TCP connection's buffers and state machine, independent of sockets.
+//!
+//! ```text
+//!   socket --read--> rbuf[rstart..rend] --process--> wbuf[wstart..wend] --write--> socket
+//! ```
+//!
+//! The read buffer holds one maximum-size request; the write buffer is
+//! bounded and the service is only called when it is empty, so a reply larger
+//! than the buffer is produced in pieces (`Status::OutputFull`) as the socket
+//! drains. While replies wait to be written the connection reads nothing
+//! (backpressure): a client that does not read its replies cannot make the
+//! server buffer more than one write buffer for it.
+
+use std::io::{self, Read, Write};
+
+use crate::buffer::PageBuf;
+use crate::service::{Service, Status, Time, Transport};
+use crate::stats::FrontendStats;
+
+/// After a request used more than this much of a buffer, the pages beyond it
+/// are returned to the kernel once the buffer is empty again.
+const RELEASE_ABOVE_BYTES: usize = 64 * 1024;
+
+/// Why [`Connection::drive`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drive {
+    /// Waiting for the socket to become readable.
+    WaitRead,
+    /// Waiting for the socket to become writable (replies pending).
+    WaitWrite,
+    /// Used its budget with work left: drive again soon.
+    Yield,
+    /// Done: close the connection.
+    Close,
+}
+
+/// A TCP connection's buffers and protocol session.
+pub struct Connection<S: Service> {
+    session: S::Session,
+    rbuf: PageBuf,
+    rstart: usize,
+    rend: usize,
+    rhigh: usize,
+    wbuf: PageBuf,
+    wstart: usize,
+    wend: usize,
+    whigh: usize,
+    /// The service has not yet seen all of rbuf[rstart..rend], or a reply
+    /// stopped at OutputFull and must be continued.
+    dirty: bool,
+    /// The service asked to close (or the peer closed): flush, then close.
+    closing: bool,
+    /// Unix seconds of the last byte read or written.
+    last_active: Time,
+}
+
+impl<S: Service> Connection<S> {
+    /// A connection with a `read_bytes` read buffer and `write_bytes` write
+    /// buffer, both fixed for its life.
+    pub fn new(service: &S, read_bytes: usize, write_bytes: usize, now: Time) -> io::Result<Self> {
+        Ok(Connection {
+            session: service.session(Transport::Tcp),
+            rbuf: PageBuf::new(read_bytes)?,
+            rstart: 0,
+            rend: 0,
+            rhigh: 0,
+            wbuf: PageBuf::new(write_bytes)?,
+            wstart: 0,
+            wend: 0,
+            whigh: 0,
+            dirty: false,
+            closing: false,
+            last_active: now,
+        })
+    }
+
+    /// Unix seconds of the last successful read or write.
+    pub fn last_active(&self) -> Time {
+        self.last_active
+    }
+
+    /// Moves bytes between `io` and the service until the connection has to
+    /// wait, used `budget` steps, or is done. With `accept_input` false (server
+    /// shutting down) nothing more is read: requests already received are
+    /// answered, replies flushed, and then the connection closes.
+    pub fn drive(
+        &mut self,
+        service: &S,
+        io: &mut (impl Read + Write),
+        now: Time,
+        budget: usize,
+        accept_input: bool,
+        stats: &FrontendStats,
+    ) -> Drive {
+        let mut steps = 0usize;
+        loop {
+            // 1. Flush pending replies; nothing else happens until they are out.
+            while self.wstart < self.wend {
+                match io.write(&self.wbuf[self.wstart..self.wend]) {
+                    Ok(0) => return Drive::Close,
+                    Ok(n) => {
+                        self.wstart += n;
+                        self.last_active = now;
+                        FrontendStats::add(&stats.tcp_bytes_written, n as u64);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::WaitWrite,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Drive::Close,
+                }
+            }
+            self.whigh = self.whigh.max(self.wend);
+            self.wstart = 0;
+            self.wend = 0;
+            if self.whigh > RELEASE_ABOVE_BYTES {
+                self.wbuf.release_from(RELEASE_ABOVE_BYTES);
+                self.whigh = 0;
+            }
+            if self.closing {
+                return Drive::Close;
+            }
+            steps += 1;
+            if steps > budget {
+                return Drive::Yield;
+            }
+
+            // 2. Answer what has been received.
+            if self.dirty {
+                let input = &self.rbuf[self.rstart..self.rend];
+                let p = service.process(&mut self.session, input, &mut self.wbuf, now);
+                let consumed = p.consumed.min(input.len());
+                self.rstart += consumed;
+                self.wend = p.written.min(self.wbuf.len());
+                match p.status {
+                    Status::NeedInput => self.dirty = false,
+                    Status::OutputFull => {
+                        if p.written == 0 && consumed == 0 {
+                            // No progress possible: a contract breach; do not spin.
+                            log::warn!("service made no progress with a full output buffer");
+                            self.closing = true;
+                        }
+                    }
+                    Status::Close => self.closing = true,
+                }
+                if self.rstart == self.rend {
+                    self.rhigh = self.rhigh.max(self.rend);
+                    self.rstart = 0;
+                    self.rend = 0;
+                    if self.rhigh > RELEASE_ABOVE_BYTES {
+                        self.rbuf.release_from(RELEASE_ABOVE_BYTES);
+                        self.rhigh = 0;
+                    }
+                }
+                continue;
+            }
+            if !accept_input {
+                return Drive::Close;
+            }
+
+            // 3. Read more.
+            if self.rstart > 0 {
+                self.rbuf.copy_within(self.rstart..self.rend, 0);
+                self.rend -= self.rstart;
+                self.rstart = 0;
+            }
+            if self.rend == self.rbuf.len() {
+                // The service needs more than the buffer holds for one request.
+                FrontendStats::incr(&stats.read_buffer_full);
+                return Drive::Close;
+            }
+            match io.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => return Drive::Close,
+                Ok(n) => {
+                    self.rend += n;
+                    self.dirty = true;
+                    self.last_active = now;
+                    FrontendStats::add(&stats.tcp_bytes_read, n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::WaitRead,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Drive::Close,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::service::Progress;
+
+    /// A small line service that follows the engine's contract, for tests:
+    /// `N\n` replies N bytes of 'x' then "\r\n" (resumable across OutputFull),
+    /// `quit\n` closes, anything else is echoed back.
+    pub struct LineService;
+
+    #[derive(Default)]
+    pub struct LineSession {
+        /// Bytes of the current reply already written.
+        offset: usize,
+    }
+
+    impl Service for LineService {
+        type Session = LineSession;
+        fn session(&self, _: Transport) -> LineSession {
+            LineSession::default()
+        }
+        fn process(
+            &self,
+            s: &mut LineSession,
+            input: &[u8],
+            out: &mut [u8],
+            _now: Time,
+        ) -> Progress {
+            let (mut consumed, mut written) = (0, 0);
+            loop {
+                let rest = &input[consumed..];
+                let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                    return Progress {
+                        consumed,
+                        written,
+                        status: Status::NeedInput,
+                    };
+                };
+                let line = &rest[..nl];
+                if line == b"quit" {
+                    return Progress {
+                        consumed: consumed + nl + 1,
+                        written,
+                        status: Status::Close,
+                    };
+                }
+                let numeric = std::str::from_utf8(line)
+                    .ok()
+                    .and_then(|t| t.parse::<usize>().ok());
+                let body_len = numeric.unwrap_or(line.len());
+                let reply_len = body_len + 2;
+                while s.offset < reply_len {
+                    if written == out.len() {
+                        return Progress {
+                            consumed,
+                            written,
+                            status: Status::OutputFull,
+                        };
+                    }
+                    let i = s.offset;
+                    out[written] = if i >= body_len {
+                        b"\r\n"[i - body_len]
+                    } else if numeric.is_some() {
+                        b'x'
+                    } else {
+                        line[i]
+                    };
+                    written += 1;
+                    s.offset += 1;
+                }
+                s.offset = 0;
+                consumed += nl + 1;
+            }
+        }
+        fn expire(&self, _: Time, _: usize) -> usize {
+            0
+        }
+    }
+
+    /// A socket double: reads come from `input` at most `read_chunk` bytes at
+    /// a time; writes accept at most `write_room` bytes before WouldBlock.
+    struct FakeIo {
+        input: Vec<u8>,
+        read_pos: usize,
+        read_chunk: usize,
+        eof: bool,
+        output: Vec<u8>,
+        write_room: usize,
+        reads: usize,
+    }
+
+    impl FakeIo {
+        fn new(input: &[u8], read_chunk: usize, write_room: usize) -> Self {
+            FakeIo {
+                input: input.to_vec(),
+                read_pos: 0,
+                read_chunk,
+                eof: false,
+                output: Vec::new(),
+                write_room,
+                reads: 0,
+            }
+        }
+    }
+
+    impl Read for FakeIo {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            let left = self.input.len() - self.read_pos;
+            if left == 0 {
+                return if self.eof {
+                    Ok(0)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                };
+            }
+            let n = left.min(self.read_chunk).min(buf.len());
+            buf[..n].copy_from_slice(&self.input[self.read_pos..self.read_pos + n]);
+            self.read_pos += n;
+            Ok(n)
+        }
+    }
+
+    impl Write for FakeIo {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.write_room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.write_room);
+            self.write_room -= n;
+            self.output.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn run_to_wait(
+        c: &mut Connection<LineService>,
+        io: &mut FakeIo,
+        stats: &FrontendStats,
+    ) -> Drive {
+        loop {
+            match c.drive(&LineService, io, 1, 4, true, stats) {
+                Drive::Yield => continue,
+                other => return other,
+            }
+        }
+    }
+
+    #[test]
+    fn pipelined_requests_split_across_reads_are_all_answered_in_order() {
+        let mut input = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..1000 {
+            input.extend_from_slice(format!("hello{i}\n").as_bytes());
+            expected.extend_from_slice(format!("hello{i}\r\n").as_bytes());
+        }
+        let stats = FrontendStats::default();
+        let mut c = Connection::new(&LineService, 4096, 256, 0).unwrap();
+        let mut io = FakeIo::new(&input, 7, usize::MAX);
+        assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::WaitRead);
+        assert_eq!(io.output, expected);
+        assert!(FrontendStats::get(&stats.tcp_bytes_read) == input.len() as u64);
+    }
+
+    #[test]
+    fn large_reply_is_streamed_through_a_small_write_buffer() {
+        let stats = FrontendStats::default();
+        let mut c = Connection::new(&LineService, 4096, 100, 0).unwrap();
+        let mut io = FakeIo::new(b"100000\nab\n", 4096, usize::MAX);
+        assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::WaitRead);
+        assert_eq!(io.output.len(), 100_002 + 4);
+        assert!(io.output[..100_000].iter().all(|&b| b == b'x'));
+        assert_eq!(&io.output[100_000..], b"\r\nab\r\n");
+    }
+
+    #[test]
+    fn unread_replies_stop_reading_until_drained() {
+        let stats = FrontendStats::default();
+        let mut c = Connection::new(&LineService, 4096, 64, 0).unwrap();
+        let input: Vec<u8> = b"1000\n".repeat(50);
+        let mut io = FakeIo::new(&input, 4096, 10);
+        assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::WaitWrite);
+        let reads_when_blocked = io.reads;
+        // Still blocked: driving again must not read more.
+        assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::WaitWrite);
+        assert_eq!(io.reads, reads_when_blocked);
+        // Drain in small steps; everything arrives.
+        let mut rounds = 0;
+        loop {
+            io.write_room = 333;
+            rounds += 1;
+            if run_to_wait(&mut c, &mut io, &stats) == Drive::WaitRead {
+                break;
+            }
+            assert!(rounds < 100_000);
+        }
+        assert_eq!(io.output.len(), 50 * 1002);
+    }
+
+    #[test]
+    fn quit_flushes_earlier_replies_then_closes() {
+        let stats = FrontendStats::default();
+        let mut c = Connection::new(&LineService, 4096, 64, 0).unwrap();
+        let mut io = FakeIo::new(b"a\nquit\nb\n", 4096, usize::MAX);
+        assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::Close);
+        assert_eq!(io.output, b"a\r\n");
+    }
+
+    #[test]
+    fn peer_eof_closes_after_answering() {
+        let stats = FrontendStats::default();
+        let mut c = Connection::new(&LineService, 4096, 64, 0).unwrap();
+        let mut io = FakeIo::new(b"a\nb\n", 3, usize::MAX);
+        io.eof = true;
+        assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::Close);
+        assert_eq!(io.output, b"a\r\nb\r\n");
+    }
+
+    #[test]
+    fn request_larger_than_read_buffer_closes_and_counts() {
+        let stats = FrontendStats::default();
+        let mut c = Connection::new(&LineService, 16, 64, 0).unwrap();
+        let mut io = FakeIo::new(&[b'z'; 40], 4096, usize::MAX);
+        assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::Close);
+        assert_eq!(FrontendStats::get(&stats.read_buffer_full), 1);
+    }
+
+    #[test]
+    fn budget_yields_with_work_left() {
+        let stats = FrontendStats::default();
+        let mut c = Connection::new(&LineService, 4096, 8, 0).unwrap();
+        let mut io = FakeIo::new(b"1000\n", 4096, usize::MAX);
+        assert_eq!(
+            c.drive(&LineService, &mut io, 0, 3, true, &stats),
+            Drive::Yield
+        );
+        assert!(io.output.len() < 1002);
+    }
+
+    #[test]
+    fn shutdown_answers_buffered_requests_without_reading() {
+        let stats = FrontendStats::default();
+        let mut c = Connection::new(&LineService, 4096, 64, 0).unwrap();
+        let mut io = FakeIo::new(b"a\nb", 4096, usize::MAX);
+        assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::WaitRead);
+        io.input.extend_from_slice(b"\nc\n");
+        let reads = io.reads;
+        assert_eq!(
+            c.drive(&LineService, &mut io, 0, 100, false, &stats),
+            Drive::Close
+        );
+        assert_eq!(io.reads, reads);
+        assert_eq!(io.output, b"a\r\n");
+    }
+}

@@ -1,0 +1,1 @@
+//! `Service` for the core engine (filled in when `petrel_core::engine` lands).
