@@ -101,7 +101,7 @@ impl<S: Service> Connection<S> {
                     Ok(n) => {
                         self.wstart += n;
                         self.last_active = now;
-                        FrontendStats::add(&stats.tcp_bytes_written, n as u64);
+                        stats.tcp_bytes_written.add(n as u64);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::WaitWrite,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -164,7 +164,7 @@ impl<S: Service> Connection<S> {
             }
             if self.rend == self.rbuf.len() {
                 // The service needs more than the buffer holds for one request.
-                FrontendStats::incr(&stats.read_buffer_full);
+                stats.read_buffer_full.incr();
                 return Drive::Close;
             }
             match io.read(&mut self.rbuf[self.rend..]) {
@@ -173,7 +173,7 @@ impl<S: Service> Connection<S> {
                     self.rend += n;
                     self.dirty = true;
                     self.last_active = now;
-                    FrontendStats::add(&stats.tcp_bytes_read, n as u64);
+                    stats.tcp_bytes_read.add(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::WaitRead,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -342,17 +342,17 @@ pub(crate) mod tests {
             input.extend_from_slice(format!("hello{i}\n").as_bytes());
             expected.extend_from_slice(format!("hello{i}\r\n").as_bytes());
         }
-        let stats = FrontendStats::default();
+        let stats = FrontendStats::new();
         let mut c = Connection::new(&LineService, 4096, 256, 0).unwrap();
         let mut io = FakeIo::new(&input, 7, usize::MAX);
         assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::WaitRead);
         assert_eq!(io.output, expected);
-        assert!(FrontendStats::get(&stats.tcp_bytes_read) == input.len() as u64);
+        assert!(stats.tcp_bytes_read.get() == input.len() as u64);
     }
 
     #[test]
     fn large_reply_is_streamed_through_a_small_write_buffer() {
-        let stats = FrontendStats::default();
+        let stats = FrontendStats::new();
         let mut c = Connection::new(&LineService, 4096, 100, 0).unwrap();
         let mut io = FakeIo::new(b"100000\nab\n", 4096, usize::MAX);
         assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::WaitRead);
@@ -363,7 +363,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unread_replies_stop_reading_until_drained() {
-        let stats = FrontendStats::default();
+        let stats = FrontendStats::new();
         let mut c = Connection::new(&LineService, 4096, 64, 0).unwrap();
         let input: Vec<u8> = b"1000\n".repeat(50);
         let mut io = FakeIo::new(&input, 4096, 10);
@@ -387,7 +387,7 @@ pub(crate) mod tests {
 
     #[test]
     fn quit_flushes_earlier_replies_then_closes() {
-        let stats = FrontendStats::default();
+        let stats = FrontendStats::new();
         let mut c = Connection::new(&LineService, 4096, 64, 0).unwrap();
         let mut io = FakeIo::new(b"a\nquit\nb\n", 4096, usize::MAX);
         assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::Close);
@@ -396,7 +396,7 @@ pub(crate) mod tests {
 
     #[test]
     fn peer_eof_closes_after_answering() {
-        let stats = FrontendStats::default();
+        let stats = FrontendStats::new();
         let mut c = Connection::new(&LineService, 4096, 64, 0).unwrap();
         let mut io = FakeIo::new(b"a\nb\n", 3, usize::MAX);
         io.eof = true;
@@ -406,16 +406,16 @@ pub(crate) mod tests {
 
     #[test]
     fn request_larger_than_read_buffer_closes_and_counts() {
-        let stats = FrontendStats::default();
+        let stats = FrontendStats::new();
         let mut c = Connection::new(&LineService, 16, 64, 0).unwrap();
         let mut io = FakeIo::new(&[b'z'; 40], 4096, usize::MAX);
         assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::Close);
-        assert_eq!(FrontendStats::get(&stats.read_buffer_full), 1);
+        assert_eq!(stats.read_buffer_full.get(), 1);
     }
 
     #[test]
     fn budget_yields_with_work_left() {
-        let stats = FrontendStats::default();
+        let stats = FrontendStats::new();
         let mut c = Connection::new(&LineService, 4096, 8, 0).unwrap();
         let mut io = FakeIo::new(b"1000\n", 4096, usize::MAX);
         assert_eq!(
@@ -427,7 +427,7 @@ pub(crate) mod tests {
 
     #[test]
     fn shutdown_answers_buffered_requests_without_reading() {
-        let stats = FrontendStats::default();
+        let stats = FrontendStats::new();
         let mut c = Connection::new(&LineService, 4096, 64, 0).unwrap();
         let mut io = FakeIo::new(b"a\nb", 4096, usize::MAX);
         assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::WaitRead);

@@ -48,7 +48,7 @@ pub use buffer::PageBuf;
 pub use clock::unix_now;
 pub use service::{ConnectionEvent, Progress, Service, Status, Time, Transport};
 pub use stats::FrontendStats;
-pub use udp::{UDP_FRAME_HEADER_BYTES, UDP_MAX_DATAGRAM_BYTES, UDP_PAYLOAD_BYTES};
+pub use udp::{UDP_FRAME_HEADER_BYTES, UDP_MAX_DATAGRAM_BYTES, UDP_MAX_PAYLOAD_BYTES};
 
 /// The reply memcached sends to a connection over the limit, before closing.
 pub const TOO_MANY_CONNECTIONS_REPLY: &[u8] = b"SERVER_ERROR too many open connections\r\n";
@@ -171,7 +171,7 @@ impl Frontend {
         let waker = Arc::new(Waker::new(poll.registry(), CONTROL_WAKER)?);
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
-            stats: FrontendStats::default(),
+            stats: FrontendStats::new(),
             loads: (0..config.threads).map(|_| AtomicUsize::new(0)).collect(),
         });
         Ok(Frontend {
@@ -238,7 +238,10 @@ impl Frontend {
             }));
             polls.push(p);
         }
-        let reply_slots = self.config.udp_max_reply_bytes.div_ceil(UDP_PAYLOAD_BYTES);
+        let reply_slots = self
+            .config
+            .udp_max_reply_bytes
+            .div_ceil(UDP_MAX_PAYLOAD_BYTES);
         let mut ports = Vec::new();
         for _ in 0..self.config.threads {
             let mut mine = Vec::new();
@@ -339,15 +342,15 @@ impl Frontend {
                         break;
                     }
                 };
-                if stats.curr_connections.load(Relaxed) as usize >= self.config.max_connections {
-                    FrontendStats::incr(&stats.rejected_connections);
+                if stats.curr_connections.get() as usize >= self.config.max_connections {
+                    stats.rejected_connections.incr();
                     service.connection_event(ConnectionEvent::Rejected);
                     reject(stream);
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                FrontendStats::incr(&stats.curr_connections);
-                FrontendStats::incr(&stats.total_connections);
+                stats.curr_connections.incr();
+                stats.total_connections.incr();
                 service.connection_event(ConnectionEvent::Opened);
                 let w = (0..inboxes.len())
                     .min_by_key(|&i| self.shared.loads[i].load(Relaxed))
@@ -481,7 +484,7 @@ mod tests {
         let mut got = Vec::new();
         c.read_to_end(&mut got).unwrap();
         assert_eq!(got, TOO_MANY_CONNECTIONS_REPLY);
-        assert_eq!(FrontendStats::get(&stats.rejected_connections), 1);
+        assert_eq!(stats.rejected_connections.get(), 1);
 
         // quit closes.
         b.write_all(b"quit\n").unwrap();
@@ -493,8 +496,8 @@ mod tests {
         t.join().unwrap().unwrap();
         let mut rest = Vec::new();
         a.read_to_end(&mut rest).unwrap();
-        assert_eq!(FrontendStats::get(&stats.curr_connections), 0);
-        assert_eq!(FrontendStats::get(&stats.total_connections), 2);
+        assert_eq!(stats.curr_connections.get(), 0);
+        assert_eq!(stats.total_connections.get(), 2);
     }
 
     #[test]
@@ -523,7 +526,7 @@ mod tests {
         s.send_to(&[0, 1, 0, 0, 0, 2, 0, 0, b'a', b'\n'], udp)
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while FrontendStats::get(&stats.udp_dropped_multi_datagram) == 0 {
+        while stats.udp_dropped_multi_datagram.get() == 0 {
             assert!(Instant::now() < deadline);
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -540,7 +543,7 @@ mod tests {
         let mut rest = Vec::new();
         a.read_to_end(&mut rest).unwrap();
         assert!(started.elapsed() < Duration::from_secs(5));
-        assert_eq!(FrontendStats::get(&stats.idle_closed), 1);
+        assert_eq!(stats.idle_closed.get(), 1);
         h.shutdown();
         t.join().unwrap().unwrap();
     }

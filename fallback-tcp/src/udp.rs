@@ -2,29 +2,30 @@
 //!
 //! Every request datagram starts with memcached's 8-byte frame header (request
 //! id, sequence number, datagram count, reserved: big-endian u16 each) and
-//! must be a whole request (count 1, reserved 0); anything else is dropped and
+//! must be a whole request (sequence 0, count 1, reserved 0); anything else is dropped and
 //! counted, as memcached drops it. The reply is produced by the service into
 //! the payload areas of consecutive reply datagrams (1392 bytes each, 1400
 //! with the header), numbered 0..n-1 with count n as protocol.txt describes
 //! (memcached 1.6 restarts the numbering per `VALUE` block of a multi-key get;
 //! Petrel numbers the whole reply). A reply of zero bytes (`noreply`) sends
-//! no datagram.
+//! no datagram. Several requests in one datagram get one reply run (memcached
+//! sends one run per request). Framing comes from `petrel_core::wire`.
 
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 
-use crate::buffer::PageBuf;
-use crate::service::{Service, Status, Time, Transport};
-use crate::stats::FrontendStats;
+use petrel_core::wire::memcache_udp::{FrameHeader, MemcacheUdpFrame};
+pub use petrel_core::wire::memcache_udp::{
+    UDP_FRAME_HEADER_BYTES, UDP_MAX_DATAGRAM_BYTES, UDP_MAX_PAYLOAD_BYTES,
+};
+use petrel_core::wire::reply::{DatagramSplitter, ReplyTarget};
+use petrel_core::wire::Error as WireError;
 
-/// Bytes of the memcache UDP frame header.
-pub const UDP_FRAME_HEADER_BYTES: usize = 8;
-/// Largest reply datagram memcached sends, header included.
-pub const UDP_MAX_DATAGRAM_BYTES: usize = 1400;
-/// Reply bytes carried by one datagram.
-pub const UDP_PAYLOAD_BYTES: usize = UDP_MAX_DATAGRAM_BYTES - UDP_FRAME_HEADER_BYTES;
+use crate::buffer::PageBuf;
+use crate::service::{Progress, Service, Status, Time, Transport};
+use crate::stats::FrontendStats;
 /// Receive slot size: the largest UDP payload, so no request is truncated.
 pub const UDP_RX_SLOT_BYTES: usize = 65536;
 /// Datagrams taken per `recvmmsg` call.
@@ -75,9 +76,9 @@ impl ReplyArea {
 /// Why a request datagram got no reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UdpDrop {
-    /// Shorter than the frame header.
+    /// Shorter than the frame header, total 0 or reserved bits set.
     Malformed,
-    /// Count != 1 or reserved != 0: part of a multi-datagram request.
+    /// Sequence != 0 or total != 1: part of a multi-datagram request.
     MultiDatagram,
     /// The reply needs more datagrams than the reply area has free.
     ReplyTooLarge,
@@ -94,15 +95,18 @@ pub fn answer_datagram<S: Service>(
     now: Time,
     stats: &FrontendStats,
 ) -> Result<usize, UdpDrop> {
-    if datagram.len() < UDP_FRAME_HEADER_BYTES {
-        return Err(UdpDrop::Malformed);
-    }
-    let request_id = [datagram[0], datagram[1]];
-    if datagram[4..6] != [0, 1] || datagram[6..8] != [0, 0] {
-        return Err(UdpDrop::MultiDatagram);
-    }
+    let header = match MemcacheUdpFrame::new_checked(datagram)
+        .and_then(|f| FrameHeader::parse_request(&f))
+    {
+        Ok(h) => h,
+        Err(WireError::MultiDatagramRequest) => return Err(UdpDrop::MultiDatagram),
+        Err(_) => return Err(UdpDrop::Malformed),
+    };
     let input = &datagram[UDP_FRAME_HEADER_BYTES..];
     let first = area.used;
+    let mut splitter = DatagramSplitter::new(ReplyTarget::Datagram {
+        request_id: header.request_id,
+    });
     let mut session = service.session(Transport::Udp);
     let mut consumed = 0;
     loop {
@@ -111,17 +115,25 @@ pub fn answer_datagram<S: Service>(
             return Err(UdpDrop::ReplyTooLarge);
         }
         let at = area.used * UDP_MAX_DATAGRAM_BYTES;
-        let out = &mut area.buf[at + UDP_FRAME_HEADER_BYTES..at + UDP_MAX_DATAGRAM_BYTES];
-        let p = service.process(&mut session, &input[consumed..], out, now);
+        let slot = &mut area.buf[at..at + UDP_MAX_DATAGRAM_BYTES];
+        let produced = splitter.next(slot, |out| {
+            let p = service.process(&mut session, &input[consumed..], out, now);
+            (p.written.min(out.len()), p)
+        });
+        let Ok(produced) = produced else {
+            // More than 65535 datagrams, or a service writing past `out`.
+            area.used = first;
+            return Err(UdpDrop::ReplyTooLarge);
+        };
+        let p: Progress = produced.value;
         consumed += p.consumed.min(input.len() - consumed);
-        let written = p.written.min(UDP_PAYLOAD_BYTES);
-        if written > 0 {
-            area.lens[area.used] = UDP_FRAME_HEADER_BYTES + written;
+        if produced.len > 0 {
+            area.lens[area.used] = produced.len;
             area.dest[area.used] = dest;
             area.used += 1;
         }
         match p.status {
-            Status::OutputFull if written > 0 => {}
+            Status::OutputFull if produced.len > 0 => {}
             Status::OutputFull => {
                 // No progress possible: a contract breach; do not spin.
                 area.used = first;
@@ -129,27 +141,24 @@ pub fn answer_datagram<S: Service>(
             }
             Status::NeedInput => {
                 if consumed < input.len() {
-                    FrontendStats::incr(&stats.udp_dropped_incomplete);
+                    stats.udp_dropped_incomplete.incr();
                 }
                 break;
             }
             Status::Close => break,
         }
     }
-    let total = area.used - first;
-    let Ok(total16) = u16::try_from(total) else {
-        area.used = first;
-        return Err(UdpDrop::ReplyTooLarge);
-    };
-    for (seq, slot) in (first..area.used).enumerate() {
+    for slot in first..area.used {
         let at = slot * UDP_MAX_DATAGRAM_BYTES;
-        let h = &mut area.buf[at..at + UDP_FRAME_HEADER_BYTES];
-        h[0..2].copy_from_slice(&request_id);
-        h[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
-        h[4..6].copy_from_slice(&total16.to_be_bytes());
-        h[6..8].copy_from_slice(&[0, 0]);
+        if splitter
+            .finish(&mut area.buf[at..at + UDP_MAX_DATAGRAM_BYTES])
+            .is_err()
+        {
+            area.used = first;
+            return Err(UdpDrop::ReplyTooLarge);
+        }
     }
-    Ok(total)
+    Ok(area.used - first)
 }
 
 /// One worker's view of a UDP socket, with its receive batch and reply area.
@@ -205,11 +214,11 @@ impl UdpPort {
                     return true;
                 }
             };
-            FrontendStats::add(&stats.udp_datagrams_received, n as u64);
+            stats.udp_datagrams_received.add(n as u64);
             for i in 0..n {
                 let (len, truncated) = self.rx_meta[i];
                 if truncated {
-                    FrontendStats::incr(&stats.udp_dropped_truncated);
+                    stats.udp_dropped_truncated.incr();
                     continue;
                 }
                 if self.area.slots() - self.area.used < reply_room {
@@ -219,13 +228,9 @@ impl UdpPort {
                 let dgram = &self.rx[at..at + len];
                 match answer_datagram(service, dgram, i, &mut self.area, now, stats) {
                     Ok(_) => {}
-                    Err(UdpDrop::Malformed) => FrontendStats::incr(&stats.udp_dropped_malformed),
-                    Err(UdpDrop::MultiDatagram) => {
-                        FrontendStats::incr(&stats.udp_dropped_multi_datagram)
-                    }
-                    Err(UdpDrop::ReplyTooLarge) => {
-                        FrontendStats::incr(&stats.udp_dropped_reply_too_large)
-                    }
+                    Err(UdpDrop::Malformed) => stats.udp_dropped_malformed.incr(),
+                    Err(UdpDrop::MultiDatagram) => stats.udp_dropped_multi_datagram.incr(),
+                    Err(UdpDrop::ReplyTooLarge) => stats.udp_dropped_reply_too_large.incr(),
                 }
             }
             self.flush(stats);
@@ -313,7 +318,7 @@ impl UdpPort {
             };
             if n > 0 {
                 sent += n as usize;
-                FrontendStats::add(&stats.udp_datagrams_sent, n as u64);
+                stats.udp_datagrams_sent.add(n as u64);
                 continue;
             }
             let err = io::Error::last_os_error();
@@ -332,7 +337,7 @@ impl UdpPort {
                 _ => {
                     // Drop this datagram (e.g. an unreachable peer) and go on.
                     log::debug!("UDP send failed: {err}");
-                    FrontendStats::incr(&stats.udp_send_dropped);
+                    stats.udp_send_dropped.incr();
                     sent += 1;
                 }
             }
@@ -355,7 +360,7 @@ mod tests {
 
     #[test]
     fn small_reply_is_one_datagram_with_the_request_id() {
-        let stats = FrontendStats::default();
+        let stats = FrontendStats::new();
         let mut area = ReplyArea::new(4).unwrap();
         let mut d = header(0xBEEF, 0, 1, 0);
         d.extend_from_slice(b"hello\n");
@@ -372,7 +377,7 @@ mod tests {
 
     #[test]
     fn long_reply_spans_numbered_datagrams_of_at_most_1400_bytes() {
-        let stats = FrontendStats::default();
+        let stats = FrontendStats::new();
         let mut area = ReplyArea::new(8).unwrap();
         let mut d = header(7, 0, 1, 0);
         // 1391 + 2 = 1393 reply bytes: two datagrams (1392 + 1).
@@ -395,7 +400,7 @@ mod tests {
 
     #[test]
     fn bad_frames_are_dropped_and_leave_the_area_unchanged() {
-        let stats = FrontendStats::default();
+        let stats = FrontendStats::new();
         let mut area = ReplyArea::new(2).unwrap();
         assert_eq!(
             answer_datagram(&LineService, b"short", 0, &mut area, 0, &stats),
@@ -407,12 +412,18 @@ mod tests {
             answer_datagram(&LineService, &d, 0, &mut area, 0, &stats),
             Err(UdpDrop::MultiDatagram)
         );
-        let mut d = header(1, 0, 1, 1);
-        d.extend_from_slice(b"a\n");
-        assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats),
-            Err(UdpDrop::MultiDatagram)
-        );
+        for (seq, total, reserved, why) in [
+            (1, 1, 0, UdpDrop::MultiDatagram),
+            (0, 0, 0, UdpDrop::Malformed),
+            (0, 1, 1, UdpDrop::Malformed),
+        ] {
+            let mut d = header(1, seq, total, reserved);
+            d.extend_from_slice(b"a\n");
+            assert_eq!(
+                answer_datagram(&LineService, &d, 0, &mut area, 0, &stats),
+                Err(why)
+            );
+        }
         let mut d = header(1, 0, 1, 0);
         d.extend_from_slice(b"5000\n");
         assert_eq!(
@@ -424,7 +435,7 @@ mod tests {
 
     #[test]
     fn incomplete_request_is_counted() {
-        let stats = FrontendStats::default();
+        let stats = FrontendStats::new();
         let mut area = ReplyArea::new(2).unwrap();
         let mut d = header(1, 0, 1, 0);
         d.extend_from_slice(b"a\nb");
@@ -432,6 +443,6 @@ mod tests {
             answer_datagram(&LineService, &d, 0, &mut area, 0, &stats),
             Ok(1)
         );
-        assert_eq!(FrontendStats::get(&stats.udp_dropped_incomplete), 1);
+        assert_eq!(stats.udp_dropped_incomplete.get(), 1);
     }
 }

@@ -11,7 +11,6 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::conn::{Connection, Drive};
 use crate::service::{ConnectionEvent, Service, Time};
-use crate::stats::FrontendStats;
 use crate::udp::UdpPort;
 use crate::{clock, FrontendConfig, Shared};
 
@@ -236,7 +235,7 @@ impl<'a, S: Service> Worker<'a, S> {
                     e.queued = true;
                     self.pending.push(idx);
                 }
-                FrontendStats::incr(&self.shared.stats.conn_yields);
+                self.shared.stats.conn_yields.incr();
                 self.service.connection_event(ConnectionEvent::Yielded);
             }
             Drive::WaitRead | Drive::WaitWrite => {}
@@ -258,7 +257,7 @@ impl<'a, S: Service> Worker<'a, S> {
 
     /// Bookkeeping for a connection the acceptor counted that is now gone.
     fn connection_gone(&self) {
-        self.shared.stats.curr_connections.fetch_sub(1, Relaxed);
+        self.shared.stats.curr_connections.sub(1);
         self.shared.loads[self.index].fetch_sub(1, Relaxed);
         self.service.connection_event(ConnectionEvent::Closed);
     }
@@ -271,7 +270,7 @@ impl<'a, S: Service> Worker<'a, S> {
                 None => false,
             };
             if idle {
-                FrontendStats::incr(&self.shared.stats.idle_closed);
+                self.shared.stats.idle_closed.incr();
                 self.close(idx);
             }
         }
