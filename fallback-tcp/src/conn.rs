@@ -58,20 +58,42 @@ impl<S: Service> Connection<S> {
     /// A connection with a `read_bytes` read buffer and `write_bytes` write
     /// buffer, both fixed for its life.
     pub fn new(service: &S, read_bytes: usize, write_bytes: usize, now: Time) -> io::Result<Self> {
-        Ok(Connection {
+        Ok(Self::with_buffers(
+            service,
+            PageBuf::new(read_bytes)?,
+            PageBuf::new(write_bytes)?,
+            now,
+        ))
+    }
+
+    /// A connection over buffers of an earlier one (see [`Self::into_buffers`]).
+    pub fn with_buffers(service: &S, rbuf: PageBuf, wbuf: PageBuf, now: Time) -> Self {
+        Connection {
             session: service.session(Transport::Tcp),
-            rbuf: PageBuf::new(read_bytes)?,
+            rbuf,
             rstart: 0,
             rend: 0,
             rhigh: 0,
-            wbuf: PageBuf::new(write_bytes)?,
+            wbuf,
             wstart: 0,
             wend: 0,
             whigh: 0,
             dirty: false,
             closing: false,
             last_active: now,
-        })
+        }
+    }
+
+    /// Gives back the buffers for reuse, with pages beyond the first
+    /// [`RELEASE_ABOVE_BYTES`] returned to the kernel if they were used.
+    pub fn into_buffers(mut self) -> (PageBuf, PageBuf) {
+        if self.rhigh.max(self.rend) > RELEASE_ABOVE_BYTES {
+            self.rbuf.release_from(RELEASE_ABOVE_BYTES);
+        }
+        if self.whigh.max(self.wend) > RELEASE_ABOVE_BYTES {
+            self.wbuf.release_from(RELEASE_ABOVE_BYTES);
+        }
+        (self.rbuf, self.wbuf)
     }
 
     /// Unix seconds of the last successful read or write.
@@ -439,5 +461,24 @@ pub(crate) mod tests {
         );
         assert_eq!(io.reads, reads);
         assert_eq!(io.output, b"a\r\n");
+    }
+
+    #[test]
+    fn reused_buffers_serve_a_new_connection_and_large_pages_are_released() {
+        let stats = FrontendStats::new();
+        let mut c = Connection::new(&LineService, 256 * 1024, 128 * 1024, 0).unwrap();
+        let long: Vec<u8> = [vec![b'y'; 200_000], b"\n".to_vec()].concat();
+        let mut io = FakeIo::new(&long, 1 << 20, usize::MAX);
+        assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::WaitRead);
+        assert_eq!(io.output.len(), 200_002);
+        let (r, w) = c.into_buffers();
+        assert!(
+            r[RELEASE_ABOVE_BYTES..].iter().all(|&b| b == 0),
+            "pages released"
+        );
+        let mut c = Connection::with_buffers(&LineService, r, w, 0);
+        let mut io = FakeIo::new(b"again\n", 4096, usize::MAX);
+        assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::WaitRead);
+        assert_eq!(io.output, b"again\r\n");
     }
 }

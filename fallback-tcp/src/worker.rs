@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::buffer::PageBuf;
 use crate::conn::{Connection, Drive};
 use crate::service::{ConnectionEvent, Service, Time};
 use crate::udp::UdpPort;
@@ -24,6 +25,8 @@ const CONN_BASE: usize = 1 << 16;
 const CONN_BUDGET_STEPS: usize = 16;
 /// UDP receive batches served per loop iteration before looking at TCP again.
 const UDP_BUDGET_BATCHES: usize = 8;
+/// Buffer pairs of closed connections a worker keeps for new ones.
+const BUFFER_POOL_MAX: usize = 64;
 /// How often idle connections are looked for.
 const IDLE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -52,6 +55,8 @@ pub(crate) struct Worker<'a, S: Service> {
     free: Vec<usize>,
     pending: Vec<usize>,
     live: usize,
+    /// Buffers of closed connections, reused at accept (bounded).
+    pool: Vec<(PageBuf, PageBuf)>,
 }
 
 impl<'a, S: Service> Worker<'a, S> {
@@ -76,6 +81,7 @@ impl<'a, S: Service> Worker<'a, S> {
             free: Vec::new(),
             pending: Vec::new(),
             live: 0,
+            pool: Vec::new(),
         }
     }
 
@@ -186,12 +192,15 @@ impl<'a, S: Service> Worker<'a, S> {
     }
 
     fn add(&mut self, mut stream: TcpStream, now: Time) -> io::Result<()> {
-        let conn = Connection::new(
-            self.service,
-            self.config.read_buffer_bytes,
-            self.config.write_buffer_bytes,
-            now,
-        )?;
+        let conn = match self.pool.pop() {
+            Some((r, w)) => Connection::with_buffers(self.service, r, w, now),
+            None => Connection::new(
+                self.service,
+                self.config.read_buffer_bytes,
+                self.config.write_buffer_bytes,
+                now,
+            )?,
+        };
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -248,7 +257,10 @@ impl<'a, S: Service> Worker<'a, S> {
         };
         if let Some(mut e) = slot.take() {
             let _ = self.poll.registry().deregister(&mut e.stream);
-            drop(e);
+            drop(e.stream);
+            if self.pool.len() < BUFFER_POOL_MAX {
+                self.pool.push(e.conn.into_buffers());
+            }
             self.free.push(idx);
             self.live -= 1;
             self.connection_gone();
