@@ -1,0 +1,189 @@
+//! `flush_all [delay] [noreply]`, `verbosity <n> [noreply]`, `stats [sub]`
+//! (`version` and `quit` need no arguments and are handled by the dispatcher).
+
+use super::number::{parse_i32_truncating, parse_u32_truncating};
+use super::token::Tokens;
+use super::{err, noreply_last, ErrorKind, Parsed, Request};
+
+/// The `stats` subcommands Petrel answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsCommand {
+    /// `stats`: general statistics.
+    General,
+    /// `stats settings`.
+    Settings,
+    /// `stats reset`: reply `RESET`.
+    Reset,
+    /// `stats detail on|off`: reply `OK` (per-prefix stats are not kept).
+    DetailToggle,
+    /// `stats detail dump`: an empty dump (`END`).
+    DetailDump,
+    /// `stats slabs|items|sizes|conns|cachedump ...`: Petrel has no slab
+    /// classes; an empty list (`END`).
+    Empty,
+}
+
+pub(super) fn parse_flush_all<'a>(t: &Tokens<'a>, n: usize) -> Parsed<'a> {
+    let nt = t.ntokens();
+    if !(2..=4).contains(&nt) {
+        return err(ErrorKind::UnknownCommand, false, n);
+    }
+    let noreply = noreply_last(t);
+    let mut delay = 0;
+    if nt != if noreply { 3 } else { 2 } {
+        match parse_i32_truncating(t.get(1)) {
+            Some(d) => delay = d,
+            None => return err(ErrorKind::InvalidExptime, noreply, n),
+        }
+    }
+    Parsed::Request {
+        request: Request::FlushAll { delay, noreply },
+        consumed: n,
+    }
+}
+
+pub(super) fn parse_verbosity<'a>(t: &Tokens<'a>, n: usize) -> Parsed<'a> {
+    if t.ntokens() != 3 && t.ntokens() != 4 {
+        return err(ErrorKind::UnknownCommand, false, n);
+    }
+    let noreply = noreply_last(t);
+    match parse_u32_truncating(t.get(1)) {
+        Some(level) => Parsed::Request {
+            request: Request::Verbosity { level, noreply },
+            consumed: n,
+        },
+        None => err(ErrorKind::BadFormat, noreply, n),
+    }
+}
+
+pub(super) fn parse_stats<'a>(t: &Tokens<'a>, n: usize) -> Parsed<'a> {
+    let req = |s| Parsed::Request {
+        request: Request::Stats(s),
+        consumed: n,
+    };
+    if t.ntokens() == 2 {
+        return req(StatsCommand::General);
+    }
+    match t.get(1) {
+        b"reset" => req(StatsCommand::Reset),
+        b"settings" => req(StatsCommand::Settings),
+        b"detail" => match t.get(2) {
+            b"on" | b"off" if t.ntokens() >= 4 => req(StatsCommand::DetailToggle),
+            b"dump" if t.ntokens() >= 4 => req(StatsCommand::DetailDump),
+            _ => err(ErrorKind::StatsDetailUsage, false, n),
+        },
+        b"slabs" | b"items" | b"sizes" | b"conns" | b"cachedump" => req(StatsCommand::Empty),
+        _ => err(ErrorKind::UnknownCommand, false, n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, ParseConfig};
+    use super::*;
+
+    fn p(input: &[u8]) -> Parsed<'_> {
+        parse(input, &ParseConfig::default())
+    }
+
+    #[test]
+    fn flush_all() {
+        assert_eq!(
+            p(b"flush_all\r\n"),
+            Parsed::Request {
+                request: Request::FlushAll {
+                    delay: 0,
+                    noreply: false
+                },
+                consumed: 11
+            }
+        );
+        assert_eq!(
+            p(b"flush_all 10 noreply\r\n"),
+            Parsed::Request {
+                request: Request::FlushAll {
+                    delay: 10,
+                    noreply: true
+                },
+                consumed: 22
+            }
+        );
+        assert_eq!(
+            p(b"flush_all noreply\r\n"),
+            Parsed::Request {
+                request: Request::FlushAll {
+                    delay: 0,
+                    noreply: true
+                },
+                consumed: 19
+            }
+        );
+        assert_eq!(
+            p(b"flush_all x\r\n"),
+            err(ErrorKind::InvalidExptime, false, 13)
+        );
+        assert_eq!(
+            p(b"flush_all 0 x\r\n"),
+            Parsed::Request {
+                request: Request::FlushAll {
+                    delay: 0,
+                    noreply: false
+                },
+                consumed: 15
+            }
+        );
+        assert_eq!(
+            p(b"flush_all 1 2 3\r\n"),
+            err(ErrorKind::UnknownCommand, false, 17)
+        );
+    }
+
+    #[test]
+    fn verbosity() {
+        assert_eq!(
+            p(b"verbosity 1 2\r\n"),
+            Parsed::Request {
+                request: Request::Verbosity {
+                    level: 1,
+                    noreply: false
+                },
+                consumed: 15
+            }
+        );
+        assert_eq!(
+            p(b"verbosity\r\n"),
+            err(ErrorKind::UnknownCommand, false, 11)
+        );
+        assert_eq!(p(b"verbosity x\r\n"), err(ErrorKind::BadFormat, false, 13));
+    }
+
+    #[test]
+    fn stats() {
+        assert_eq!(
+            p(b"stats\r\n"),
+            Parsed::Request {
+                request: Request::Stats(StatsCommand::General),
+                consumed: 7
+            }
+        );
+        assert_eq!(
+            p(b"stats settings\r\n"),
+            Parsed::Request {
+                request: Request::Stats(StatsCommand::Settings),
+                consumed: 16
+            }
+        );
+        assert_eq!(p(b"stats x\r\n"), err(ErrorKind::UnknownCommand, false, 9));
+        assert_eq!(
+            p(b"stats detail\r\n"),
+            err(ErrorKind::StatsDetailUsage, false, 14)
+        );
+        assert_eq!(
+            p(b"stats reset\r\n"),
+            Parsed::Request {
+                request: Request::Stats(StatsCommand::Reset),
+                consumed: 13
+            }
+        );
+    }
+}

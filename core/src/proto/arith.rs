@@ -1,0 +1,80 @@
+//! `incr <key> <delta> [noreply]` and `decr <key> <delta> [noreply]`.
+
+use super::number::parse_u64;
+use super::token::Tokens;
+use super::{err, noreply_last, ErrorKind, Parsed, Request, KEY_MAX_BYTES};
+
+pub(super) fn parse<'a>(t: &Tokens<'a>, n: usize, incr: bool) -> Parsed<'a> {
+    if t.ntokens() != 4 && t.ntokens() != 5 {
+        return err(ErrorKind::UnknownCommand, false, n);
+    }
+    let noreply = noreply_last(t);
+    let key = t.get(1);
+    if key.len() > KEY_MAX_BYTES {
+        return err(ErrorKind::BadFormat, noreply, n);
+    }
+    match parse_u64(t.get(2)) {
+        Some(delta) => Parsed::Request {
+            request: Request::Arith {
+                incr,
+                key,
+                delta,
+                noreply,
+            },
+            consumed: n,
+        },
+        None => err(ErrorKind::InvalidDelta, noreply, n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, ParseConfig};
+    use super::*;
+
+    fn p(input: &[u8]) -> Parsed<'_> {
+        parse(input, &ParseConfig::default())
+    }
+
+    #[test]
+    fn forms() {
+        assert_eq!(
+            p(b"incr a 18446744073709551615\r\n"),
+            Parsed::Request {
+                request: Request::Arith {
+                    incr: true,
+                    key: b"a",
+                    delta: u64::MAX,
+                    noreply: false
+                },
+                consumed: 29
+            }
+        );
+        assert_eq!(
+            p(b"decr a 1 noreply\r\n"),
+            Parsed::Request {
+                request: Request::Arith {
+                    incr: false,
+                    key: b"a",
+                    delta: 1,
+                    noreply: true
+                },
+                consumed: 18
+            }
+        );
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(p(b"incr a -1\r\n"), err(ErrorKind::InvalidDelta, false, 11));
+        assert_eq!(
+            p(b"incr a 18446744073709551616\r\n"),
+            err(ErrorKind::InvalidDelta, false, 29)
+        );
+        assert_eq!(p(b"incr a\r\n"), err(ErrorKind::UnknownCommand, false, 8));
+        assert_eq!(
+            p(b"decr a x noreply\r\n"),
+            err(ErrorKind::InvalidDelta, true, 18)
+        );
+    }
+}
