@@ -7,7 +7,7 @@
 //!        XDP program (bpf/program.rs)  -- not UDP to the port --> kernel stack
 //!                 | bpf_redirect_map(xskmap, q)
 //!                 v
-//!   XSK q: RX ring -> worker q (pinned) -> core::wire + Engine::process
+//!   XSK q: RX ring -> worker q (pinned) -> core::wire + UdpService (the engine)
 //!                                            |
 //!          fill ring <- frames back          v
 //!          TX ring   <- replies (in place or fresh frames) -> NIC
@@ -15,11 +15,20 @@
 //! ```
 //!
 //! One worker thread per served queue owns that queue's UMEM, socket and
-//! four rings; workers share nothing but the engine. Linux only.
+//! four rings; workers share nothing but the service. Linux only.
+//!
+//! Entry point: [`XdpFrontend::start`] with an [`XdpConfig`].
 #![cfg(target_os = "linux")]
 
 pub mod bpf;
 pub mod config;
+mod frontend;
 pub mod iface;
+pub mod service;
+pub mod stats;
+mod worker;
 
 pub use config::{AttachMode, ResolvedMode, XdpConfig, XdpError, XdpMode, ZeroCopy};
+pub use frontend::XdpFrontend;
+pub use service::{Time, UdpProgress, UdpService, UdpStatus};
+pub use stats::QueueStats;

@@ -1,0 +1,307 @@
+//! Setting up and tearing down the AF_XDP front end: XDP program, link,
+//! XSKMAP, one UMEM and socket per served queue, one pinned worker each.
+
+use crate::bpf::{program, sys};
+use crate::config::{ResolvedMode, XdpConfig, XdpError};
+use crate::iface;
+use crate::service::UdpService;
+use crate::stats::QueueStats;
+use crate::worker::{Worker, WorkerParams};
+use std::num::NonZeroU32;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{CompQueue, FillQueue, RxQueue, Socket, TxQueue, Umem};
+
+/// `SO_BUSY_POLL`: microseconds to busy-poll the device in blocking calls.
+const SO_BUSY_POLL: libc::c_int = 46;
+/// `SO_PREFER_BUSY_POLL`: prefer busy polling over interrupts.
+const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+/// `SO_BUSY_POLL_BUDGET`: packets per busy-poll round.
+const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+/// Busy-poll time asked for when `busy_poll` is on.
+const BUSY_POLL_MICROS: libc::c_int = 20;
+
+/// The running AF_XDP front end. Dropping it (or [`XdpFrontend::stop`])
+/// stops and joins every worker, then detaches the XDP program.
+#[derive(Debug)]
+pub struct XdpFrontend {
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+    stats: Arc<[QueueStats]>,
+    queues: Vec<u32>,
+    unserved: Vec<u32>,
+    mode: ResolvedMode,
+    // Field order is drop order: the link (program detached) goes before
+    // the program and map fds.
+    _link: OwnedFd,
+    _prog: OwnedFd,
+    _map: OwnedFd,
+}
+
+/// One queue's socket and rings, set up but not yet running.
+struct QueueParts {
+    queue: u32,
+    umem: Umem,
+    frames: Vec<xsk_rs::FrameDesc>,
+    tx: TxQueue,
+    rx: RxQueue,
+    fill: FillQueue,
+    comp: CompQueue,
+}
+
+impl XdpFrontend {
+    /// Attaches to `cfg.interface` and starts one worker per served queue,
+    /// each answering memcache-over-UDP requests to `cfg.port` with
+    /// `service` (the core engine). Tries the modes `cfg.mode` allows in order and logs the one
+    /// that took; on error nothing stays attached.
+    pub fn start<S: UdpService>(cfg: XdpConfig, service: &'static S) -> Result<Self, XdpError> {
+        if !cfg.frame_size.is_power_of_two() || !(2048..=4096).contains(&cfg.frame_size) {
+            return Err(XdpError::Config("frame_size must be 2048 or 4096"));
+        }
+        if !cfg.frame_count.is_power_of_two() || !(64..=1 << 20).contains(&cfg.frame_count) {
+            return Err(XdpError::Config(
+                "frame_count must be a power of two in 64..=1048576",
+            ));
+        }
+        let ifindex = iface::ifindex(&cfg.interface)
+            .map_err(|e| XdpError::NoInterface(cfg.interface.clone(), e))?;
+        let queue_count = iface::rx_queue_count(&cfg.interface)
+            .map_err(|e| XdpError::NoInterface(cfg.interface.clone(), e))?
+            .max(1);
+        let queues: Vec<u32> = match &cfg.queues {
+            Some(q) if q.is_empty() => return Err(XdpError::Config("no queue to serve")),
+            Some(q) if q.iter().any(|&q| q >= queue_count) => {
+                return Err(XdpError::Config(
+                    "a queue id is beyond the interface's RX queues",
+                ))
+            }
+            Some(q) => q.clone(),
+            None => (0..queue_count).collect(),
+        };
+        let unserved: Vec<u32> = (0..queue_count).filter(|q| !queues.contains(q)).collect();
+
+        let map =
+            sys::create_xskmap(queue_count).map_err(|e| XdpError::from_os(e, XdpError::Map))?;
+        let insns = program::udp_port_filter(cfg.port, map.as_raw_fd());
+        let prog = sys::load_xdp_program(&insns, "petrel_xdp").map_err(|e| {
+            XdpError::from_os(e.error, |err| XdpError::ProgramLoad(err, e.verifier_log))
+        })?;
+
+        let mut tried = Vec::new();
+        let mut chosen = None;
+        for mode in cfg.mode.candidates() {
+            match setup_mode(&cfg, mode, ifindex, &queues, &prog, &map) {
+                Ok(done) => {
+                    chosen = Some((mode, done));
+                    break;
+                }
+                Err(SetupError::Fatal(e)) => return Err(e),
+                Err(SetupError::Mode(e)) => {
+                    log::info!("AF_XDP on {}: {mode} not available: {e}", cfg.interface);
+                    tried.push((mode, e));
+                }
+            }
+        }
+        let Some((mode, (link, parts))) = chosen else {
+            return Err(XdpError::NoMode(tried));
+        };
+        log::info!(
+            "AF_XDP on {} (ifindex {ifindex}): {mode} mode, UDP port {}, queues {queues:?}",
+            cfg.interface,
+            cfg.port
+        );
+        if !unserved.is_empty() {
+            log::warn!(
+                "AF_XDP on {}: RX queues {unserved:?} have no socket; their UDP goes to the kernel UDP socket",
+                cfg.interface
+            );
+        }
+
+        let stats: Arc<[QueueStats]> = queues.iter().map(|_| QueueStats::default()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let cpus = if cfg.cores.is_empty() {
+            iface::allowed_cpus()
+        } else {
+            cfg.cores.clone()
+        };
+        let mut frontend = XdpFrontend {
+            stop: stop.clone(),
+            workers: Vec::new(),
+            stats: stats.clone(),
+            queues: queues.clone(),
+            unserved,
+            mode,
+            _link: link,
+            _prog: prog,
+            _map: map,
+        };
+        for (i, p) in parts.into_iter().enumerate() {
+            let cpu = cpus[i % cpus.len()];
+            let params = WorkerParams {
+                queue: p.queue,
+                stats_index: i,
+                stats: stats.clone(),
+                stop: stop.clone(),
+                service,
+                port: cfg.port,
+                busy_poll: cfg.busy_poll,
+                verify_udp_checksum: cfg.verify_udp_checksum,
+            };
+            let worker = Worker::new(params, p.umem, p.frames, p.fill, p.comp, p.tx, p.rx);
+            let handle = std::thread::Builder::new()
+                .name(format!("petrel-xdp-q{}", p.queue))
+                .spawn(move || {
+                    if let Err(e) = iface::pin_current_thread(cpu) {
+                        log::warn!("AF_XDP queue {}: cannot pin to CPU {cpu}: {e}", p.queue);
+                    }
+                    worker.run();
+                })
+                .map_err(|e| XdpError::Setup(format!("spawning a worker: {e}")))?;
+            frontend.workers.push(handle);
+        }
+        Ok(frontend)
+    }
+
+    /// The mode that took.
+    pub fn mode(&self) -> ResolvedMode {
+        self.mode
+    }
+
+    /// The RX queues served, in the order of [`XdpFrontend::stats`].
+    pub fn queues(&self) -> &[u32] {
+        &self.queues
+    }
+
+    /// RX queues of the interface left to the kernel.
+    pub fn unserved_queues(&self) -> &[u32] {
+        &self.unserved
+    }
+
+    /// Per-queue counters, in the order of [`XdpFrontend::queues`].
+    pub fn stats(&self) -> &[QueueStats] {
+        &self.stats
+    }
+
+    /// Stops and joins every worker, then detaches the program.
+    pub fn stop(self) {
+        drop(self)
+    }
+}
+
+impl Drop for XdpFrontend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+enum SetupError {
+    /// This mode is unavailable; try the next.
+    Mode(String),
+    /// No mode can work (e.g. no permission).
+    Fatal(XdpError),
+}
+
+fn setup_mode(
+    cfg: &XdpConfig,
+    mode: ResolvedMode,
+    ifindex: u32,
+    queues: &[u32],
+    prog: &OwnedFd,
+    map: &OwnedFd,
+) -> Result<(OwnedFd, Vec<QueueParts>), SetupError> {
+    let (xdp_flags, bind) = match mode {
+        ResolvedMode::NativeZeroCopy => (sys::XDP_FLAGS_DRV_MODE, BindFlags::XDP_ZEROCOPY),
+        ResolvedMode::NativeCopy => (sys::XDP_FLAGS_DRV_MODE, BindFlags::XDP_COPY),
+        ResolvedMode::GenericCopy => (sys::XDP_FLAGS_SKB_MODE, BindFlags::XDP_COPY),
+    };
+    let link = sys::attach_xdp_link(prog, ifindex, xdp_flags).map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => SetupError::Fatal(XdpError::Permission(e)),
+        Some(libc::EBUSY) | Some(libc::EEXIST) => SetupError::Fatal(XdpError::Setup(format!(
+            "another XDP program is attached to {} ({e}); remove it first (ip link set dev {} xdp off)",
+            cfg.interface, cfg.interface
+        ))),
+        _ => SetupError::Mode(format!("attaching the XDP program: {e}")),
+    })?;
+    let mut parts = Vec::with_capacity(queues.len());
+    for &q in queues {
+        let p = open_queue(cfg, q, bind).map_err(SetupError::Mode)?;
+        sys::xskmap_set(map, q, p.tx.fd().as_raw_fd())
+            .map_err(|e| SetupError::Mode(format!("queue {q}: XSKMAP update: {e}")))?;
+        if cfg.busy_poll {
+            set_busy_poll(p.tx.fd().as_raw_fd(), q);
+        }
+        parts.push(p);
+    }
+    Ok((link, parts))
+}
+
+fn open_queue(cfg: &XdpConfig, queue: u32, bind: BindFlags) -> Result<QueueParts, String> {
+    let ring = QueueSize::new(cfg.frame_count).map_err(|e| e.to_string())?;
+    let umem_cfg = UmemConfig::builder()
+        .frame_size(FrameSize::new(cfg.frame_size).map_err(|e| e.to_string())?)
+        .fill_queue_size(ring)
+        .comp_queue_size(ring)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let count = NonZeroU32::new(cfg.frame_count).ok_or("frame_count is zero")?;
+    let (umem, frames) =
+        Umem::new(umem_cfg, count, false).map_err(|e| format!("queue {queue}: UMEM: {e}"))?;
+    let sock_cfg = SocketConfig::builder()
+        .rx_queue_size(ring)
+        .tx_queue_size(ring)
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .bind_flags(bind | BindFlags::XDP_USE_NEED_WAKEUP)
+        .build();
+    let name: Interface = cfg
+        .interface
+        .parse()
+        .map_err(|_| "interface name contains NUL".to_string())?;
+    // SAFETY: the UMEM is fresh and not shared with any other socket, so
+    // the shared-UMEM precondition of `Socket::new` does not apply.
+    let (tx, rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &name, queue) }
+        .map_err(|e| format!("queue {queue}: socket: {e}"))?;
+    let (fill, comp) = fq_cq.ok_or_else(|| format!("queue {queue}: no fill/completion rings"))?;
+    Ok(QueueParts {
+        queue,
+        umem,
+        frames,
+        tx,
+        rx,
+        fill,
+        comp,
+    })
+}
+
+fn set_busy_poll(fd: i32, queue: u32) {
+    for (opt, val) in [
+        (SO_PREFER_BUSY_POLL, 1),
+        (SO_BUSY_POLL, BUSY_POLL_MICROS),
+        (SO_BUSY_POLL_BUDGET, crate::worker::BATCH as libc::c_int),
+    ] {
+        // SAFETY: `fd` is an open AF_XDP socket and `val` an int that lives
+        // across the call, whose size is passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &val as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            log::warn!(
+                "AF_XDP queue {queue}: busy-poll socket option {opt}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}

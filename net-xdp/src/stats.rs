@@ -1,0 +1,101 @@
+//! Per-queue figures of the AF_XDP front end: relaxed atomics written only
+//! by the queue's worker (single writer, so the cheap `*_owned` updates are
+//! used), read by anyone, never allocating.
+
+use petrel_core::stats::Metric;
+use petrel_core::wire::Error as WireError;
+
+/// Number of drop reasons tracked: one per `core::wire::Error` variant.
+pub const DROP_REASONS: usize = WireError::ALL.len();
+
+petrel_core::metrics! {
+    /// Counters and gauges of one RX/TX queue pair.
+    pub struct XdpCounters {
+        rx_frames: Counter "frames taken from the RX ring",
+        rx_requests: Counter "request datagrams handed to the engine",
+        tx_frames: Counter "reply frames placed on the TX ring",
+        tx_completed: Counter "TX frames the kernel completed",
+        tx_ring_full: Counter "reply datagrams dropped because the TX ring stayed full",
+        tx_no_frame: Counter "replies dropped because no free UMEM frame was left for a further datagram",
+        multi_datagram_replies: Counter "replies that needed more than one datagram",
+        incomplete_requests: Counter "request datagrams ending in an incomplete command (that part ignored)",
+        frames_short: Counter "rounds that began with fewer free frames than the reserve kept for multi-datagram replies",
+        tx_wakeups: Counter "sendto() kicks: frames were on the TX ring and it asked for a wakeup, or it was full",
+        rx_wakeups: Counter "poll() calls: sleeping when idle, or waking the kernel when busy polling",
+        frames_in_use: Gauge "UMEM frames not on the worker's free list (fill, RX, TX rings)",
+        kernel_rx_dropped: Gauge "kernel XDP statistics: frames dropped for other reasons",
+        kernel_rx_ring_full: Gauge "kernel XDP statistics: frames dropped because the RX ring was full",
+        kernel_fill_ring_empty: Gauge "kernel XDP statistics: times the fill ring was found empty",
+        kernel_tx_invalid: Gauge "kernel XDP statistics: invalid TX descriptors",
+    }
+}
+
+/// Everything counted for one queue.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct QueueStats {
+    /// Named counters and gauges.
+    pub counters: XdpCounters,
+    /// Frames dropped, by `core::wire` error (see [`QueueStats::drops_for`]):
+    /// among them bad IPv4 header checksums (`bad_ip_checksum`), bad UDP
+    /// checksums when verified (`bad_udp_checksum`) and requests spanning
+    /// several datagrams (`multi_datagram_request`, dropped as memcached and
+    /// the kernel UDP front end do).
+    drops: [Metric; DROP_REASONS],
+}
+
+impl QueueStats {
+    /// Counts one frame dropped for `reason` (single writer: the worker).
+    #[inline]
+    pub fn drop_for(&self, reason: WireError) {
+        if let Some(c) = self.drops.get(reason.index()) {
+            c.incr_owned();
+        }
+    }
+
+    /// Frames dropped for `reason` so far.
+    pub fn drops_for(&self, reason: WireError) -> u64 {
+        self.drops.get(reason.index()).map_or(0, Metric::get)
+    }
+
+    /// Calls `f(reason_name, value)` for every drop reason, in
+    /// `wire::Error::ALL` order.
+    pub fn for_each_drop(&self, mut f: impl FnMut(&'static str, u64)) {
+        for e in WireError::ALL {
+            f(e.name(), self.drops_for(e));
+        }
+    }
+
+    /// Frames dropped, all reasons together.
+    pub fn drops_total(&self) -> u64 {
+        self.drops.iter().map(Metric::get).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_name_and_by_reason() {
+        let s = QueueStats::default();
+        s.counters.rx_frames.incr_owned();
+        s.counters.tx_frames.add_owned(3);
+        s.drop_for(WireError::Truncated);
+        s.drop_for(WireError::Truncated);
+        s.drop_for(WireError::TooManyDatagrams);
+        let mut seen = Vec::new();
+        s.counters.for_each(|n, _, _, v| seen.push((n, v)));
+        assert_eq!(seen.len(), XdpCounters::LEN);
+        assert!(seen.contains(&("rx_frames", 1)));
+        assert!(seen.contains(&("tx_frames", 3)));
+        assert_eq!(s.drops_for(WireError::Truncated), 2);
+        assert_eq!(s.drops_for(WireError::TooManyDatagrams), 1);
+        assert_eq!(s.drops_for(WireError::NotUdp), 0);
+        assert_eq!(s.drops_total(), 3);
+        let mut names = Vec::new();
+        s.for_each_drop(|n, v| names.push((n, v)));
+        assert_eq!(names.len(), DROP_REASONS);
+        assert!(names.contains(&("truncated", 2)));
+    }
+}

@@ -1,0 +1,398 @@
+//! The poll-mode loop of one RX queue.
+//!
+//! Frame ownership: each of the queue's UMEM frames is at any time either
+//! on this worker's `free` list, or in the kernel's hands (fill ring, RX
+//! ring not yet consumed, TX ring until completed), or held by the current
+//! round between taking it from one list and giving it to another.
+//!
+//! ```text
+//!   free --fill ring--> kernel --RX ring--> round --TX ring--> kernel --completion ring--> free
+//!     ^                                       |  (dropped frames, replies that found no room)
+//!     +---------------------------------------+
+//! ```
+//!
+//! One round: reclaim completions, top up the fill ring (keeping a reserve
+//! of free frames for multi-datagram replies), take up to [`BATCH`] frames
+//! from RX and answer each, push the replies to TX in batches, kick the
+//! kernel only when the TX ring's `need_wakeup` flag asks for it. A round
+//! that found nothing sleeps in `poll()` (or spins, with `busy_poll`).
+
+use crate::service::{UdpService, UdpStatus};
+use crate::stats::QueueStats;
+use petrel_core::wire::{self, DatagramSplitter, ParseOptions, ReplyTarget};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
+
+/// Frames taken from the RX ring (and completions reclaimed) per round.
+pub const BATCH: usize = 64;
+/// How long an idle worker sleeps in `poll()` before it checks for stop.
+const IDLE_POLL_MS: i32 = 100;
+/// Rounds between refreshes of the kernel's XDP socket statistics (a power of two).
+const KERNEL_STATS_ROUNDS: u32 = 4096;
+
+/// What a worker needs besides its rings.
+pub(crate) struct WorkerParams<S: UdpService> {
+    pub queue: u32,
+    pub stats_index: usize,
+    pub stats: Arc<[QueueStats]>,
+    pub stop: Arc<AtomicBool>,
+    pub service: &'static S,
+    pub port: u16,
+    pub busy_poll: bool,
+    pub verify_udp_checksum: bool,
+}
+
+/// One queue's worker: owns the queue's UMEM and rings.
+pub(crate) struct Worker<S: UdpService> {
+    p: WorkerParams<S>,
+    umem: Umem,
+    fill: FillQueue,
+    comp: CompQueue,
+    tx: TxQueue,
+    rx: RxQueue,
+    frame_count: usize,
+    /// Frames owned by user space; capacity `frame_count`, never grows.
+    free: Vec<FrameDesc>,
+    /// Free frames kept out of the fill ring for multi-datagram replies.
+    reserve: usize,
+    rx_descs: Vec<FrameDesc>,
+    comp_descs: Vec<FrameDesc>,
+    /// Frames on the TX ring not yet completed.
+    tx_in_flight: usize,
+    /// Replies ready for the TX ring; capacity `frame_count`.
+    tx_pending: Vec<FrameDesc>,
+    /// Datagrams of the reply being built; capacity `frame_count`.
+    reply: Vec<FrameDesc>,
+    /// The request being answered, copied out of its frame.
+    request: Vec<u8>,
+    parse: ParseOptions,
+}
+
+impl<S: UdpService> Worker<S> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        p: WorkerParams<S>,
+        umem: Umem,
+        frames: Vec<FrameDesc>,
+        fill: FillQueue,
+        comp: CompQueue,
+        tx: TxQueue,
+        rx: RxQueue,
+    ) -> Self {
+        let frame_count = frames.len();
+        let mut free = Vec::with_capacity(frame_count);
+        free.extend_from_slice(&frames);
+        let parse = ParseOptions {
+            verify_ipv4_checksum: true,
+            verify_udp_checksum: p.verify_udp_checksum,
+            port: Some(p.port),
+        };
+        Worker {
+            p,
+            umem,
+            fill,
+            comp,
+            tx,
+            rx,
+            frame_count,
+            free,
+            reserve: frame_count / 4,
+            rx_descs: vec![FrameDesc::default(); BATCH],
+            comp_descs: vec![FrameDesc::default(); BATCH],
+            tx_in_flight: 0,
+            tx_pending: Vec::with_capacity(frame_count),
+            reply: Vec::with_capacity(frame_count),
+            request: vec![0; 4096],
+            parse,
+        }
+    }
+
+    fn stats(&self) -> &QueueStats {
+        &self.p.stats[self.p.stats_index]
+    }
+
+    /// Serves the queue until the stop flag is set.
+    pub(crate) fn run(mut self) {
+        log::debug!("AF_XDP queue {}: worker running", self.p.queue);
+        let mut rounds: u32 = 0;
+        while !self.p.stop.load(Relaxed) {
+            let got = self.round(unix_now());
+            rounds = rounds.wrapping_add(1);
+            if rounds & (KERNEL_STATS_ROUNDS - 1) == 0 {
+                self.refresh_kernel_stats();
+            }
+            if got == 0 {
+                self.idle();
+            }
+        }
+        self.refresh_kernel_stats();
+        log::debug!("AF_XDP queue {}: worker stopped", self.p.queue);
+    }
+
+    /// One round; returns the number of RX frames taken.
+    fn round(&mut self, now: u32) -> usize {
+        self.reclaim_completions();
+        self.refill();
+        // SAFETY: the descriptors are written by the kernel's RX ring of this
+        // socket and refer to frames of `self.umem`, now owned by us.
+        let n = unsafe { self.rx.consume(&mut self.rx_descs) };
+        if n > 0 {
+            self.stats().counters.rx_frames.add_owned(n as u64);
+            for i in 0..n {
+                let desc = self.rx_descs[i];
+                self.answer(desc, now);
+            }
+        }
+        self.flush_tx();
+        self.stats()
+            .counters
+            .frames_in_use
+            .set((self.frame_count - self.free.len()) as u64);
+        n
+    }
+
+    fn idle(&mut self) {
+        if self.p.busy_poll {
+            if self.fill.needs_wakeup() {
+                self.stats().counters.rx_wakeups.incr_owned();
+                let _ = self.rx.poll(0);
+            } else {
+                std::hint::spin_loop();
+            }
+        } else {
+            self.stats().counters.rx_wakeups.incr_owned();
+            self.refresh_kernel_stats();
+            let _ = self.rx.poll(IDLE_POLL_MS);
+        }
+    }
+
+    fn reclaim_completions(&mut self) {
+        loop {
+            // SAFETY: completed descriptors refer to TX frames of this UMEM
+            // that the kernel has finished with.
+            let n = unsafe { self.comp.consume(&mut self.comp_descs) };
+            if n == 0 {
+                return;
+            }
+            self.stats().counters.tx_completed.add_owned(n as u64);
+            self.tx_in_flight -= n;
+            self.free.extend_from_slice(&self.comp_descs[..n]);
+            if n < self.comp_descs.len() {
+                return;
+            }
+        }
+    }
+
+    fn refill(&mut self) {
+        if self.free.len() < self.reserve {
+            self.stats().counters.frames_short.incr_owned();
+        }
+        let spare = self.free.len().saturating_sub(self.reserve);
+        if spare == 0 {
+            return;
+        }
+        let room = self.fill.nb_free(spare as u32) as usize;
+        let k = room.min(spare);
+        if k == 0 {
+            return;
+        }
+        let from = self.free.len() - k;
+        // SAFETY: the frames are ours (on the free list) and belong to this
+        // UMEM; after a successful produce they are the kernel's, so they
+        // are removed from the free list.
+        let done = unsafe { self.fill.produce(&self.free[from..]) };
+        if done > 0 {
+            self.free.truncate(from);
+        }
+    }
+
+    /// Answers the request in `desc` (or drops it, counting why). Consumes
+    /// the frame: it ends on the TX list or back on the free list.
+    fn answer(&mut self, mut desc: FrameDesc, now: u32) {
+        let rx_len = desc.lengths().data();
+        // SAFETY: `desc` came off the RX ring, so the frame is ours alone
+        // until we hand it back; no other reference to it exists.
+        let buf = unsafe { frame_mut(&self.umem, &mut desc) };
+        let req = match wire::parse_request_frame(&buf[..rx_len.min(buf.len())], &self.parse) {
+            Ok(req) => req,
+            Err(e) => {
+                self.stats().drop_for(e);
+                self.free.push(desc);
+                return;
+            }
+        };
+        self.stats().counters.rx_requests.incr_owned();
+        let input_len = req.payload_len;
+        if input_len > self.request.len() {
+            self.stats().drop_for(wire::Error::BufferTooSmall);
+            self.free.push(desc);
+            return;
+        }
+        self.request[..input_len].copy_from_slice(req.payload(buf));
+
+        let mut splitter = DatagramSplitter::new(ReplyTarget::Frame(req.reply));
+        let mut session = self.p.service.udp_session();
+        let mut consumed = 0usize;
+        let mut cur = desc;
+        let mut cur_buf = buf;
+        self.reply.clear();
+        let ok = loop {
+            let input = &self.request[consumed..input_len];
+            let service = self.p.service;
+            let produced = splitter.next(cur_buf, |area| {
+                let p = service.process_udp(&mut session, input, area, now);
+                (p.written, p)
+            });
+            let pr = match produced {
+                Ok(pr) => pr,
+                Err(e) => {
+                    self.stats().drop_for(e);
+                    self.free.push(cur);
+                    break false;
+                }
+            };
+            consumed += pr.value.consumed.min(input.len());
+            if pr.len > 0 {
+                set_len(&self.umem, &mut cur, pr.len);
+                self.reply.push(cur);
+            } else {
+                self.free.push(cur);
+            }
+            match pr.value.status {
+                UdpStatus::OutputFull if pr.len > 0 => match self.free.pop() {
+                    Some(mut next) => {
+                        // SAFETY: `next` came off the free list: ours alone.
+                        cur_buf = unsafe { frame_mut(&self.umem, &mut next) };
+                        cur = next;
+                    }
+                    None => {
+                        self.stats().counters.tx_no_frame.incr_owned();
+                        break false;
+                    }
+                },
+                // No progress possible: a contract breach; do not spin.
+                UdpStatus::OutputFull => break false,
+                UdpStatus::Done => {
+                    if consumed < input_len {
+                        self.stats().counters.incomplete_requests.incr_owned();
+                    }
+                    break true;
+                }
+                UdpStatus::Close => break true,
+            }
+        };
+        if !ok {
+            self.free.extend_from_slice(&self.reply);
+            self.reply.clear();
+            return;
+        }
+        if splitter.total() > 1 {
+            self.stats().counters.multi_datagram_replies.incr_owned();
+        }
+        for i in 0..self.reply.len() {
+            let mut d = self.reply[i];
+            // SAFETY: the reply frames are ours until pushed to TX below.
+            let b = unsafe { frame_mut(&self.umem, &mut d) };
+            // Cannot fail on a datagram this splitter produced.
+            let _ = splitter.finish(b);
+            if self.tx_pending.len() == self.tx_pending.capacity() {
+                self.flush_tx();
+            }
+            self.tx_pending.push(self.reply[i]);
+        }
+        self.reply.clear();
+    }
+
+    /// Puts pending replies on the TX ring and kicks the kernel if asked.
+    fn flush_tx(&mut self) {
+        let mut at = 0;
+        let mut retried = false;
+        while at < self.tx_pending.len() {
+            let want = self.tx_pending.len() - at;
+            let room = (self.tx.nb_free(want as u32) as usize).min(want);
+            // SAFETY: the frames are ours, belong to this UMEM and carry
+            // their final lengths; they are the kernel's after the produce.
+            let done = if room > 0 {
+                unsafe { self.tx.produce(&self.tx_pending[at..at + room]) }
+            } else {
+                0
+            };
+            at += done;
+            self.tx_in_flight += done;
+            self.stats().counters.tx_frames.add_owned(done as u64);
+            if done < want {
+                if retried {
+                    let left = self.tx_pending.len() - at;
+                    self.stats().counters.tx_ring_full.add_owned(left as u64);
+                    self.free.extend_from_slice(&self.tx_pending[at..]);
+                    break;
+                }
+                // Ring full: let the kernel send and complete, then retry once.
+                self.kick_tx();
+                self.reclaim_completions();
+                retried = true;
+            }
+        }
+        self.tx_pending.clear();
+        if self.tx_in_flight > 0 && self.tx.needs_wakeup() {
+            self.kick_tx();
+        }
+    }
+
+    fn kick_tx(&mut self) {
+        self.stats().counters.tx_wakeups.incr_owned();
+        if let Err(e) = self.tx.wakeup() {
+            log::debug!("AF_XDP queue {}: TX wakeup: {e}", self.p.queue);
+        }
+    }
+
+    fn refresh_kernel_stats(&self) {
+        if let Ok(k) = self.rx.fd().xdp_statistics() {
+            let c = &self.stats().counters;
+            c.kernel_rx_dropped.set(k.rx_dropped());
+            c.kernel_rx_ring_full.set(k.rx_ring_full());
+            c.kernel_fill_ring_empty.set(k.rx_fill_ring_empty_descs());
+            c.kernel_tx_invalid.set(k.tx_invalid_descs());
+        }
+    }
+}
+
+/// The whole data area of frame `desc` (from its start to the end of the
+/// UMEM frame), whatever its current length. The descriptor's length is
+/// left at the full capacity; set it with [`set_len`] before transmitting.
+///
+/// # Safety
+/// `desc` must be a frame of `umem` owned by user space (on no ring), with
+/// no other live reference to its memory while the slice is used.
+// The UMEM is memory shared by design; exclusive access to one frame comes
+// from owning its descriptor (see Safety), not from a `&mut Umem`.
+#[allow(clippy::mut_from_ref)]
+unsafe fn frame_mut<'a>(umem: &'a Umem, desc: &mut FrameDesc) -> &'a mut [u8] {
+    // SAFETY: per this function's contract.
+    let mut data = unsafe { umem.data_mut(desc) };
+    let mut cursor = data.cursor();
+    let cap = cursor.buf_len();
+    cursor.set_pos(cap);
+    let s = data.contents_mut();
+    // SAFETY: the slice is the frame's data area inside the UMEM mapping,
+    // which `umem` keeps alive for 'a; exclusivity is the caller's contract.
+    unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr(), s.len()) }
+}
+
+/// Sets the length that will be transmitted for frame `desc`.
+fn set_len(umem: &Umem, desc: &mut FrameDesc, len: usize) {
+    // SAFETY: only the descriptor's length is changed; no frame bytes are
+    // touched.
+    let mut data = unsafe { umem.data_mut(desc) };
+    data.cursor().set_pos(len);
+}
+
+/// Current Unix time in whole seconds.
+fn unix_now() -> u32 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => u32::try_from(d.as_secs()).unwrap_or(u32::MAX),
+        Err(_) => 0,
+    }
+}

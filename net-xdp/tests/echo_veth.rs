@@ -1,0 +1,94 @@
+//! The AF_XDP front end end to end over veth with a small echo service, so
+//! the rings, in-place replies, multi-datagram replies, drops and the
+//! kernel's share of the traffic are tested independently of the engine.
+//! Needs root; prints why and passes vacuously otherwise.
+
+mod common;
+
+use common::*;
+use petrel_core::wire::Error as W;
+use petrel_xdp::{Time, UdpProgress, UdpService, UdpStatus, XdpConfig, XdpFrontend, XdpMode};
+
+/// Replies with the request payload repeated N times, N = its first byte
+/// as a digit (1..=9); resumable across output areas like the engine.
+struct Echo;
+
+impl UdpService for Echo {
+    /// Bytes of the reply already written.
+    type Session = usize;
+
+    fn udp_session(&self) -> usize {
+        0
+    }
+
+    fn process_udp(&self, sent: &mut usize, input: &[u8], out: &mut [u8], _: Time) -> UdpProgress {
+        let reps = match input.first() {
+            Some(d @ b'1'..=b'9') => (d - b'0') as usize,
+            _ => 0,
+        };
+        let total = reps * input.len();
+        let n = (total - *sent).min(out.len());
+        for (i, o) in out[..n].iter_mut().enumerate() {
+            *o = input[(*sent + i) % input.len()];
+        }
+        *sent += n;
+        if *sent < total {
+            UdpProgress {
+                consumed: 0,
+                written: n,
+                status: UdpStatus::OutputFull,
+            }
+        } else {
+            UdpProgress {
+                consumed: input.len(),
+                written: n,
+                status: UdpStatus::Done,
+            }
+        }
+    }
+}
+
+static ECHO: Echo = Echo;
+
+fn run(mode: &str, tag: &str, subnet: u8) {
+    let topo = Topology::up(tag, subnet, 2);
+    let (port, tcp) = port_with_tcp_pong(&topo.host_addr);
+    let mut cfg = XdpConfig::new(topo.host_if.clone(), port);
+    cfg.mode = mode.parse::<XdpMode>().unwrap();
+    cfg.frame_count = 1024;
+    let fe = XdpFrontend::start(cfg, &ECHO).unwrap_or_else(|e| panic!("start {mode}: {e}"));
+    eprintln!("{mode}: took {} on queues {:?}", fe.mode(), fe.queues());
+    assert!(topo.xdp_attached(), "no XDP program on {}", topo.host_if);
+
+    let line = topo.client("echo", port, 1000);
+    eprintln!("{mode}: {line}");
+    assert!(
+        tcp.join().unwrap(),
+        "TCP on the cache port did not reach the kernel"
+    );
+    dump(&fe);
+
+    let rx = sum(&fe, |s| s.counters.rx_requests.get());
+    let tx = sum(&fe, |s| s.counters.tx_frames.get());
+    // 1 + 1 (x3) + 1000 + 1 probe requests answered; the x3 one in 3 frames.
+    assert_eq!(rx, 1003, "rx_requests");
+    assert_eq!(tx, 1003 + 2, "tx_frames");
+    assert_eq!(sum(&fe, |s| s.counters.multi_datagram_replies.get()), 1);
+    assert_eq!(sum(&fe, |s| s.drops_for(W::Truncated)), 1);
+    assert_eq!(sum(&fe, |s| s.drops_for(W::BadFrameHeader)), 1);
+    assert_eq!(sum(&fe, |s| s.drops_for(W::MultiDatagramRequest)), 1);
+    assert_eq!(sum(&fe, |s| s.drops_total()), 3);
+
+    fe.stop();
+    assert!(!topo.xdp_attached(), "XDP program left on {}", topo.host_if);
+}
+
+#[test]
+fn echo_over_veth_in_generic_and_native_mode() {
+    if !is_root() {
+        eprintln!("skipped: AF_XDP end-to-end tests need root (netns, veth, XDP)");
+        return;
+    }
+    run("generic", "eg", 42);
+    run("native", "en", 43);
+}

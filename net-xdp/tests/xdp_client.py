@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""memcache-over-UDP client for the AF_XDP end-to-end test.
+
+Runs inside the client namespace.
+Usage: xdp_client.py memcache|echo SERVER_IP PORT TCP_PORT [GETS]
+  memcache: gets/sets against the engine (keys "small" and "big" preloaded)
+  echo:     against the tests' echo service (reply = payload repeated N times,
+            N = the payload's first digit)
+Both also send malformed datagrams, ping, and talk TCP to TCP_PORT.
+Prints one line "ok key=value ..." on success; exits 1 with a reason otherwise.
+Every loop is bounded; every socket has a timeout.
+"""
+import socket
+import struct
+import sys
+import time
+
+MODE, HOST, PORT, TCP_PORT = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+GETS = int(sys.argv[5]) if len(sys.argv) > 5 else 2000
+TIMEOUT_S = 2.0
+
+
+def fail(msg):
+    print("FAIL " + msg)
+    sys.exit(1)
+
+
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.settimeout(TIMEOUT_S)
+sock.connect((HOST, PORT))
+next_id = [1]
+
+
+def request(text, expect_reply=True):
+    """Sends one request datagram; returns the reassembled reply payload."""
+    rid = next_id[0]
+    next_id[0] = (next_id[0] + 1) & 0xFFFF
+    sock.send(struct.pack("!HHHH", rid, 0, 1, 0) + text)
+    if not expect_reply:
+        return None
+    parts, total = {}, None
+    deadline = time.time() + TIMEOUT_S
+    while total is None or len(parts) < total:
+        if time.time() > deadline:
+            fail("timeout waiting for reply to %r (%d parts)" % (text[:40], len(parts)))
+        data = sock.recv(65536)
+        r, seq, tot, res = struct.unpack("!HHHH", data[:8])
+        if r != rid:
+            continue  # a late reply to an earlier request
+        if res != 0 or tot == 0 or seq >= tot or (total is not None and tot != total):
+            fail("bad frame header %r" % (data[:8],))
+        if len(data) > 1400:
+            fail("datagram of %d bytes > 1400" % len(data))
+        total = tot
+        parts[seq] = data[8:]
+    return b"".join(parts[i] for i in range(total)), total
+
+
+def echo_checks():
+    reply, n = request(b"1hello")
+    if reply != b"1hello" or n != 1:
+        fail("echo: %r in %d" % (reply, n))
+    body = b"3" + bytes((i * 13) % 256 for i in range(999))
+    reply, n = request(body)
+    if reply != body * 3 or n != 3:
+        fail("echo x3: %d bytes in %d datagrams" % (len(reply), n))
+    t0 = time.time()
+    for i in range(GETS):
+        msg = b"1#%d" % i
+        reply, _ = request(msg)
+        if reply != msg:
+            fail("echo %d: %r" % (i, reply))
+    return n, time.time() - t0
+
+
+def memcache_checks():
+    # 1. gets of preloaded keys through AF_XDP
+    reply, n = request(b"get small\r\n")
+    if reply != b"VALUE small 5 5\r\nhello\r\nEND\r\n":
+        fail("get small: %r" % reply)
+    reply, n = request(b"get missing\r\n")
+    if reply != b"END\r\n":
+        fail("get missing: %r" % reply)
+
+    # 2. a reply spanning several datagrams
+    reply, n = request(b"get big\r\n")
+    big = bytes((i * 7 + 3) % 251 for i in range(5000))
+    expect = b"VALUE big 0 5000\r\n" + big + b"\r\nEND\r\n"
+    if reply != expect:
+        fail("get big: %d bytes in %d datagrams, expected %d bytes" % (len(reply), n, len(expect)))
+    if n < 4:
+        fail("get big came in %d datagrams" % n)
+    multi_datagrams = n
+
+    # 3. set and get over UDP, then sequential gets, every reply checked
+    reply, _ = request(b"set k0 3 0 2\r\nv0\r\n")
+    if reply != b"STORED\r\n":
+        fail("set over UDP: %r" % reply)
+    t0 = time.time()
+    for i in range(GETS):
+        reply, _ = request(b"get k0\r\n")
+        if reply != b"VALUE k0 3 2\r\nv0\r\nEND\r\n":
+            fail("get %d: %r" % (i, reply))
+    elapsed = time.time() - t0
+    return multi_datagrams, elapsed
+
+
+multi_datagrams, elapsed = memcache_checks() if MODE == "memcache" else echo_checks()
+
+# 4. malformed datagrams: counted by the server, no reply, server unharmed
+raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+raw.connect((HOST, PORT))
+raw.send(b"abc")  # shorter than the frame header
+raw.send(struct.pack("!HHHH", 9, 0, 1, 7) + b"1 reserved bits")
+raw.send(struct.pack("!HHHH", 9, 0, 2, 0) + b"1 multi-datagram request")
+raw.close()
+probe = b"get small\r\n" if MODE == "memcache" else b"1probe"
+expect = b"VALUE small 5 5\r\nhello\r\nEND\r\n" if MODE == "memcache" else probe
+reply, _ = request(probe)
+if reply != expect:
+    fail("request after malformed: %r" % reply)
+
+# 5. ping (ICMP echo) answered by the kernel
+icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+icmp.settimeout(TIMEOUT_S)
+payload = b"petrel-xdp-ping!"  # even length
+
+
+def inet_checksum(b):
+    total = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+csum = inet_checksum(struct.pack("!BBHHH", 8, 0, 0, 0x1234, 1) + payload)
+icmp.sendto(struct.pack("!BBHHH", 8, 0, csum, 0x1234, 1) + payload, (HOST, 0))
+pong = False
+deadline = time.time() + TIMEOUT_S
+while time.time() < deadline:
+    data, addr = icmp.recvfrom(2048)
+    ihl = (data[0] & 0x0F) * 4
+    if addr[0] == HOST and data[ihl] == 0 and data[ihl + 8:] == payload:
+        pong = True
+        break
+if not pong:
+    fail("no ICMP echo reply")
+
+# 6. TCP to the same port is the kernel's (a plain listener in the test)
+t = socket.create_connection((HOST, TCP_PORT), timeout=TIMEOUT_S)
+t.sendall(b"ping\n")
+if t.recv(64) != b"pong\n":
+    fail("TCP through the kernel")
+t.close()
+
+print("ok gets=%d gets_per_s=%.0f multi_datagrams=%d" % (GETS, GETS / elapsed, multi_datagrams))
