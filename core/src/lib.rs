@@ -6,6 +6,9 @@
 #![no_std]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod arena;
 pub mod engine;
 pub mod proto;

@@ -1,7 +1,64 @@
-//! Segcache-style segment storage (public API; implementation in progress).
+//! Segcache-style segment storage (NSDI'21, after Pelikan's `storage/seg`).
+//!
+//! ```text
+//!   key ──hash──► shard (bits 32..), bucket (low bits), tag (top 12 bits)
+//!  ┌──────────────────────────── Store ────────────────────────────────┐
+//!  │ shard i: spin::Mutex<Shard>   (one lock per call, never held      │
+//!  │          between calls)                                           │
+//!  │   hash table: 64 B buckets [info | 7 item pointers] + overflow    │
+//!  │   TTL buckets[1025]: chains of segments, oldest first             │
+//!  │   segments: fixed size; items appended [hdr 7 B][opt][key][value] │
+//!  └───────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! * Everything lives in one caller-provided arena
+//!   ([`StoreConfig::required_bytes`]).
+//! * Writes append to the open segment of the item's TTL bucket; an update
+//!   appends a new version and repoints the hash slot (the old bytes die).
+//! * Whole segments are reclaimed when they expire ([`Store::expire`]) or
+//!   when a write needs a segment and none is free (eviction, [`Eviction`]).
+//! * CAS: every segment takes a `cas_base` from a store-wide counter
+//!   advanced by `segment_bytes` each time a segment is opened; an item's
+//!   cas is `cas_base + offset` unless it was moved (compaction, merge,
+//!   touch), in which case its header stores the cas explicitly. Unique per
+//!   version, never 0, unchanged by touch/gat/compaction. `flush` records
+//!   the counter: items with a smaller cas are invisible, removed lazily.
+//! * Statistics are per shard (single writer under the shard lock) and
+//!   summed by [`Store::stats`].
 
-use crate::Time;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::arena::{Carver, Pod};
 pub use crate::stats::StoreStats;
+use crate::Time;
+
+mod hash;
+mod hashtable;
+mod item;
+mod layout;
+mod segment;
+mod shard;
+mod ttl;
+
+#[cfg(test)]
+mod tests;
+
+pub use hash::hash as hash_key;
+pub use item::HEADER_BYTES as ITEM_HEADER_BYTES;
+pub use layout::Layout;
+
+use hashtable::Bucket;
+use segment::SegHeader;
+use shard::{Ctx, Shard};
+use ttl::TtlBucket;
+
+// SAFETY: [u64; 8] with align 64: no padding, every bit pattern valid.
+unsafe impl Pod for Bucket {}
+// SAFETY: repr(C) integers laid out without padding (40 bytes); any bit
+// pattern is a valid value.
+unsafe impl Pod for SegHeader {}
+// SAFETY: repr(C), four u32, no padding.
+unsafe impl Pod for TtlBucket {}
 
 /// Largest number of shards a store can have.
 pub const MAX_SHARDS: usize = 64;
@@ -75,7 +132,13 @@ impl StoreConfig {
     /// configuration (including alignment slack for any arena address), or
     /// why the configuration is inconsistent.
     pub fn required_bytes(&self) -> Result<usize, ConfigError> {
-        todo!()
+        layout::layout(self).map(|l| l.total_bytes)
+    }
+
+    /// The resolved layout (segments per shard, buckets, ...) or why the
+    /// configuration is inconsistent.
+    pub fn layout(&self) -> Result<Layout, ConfigError> {
+        layout::layout(self)
     }
 }
 
@@ -301,25 +364,146 @@ pub struct ArithRequest {
     pub expire_at: Option<Time>,
 }
 
+/// One shard and its statistics (written only under the shard's lock).
+#[repr(align(64))]
+struct ShardSlot<'a> {
+    lock: spin::Mutex<Shard<'a>>,
+    stats: StoreStats,
+}
+
 /// The store: a sharded Segcache inside one caller-provided arena.
+///
+/// `Store` is `Sync`: every call locks exactly one shard (chosen by key
+/// hash) for its duration, except `flush`, `expire` and `stats`, which visit
+/// shards one at a time. No call allocates, blocks on I/O or panics.
 pub struct Store<'a> {
     cfg: StoreConfig,
+    layout: Layout,
+    shards: heapless::Vec<ShardSlot<'a>, MAX_SHARDS>,
+    cas: AtomicU64,
+    flush_cas: AtomicU64,
+    flush_at: AtomicU32,
     stats: StoreStats,
-    _arena: core::marker::PhantomData<&'a mut [u8]>,
+    seed: u64,
 }
 
 impl<'a> Store<'a> {
-    /// Build a store inside `arena` (at least `cfg.required_bytes()`).
+    /// Build a store inside `arena`, which must hold at least
+    /// `cfg.required_bytes()` bytes. Fails (never panics) if the
+    /// configuration is inconsistent or the arena too small.
     pub fn new(cfg: &StoreConfig, arena: &'a mut [u8]) -> Result<Self, ConfigError> {
-        let _ = arena;
-        Ok(Self {
+        let l = layout::layout(cfg)?;
+        if arena.len() < l.total_bytes {
+            return Err(ConfigError::ArenaTooSmall {
+                needed: l.total_bytes,
+                given: arena.len(),
+            });
+        }
+        let too_small = ConfigError::ArenaTooSmall {
+            needed: l.total_bytes,
+            given: arena.len(),
+        };
+        let mut carver = Carver::new(arena);
+        carver.align_to(64).ok_or(too_small)?;
+        let mut store = Self {
             cfg: *cfg,
+            layout: l,
+            shards: heapless::Vec::new(),
+            cas: AtomicU64::new(1),
+            flush_cas: AtomicU64::new(0),
+            flush_at: AtomicU32::new(0),
             stats: StoreStats::new(),
-            _arena: core::marker::PhantomData,
-        })
+            seed: cfg.seed,
+        };
+        for i in 0..l.shards {
+            let buckets = carver
+                .slice::<Bucket>(l.main_buckets + l.overflow_buckets)
+                .ok_or(too_small)?;
+            let segs = carver.slice::<SegHeader>(l.segments).ok_or(too_small)?;
+            carver.align_to(64).ok_or(too_small)?;
+            let ttl = carver
+                .slice::<TtlBucket>(ttl::TTL_BUCKETS)
+                .ok_or(too_small)?;
+            carver.align_to(64).ok_or(too_small)?;
+            let data = carver.bytes(l.segments << l.seg_shift).ok_or(too_small)?;
+            let stats = StoreStats::new();
+            let shard = Shard::new(
+                i as u16,
+                data,
+                segs,
+                buckets,
+                ttl,
+                &l,
+                cfg.max_item_bytes,
+                cfg.eviction,
+                cfg.seed,
+                &stats,
+            );
+            store
+                .shards
+                .push(ShardSlot {
+                    lock: spin::Mutex::new(shard),
+                    stats,
+                })
+                .map_err(|_| ConfigError::Shards)?;
+        }
+        Ok(store)
     }
 
-    /// Look `key` up; `f` sees the item under the shard lock.
+    #[inline(always)]
+    fn shard_of(&self, hash: u64) -> &ShardSlot<'a> {
+        let i = ((hash >> 32) as usize) & (self.layout.shards - 1);
+        &self.shards[i]
+    }
+
+    #[inline(always)]
+    fn ctx<'s>(&'s self, slot: &'s ShardSlot<'a>, now: Time) -> Ctx<'s> {
+        Ctx {
+            st: &slot.stats,
+            cas: &self.cas,
+            flush_cas: self.flush_cas.load(Ordering::Acquire),
+            now,
+            seed: self.seed,
+        }
+    }
+
+    /// Execute a delayed flush that has fallen due.
+    #[inline(always)]
+    fn check_flush(&self, now: Time) {
+        let at = self.flush_at.load(Ordering::Relaxed);
+        if at != 0
+            && now >= at
+            && self
+                .flush_at
+                .compare_exchange(at, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.flush_now();
+        }
+    }
+
+    fn flush_now(&self) {
+        self.flush_cas
+            .fetch_max(self.cas.load(Ordering::Acquire), Ordering::AcqRel);
+        for (i, slot) in self.shards.iter().enumerate() {
+            slot.lock.lock().seal_open();
+            if i == 0 {
+                slot.stats.flushes.add(1);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn valid_key(key: &[u8]) -> bool {
+        !key.is_empty() && key.len() <= MAX_KEY_BYTES
+    }
+
+    /// Look `key` up at time `now`. On a live item, `f` sees it under the
+    /// shard lock (copy out what you need; do not call back into the store)
+    /// and its result is returned. `opts` selects gat/meta behaviour and
+    /// whether the lookup is counted. Expired or flushed items are never
+    /// returned (they are removed on the way). Invalid keys miss.
+    #[inline]
     pub fn get<R>(
         &self,
         key: &[u8],
@@ -327,47 +511,117 @@ impl<'a> Store<'a> {
         opts: GetOptions,
         f: impl FnOnce(&ItemRef<'_>) -> R,
     ) -> Option<R> {
-        let _ = (key, now, opts, f);
-        todo!()
+        if !Self::valid_key(key) {
+            return None;
+        }
+        self.check_flush(now);
+        let h = hash::hash(self.seed, key);
+        let slot = self.shard_of(h);
+        let cx = self.ctx(slot, now);
+        let mut shard = slot.lock.lock();
+        shard.get(&cx, h, key, &opts, f)
     }
 
-    /// Store an item; returns its new cas.
+    /// Store an item (set/add/replace/append/prepend, with optional cas
+    /// compare); returns the new version's cas. Errors: `TooLarge` (item
+    /// above `max_item_bytes`; a failed `Set` also removes the old value, as
+    /// memcached does), `NotStored`, `Exists`, `NotFound` (cas on a missing
+    /// key), `NoMemory`, `BadKey`. An `expire_at` in the past (not 0) removes
+    /// the key and reports success, like memcached's negative exptime.
     pub fn store(&self, req: &StoreRequest<'_>, now: Time) -> Result<u64, StoreError> {
-        let _ = (req, now);
-        todo!()
+        if !Self::valid_key(req.key) {
+            return Err(StoreError::BadKey);
+        }
+        self.check_flush(now);
+        let h = hash::hash(self.seed, req.key);
+        let slot = self.shard_of(h);
+        let cx = self.ctx(slot, now);
+        let mut shard = slot.lock.lock();
+        shard.store(&cx, h, req)
     }
 
-    /// Delete `key` (if `cas != 0`, only if it matches).
+    /// Delete `key`; if `cas != 0` only when it equals the item's cas
+    /// (`Exists` otherwise). `NotFound` if absent.
     pub fn delete(&self, key: &[u8], cas: u64, now: Time) -> Result<(), StoreError> {
-        let _ = (key, cas, now);
-        todo!()
+        if !Self::valid_key(key) {
+            return Err(StoreError::BadKey);
+        }
+        self.check_flush(now);
+        let h = hash::hash(self.seed, key);
+        let slot = self.shard_of(h);
+        let cx = self.ctx(slot, now);
+        let mut shard = slot.lock.lock();
+        shard.delete(&cx, h, key, cas)
     }
 
-    /// incr/decr; returns (new value, new cas).
-    pub fn arith(&self, key: &[u8], op: &ArithRequest, now: Time) -> Result<(u64, u64), StoreError> {
-        let _ = (key, op, now);
-        todo!()
+    /// incr/decr with memcached semantics: the value must parse as a decimal
+    /// u64 (`NonNumeric` otherwise, also for an empty value); incr wraps at
+    /// 2^64, decr floors at 0; the stored value keeps its length (padded
+    /// with spaces) when the new number is not longer. Flags and expiry are
+    /// kept (unless `op.expire_at`). Returns (new value, new cas).
+    pub fn arith(
+        &self,
+        key: &[u8],
+        op: &ArithRequest,
+        now: Time,
+    ) -> Result<(u64, u64), StoreError> {
+        if !Self::valid_key(key) {
+            return Err(StoreError::BadKey);
+        }
+        self.check_flush(now);
+        let h = hash::hash(self.seed, key);
+        let slot = self.shard_of(h);
+        let cx = self.ctx(slot, now);
+        let mut shard = slot.lock.lock();
+        shard.arith(&cx, h, key, op)
     }
 
-    /// Set a new expiry on a present item.
+    /// Set a new absolute expiry (0 = never; in the past = expire now) on a
+    /// present item, keeping its value, flags and cas. `NotFound` if absent.
     pub fn touch(&self, key: &[u8], expire_at: Time, now: Time) -> Result<(), StoreError> {
-        let _ = (key, expire_at, now);
-        todo!()
+        if !Self::valid_key(key) {
+            return Err(StoreError::BadKey);
+        }
+        self.check_flush(now);
+        let h = hash::hash(self.seed, key);
+        let slot = self.shard_of(h);
+        let cx = self.ctx(slot, now);
+        let mut shard = slot.lock.lock();
+        shard.touch(&cx, h, key, expire_at)
     }
 
-    /// Invalidate all items now (`at <= now`) or at time `at`.
+    /// memcached `flush_all`: with `at <= now` (or 0) every item stored so far
+    /// becomes invisible at once; otherwise this happens at the first call
+    /// with `now >= at` (a later delayed flush replaces an earlier pending
+    /// one). Memory is reclaimed lazily and by [`Store::expire`].
     pub fn flush(&self, at: Time, now: Time) {
-        let _ = (at, now);
-        todo!()
+        if at == 0 || at <= now {
+            self.flush_at.store(0, Ordering::Relaxed);
+            self.flush_now();
+        } else {
+            self.flush_at.store(at, Ordering::Relaxed);
+        }
     }
 
-    /// Reclaim up to `max_segments` expired or flushed segments.
+    /// Reclaim up to `max_segments` whole segments that are expired or
+    /// entirely flushed (heads of TTL chains), visiting shards in turn.
+    /// Returns how many were reclaimed. Bounded work; call periodically.
     pub fn expire(&self, now: Time, max_segments: usize) -> usize {
-        let _ = (now, max_segments);
-        todo!()
+        self.check_flush(now);
+        let mut n = 0;
+        for slot in self.shards.iter() {
+            if n >= max_segments {
+                break;
+            }
+            let cx = self.ctx(slot, now);
+            n += slot.lock.lock().reclaim_dead(&cx, max_segments - n);
+        }
+        n
     }
 
-    /// Copy value bytes `offset..` of the item at `loc` into `dst`.
+    /// Copy bytes `offset..` of the value at `loc` (from [`ItemRef::location`])
+    /// into `dst`; returns the number copied (0 at the end). `Gone` if the
+    /// segment holding it has been reclaimed or reused since.
     pub fn read_value(
         &self,
         loc: ValueLocation,
@@ -375,17 +629,37 @@ impl<'a> Store<'a> {
         dst: &mut [u8],
         now: Time,
     ) -> Result<usize, StoreError> {
-        let _ = (loc, offset, dst, now);
-        todo!()
+        let _ = now;
+        let slot = self
+            .shards
+            .get(loc.shard as usize)
+            .ok_or(StoreError::Gone)?;
+        let shard = slot.lock.lock();
+        shard.read_value(&loc, offset, dst)
     }
 
-    /// Current accounting.
+    /// Current accounting, summed over shards at the time of the call.
     pub fn stats(&self) -> &StoreStats {
+        self.stats.assign_sum(self.shards.iter().map(|s| &s.stats));
         &self.stats
     }
 
     /// The configuration the store was built with.
     pub fn config(&self) -> &StoreConfig {
         &self.cfg
+    }
+
+    /// The resolved layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Recount every structure from scratch and compare with the
+    /// incremental accounting (O(memory); for tests and debugging).
+    pub fn audit(&self) -> Result<(), &'static str> {
+        for slot in self.shards.iter() {
+            slot.lock.lock().audit(&slot.stats)?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,552 @@
+//! Unit tests of the store's operations.
+
+use std::vec;
+use std::vec::Vec;
+
+use super::*;
+
+fn cfg_small(eviction: Eviction) -> StoreConfig {
+    StoreConfig {
+        item_memory_bytes: 64 << 10,
+        segment_bytes: 4096,
+        shards: 1,
+        hash_power: 6,
+        overflow_percent: 25,
+        max_item_bytes: 4096,
+        eviction,
+        seed: 7,
+    }
+}
+
+fn arena(cfg: &StoreConfig) -> Vec<u8> {
+    vec![0u8; cfg.required_bytes().unwrap()]
+}
+
+fn set<'k>(key: &'k [u8], value: &'k [u8], exp: Time) -> StoreRequest<'k> {
+    StoreRequest {
+        mode: StoreMode::Set,
+        key,
+        value,
+        flags: 0,
+        expire_at: exp,
+        cas: 0,
+        invalidate: false,
+    }
+}
+
+fn get(s: &Store<'_>, key: &[u8], now: Time) -> Option<Vec<u8>> {
+    s.get(key, now, GetOptions::default(), |i| i.value().to_vec())
+}
+
+const T0: Time = 1_000_000;
+
+#[test]
+fn set_get_delete_roundtrip() {
+    let cfg = StoreConfig::default();
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    assert_eq!(get(&s, b"k", T0), None);
+    let c1 = s
+        .store(
+            &StoreRequest {
+                flags: 42,
+                ..set(b"k", b"v1", 0)
+            },
+            T0,
+        )
+        .unwrap();
+    assert_ne!(c1, 0);
+    let (v, f, c) = s
+        .get(b"k", T0, GetOptions::default(), |i| {
+            (i.value().to_vec(), i.flags(), i.cas())
+        })
+        .unwrap();
+    assert_eq!((v.as_slice(), f, c), (&b"v1"[..], 42, c1));
+    let c2 = s.store(&set(b"k", b"v2", 0), T0).unwrap();
+    assert_ne!(c1, c2);
+    assert_eq!(get(&s, b"k", T0).unwrap(), b"v2");
+    assert_eq!(s.delete(b"k", c1, T0), Err(StoreError::Exists));
+    assert_eq!(s.delete(b"k", 0, T0), Ok(()));
+    assert_eq!(s.delete(b"k", 0, T0), Err(StoreError::NotFound));
+    assert_eq!(get(&s, b"k", T0), None);
+    let st = s.stats();
+    assert_eq!(st.items.get(), 0);
+    assert_eq!(st.gets.get(), 4);
+    assert_eq!(st.get_hits.get(), 2);
+    s.audit().unwrap();
+}
+
+#[test]
+fn modes_and_cas() {
+    let cfg = StoreConfig::default();
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    let add = |k: &'static [u8], v: &'static [u8]| StoreRequest {
+        mode: StoreMode::Add,
+        ..set(k, v, 0)
+    };
+    let rep = |k: &'static [u8], v: &'static [u8]| StoreRequest {
+        mode: StoreMode::Replace,
+        ..set(k, v, 0)
+    };
+    assert_eq!(s.store(&rep(b"a", b"x"), T0), Err(StoreError::NotStored));
+    let c = s.store(&add(b"a", b"x"), T0).unwrap();
+    assert_eq!(s.store(&add(b"a", b"y"), T0), Err(StoreError::NotStored));
+    s.store(
+        &StoreRequest {
+            mode: StoreMode::Append,
+            ..set(b"a", b"123", 0)
+        },
+        T0,
+    )
+    .unwrap();
+    s.store(
+        &StoreRequest {
+            mode: StoreMode::Prepend,
+            ..set(b"a", b"<", 0)
+        },
+        T0,
+    )
+    .unwrap();
+    assert_eq!(get(&s, b"a", T0).unwrap(), b"<x123");
+    assert_eq!(
+        s.store(
+            &StoreRequest {
+                cas: c,
+                ..set(b"a", b"z", 0)
+            },
+            T0
+        ),
+        Err(StoreError::Exists)
+    );
+    assert_eq!(
+        s.store(
+            &StoreRequest {
+                cas: c,
+                ..set(b"nope", b"z", 0)
+            },
+            T0
+        ),
+        Err(StoreError::NotFound)
+    );
+    let cur = s.get(b"a", T0, GetOptions::default(), |i| i.cas()).unwrap();
+    let c2 = s
+        .store(
+            &StoreRequest {
+                cas: cur,
+                ..set(b"a", b"z", 0)
+            },
+            T0,
+        )
+        .unwrap();
+    assert!(c2 != cur);
+    assert_eq!(get(&s, b"a", T0).unwrap(), b"z");
+    // Invalidate: older cas stores a stale item.
+    s.store(
+        &StoreRequest {
+            cas: 1,
+            invalidate: true,
+            ..set(b"a", b"old", 0)
+        },
+        T0,
+    )
+    .unwrap();
+    let (stale, won) = s
+        .get(b"a", T0, GetOptions::default(), |i| (i.stale(), i.won()))
+        .unwrap();
+    assert!(stale && won);
+    let (won, z) = s
+        .get(b"a", T0, GetOptions::default(), |i| {
+            (i.won(), i.token_sent())
+        })
+        .unwrap();
+    assert!(!won && z);
+    assert_eq!(s.store(&set(b"", b"v", 0), T0), Err(StoreError::BadKey));
+    assert_eq!(
+        s.store(&set(&[b'k'; 251], b"v", 0), T0),
+        Err(StoreError::BadKey)
+    );
+    s.audit().unwrap();
+}
+
+#[test]
+fn arith_follows_memcached() {
+    let cfg = StoreConfig::default();
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    let inc = |d| ArithRequest {
+        incr: true,
+        delta: d,
+        cas: 0,
+        vivify: None,
+        expire_at: None,
+    };
+    let dec = |d| ArithRequest {
+        incr: false,
+        ..inc(d)
+    };
+    assert_eq!(s.arith(b"n", &inc(1), T0), Err(StoreError::NotFound));
+    s.store(
+        &StoreRequest {
+            flags: 5,
+            ..set(b"n", b"10", 0)
+        },
+        T0,
+    )
+    .unwrap();
+    assert_eq!(s.arith(b"n", &dec(1), T0).unwrap().0, 9);
+    assert_eq!(get(&s, b"n", T0).unwrap(), b"9 ");
+    assert_eq!(s.arith(b"n", &dec(100), T0).unwrap().0, 0);
+    assert_eq!(s.arith(b"n", &inc(12345), T0).unwrap().0, 12345);
+    assert_eq!(get(&s, b"n", T0).unwrap(), b"12345");
+    assert_eq!(
+        s.get(b"n", T0, GetOptions::default(), |i| i.flags()),
+        Some(5)
+    );
+    s.store(&set(b"m", b"18446744073709551615", 0), T0).unwrap();
+    assert_eq!(s.arith(b"m", &inc(2), T0).unwrap().0, 1);
+    assert_eq!(get(&s, b"m", T0).unwrap(), b"1                   ");
+    s.store(&set(b"x", b"abc", 0), T0).unwrap();
+    assert_eq!(s.arith(b"x", &inc(1), T0), Err(StoreError::NonNumeric));
+    s.store(&set(b"e", b"", 0), T0).unwrap();
+    assert_eq!(s.arith(b"e", &inc(1), T0), Err(StoreError::NonNumeric));
+    let viv = ArithRequest {
+        vivify: Some((7, 0)),
+        ..inc(1)
+    };
+    assert_eq!(s.arith(b"new", &viv, T0).unwrap().0, 7);
+    assert_eq!(s.arith(b"new", &viv, T0).unwrap().0, 8);
+    let (v, c) = s.arith(b"new", &inc(0), T0).unwrap();
+    assert_eq!(v, 8);
+    assert_eq!(
+        s.arith(
+            b"new",
+            &ArithRequest {
+                cas: c + 1,
+                ..inc(1)
+            },
+            T0
+        ),
+        Err(StoreError::Exists)
+    );
+    s.audit().unwrap();
+}
+
+#[test]
+fn expiry_touch_and_gat() {
+    let cfg = StoreConfig::default();
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    s.store(&set(b"t", b"v", T0 + 10), T0).unwrap();
+    assert!(get(&s, b"t", T0 + 9).is_some());
+    assert!(get(&s, b"t", T0 + 10).is_none());
+    assert_eq!(s.stats().expired_lazy.get(), 1);
+    // Past expiry: stored invisibly, removes the old value.
+    s.store(&set(b"p", b"v", 0), T0).unwrap();
+    s.store(&set(b"p", b"w", T0 - 1), T0).unwrap();
+    assert!(get(&s, b"p", T0).is_none());
+    // Touch keeps cas, changes expiry.
+    let c = s.store(&set(b"u", b"v", T0 + 5), T0).unwrap();
+    s.touch(b"u", T0 + 1000, T0 + 1).unwrap();
+    let (cas, e) = s
+        .get(b"u", T0 + 500, GetOptions::default(), |i| {
+            (i.cas(), i.expire_at())
+        })
+        .unwrap();
+    assert_eq!((cas, e), (c, T0 + 1000));
+    assert_eq!(s.touch(b"zz", 0, T0), Err(StoreError::NotFound));
+    // gat: touch to never.
+    let g = GetOptions {
+        touch: Some(0),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.get(b"u", T0 + 600, g, |i| (i.cas(), i.expire_at())),
+        Some((c, 0))
+    );
+    assert!(get(&s, b"u", T0 + 100_000).is_some());
+    s.touch(b"u", T0, T0 + 1).unwrap();
+    assert!(get(&s, b"u", T0 + 1).is_none());
+    // expire() reclaims whole segments.
+    s.expire(T0 + 25, 100);
+    let before = s.stats().expired_segment_items.get();
+    for i in 0..2000u32 {
+        s.store(&set(&i.to_le_bytes(), &[1u8; 100], T0 + 30), T0)
+            .unwrap();
+    }
+    assert_eq!(s.expire(T0 + 29, 100), 0);
+    let n = s.expire(T0 + 3000, 100);
+    assert!(n >= 1, "{n}");
+    assert_eq!(s.stats().expired_segment_items.get() - before, 2000);
+    s.audit().unwrap();
+}
+
+#[test]
+fn flush_now_and_delayed() {
+    let cfg = StoreConfig::default();
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    s.store(&set(b"a", b"1", 0), T0).unwrap();
+    s.flush(0, T0);
+    assert!(get(&s, b"a", T0).is_none());
+    s.store(&set(b"b", b"2", 0), T0).unwrap();
+    assert!(get(&s, b"b", T0).is_some());
+    s.flush(T0 + 10, T0);
+    s.store(&set(b"c", b"3", 0), T0 + 5).unwrap();
+    assert!(get(&s, b"b", T0 + 9).is_some());
+    assert!(get(&s, b"c", T0 + 10).is_none());
+    assert!(get(&s, b"b", T0 + 10).is_none());
+    s.store(&set(b"d", b"4", 0), T0 + 10).unwrap();
+    assert!(get(&s, b"d", T0 + 11).is_some());
+    assert_eq!(s.stats().flushes.get(), 2);
+    assert!(s.expire(T0 + 11, 100) >= 1);
+    s.audit().unwrap();
+}
+
+#[test]
+fn meta_options() {
+    let cfg = StoreConfig::default();
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    let viv = GetOptions {
+        vivify: Some(T0 + 30),
+        ..Default::default()
+    };
+    let r = s
+        .get(b"v", T0, viv, |i| (i.created(), i.won(), i.value().len()))
+        .unwrap();
+    assert_eq!(r, (true, true, 0));
+    let r = s
+        .get(b"v", T0, viv, |i| (i.created(), i.won(), i.token_sent()))
+        .unwrap();
+    assert_eq!(r, (false, false, true));
+    s.store(&set(b"r", b"x", T0 + 100), T0).unwrap();
+    let rc = GetOptions {
+        recache_below: Some(50),
+        ..Default::default()
+    };
+    assert_eq!(s.get(b"r", T0, rc, |i| i.won()), Some(false));
+    assert_eq!(
+        s.get(b"r", T0 + 60, rc, |i| (i.won(), i.fetched())),
+        Some((true, true))
+    );
+    assert_eq!(
+        s.get(b"r", T0 + 61, rc, |i| (i.won(), i.token_sent())),
+        Some((false, true))
+    );
+    s.store(&set(b"l", b"x", 0), T0).unwrap();
+    assert_eq!(
+        s.get(b"l", T0 + 7, GetOptions::default(), |i| (
+            i.last_access(),
+            i.fetched()
+        )),
+        Some((T0, false))
+    );
+    assert_eq!(
+        s.get(b"l", T0 + 9, GetOptions::default(), |i| (
+            i.last_access(),
+            i.fetched()
+        )),
+        Some((T0 + 7, true))
+    );
+    let quiet = GetOptions {
+        update_access: false,
+        count: false,
+        ..Default::default()
+    };
+    let before = s.stats().gets.get();
+    assert!(s.get(b"l", T0 + 20, quiet, |i| i.last_access()) == Some(T0 + 9));
+    assert_eq!(s.stats().gets.get(), before);
+}
+
+#[test]
+fn too_large_and_read_value() {
+    let cfg = StoreConfig::default();
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    s.store(&set(b"big", b"old", 0), T0).unwrap();
+    let huge = vec![7u8; 1 << 20];
+    assert_eq!(
+        s.store(&set(b"big", &huge, 0), T0),
+        Err(StoreError::TooLarge)
+    );
+    assert!(
+        get(&s, b"big", T0).is_none(),
+        "a failed set removes the old value"
+    );
+    let v: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    s.store(&set(b"big", &v, 0), T0).unwrap();
+    let loc = s
+        .get(b"big", T0, GetOptions::default(), |i| i.location())
+        .unwrap();
+    assert_eq!(loc.len(), v.len());
+    let mut out = vec![0u8; 0];
+    let mut buf = [0u8; 1392];
+    loop {
+        let n = s.read_value(loc, out.len(), &mut buf, T0).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(out, v);
+    s.flush(0, T0);
+    assert!(s.expire(T0, 1000) >= 1);
+    assert_eq!(s.read_value(loc, 0, &mut buf, T0), Err(StoreError::Gone));
+}
+
+#[test]
+fn construction_errors() {
+    let cfg = StoreConfig::default();
+    let need = cfg.required_bytes().unwrap();
+    let mut small = vec![0u8; need - 1];
+    assert!(matches!(
+        Store::new(&cfg, &mut small),
+        Err(ConfigError::ArenaTooSmall { .. })
+    ));
+    let bad = StoreConfig {
+        segment_bytes: 3000,
+        ..cfg
+    };
+    assert_eq!(
+        Store::new(&bad, &mut small).err(),
+        Some(ConfigError::SegmentSize)
+    );
+    // Exactly the required size works for any alignment of the arena.
+    let mut big = vec![0u8; need + 64];
+    for shift in [0, 1, 13, 63] {
+        let s = Store::new(&cfg, &mut big[shift..shift + need]).unwrap();
+        s.store(&set(b"k", b"v", 0), T0).unwrap();
+    }
+}
+
+fn fill_until_evicting(eviction: Eviction) {
+    let cfg = cfg_small(eviction);
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    let mut last_ok = 0;
+    for i in 0..3000u32 {
+        let v = [i as u8; 40];
+        match s.store(&set(&i.to_le_bytes(), &v, 0), T0) {
+            Ok(_) => last_ok = i,
+            Err(e) => {
+                assert_eq!(eviction, Eviction::None);
+                assert_eq!(e, StoreError::NoMemory);
+            }
+        }
+        // Hot keys get read so merge has something to keep.
+        for h in 0..8u32 {
+            if let Some(v) = get(&s, &h.to_le_bytes(), T0) {
+                assert_eq!(v, [h as u8; 40]);
+            }
+        }
+    }
+    s.audit().unwrap();
+    let st = s.stats();
+    if eviction == Eviction::None {
+        assert!(st.store_no_memory.get() > 0);
+        assert_eq!(st.evicted_items.get(), 0);
+    } else {
+        assert_eq!(last_ok, 2999);
+        assert!(st.evicted_items.get() + st.hash_full_evictions.get() > 0);
+        assert_eq!(
+            get(&s, &2999u32.to_le_bytes(), T0).unwrap(),
+            [2999u32 as u8; 40]
+        );
+    }
+    assert!(st.items.get() > 0);
+}
+
+#[test]
+fn eviction_policies_free_memory() {
+    fill_until_evicting(Eviction::None);
+    fill_until_evicting(Eviction::Fifo);
+    fill_until_evicting(Eviction::Random);
+    fill_until_evicting(Eviction::Cte);
+    fill_until_evicting(Eviction::Merge {
+        max: 8,
+        merge: 4,
+        compact: 2,
+    });
+}
+
+#[test]
+fn merge_keeps_hot_items_and_compacts() {
+    let cfg = cfg_small(Eviction::Merge {
+        max: 8,
+        merge: 4,
+        compact: 2,
+    });
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    for i in 0..5000u32 {
+        s.store(&set(&i.to_le_bytes(), &[1u8; 40], 0), T0).unwrap();
+        for h in 0..4u32 {
+            let _ = get(&s, &h.to_le_bytes(), T0);
+        }
+    }
+    for h in 0..4u32 {
+        assert!(get(&s, &h.to_le_bytes(), T0).is_some(), "hot key {h} kept");
+    }
+    let st = s.stats();
+    assert!(st.merge_passes.get() > 0);
+    assert!(st.merge_retained_items.get() > 0);
+    // Deleting most items makes segments sparse: compaction frees them.
+    for i in 0..5000u32 {
+        if i % 8 != 0 {
+            let _ = s.delete(&i.to_le_bytes(), 0, T0);
+        }
+    }
+    for i in 5000..6000u32 {
+        s.store(&set(&i.to_le_bytes(), &[1u8; 40], 0), T0).unwrap();
+    }
+    assert!(s.stats().compactions.get() > 0);
+    s.audit().unwrap();
+}
+
+#[test]
+fn hash_full_chain_evicts_lowest_frequency() {
+    let cfg = StoreConfig {
+        hash_power: 0,
+        overflow_percent: 0,
+        ..cfg_small(Eviction::Fifo)
+    };
+    let cfg = StoreConfig {
+        hash_power: 1,
+        ..cfg
+    };
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    for i in 0..30u32 {
+        s.store(&set(&i.to_le_bytes(), b"v", 0), T0).unwrap();
+    }
+    let st = s.stats();
+    assert_eq!(st.items.get(), 14);
+    assert_eq!(st.hash_full_evictions.get(), 16);
+    s.audit().unwrap();
+}
+
+#[test]
+fn shards_and_threads() {
+    let cfg = StoreConfig {
+        shards: 4,
+        item_memory_bytes: 16 << 20,
+        ..StoreConfig::default()
+    };
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    std::thread::scope(|sc| {
+        for t in 0..4u32 {
+            let s = &s;
+            sc.spawn(move || {
+                for i in 0..5000u32 {
+                    let k = [t.to_le_bytes(), i.to_le_bytes()].concat();
+                    s.store(&set(&k, &k, 0), T0).unwrap();
+                    assert_eq!(get(s, &k, T0).unwrap(), k);
+                }
+            });
+        }
+    });
+    assert_eq!(s.stats().items.get(), 20_000);
+    s.audit().unwrap();
+}
