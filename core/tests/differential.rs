@@ -1,0 +1,1135 @@
+//! Differential test: Debian's `memcached` (1.6.18) and Petrel's engine receive
+//! the same seeded random streams of commands and must answer with the same
+//! bytes.
+//!
+//! - memcached is started on a free loopback port (`-U 0 -m 64 -t 1`) and
+//!   stopped by PID when the test ends, also on panic (a `Drop` guard).
+//! - Without the binary the test is skipped with a loud message, unless
+//!   `PETREL_REQUIRE_MEMCACHED` is set (CI), in which case it fails.
+//! - `PETREL_DIFF_COMMANDS=N` sets the number of commands (default 100,000,
+//!   spread over several seeds); `PETREL_DIFF_SEED=S` runs a single seed.
+//! - Commands are pipelined in batches ending with `mn`; each batch is fed to
+//!   the engine in random-sized pieces with a random-sized output buffer (so
+//!   incremental parsing and resumable replies are exercised) and `now` from
+//!   the real clock.
+//! - CAS values are compared through a bijection: the first time a memcached
+//!   CAS and a Petrel CAS appear in the same place they are paired, and every
+//!   later appearance must respect the pairing. `cas`/`C` arguments are
+//!   translated from Petrel's values to memcached's.
+//! - Meta `t` (TTL left) may differ by up to 2 s (the two clocks tick apart).
+//!
+//! Deliberate divergences, not generated here (see also the engine docs):
+//! - `stats` values and `me` hits (`cls=`/`size=` are slab-allocator details;
+//!   Petrel prints its own numbers). `me` misses are compared.
+//! - Meta `l` (seconds since last access) is clock-granularity dependent.
+//! - Meta `t` written before `T` in the same request: Petrel reports the TTL
+//!   after the touch, memcached the one before.
+//! - A base64 key (`b`) is remembered per item by memcached: a later `mg ... k`
+//!   without `b` prints it base64-encoded. Petrel stores no such bit, so keys
+//!   used with `b` are only ever accessed with `b` by meta commands.
+//! - `md ... I` (mark stale instead of deleting) is not supported by the store.
+//! - Delayed `flush_all <n>` and values within a few bytes of the item size
+//!   limit (item header sizes differ; the limit itself follows memcached's
+//!   accounting in the parser).
+
+use std::collections::HashMap;
+use std::io::{ErrorKind as IoErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use petrel_core::engine::{Engine, EngineConfig, Session, Status, Transport, MIN_OUTPUT_BYTES};
+
+// ---------------------------------------------------------------- memcached
+
+/// A memcached child process, killed by PID on drop.
+struct Memcached {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().unwrap().port()
+}
+
+fn start_memcached() -> Option<Memcached> {
+    let found = Command::new("memcached")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var_os("PETREL_REQUIRE_MEMCACHED").is_some() {
+            panic!("memcached binary not found and PETREL_REQUIRE_MEMCACHED is set");
+        }
+        eprintln!("\n\n!!!!! differential test SKIPPED: no `memcached` binary (install Debian's memcached; CI sets PETREL_REQUIRE_MEMCACHED) !!!!!\n");
+        return None;
+    }
+    for _ in 0..5 {
+        let port = free_port();
+        let child = Command::new("memcached")
+            .args([
+                "-u",
+                "memcache",
+                "-l",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "0",
+                "-m",
+                "64",
+                "-t",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn memcached");
+        let mut mc = Memcached { child, port };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(mc);
+            }
+            if let Ok(Some(_)) = mc.child.try_wait() {
+                break; // port taken meanwhile: try another
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(mc);
+    }
+    panic!("memcached did not start");
+}
+
+// ---------------------------------------------------------------- random
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+fn now_secs() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32
+}
+
+// ---------------------------------------------------------------- generator
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn b64(src: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in src.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        out.push(B64[(b[0] >> 2) as usize]);
+        out.push(B64[(((b[0] & 3) << 4) | (b[1] >> 4)) as usize]);
+        out.push(if c.len() > 1 {
+            B64[(((b[1] & 15) << 2) | (b[2] >> 6)) as usize]
+        } else {
+            b'='
+        });
+        out.push(if c.len() > 2 {
+            B64[(b[2] & 63) as usize]
+        } else {
+            b'='
+        });
+    }
+    out
+}
+
+/// One generated command: its bytes (with data) for both servers, and
+/// whether it ends the connection (`quit`).
+struct Cmd {
+    bytes: Vec<u8>,
+    quits: bool,
+}
+
+struct Gen {
+    rng: Rng,
+    keys: Vec<Vec<u8>>,
+    bin_keys: Vec<Vec<u8>>,
+    /// Petrel CAS values seen (for valid `cas`/`C` arguments).
+    seen_cas: Vec<u64>,
+}
+
+impl Gen {
+    fn new(seed: u64) -> Self {
+        let mut keys: Vec<Vec<u8>> = (0..24).map(|i| format!("k{i}").into_bytes()).collect();
+        keys.push(b"n1".to_vec());
+        keys.push(b"n2".to_vec());
+        keys.push(b"key\x01ctl".to_vec());
+        keys.push(vec![b'L'; 250]);
+        let bin_keys = (0..4)
+            .map(|i| format!("bin\x00key{i}").into_bytes())
+            .collect();
+        Gen {
+            rng: Rng(seed),
+            keys,
+            bin_keys,
+            seen_cas: Vec::new(),
+        }
+    }
+
+    fn key(&mut self) -> Vec<u8> {
+        if self.rng.chance(2) {
+            return vec![b'x'; 251]; // too long
+        }
+        if self.rng.chance(20) {
+            return self.rng.pick(&[b"n1".to_vec(), b"n2".to_vec()]).clone();
+        }
+        self.rng.pick(&self.keys).clone()
+    }
+
+    fn exptime(&mut self, now: u32) -> String {
+        match self.rng.below(100) {
+            0..=59 => "0".into(),
+            60..=74 => format!("{}", 1000 + self.rng.below(5000)),
+            75..=82 => "-1".into(),
+            83..=88 => format!("{}", now + 2000),
+            89..=93 => format!("{}", now - 86_400 * 40),
+            94..=96 => "4294967296".into(),
+            _ => self
+                .rng
+                .pick(&["x", "1a", "+5", "99999999999999999999"])
+                .to_string(),
+        }
+    }
+
+    fn value(&mut self) -> Vec<u8> {
+        match self.rng.below(1000) {
+            0..=299 => {
+                let n = self.rng.below(40) as usize;
+                (0..n).map(|_| b'a' + self.rng.below(26) as u8).collect()
+            }
+            300..=599 => {
+                let v = match self.rng.below(8) {
+                    0 => u64::MAX,
+                    1 => u64::MAX - self.rng.below(3),
+                    2 => 0,
+                    3 => self.rng.below(10),
+                    4 => 99,
+                    _ => self.rng.next() >> self.rng.below(64),
+                };
+                v.to_string().into_bytes()
+            }
+            600..=649 => self
+                .rng
+                .pick(&[&b""[..], b"abc", b"12a", b"-5", b"\r\n", b"1 2"])
+                .to_vec(),
+            650..=989 => {
+                let n = 100 + self.rng.below(4000) as usize;
+                (0..n).map(|i| b"0123456789abcdef\r\n "[i % 19]).collect()
+            }
+            _ => {
+                let n = 100_000 + self.rng.below(500_000) as usize;
+                (0..n).map(|i| (i % 251) as u8).collect()
+            }
+        }
+    }
+
+    fn cas_arg(&mut self) -> u64 {
+        if !self.seen_cas.is_empty() && self.rng.chance(70) {
+            let i = self.seen_cas.len()
+                - 1
+                - self.rng.below(self.seen_cas.len().min(8) as u64) as usize;
+            return self.seen_cas[i];
+        }
+        *self.rng.pick(&[0, 1 << 40, 987_654_321_012])
+    }
+
+    fn noreply(&mut self) -> &'static str {
+        if self.rng.chance(12) {
+            " noreply"
+        } else {
+            ""
+        }
+    }
+
+    fn opaque(&mut self) -> String {
+        if self.rng.chance(3) {
+            format!("O{}", "z".repeat(32))
+        } else {
+            format!("O{}", self.rng.below(100_000))
+        }
+    }
+
+    fn command(&mut self, now: u32) -> Cmd {
+        let mut quits = false;
+        let r = self.rng.below(1000);
+        let bytes: Vec<u8> = match r {
+            0..=179 => {
+                let cmd = *self
+                    .rng
+                    .pick(&["get", "gets", "get", "gets", "gat", "gats"]);
+                let mut line = cmd.as_bytes().to_vec();
+                if cmd.starts_with("gat") {
+                    line.push(b' ');
+                    line.extend(self.exptime(now).as_bytes());
+                }
+                let many = self.rng.chance(20);
+                let n = 1 + self.rng.below(if many { 12 } else { 3 });
+                for _ in 0..n {
+                    line.push(b' ');
+                    let k = if self.rng.chance(10) {
+                        self.rng.pick(&self.bin_keys).clone()
+                    } else {
+                        self.key()
+                    };
+                    line.extend(k);
+                }
+                line.extend(b"\r\n");
+                line
+            }
+            180..=399 => {
+                let cmd = *self.rng.pick(&[
+                    "set", "set", "set", "add", "replace", "append", "prepend", "cas",
+                ]);
+                let key = self.key();
+                let value = self.value();
+                let flags = *self
+                    .rng
+                    .pick(&["0", "0", "1", "4294967295", "4294967296", "-1", "x"]);
+                let exp = self.exptime(now);
+                let mut len = value.len().to_string();
+                let mut data = value.clone();
+                if self.rng.chance(3) {
+                    len = self.rng.pick(&["-1", "x", "noreply"]).to_string();
+                }
+                if self.rng.chance(3) {
+                    data.push(b'!'); // bad data chunk
+                }
+                if self.rng.chance(1) {
+                    let big = 1_100_000 + self.rng.below(200_000) as usize;
+                    len = big.to_string();
+                    data = vec![b'B'; big];
+                }
+                let cas = if cmd == "cas" {
+                    format!(" {}", self.cas_arg())
+                } else {
+                    String::new()
+                };
+                let nr = self.noreply();
+                let mut out = format!("{cmd} ").into_bytes();
+                out.extend(&key);
+                out.extend(format!(" {flags} {exp} {len}{cas}{nr}\r\n").as_bytes());
+                out.extend(&data);
+                out.extend(b"\r\n");
+                out
+            }
+            400..=459 => {
+                let key = self.key();
+                let form =
+                    *self
+                        .rng
+                        .pick(&["", "", " 0", " noreply", " 0 noreply", " 1", " x noreply"]);
+                [
+                    b"delete ".to_vec(),
+                    key,
+                    form.as_bytes().to_vec(),
+                    b"\r\n".to_vec(),
+                ]
+                .concat()
+            }
+            460..=559 => {
+                let cmd = *self.rng.pick(&["incr", "decr"]);
+                let key = self.key();
+                let delta = match self.rng.below(10) {
+                    0 => u64::MAX.to_string(),
+                    1 => "18446744073709551616".into(),
+                    2 => "-1".into(),
+                    3 => "x".into(),
+                    4 => self.rng.next().to_string(),
+                    _ => self.rng.below(200).to_string(),
+                };
+                let nr = self.noreply();
+                [
+                    format!("{cmd} ").into_bytes(),
+                    key,
+                    format!(" {delta}{nr}\r\n").into_bytes(),
+                ]
+                .concat()
+            }
+            560..=599 => {
+                let key = self.key();
+                let exp = self.exptime(now);
+                let nr = self.noreply();
+                [
+                    b"touch ".to_vec(),
+                    key,
+                    format!(" {exp}{nr}\r\n").into_bytes(),
+                ]
+                .concat()
+            }
+            600..=719 => self.mg(now),
+            720..=819 => self.ms(now),
+            820..=859 => self.md(),
+            860..=909 => self.ma(now),
+            910..=929 => {
+                let mut k = b"me ".to_vec();
+                k.extend(format!("never-stored-{}", self.rng.below(1000)).as_bytes());
+                k.extend(b"\r\n");
+                k
+            }
+            930..=939 => b"mn\r\n".to_vec(),
+            940..=949 => self
+                .rng
+                .pick(&[
+                    &b"version\r\n"[..],
+                    b"verbosity 0\r\n",
+                    b"verbosity\r\n",
+                    b"verbosity x noreply\r\n",
+                ])
+                .to_vec(),
+            950..=954 => self
+                .rng
+                .pick(&[
+                    &b"flush_all\r\n"[..],
+                    b"flush_all noreply\r\n",
+                    b"flush_all 0\r\n",
+                    b"flush_all x\r\n",
+                    b"flush_all -1\r\n",
+                ])
+                .to_vec(),
+            955..=995 => self.garbage(),
+            _ => {
+                quits = true;
+                b"quit\r\n".to_vec()
+            }
+        };
+        Cmd { bytes, quits }
+    }
+
+    fn garbage(&mut self) -> Vec<u8> {
+        let samples: &[&[u8]] = &[
+            b"\r\n",
+            b"\n",
+            b"x\r\n",
+            b"GET a\r\n",
+            b"get\r\n",
+            b"gat\r\n",
+            b"gat x k1\r\n",
+            b"gat 10\r\n",
+            b"set k1 0 0\r\n",
+            b"set k1 0 0 1 2 3\r\n",
+            b"cas k1 0 0 1\r\n",
+            b"incr k1\r\n",
+            b"touch k1\r\n",
+            b"delete\r\n",
+            b"stats x\r\n",
+            b"stats detail\r\n",
+            b"mx\r\n",
+            b"m\r\n",
+            b"mg\r\n",
+            b"ms k1\r\n",
+            b"ms k1 x\r\n",
+            b"mg k1 x\r\n",
+            b"mg k1 v v\r\n",
+            b"mg k1 T\r\n",
+            b"mg k1 Fx\r\n",
+            b"mg k1 Fx Tx\r\n",
+            b"mg ! b\r\n",
+            b"md k1 x\r\n",
+            b"ma k1 Dx\r\n",
+            b"ma k1 MX\r\n",
+            b"ma k1 Mi\r\n",
+            b"mg k1 \x80\r\n",
+            b"mg k1 a b c d e f g h i j k l m n o p q r s\r\n",
+            b"ms k1 2 MX\r\nhi\r\n",
+            b"ms k1 2 Fx\r\nhi\r\n",
+            b"ms k1 2 Ms\r\nhi\r\n",
+            b"me\r\n",
+            b"version x\r\n",
+            b"get k1\0junk\r\n",
+            b"set k1 0 0 1\r\nabc\r\n",
+            b"shutdown\r\n",
+            b"  get   k1   k2  \r\n",
+            b"get k1\r\r\n",
+            b"gets\tk1\r\n",
+        ];
+        if self.rng.chance(30) {
+            let n = 1 + self.rng.below(30) as usize;
+            let mut v: Vec<u8> = (0..n)
+                .map(|_| *self.rng.pick(b"abcdefgkmnst 0123456789\x01\x7f\xff-+_"))
+                .collect();
+            v.extend(b"\r\n");
+            return v;
+        }
+        self.rng.pick(samples).to_vec()
+    }
+
+    /// A meta key: plain, or a binary-keyspace key with `b`.
+    fn meta_key(&mut self) -> (Vec<u8>, bool) {
+        if self.rng.chance(15) {
+            let k = self.rng.pick(&self.bin_keys).clone();
+            (b64(&k), true)
+        } else {
+            (self.key(), false)
+        }
+    }
+
+    fn meta_flags(&mut self, pool: &[&str], now: u32) -> Vec<String> {
+        let mut flags: Vec<String> = Vec::new();
+        for f in pool {
+            if self.rng.chance(30) {
+                let s = match *f {
+                    "O" => self.opaque(),
+                    "T" | "N" => format!("{f}{}", self.exptime(now)),
+                    "R" => format!("R{}", self.rng.below(3000)),
+                    "F" => format!("F{}", self.rng.pick(&[0u64, 1, 4294967295])),
+                    "C" => format!("C{}", self.cas_arg()),
+                    "D" => format!("D{}", self.rng.pick(&[0u64, 1, 7, u64::MAX])),
+                    "J" => format!("J{}", self.rng.pick(&[0u64, 5, u64::MAX])),
+                    other => other.to_string(),
+                };
+                flags.push(s);
+            }
+        }
+        // random order, but a `T` before `t` (documented divergence)
+        for i in (1..flags.len()).rev() {
+            let j = self.rng.below(i as u64 + 1) as usize;
+            flags.swap(i, j);
+        }
+        if let (Some(tt), Some(t)) = (
+            flags.iter().position(|f| f.starts_with('T')),
+            flags.iter().position(|f| f == "t"),
+        ) {
+            if t < tt {
+                flags.swap(t, tt);
+            }
+        }
+        flags
+    }
+
+    fn mg(&mut self, now: u32) -> Vec<u8> {
+        let (key, bin) = self.meta_key();
+        let mut flags = self.meta_flags(
+            &[
+                "v", "k", "f", "s", "c", "t", "h", "O", "q", "T", "N", "R", "u",
+            ],
+            now,
+        );
+        if bin {
+            flags.push("b".into());
+        }
+        let mut line = b"mg ".to_vec();
+        line.extend(key);
+        for f in flags {
+            line.push(b' ');
+            line.extend(f.as_bytes());
+        }
+        line.extend(b"\r\n");
+        line
+    }
+
+    fn ms(&mut self, now: u32) -> Vec<u8> {
+        let (key, bin) = self.meta_key();
+        let value = if self.rng.chance(90) {
+            self.value()
+        } else {
+            Vec::new()
+        };
+        let mut flags = self.meta_flags(&["T", "F", "c", "k", "O", "q", "C", "I"], now);
+        if self.rng.chance(30) {
+            let modes: &[&str] = if bin {
+                &["ME", "MS", "MR"]
+            } else {
+                &["ME", "MA", "MP", "MR", "MS"]
+            };
+            flags.push(self.rng.pick(modes).to_string());
+        }
+        if bin {
+            flags.push("b".into());
+        }
+        let mut line = b"ms ".to_vec();
+        line.extend(key);
+        line.extend(format!(" {}", value.len()).as_bytes());
+        for f in flags {
+            line.push(b' ');
+            line.extend(f.as_bytes());
+        }
+        line.extend(b"\r\n");
+        line.extend(value);
+        line.extend(b"\r\n");
+        line
+    }
+
+    fn md(&mut self) -> Vec<u8> {
+        let (key, bin) = self.meta_key();
+        let mut flags = self.meta_flags(&["q", "k", "O", "C"], 0);
+        if bin {
+            flags.push("b".into());
+        }
+        let mut line = b"md ".to_vec();
+        line.extend(key);
+        for f in flags {
+            line.push(b' ');
+            line.extend(f.as_bytes());
+        }
+        line.extend(b"\r\n");
+        line
+    }
+
+    fn ma(&mut self, now: u32) -> Vec<u8> {
+        let key = self.key();
+        let mut flags = self.meta_flags(
+            &["N", "J", "D", "T", "v", "t", "c", "q", "O", "k", "C"],
+            now,
+        );
+        if self.rng.chance(40) {
+            flags.push(self.rng.pick(&["MI", "M+", "MD", "M-"]).to_string());
+        }
+        let mut line = b"ma ".to_vec();
+        line.extend(key);
+        for f in flags {
+            line.push(b' ');
+            line.extend(f.as_bytes());
+        }
+        line.extend(b"\r\n");
+        line
+    }
+}
+
+// ---------------------------------------------------------------- replies
+
+/// One reply unit: a line (with its data block for VALUE/VA).
+#[derive(Debug)]
+struct Unit {
+    line: Vec<u8>,
+    data: Vec<u8>,
+}
+
+/// Splits a reply stream into units; `None` if incomplete.
+fn split_units(mut s: &[u8]) -> Option<Vec<Unit>> {
+    let mut units = Vec::new();
+    while !s.is_empty() {
+        let nl = s.windows(2).position(|w| w == b"\r\n")?;
+        let line = s[..nl].to_vec();
+        s = &s[nl + 2..];
+        let mut data = Vec::new();
+        let toks: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        let len = if line.starts_with(b"VALUE ") && toks.len() >= 4 {
+            std::str::from_utf8(toks[3])
+                .ok()
+                .and_then(|t| t.parse::<usize>().ok())
+        } else if line.starts_with(b"VA ") && toks.len() >= 2 {
+            std::str::from_utf8(toks[1])
+                .ok()
+                .and_then(|t| t.parse::<usize>().ok())
+        } else {
+            None
+        };
+        if let Some(len) = len {
+            if s.len() < len + 2 {
+                return None;
+            }
+            data = s[..len + 2].to_vec();
+            s = &s[len + 2..];
+        }
+        units.push(Unit { line, data });
+    }
+    Some(units)
+}
+
+fn show(b: &[u8]) -> String {
+    let mut s = String::new();
+    for &c in b.iter().take(600) {
+        match c {
+            b'\r' => s.push_str("\\r"),
+            b'\n' => s.push_str("\\n"),
+            0x20..=0x7e => s.push(c as char),
+            _ => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    if b.len() > 600 {
+        s.push_str(&format!("...({} bytes)", b.len()));
+    }
+    s
+}
+
+/// CAS bijection between memcached (m) and Petrel (p).
+#[derive(Default)]
+struct CasMap {
+    m2p: HashMap<u64, u64>,
+    p2m: HashMap<u64, u64>,
+}
+
+impl CasMap {
+    fn pair(&mut self, m: u64, p: u64) -> bool {
+        match (self.m2p.get(&m), self.p2m.get(&p)) {
+            (Some(&pp), _) => pp == p,
+            (None, Some(_)) => false,
+            (None, None) => {
+                self.m2p.insert(m, p);
+                self.p2m.insert(p, m);
+                true
+            }
+        }
+    }
+    /// memcached's CAS for a Petrel CAS argument (unpaired values pass through:
+    /// they are bogus on both sides).
+    fn to_memcached(&self, p: u64) -> u64 {
+        self.p2m.get(&p).copied().unwrap_or(p)
+    }
+}
+
+/// Compares two reply lines token by token, pairing CAS values.
+fn same_line(m: &[u8], p: &[u8], cas: &mut CasMap, seen: &mut Vec<u64>) -> bool {
+    if m == p {
+        return true;
+    }
+    let mt: Vec<&[u8]> = m.split(|&b| b == b' ').collect();
+    let pt: Vec<&[u8]> = p.split(|&b| b == b' ').collect();
+    if mt.len() != pt.len() || mt.is_empty() {
+        return false;
+    }
+    let num = |t: &[u8]| {
+        std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+    };
+    let is_value = mt[0] == b"VALUE";
+    let is_meta = matches!(mt[0], b"VA" | b"HD" | b"EN" | b"NF" | b"NS" | b"EX");
+    for (i, (a, b)) in mt.iter().zip(pt.iter()).enumerate() {
+        if a == b {
+            if is_value && i == 4 {
+                if let Some(p) = num(b) {
+                    seen.push(p);
+                }
+            }
+            continue;
+        }
+        if is_value && i == 4 {
+            match (num(a), num(b)) {
+                (Some(x), Some(y)) if cas.pair(x, y) => {
+                    seen.push(y);
+                    continue;
+                }
+                _ => return false,
+            }
+        }
+        if is_meta && i > 0 && a.first() == Some(&b'c') && b.first() == Some(&b'c') {
+            match (num(&a[1..]), num(&b[1..])) {
+                (Some(x), Some(y)) if cas.pair(x, y) => {
+                    seen.push(y);
+                    continue;
+                }
+                _ => return false,
+            }
+        }
+        if is_meta && i > 0 && a.first() == Some(&b't') && b.first() == Some(&b't') {
+            let parse = |t: &[u8]| {
+                std::str::from_utf8(t)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+            };
+            match (parse(&a[1..]), parse(&b[1..])) {
+                (Some(x), Some(y)) if x >= 0 && y >= 0 && (x - y).abs() <= 2 => continue,
+                _ => return false,
+            }
+        }
+        return false;
+    }
+    true
+}
+
+// ---------------------------------------------------------------- petrel side
+
+struct PetrelConn<'e, 'a> {
+    engine: &'e Engine<'a>,
+    session: Session,
+    input: Vec<u8>,
+    closed: bool,
+}
+
+impl PetrelConn<'_, '_> {
+    /// Feeds `bytes` in random pieces with random-sized output buffers and
+    /// returns every reply byte.
+    fn feed(&mut self, bytes: &[u8], rng: &mut Rng) -> Vec<u8> {
+        let mut replies = Vec::new();
+        let mut off = 0;
+        let out_len = if rng.chance(30) {
+            MIN_OUTPUT_BYTES + rng.below(2000) as usize
+        } else {
+            64 * 1024
+        };
+        let mut out = vec![0u8; out_len];
+        while off < bytes.len() && !self.closed {
+            let piece = if rng.chance(50) {
+                bytes.len() - off
+            } else {
+                (1 + rng.below(3000) as usize).min(bytes.len() - off)
+            };
+            self.input.extend_from_slice(&bytes[off..off + piece]);
+            off += piece;
+            loop {
+                let p = self
+                    .engine
+                    .process(&mut self.session, &self.input, &mut out, now_secs());
+                replies.extend_from_slice(&out[..p.written]);
+                self.input.drain(..p.consumed);
+                match p.status {
+                    Status::NeedInput => break,
+                    Status::OutputFull => continue,
+                    Status::Close => {
+                        self.closed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        replies
+    }
+}
+
+// ---------------------------------------------------------------- driver
+
+/// Reads memcached's replies until the batch's trailing `MN` unit, or EOF.
+fn read_replies(sock: &mut TcpStream, expect_close: bool) -> (Vec<u8>, bool) {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if !expect_close {
+            if let Some(units) = split_units(&buf) {
+                if units
+                    .last()
+                    .is_some_and(|u| u.line == b"MN" && u.data.is_empty())
+                {
+                    return (buf, false);
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "memcached reply timeout; got {}",
+            show(&buf)
+        );
+        match sock.read(&mut chunk) {
+            Ok(0) => return (buf, true),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == IoErrorKind::WouldBlock || e.kind() == IoErrorKind::TimedOut => {}
+            Err(e) if e.kind() == IoErrorKind::ConnectionReset => return (buf, true),
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect memcached");
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Sends all of `bytes` while draining replies (avoids a write/write deadlock).
+fn send_all(sock: &mut TcpStream, bytes: &[u8]) {
+    sock.write_all(bytes).expect("write to memcached");
+}
+
+struct Totals {
+    commands: u64,
+    batches: u64,
+    bytes_compared: u64,
+}
+
+fn run_seed(
+    engine: &Engine<'_>,
+    port: u16,
+    seed: u64,
+    commands: u64,
+    cas: &mut CasMap,
+    totals: &mut Totals,
+) {
+    let mut gen = Gen::new(seed);
+    let mut feed_rng = Rng(seed ^ 0xfeed);
+    let mut sock = connect(port);
+    let mut conn = PetrelConn {
+        engine,
+        session: Session::new(Transport::Tcp),
+        input: Vec::new(),
+        closed: false,
+    };
+    let mut done = 0u64;
+    let mut batch_no = 0u64;
+    while done < commands {
+        batch_no += 1;
+        let n = 1 + gen.rng.below(40);
+        let now = now_secs();
+        let mut batch = Vec::new();
+        let mut quits = false;
+        let mut log: Vec<Vec<u8>> = Vec::new();
+        for _ in 0..n {
+            let c = gen.command(now);
+            log.push(c.bytes.clone());
+            batch.extend_from_slice(&c.bytes);
+            done += 1;
+            if c.quits {
+                quits = true;
+                break;
+            }
+        }
+        let memcached_batch: Vec<u8> = log.iter().flat_map(|c| translate_cas(c, cas)).collect();
+        let mut mc_send = memcached_batch.clone();
+        let mut pt_send = batch;
+        if !quits {
+            mc_send.extend_from_slice(b"mn\r\n");
+            pt_send.extend_from_slice(b"mn\r\n");
+        }
+        send_all(&mut sock, &mc_send);
+        let (m_reply, m_closed) = read_replies(&mut sock, quits);
+        let p_reply = conn.feed(&pt_send, &mut feed_rng);
+        let p_closed = conn.closed;
+        let context = || {
+            let mut s =
+                format!("seed {seed} batch {batch_no}\n--- commands (Petrel CAS values):\n");
+            for c in &log {
+                s.push_str(&show(c));
+                s.push('\n');
+            }
+            s
+        };
+        assert_eq!(
+            m_closed,
+            p_closed,
+            "close mismatch\n{}\nmemcached: {}\npetrel:    {}",
+            context(),
+            show(&m_reply),
+            show(&p_reply)
+        );
+        let mu = split_units(&m_reply)
+            .unwrap_or_else(|| panic!("memcached reply incomplete: {}", show(&m_reply)));
+        let pu = split_units(&p_reply).unwrap_or_else(|| {
+            panic!("petrel reply incomplete\n{}\n{}", context(), show(&p_reply))
+        });
+        let mut seen = Vec::new();
+        let mut ok = mu.len() == pu.len();
+        let mut first_bad = mu.len().min(pu.len());
+        if ok || first_bad > 0 {
+            for (i, (a, b)) in mu.iter().zip(pu.iter()).enumerate() {
+                if !(a.data == b.data && same_line(&a.line, &b.line, cas, &mut seen)) {
+                    ok = false;
+                    first_bad = i;
+                    break;
+                }
+            }
+        }
+        if !ok {
+            let around = |u: &[Unit]| {
+                let lo = first_bad.saturating_sub(3);
+                let hi = (first_bad + 3).min(u.len());
+                u[lo..hi]
+                    .iter()
+                    .map(|x| {
+                        format!(
+                            "  {} {}",
+                            show(&x.line),
+                            if x.data.is_empty() {
+                                String::new()
+                            } else {
+                                format!(
+                                    "+{}B data {}",
+                                    x.data.len(),
+                                    show(&x.data[..x.data.len().min(40)])
+                                )
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            panic!(
+                "DIFFERENCE at reply unit {first_bad}\n{}\n--- memcached ({} units):\n{}\n--- petrel ({} units):\n{}",
+                context(),
+                mu.len(),
+                around(&mu),
+                pu.len(),
+                around(&pu)
+            );
+        }
+        gen.seen_cas.extend(seen);
+        if gen.seen_cas.len() > 64 {
+            let cut = gen.seen_cas.len() - 64;
+            gen.seen_cas.drain(..cut);
+        }
+        totals.batches += 1;
+        totals.bytes_compared += m_reply.len() as u64;
+        if quits {
+            sock = connect(port);
+            conn = PetrelConn {
+                engine,
+                session: Session::new(Transport::Tcp),
+                input: Vec::new(),
+                closed: false,
+            };
+        }
+    }
+    totals.commands += done;
+}
+
+/// Rewrites `cas <key> <f> <e> <n> <CAS>` and meta `C<CAS>` arguments from
+/// Petrel's CAS values to memcached's.
+fn translate_cas(cmd: &[u8], cas: &CasMap) -> Vec<u8> {
+    let Some(nl) = cmd.windows(2).position(|w| w == b"\r\n") else {
+        return cmd.to_vec();
+    };
+    let line = &cmd[..nl];
+    let rest = &cmd[nl..];
+    let toks: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let mut out_toks: Vec<Vec<u8>> = toks.iter().map(|t| t.to_vec()).collect();
+    let num = |t: &[u8]| {
+        std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+    };
+    if toks.first() == Some(&&b"cas"[..]) && toks.len() >= 6 {
+        if let Some(v) = num(toks[5]) {
+            out_toks[5] = cas.to_memcached(v).to_string().into_bytes();
+        }
+    }
+    if toks.first().is_some_and(|t| t.len() == 2 && t[0] == b'm') {
+        for (i, t) in toks.iter().enumerate().skip(2) {
+            if t.first() == Some(&b'C') {
+                if let Some(v) = num(&t[1..]) {
+                    out_toks[i] = format!("C{}", cas.to_memcached(v)).into_bytes();
+                }
+            }
+        }
+    }
+    let mut out = out_toks.join(&b' ');
+    out.extend_from_slice(rest);
+    out
+}
+
+fn engine_config() -> EngineConfig {
+    EngineConfig {
+        version: "1.6.18",
+        ..EngineConfig::default()
+    }
+}
+
+#[test]
+fn petrel_answers_like_memcached() {
+    let Some(mc) = start_memcached() else { return };
+    let total: u64 = std::env::var("PETREL_DIFF_COMMANDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let seeds: Vec<u64> = match std::env::var("PETREL_DIFF_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(s) => vec![s],
+        None => (1..=8).collect(),
+    };
+    let cfg = engine_config();
+    let mut arena = vec![0u8; Engine::required_bytes(&cfg).expect("config")];
+    let engine = Engine::new(&cfg, &mut arena).expect("engine");
+    let mut cas = CasMap::default();
+    let mut totals = Totals {
+        commands: 0,
+        batches: 0,
+        bytes_compared: 0,
+    };
+    let started = Instant::now();
+    let per_seed = total.div_ceil(seeds.len() as u64);
+    for &seed in &seeds {
+        // same empty state on both sides
+        let mut s = connect(mc.port);
+        send_all(&mut s, b"flush_all\r\nmn\r\n");
+        let _ = read_replies(&mut s, false);
+        let mut sess = Session::new(Transport::Tcp);
+        let mut out = vec![0u8; 4096];
+        engine.process(&mut sess, b"flush_all\r\n", &mut out, now_secs());
+        run_seed(&engine, mc.port, seed, per_seed, &mut cas, &mut totals);
+    }
+    eprintln!(
+        "differential: {} commands in {} batches over {} seeds, {} reply bytes compared, {} CAS pairs, {:.1}s",
+        totals.commands,
+        totals.batches,
+        seeds.len(),
+        totals.bytes_compared,
+        cas.m2p.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(totals.commands >= per_seed * seeds.len() as u64);
+}
+
+#[test]
+fn short_ttls_expire_on_both() {
+    let Some(mc) = start_memcached() else { return };
+    let cfg = engine_config();
+    let mut arena = vec![0u8; Engine::required_bytes(&cfg).expect("config")];
+    let engine = Engine::new(&cfg, &mut arena).expect("engine");
+    let mut sock = connect(mc.port);
+    let mut conn = PetrelConn {
+        engine: &engine,
+        session: Session::new(Transport::Tcp),
+        input: Vec::new(),
+        closed: false,
+    };
+    let mut rng = Rng(7);
+    let now = now_secs();
+    let setup = format!(
+        "set a 0 1 1\r\na\r\nset b 0 100 1\r\nb\r\nset c 0 {} 1\r\nc\r\nms d 1 T1\r\nd\r\nset e 0 1 1\r\ne\r\ntouch e 100\r\nmn\r\n",
+        now + 1
+    );
+    let check = b"get a b c d e\r\nmg b t\r\nmn\r\n";
+    send_all(&mut sock, setup.as_bytes());
+    let (m1, _) = read_replies(&mut sock, false);
+    let p1 = conn.feed(setup.as_bytes(), &mut rng);
+    assert_eq!(show(&m1), show(&p1));
+    std::thread::sleep(Duration::from_millis(3100));
+    send_all(&mut sock, check);
+    let (m2, _) = read_replies(&mut sock, false);
+    let p2 = conn.feed(check, &mut rng);
+    let mut cas = CasMap::default();
+    let (mu, pu) = (split_units(&m2).unwrap(), split_units(&p2).unwrap());
+    assert_eq!(
+        mu.len(),
+        pu.len(),
+        "memcached {} petrel {}",
+        show(&m2),
+        show(&p2)
+    );
+    for (a, b) in mu.iter().zip(pu.iter()) {
+        assert!(
+            same_line(&a.line, &b.line, &mut cas, &mut Vec::new()) && a.data == b.data,
+            "memcached {} petrel {}",
+            show(&m2),
+            show(&p2)
+        );
+    }
+}
