@@ -17,11 +17,13 @@
 //! One worker thread per served queue owns that queue's UMEM, socket and
 //! four rings; workers share nothing but the service. Linux only.
 //!
-//! Entry point: [`XdpFrontend::start`] with an [`XdpConfig`].
+//! Entry point: [`XdpFrontend::start`] with an [`XdpConfig`] and the core
+//! `Engine` (which implements [`UdpService`]).
 #![cfg(target_os = "linux")]
 
 pub mod bpf;
 pub mod config;
+mod engine;
 mod frontend;
 pub mod iface;
 pub mod service;

@@ -1,0 +1,84 @@
+//! The core engine as the workers' [`UdpService`].
+
+use crate::service::{Time, UdpProgress, UdpService, UdpStatus};
+use petrel_core::engine::{Engine, Session, Status, Transport};
+
+impl UdpService for Engine<'static> {
+    type Session = Session;
+
+    fn udp_session(&self) -> Session {
+        Session::new(Transport::Udp)
+    }
+
+    /// Runs [`Engine::process`] and counts the bytes handled in the
+    /// engine's `bytes_read` / `bytes_written` (front ends keep those).
+    fn process_udp(
+        &self,
+        session: &mut Session,
+        input: &[u8],
+        out: &mut [u8],
+        now: Time,
+    ) -> UdpProgress {
+        let p = self.process(session, input, out, now);
+        let stats = self.stats();
+        stats.bytes_read.add(p.consumed as u64);
+        stats.bytes_written.add(p.written as u64);
+        UdpProgress {
+            consumed: p.consumed,
+            written: p.written,
+            status: match p.status {
+                Status::NeedInput => UdpStatus::Done,
+                Status::OutputFull => UdpStatus::OutputFull,
+                Status::Close => UdpStatus::Close,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use petrel_core::engine::EngineConfig;
+
+    fn engine() -> &'static Engine<'static> {
+        let cfg = EngineConfig::default();
+        let bytes = Engine::required_bytes(&cfg).unwrap();
+        let arena = Box::leak(vec![0u8; bytes].into_boxed_slice());
+        Box::leak(Box::new(Engine::new(&cfg, arena).unwrap()))
+    }
+
+    #[test]
+    fn sets_and_gets_through_the_seam_and_resumes_across_areas() {
+        let e = engine();
+        let mut s = e.udp_session();
+        let mut out = [0u8; 1392];
+        let mut req = b"set k 1 0 3000\r\n".to_vec();
+        req.extend(std::iter::repeat_n(b'x', 3000));
+        req.extend_from_slice(b"\r\n");
+        let p = e.process_udp(&mut s, &req, &mut out, 100);
+        assert_eq!(
+            (p.status, &out[..p.written]),
+            (UdpStatus::Done, &b"STORED\r\n"[..])
+        );
+        assert_eq!(p.consumed, req.len());
+
+        let mut s = e.udp_session();
+        let input = b"get k\r\n";
+        let mut reply = Vec::new();
+        let mut consumed = 0;
+        for _ in 0..10 {
+            let p = e.process_udp(&mut s, &input[consumed..], &mut out, 100);
+            reply.extend_from_slice(&out[..p.written]);
+            consumed += p.consumed;
+            if p.status != UdpStatus::OutputFull {
+                break;
+            }
+        }
+        let mut expect = b"VALUE k 1 3000\r\n".to_vec();
+        expect.extend(std::iter::repeat_n(b'x', 3000));
+        expect.extend_from_slice(b"\r\nEND\r\n");
+        assert_eq!(reply, expect);
+        assert_eq!(consumed, input.len());
+        assert!(e.stats().bytes_written.get() >= expect.len() as u64);
+    }
+}

@@ -1,0 +1,94 @@
+//! The AF_XDP front end with the real core engine, end to end over veth:
+//! gets of preloaded keys, a set over UDP, a reply spanning several
+//! datagrams, 2000 sequential gets with every reply checked, malformed
+//! datagrams (counted, server unharmed), ping and TCP on the cache port
+//! answered by the kernel, the program gone after stop.
+//! Needs root; prints why and passes vacuously otherwise.
+
+mod common;
+
+use common::*;
+use petrel_core::engine::{Engine, EngineConfig};
+use petrel_core::wire::Error as W;
+use petrel_xdp::{UdpService, UdpStatus, XdpConfig, XdpFrontend, XdpMode};
+
+fn engine() -> &'static Engine<'static> {
+    let cfg = EngineConfig::default();
+    let bytes = Engine::required_bytes(&cfg).expect("engine size");
+    let arena: &'static mut [u8] = Box::leak(vec![0u8; bytes].into_boxed_slice());
+    Box::leak(Box::new(Engine::new(&cfg, arena).expect("engine")))
+}
+
+/// Stores `key` by running a `set` through the engine directly.
+fn preload(engine: &'static Engine<'static>, key: &str, flags: u32, value: &[u8], now: u32) {
+    let mut req = format!("set {key} {flags} 0 {}\r\n", value.len()).into_bytes();
+    req.extend_from_slice(value);
+    req.extend_from_slice(b"\r\n");
+    let mut session = engine.udp_session();
+    let mut out = [0u8; petrel_core::engine::MIN_OUTPUT_BYTES];
+    let p = engine.process_udp(&mut session, &req, &mut out, now);
+    assert_eq!(
+        (p.status, &out[..p.written]),
+        (UdpStatus::Done, &b"STORED\r\n"[..])
+    );
+}
+
+fn run(mode: &str, tag: &str, subnet: u8) {
+    let topo = Topology::up(tag, subnet, 2);
+    let engine = engine();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    preload(engine, "small", 5, b"hello", now);
+    let big: Vec<u8> = (0..5000u32).map(|i| ((i * 7 + 3) % 251) as u8).collect();
+    preload(engine, "big", 0, &big, now);
+
+    let (port, tcp) = port_with_tcp_pong(&topo.host_addr);
+    let mut cfg = XdpConfig::new(topo.host_if.clone(), port);
+    cfg.mode = mode.parse::<XdpMode>().unwrap();
+    cfg.frame_count = 1024;
+    let fe = XdpFrontend::start(cfg, engine).unwrap_or_else(|e| panic!("start {mode}: {e}"));
+    eprintln!("{mode}: took {} on queues {:?}", fe.mode(), fe.queues());
+    assert!(topo.xdp_attached(), "no XDP program on {}", topo.host_if);
+
+    let line = topo.client("memcache", port, 2000);
+    eprintln!("{mode}: {line}");
+    assert!(
+        tcp.join().unwrap(),
+        "TCP on the cache port did not reach the kernel"
+    );
+    dump(&fe);
+
+    // get small, get missing, get big, set, 2000 gets, get after malformed.
+    let requests = 2 + 1 + 1 + 2000 + 1;
+    assert_eq!(sum(&fe, |s| s.counters.rx_requests.get()), requests);
+    let big_datagrams: u64 = line
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("multi_datagrams="))
+        .and_then(|v| v.parse().ok())
+        .expect("client reports the datagram count");
+    assert!(big_datagrams >= 4);
+    assert_eq!(
+        sum(&fe, |s| s.counters.tx_frames.get()),
+        requests + big_datagrams - 1
+    );
+    assert_eq!(sum(&fe, |s| s.counters.multi_datagram_replies.get()), 1);
+    assert_eq!(sum(&fe, |s| s.drops_for(W::Truncated)), 1);
+    assert_eq!(sum(&fe, |s| s.drops_for(W::BadFrameHeader)), 1);
+    assert_eq!(sum(&fe, |s| s.drops_for(W::MultiDatagramRequest)), 1);
+    assert_eq!(engine.stats().cmd_get.get(), 2 + 1 + 2000 + 1);
+
+    fe.stop();
+    assert!(!topo.xdp_attached(), "XDP program left on {}", topo.host_if);
+}
+
+#[test]
+fn engine_over_veth_in_generic_and_native_mode() {
+    if !is_root() {
+        eprintln!("skipped: AF_XDP end-to-end tests need root (netns, veth, XDP)");
+        return;
+    }
+    run("generic", "mg", 44);
+    run("native", "mn", 45);
+}
