@@ -35,6 +35,8 @@
 //! No 802.1Q tags, no IPv4 options, no fragments, no IPv6 extension headers:
 //! those are dropped with their own error, as the XDP program passes them to
 //! the kernel before they ever reach this code.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod checksum;
 pub mod ethernet;
