@@ -14,7 +14,7 @@
 use std::io::{self, Read, Write};
 
 use crate::buffer::PageBuf;
-use crate::service::{Service, Status, Time, Transport};
+use crate::service::{ConnectionEvent, Service, Status, Time, Transport};
 use crate::stats::FrontendStats;
 
 /// After a request used more than this much of a buffer, the pages beyond it
@@ -52,6 +52,8 @@ pub struct Connection<S: Service> {
     closing: bool,
     /// Unix seconds of the last byte read or written.
     last_active: Time,
+    /// Closed because a request did not fit the read buffer.
+    overflowed: bool,
 }
 
 impl<S: Service> Connection<S> {
@@ -81,6 +83,7 @@ impl<S: Service> Connection<S> {
             dirty: false,
             closing: false,
             last_active: now,
+            overflowed: false,
         }
     }
 
@@ -114,6 +117,32 @@ impl<S: Service> Connection<S> {
         accept_input: bool,
         stats: &FrontendStats,
     ) -> Drive {
+        let mut moved = (0u64, 0u64);
+        let r = self.drive_inner(service, io, now, budget, accept_input, &mut moved);
+        let (read, written) = moved;
+        if read > 0 {
+            stats.tcp_bytes_read.add(read);
+            service.connection_event(ConnectionEvent::BytesRead(read));
+        }
+        if written > 0 {
+            stats.tcp_bytes_written.add(written);
+            service.connection_event(ConnectionEvent::BytesWritten(written));
+        }
+        if r == Drive::Close && self.overflowed {
+            stats.read_buffer_full.incr();
+        }
+        r
+    }
+
+    fn drive_inner(
+        &mut self,
+        service: &S,
+        io: &mut (impl Read + Write),
+        now: Time,
+        budget: usize,
+        accept_input: bool,
+        moved: &mut (u64, u64),
+    ) -> Drive {
         let mut steps = 0usize;
         loop {
             // 1. Flush pending replies; nothing else happens until they are out.
@@ -123,7 +152,7 @@ impl<S: Service> Connection<S> {
                     Ok(n) => {
                         self.wstart += n;
                         self.last_active = now;
-                        stats.tcp_bytes_written.add(n as u64);
+                        moved.1 += n as u64;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::WaitWrite,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -186,7 +215,7 @@ impl<S: Service> Connection<S> {
             }
             if self.rend == self.rbuf.len() {
                 // The service needs more than the buffer holds for one request.
-                stats.read_buffer_full.incr();
+                self.overflowed = true;
                 return Drive::Close;
             }
             match io.read(&mut self.rbuf[self.rend..]) {
@@ -195,7 +224,7 @@ impl<S: Service> Connection<S> {
                     self.rend += n;
                     self.dirty = true;
                     self.last_active = now;
-                    stats.tcp_bytes_read.add(n as u64);
+                    moved.0 += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::WaitRead,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

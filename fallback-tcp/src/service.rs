@@ -55,6 +55,10 @@ pub enum ConnectionEvent {
     Rejected,
     /// A connection gave up its turn after using its per-event budget.
     Yielded,
+    /// Bytes read from clients (reported in batches).
+    BytesRead(u64),
+    /// Bytes written to clients (reported in batches).
+    BytesWritten(u64),
 }
 
 /// A request/response engine shared by every worker thread.

@@ -1,3 +1,200 @@
-fn main() {
-    println!("petrel {}", env!("CARGO_PKG_VERSION"));
+//! `petrel`: the memcached-compatible cache server binary.
+//!
+//! Start-up order: parse flags and the config file (exit 64 on any error),
+//! start logging, size the engine, bind every socket, map the item memory,
+//! drop privileges (`-u`), build the one engine, then serve until SIGINT or
+//! SIGTERM, finish replies in flight and exit 0. Nothing is printed on
+//! stdout except for `--help` and `--version`.
+
+mod cache;
+mod config;
+mod logger;
+mod memory;
+mod privileges;
+
+use std::process::ExitCode;
+
+use config::{Parsed, Settings, EXIT_USAGE};
+
+/// Exit status when the operating system refuses something we need: a port
+/// in use, memory, a thread (sysexits.h `EX_OSERR`, as memcached uses).
+const EXIT_OSERR: u8 = 71;
+
+/// A reason to stop with a status and one line on stderr.
+struct Exit {
+    code: u8,
+    message: String,
+}
+
+fn usage(message: impl Into<String>) -> Exit {
+    Exit {
+        code: EXIT_USAGE as u8,
+        message: message.into(),
+    }
+}
+
+fn os_error(message: impl Into<String>) -> Exit {
+    Exit {
+        code: EXIT_OSERR,
+        message: message.into(),
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Always one line on stderr; also in the log file if there is one.
+            eprintln!("{}", e.message);
+            if logging_to_file() {
+                log::error!("{}", e.message);
+                log::logger().flush();
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+static LOG_TO_FILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn logging_to_file() -> bool {
+    LOG_TO_FILE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn run() -> Result<(), Exit> {
+    let settings = match config::parse_args(std::env::args_os()).map_err(|e| usage(e.0))? {
+        Parsed::Print(text) => {
+            print!("{text}");
+            return Ok(());
+        }
+        Parsed::Run(s) => *s,
+    };
+    logger::init(settings.verbosity, settings.log_file.as_deref()).map_err(|e| {
+        let origin = if settings.log_file.is_some() {
+            "--log-file"
+        } else {
+            "logging"
+        };
+        usage(format!("petrel: {origin}: {e}"))
+    })?;
+    LOG_TO_FILE.store(
+        settings.log_file.is_some(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+
+    let user = match &settings.user {
+        Some(name) => match privileges::lookup(name) {
+            Ok(Some(u)) => Some(u),
+            Ok(None) => return Err(usage(format!("petrel: --user: no such user '{name}'"))),
+            Err(e) => {
+                return Err(os_error(format!(
+                    "petrel: --user: cannot look up '{name}': {e}"
+                )))
+            }
+        },
+        None => None,
+    };
+    if let Some(u) = &user {
+        if !privileges::is_root() {
+            // SAFETY: geteuid has no preconditions.
+            let me = unsafe { libc::geteuid() };
+            if u.uid != me {
+                return Err(usage(format!(
+                    "petrel: --user: only root can switch to user '{}'",
+                    u.name
+                )));
+            }
+        }
+    } else if privileges::is_root() {
+        log::warn!("running as root without -u/--user (memcached would refuse); consider -u with an unprivileged user");
+    }
+
+    let (engine_config, arena_bytes) = cache::engine_config(&settings, petrel_tcp::unix_now())
+        .map_err(|e| usage(format!("petrel: {e}")))?;
+
+    let frontend_config = cache::frontend_config(&settings);
+    let frontend = petrel_tcp::Frontend::bind(frontend_config)
+        .map_err(|e| os_error(format!("petrel: cannot bind: {e}")))?;
+
+    let (arena, report) = memory::allocate(arena_bytes, true).map_err(|e| {
+        os_error(format!(
+            "petrel: cannot map {arena_bytes} bytes of item memory: {e}"
+        ))
+    })?;
+
+    if let Some(u) = &user {
+        if privileges::is_root() && u.uid != 0 {
+            privileges::drop_to(u).map_err(|e| {
+                os_error(format!(
+                    "petrel: --user: cannot switch to '{}': {e}",
+                    u.name
+                ))
+            })?;
+            log::info!("switched to user {} (uid {}, gid {})", u.name, u.uid, u.gid);
+        }
+    }
+
+    let engine =
+        cache::build(&engine_config, arena).map_err(|e| os_error(format!("petrel: {e}")))?;
+
+    let (mut signal_rx, signal_tx) =
+        mio::net::UnixStream::pair().map_err(|e| os_error(format!("petrel: signal pipe: {e}")))?;
+    let signal_tx = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(signal_tx));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let tx = signal_tx
+            .try_clone()
+            .map_err(|e| os_error(format!("petrel: signal pipe: {e}")))?;
+        signal_hook::low_level::pipe::register(sig, tx)
+            .map_err(|e| os_error(format!("petrel: cannot handle signal {sig}: {e}")))?;
+    }
+
+    log_startup(&settings, arena_bytes, &report, &frontend);
+    frontend
+        .run(&engine, Some(&mut signal_rx))
+        .map_err(|e| os_error(format!("petrel: serving failed: {e}")))?;
+    log::info!("stopped");
+    log::logger().flush();
+    Ok(())
+}
+
+/// The one start-up line with the effective configuration.
+fn log_startup(
+    s: &Settings,
+    arena_bytes: usize,
+    report: &memory::MemoryReport,
+    frontend: &petrel_tcp::Frontend,
+) {
+    let (tcp, udp) = frontend.local_addrs().unwrap_or_default();
+    let list = |v: &[std::net::SocketAddr]| {
+        if v.is_empty() {
+            "off".to_string()
+        } else {
+            v.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    };
+    log::info!(
+        "petrel {} pid {} tcp={} udp={} memory-limit={}MiB arena={}B hugetlb={} thp={} mlock={} max-item-size={} \
+         conn-limit={} threads={} idle-timeout={}s user={} admin-port={} log={} verbose={} config={}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        list(&tcp),
+        list(&udp),
+        s.memory_limit_bytes >> 20,
+        arena_bytes,
+        report.hugetlb,
+        report.thp_advised,
+        report.locked,
+        s.max_item_bytes,
+        s.conn_limit,
+        s.threads,
+        s.idle_timeout_secs,
+        s.user.as_deref().unwrap_or("-"),
+        if s.admin_port == 0 { "off".to_string() } else { format!("{} (not yet served)", s.admin_port) },
+        s.log_file.as_ref().map_or("stderr".to_string(), |p| p.display().to_string()),
+        s.verbosity,
+        s.config_file.as_ref().map_or("-".to_string(), |p| p.display().to_string()),
+    );
 }
