@@ -248,8 +248,16 @@ pub fn parse_file(text: &str) -> Result<FileConfig, String> {
         let msg = e.message().replace('\n', " ");
         match e.span() {
             Some(span) => {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                format!("line {line}: {msg}")
+                let start = span.start.min(text.len());
+                let line = text[..start].matches('\n').count() + 1;
+                // Name the key of that line when it has one.
+                let line_text = text.lines().nth(line - 1).unwrap_or("");
+                match line_text.split_once('=') {
+                    Some((key, _)) if !msg.contains(key.trim()) => {
+                        format!("line {line}: key `{}`: {msg}", key.trim())
+                    }
+                    _ => format!("line {line}: {msg}"),
+                }
             }
             None => msg,
         }
@@ -638,7 +646,7 @@ mod tests {
         let e = parse_file("port = 1\nbogus = 2\n").unwrap_err();
         assert!(e.contains("line 2") && e.contains("bogus"), "{e}");
         let e = parse_file("port = \"abc\"\n").unwrap_err();
-        assert!(e.contains("line 1"), "{e}");
+        assert!(e.contains("line 1") && e.contains("`port`"), "{e}");
         let f = parse_file("threads = 0\n").unwrap();
         let e = merge(&Cli::default(), &f).unwrap_err().0;
         assert!(e.contains("config key `threads`"), "{e}");

@@ -105,13 +105,14 @@ fn run() -> Result<(), Exit> {
                 )));
             }
         }
-    } else if privileges::is_root() {
-        log::warn!("running as root without -u/--user (memcached would refuse); consider -u with an unprivileged user");
     }
 
     let (engine_config, arena_bytes) = cache::engine_config(&settings, petrel_tcp::unix_now())
         .map_err(|e| usage(format!("petrel: {e}")))?;
 
+    if user.is_none() && privileges::is_root() {
+        log::warn!("running as root without -u/--user (memcached would refuse); consider -u with an unprivileged user");
+    }
     let frontend_config = cache::frontend_config(&settings);
     let frontend = petrel_tcp::Frontend::bind(frontend_config)
         .map_err(|e| os_error(format!("petrel: cannot bind: {e}")))?;
