@@ -125,7 +125,7 @@ pub fn set_next(b: &mut Bucket, next: usize) {
 /// 1/freq (using `rand`), saturating at 255.
 #[inline]
 pub fn bump_freq(freq: u8, rand: u64) -> u8 {
-    if freq < 16 || (freq < 255 && rand % freq as u64 == 0) {
+    if freq < 16 || (freq < 255 && rand.is_multiple_of(freq as u64)) {
         freq + 1
     } else {
         freq

@@ -122,7 +122,7 @@ impl Default for StoreConfig {
                 merge: 4,
                 compact: 2,
             },
-            seed: 0x5eed_0f_9e77e1,
+            seed: 0x5eed_0f9e_77e1,
         }
     }
 }
@@ -595,6 +595,8 @@ impl<'a> Store<'a> {
     /// with `now >= at` (a later delayed flush replaces an earlier pending
     /// one). Memory is reclaimed lazily and by [`Store::expire`].
     pub fn flush(&self, at: Time, now: Time) {
+        // A pending flush that is already due happens before this one.
+        self.check_flush(now);
         if at == 0 || at <= now {
             self.flush_at.store(0, Ordering::Relaxed);
             self.flush_now();
