@@ -94,6 +94,38 @@ impl FromStr for XdpMode {
     }
 }
 
+impl FromStr for AttachMode {
+    type Err = String;
+
+    /// Parses `auto`, `native` or `generic` (the server's `--xdp-mode`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(AttachMode::Auto),
+            "native" => Ok(AttachMode::Native),
+            "generic" => Ok(AttachMode::Generic),
+            _ => Err(format!(
+                "unknown XDP attach mode {s:?} (expected auto, native or generic)"
+            )),
+        }
+    }
+}
+
+impl FromStr for ZeroCopy {
+    type Err = String;
+
+    /// Parses `auto`, `on` or `off` (the server's `--xdp-zero-copy`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(ZeroCopy::Auto),
+            "on" => Ok(ZeroCopy::On),
+            "off" => Ok(ZeroCopy::Off),
+            _ => Err(format!(
+                "unknown zero-copy setting {s:?} (expected auto, on or off)"
+            )),
+        }
+    }
+}
+
 /// The mode that actually took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResolvedMode {
@@ -250,5 +282,17 @@ mod tests {
             zero_copy: ZeroCopy::On,
         };
         assert!(m.candidates().is_empty());
+        let m = XdpMode {
+            attach: "native".parse().unwrap(),
+            zero_copy: "auto".parse().unwrap(),
+        };
+        assert_eq!(m.candidates(), vec![NativeZeroCopy, NativeCopy]);
+        let m = XdpMode {
+            attach: "auto".parse().unwrap(),
+            zero_copy: "off".parse().unwrap(),
+        };
+        assert_eq!(m.candidates(), vec![NativeCopy, GenericCopy]);
+        assert!("on".parse::<AttachMode>().is_err());
+        assert!("native".parse::<ZeroCopy>().is_err());
     }
 }

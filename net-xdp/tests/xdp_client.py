@@ -2,8 +2,11 @@
 """memcache-over-UDP client for the AF_XDP end-to-end test.
 
 Runs inside the client namespace.
-Usage: xdp_client.py memcache|echo SERVER_IP PORT TCP_PORT [GETS]
-  memcache: gets/sets against the engine (keys "small" and "big" preloaded)
+Usage: xdp_client.py memcache|server|echo SERVER_IP PORT TCP_PORT [GETS]
+  memcache: gets/sets against the engine (keys "small" and "big" preloaded),
+            TCP_PORT answers "ping\n" with "pong\n" (a plain kernel listener)
+  server:   the same against the petrel binary: "small" and "big" are set
+            over TCP first, and TCP_PORT must answer "version"
   echo:     against the tests' echo service (reply = payload repeated N times,
             N = the payload's first digit)
 Both also send malformed datagrams, ping, and talk TCP to TCP_PORT.
@@ -105,7 +108,26 @@ def memcache_checks():
     return multi_datagrams, elapsed
 
 
-multi_datagrams, elapsed = memcache_checks() if MODE == "memcache" else echo_checks()
+def tcp_exchange(request, expect_prefix):
+    t = socket.create_connection((HOST, TCP_PORT), timeout=TIMEOUT_S)
+    t.sendall(request)
+    got = b""
+    deadline = time.time() + TIMEOUT_S
+    while not got.endswith(b"\r\n") and time.time() < deadline:
+        chunk = t.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    t.close()
+    if not got.startswith(expect_prefix):
+        fail("TCP %r: %r" % (request[:30], got[:80]))
+
+
+if MODE == "server":
+    tcp_exchange(b"set small 5 0 5\r\nhello\r\n", b"STORED\r\n")
+    big = bytes((i * 7 + 3) % 251 for i in range(5000))
+    tcp_exchange(b"set big 0 0 5000\r\n" + big + b"\r\n", b"STORED\r\n")
+multi_datagrams, elapsed = echo_checks() if MODE == "echo" else memcache_checks()
 
 # 4. malformed datagrams: counted by the server, no reply, server unharmed
 raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -114,8 +136,8 @@ raw.send(b"abc")  # shorter than the frame header
 raw.send(struct.pack("!HHHH", 9, 0, 1, 7) + b"1 reserved bits")
 raw.send(struct.pack("!HHHH", 9, 0, 2, 0) + b"1 multi-datagram request")
 raw.close()
-probe = b"get small\r\n" if MODE == "memcache" else b"1probe"
-expect = b"VALUE small 5 5\r\nhello\r\nEND\r\n" if MODE == "memcache" else probe
+probe = b"1probe" if MODE == "echo" else b"get small\r\n"
+expect = probe if MODE == "echo" else b"VALUE small 5 5\r\nhello\r\nEND\r\n"
 reply, _ = request(probe)
 if reply != expect:
     fail("request after malformed: %r" % reply)
@@ -146,11 +168,14 @@ while time.time() < deadline:
 if not pong:
     fail("no ICMP echo reply")
 
-# 6. TCP to the same port is the kernel's (a plain listener in the test)
-t = socket.create_connection((HOST, TCP_PORT), timeout=TIMEOUT_S)
-t.sendall(b"ping\n")
-if t.recv(64) != b"pong\n":
-    fail("TCP through the kernel")
-t.close()
+# 6. TCP to the same port is the kernel's
+if MODE == "server":
+    tcp_exchange(b"version\r\n", b"VERSION ")
+else:
+    t = socket.create_connection((HOST, TCP_PORT), timeout=TIMEOUT_S)
+    t.sendall(b"ping\n")
+    if t.recv(64) != b"pong\n":
+        fail("TCP through the kernel")
+    t.close()
 
 print("ok gets=%d gets_per_s=%.0f multi_datagrams=%d" % (GETS, GETS / elapsed, multi_datagrams))
