@@ -7,7 +7,9 @@ mod common;
 
 use common::*;
 use petrel_core::wire::Error as W;
-use petrel_xdp::{Time, UdpProgress, UdpService, UdpStatus, XdpConfig, XdpFrontend, XdpMode};
+use petrel_xdp::{
+    ResolvedMode, Time, UdpProgress, UdpService, UdpStatus, XdpConfig, XdpFrontend, XdpMode,
+};
 
 /// Replies with the request payload repeated N times, N = its first byte
 /// as a digit (1..=9); resumable across output areas like the engine.
@@ -50,7 +52,7 @@ impl UdpService for Echo {
 
 static ECHO: Echo = Echo;
 
-fn run(mode: &str, tag: &str, subnet: u8) {
+fn run(mode: &str, tag: &str, subnet: u8) -> ResolvedMode {
     let topo = Topology::up(tag, subnet, 2);
     let (port, tcp) = port_with_tcp_pong(&topo.host_addr);
     let mut cfg = XdpConfig::new(topo.host_if.clone(), port);
@@ -79,16 +81,20 @@ fn run(mode: &str, tag: &str, subnet: u8) {
     assert_eq!(sum(&fe, |s| s.drops_for(W::MultiDatagramRequest)), 1);
     assert_eq!(sum(&fe, |s| s.drops_total()), 3);
 
+    let took = fe.mode();
     fe.stop();
     assert!(!topo.xdp_attached(), "XDP program left on {}", topo.host_if);
+    took
 }
 
 #[test]
-fn echo_over_veth_in_generic_and_native_mode() {
+fn echo_over_veth_in_each_mode() {
     if !is_root() {
         eprintln!("skipped: AF_XDP end-to-end tests need root (netns, veth, XDP)");
         return;
     }
-    run("generic", "eg", 42);
-    run("native", "en", 43);
+    assert_eq!(run("generic", "eg", 42), ResolvedMode::GenericCopy);
+    assert_eq!(run("native", "en", 43), ResolvedMode::NativeCopy);
+    // veth has no zero-copy: auto falls back to native copy.
+    assert_eq!(run("auto", "ea", 46), ResolvedMode::NativeCopy);
 }
