@@ -205,9 +205,16 @@ impl Generator {
         self.letters(len)
     }
 
+    /// Random letters, digits and inner spaces. Never starts or ends with a space, so that no
+    /// value (nor a concatenation by append/prepend) is only whitespace: memcached's `incr`
+    /// parses such a value with `strtoull`, which skips the `\r\n` and reads past the item.
     fn letters(&mut self, len: usize) -> Vec<u8> {
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789 ";
         (0..len)
-            .map(|_| b"abcdefghijklmnopqrstuvwxyz0123456789 "[self.rng.below(37) as usize])
+            .map(|i| {
+                let n = if i == 0 || i + 1 == len { 36 } else { 37 };
+                ALPHABET[self.rng.below(n) as usize]
+            })
             .collect()
     }
 
@@ -727,39 +734,91 @@ fn exchange(
     r
 }
 
-/// Runs `commands` commands of the stream for `cfg` against `reference` and `candidate`;
-/// `Err` describes the first batch whose replies differ (seed, commands, both replies).
+/// Why a differential run stopped.
+#[derive(Debug)]
+pub enum DiffError {
+    /// The two memcached references disagreed with each other: memcached is not deterministic
+    /// for this stream (see the module docs); the stream proves nothing either way.
+    ReferenceUnstable(String),
+    /// The candidate's replies differ from the references' (which agree): a real divergence.
+    Mismatch(String),
+    /// Connecting failed, or a reference did not answer a batch completely.
+    Setup(String),
+}
+
+/// Compares two tokenized replies, extending the CAS bijection; `Err` says where they differ.
+fn compare(rt: &[Tok], ct: &[Tok], map: &mut CasMap) -> Result<(), String> {
+    for (i, pair) in rt.iter().zip(ct.iter()).enumerate() {
+        match pair {
+            (Tok::Bytes(a), Tok::Bytes(b)) if a == b => {}
+            (Tok::Cas(r), Tok::Cas(c)) => {
+                map.pair(*r, *c).map_err(|e| format!("token {i}: {e}"))?
+            }
+            _ => {
+                let at = rt[..i]
+                    .iter()
+                    .map(|t| match t {
+                        Tok::Bytes(b) => b.len(),
+                        Tok::Cas(c) => c.to_string().len(),
+                    })
+                    .sum::<usize>();
+                return Err(format!(
+                    "replies differ after reference byte {at}: {}",
+                    show_difference(&rt[i], pair.1)
+                ));
+            }
+        }
+    }
+    if rt.len() != ct.len() {
+        return Err(format!(
+            "reply lengths differ ({} vs {} tokens)",
+            rt.len(),
+            ct.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `commands` commands of the stream for `cfg` against two memcached references and the
+/// candidate. The candidate must match the first reference byte for byte (CAS through a
+/// bijection); the second reference detects batches where memcached itself is not
+/// deterministic ([`DiffError::ReferenceUnstable`]).
 pub fn run(
-    reference: SocketAddr,
+    references: [SocketAddr; 2],
     candidate: SocketAddr,
     cfg: StreamConfig,
     commands: usize,
-) -> Result<DiffStats, String> {
-    let connect = |a: SocketAddr| -> Result<TcpStream, String> {
+) -> Result<DiffStats, DiffError> {
+    let connect = |a: SocketAddr| -> Result<TcpStream, DiffError> {
         let s = TcpStream::connect_timeout(&a, Duration::from_secs(5))
-            .map_err(|e| format!("connect {a}: {e}"))?;
+            .map_err(|e| DiffError::Setup(format!("connect {a}: {e}")))?;
         s.set_nodelay(true).ok();
         Ok(s)
     };
-    let mut rs = connect(reference)?;
+    let mut rs = connect(references[0])?;
+    let mut r2s = connect(references[1])?;
     let mut cs = connect(candidate)?;
     let seed = cfg.seed;
     let batch = cfg.batch;
     let mut gen = Generator::new(cfg);
     let mut map = CasMap::default();
+    let mut map2 = CasMap::default();
     let mut stats = DiffStats::default();
     while stats.commands < commands {
         let n = batch.min(commands - stats.commands);
         gen.start_batch();
         let cmds: Vec<Cmd> = (0..n).map(|_| gen.next_cmd()).collect();
         let mut rbytes = Vec::new();
+        let mut r2bytes = Vec::new();
         let mut cbytes = Vec::new();
         for c in &cmds {
             rbytes.extend_from_slice(&c.reference_bytes());
+            r2bytes.extend_from_slice(&c.render(|x| map2.to_candidate(x)).expect("render"));
             cbytes.extend_from_slice(&c.render(|x| map.to_candidate(x)).expect("render"));
         }
-        rbytes.extend_from_slice(b"mn\r\n");
-        cbytes.extend_from_slice(b"mn\r\n");
+        for b in [&mut rbytes, &mut r2bytes, &mut cbytes] {
+            b.extend_from_slice(b"mn\r\n");
+        }
         let mn_count = 1 + cmds
             .iter()
             .filter(|c| c.reference_bytes() == b"mn\r\n")
@@ -776,8 +835,9 @@ pub fn run(
         }
         let timeout = Duration::from_secs(20);
         let (rreply, rstate) = exchange(&mut rs, rbytes, mn_count, timeout);
+        let (r2reply, r2state) = exchange(&mut r2s, r2bytes, mn_count, timeout);
         let (creply, cstate) = exchange(&mut cs, cbytes, mn_count, timeout);
-        let describe = |why: &str| {
+        let describe = |why: &str, other: &[u8], other_state: &str, other_name: &str| {
             let mut s = format!(
                 "differential stream seed {seed}, batch {} (commands {}..{}): {why}\n--- commands (reference bytes):\n",
                 stats.batches,
@@ -788,47 +848,44 @@ pub fn run(
                 s.push_str(&format!("[{i}] {}\n", escape(&c.reference_bytes(), 200)));
             }
             s.push_str(&format!(
-                "--- reference reply ({rstate}):\n{}\n--- candidate reply ({cstate}):\n{}\n",
+                "--- reference reply ({rstate}):\n{}\n--- {other_name} reply ({other_state}):\n{}\n",
                 escape(&rreply, 6000),
-                escape(&creply, 6000)
+                escape(other, 6000)
             ));
             s
         };
-        if rstate != "complete" {
-            return Err(describe(
-                "the reference did not answer the batch completely (a test bug)",
-            ));
+        if rstate != "complete" || r2state != "complete" {
+            return Err(DiffError::Setup(describe(
+                "a reference did not answer the batch completely (a test bug)",
+                &r2reply,
+                r2state,
+                "second reference",
+            )));
         }
         let (rt, rpairs) = tokenize(&rreply);
+        let (r2t, _) = tokenize(&r2reply);
         let (ct, _) = tokenize(&creply);
-        for (i, pair) in rt.iter().zip(ct.iter()).enumerate() {
-            match pair {
-                (Tok::Bytes(a), Tok::Bytes(b)) if a == b => {}
-                (Tok::Cas(r), Tok::Cas(c)) => {
-                    if let Err(e) = map.pair(*r, *c) {
-                        return Err(describe(&format!("token {i}: {e}")));
-                    }
-                }
-                _ => {
-                    let at = rt[..i]
-                        .iter()
-                        .map(|t| match t {
-                            Tok::Bytes(b) => b.len(),
-                            Tok::Cas(c) => c.to_string().len(),
-                        })
-                        .sum::<usize>();
-                    return Err(describe(&format!(
-                        "replies differ after reference byte {at}: {}",
-                        show_difference(&rt[i], pair.1)
-                    )));
-                }
-            }
+        if let Err(e) = compare(&rt, &r2t, &mut map2) {
+            return Err(DiffError::ReferenceUnstable(describe(
+                &e,
+                &r2reply,
+                r2state,
+                "second reference",
+            )));
         }
-        if rt.len() != ct.len() || cstate != "complete" {
-            return Err(describe(&format!(
-                "reply lengths differ ({} vs {} tokens)",
-                rt.len(),
-                ct.len()
+        let verdict = compare(&rt, &ct, &mut map).and_then(|()| {
+            if cstate == "complete" {
+                Ok(())
+            } else {
+                Err(format!("candidate reply incomplete: {cstate}"))
+            }
+        });
+        if let Err(e) = verdict {
+            return Err(DiffError::Mismatch(describe(
+                &e,
+                &creply,
+                cstate,
+                "candidate",
             )));
         }
         for (k, c) in rpairs {
