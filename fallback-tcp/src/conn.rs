@@ -54,6 +54,11 @@ pub struct Connection<S: Service> {
     last_active: Time,
     /// Closed because a request did not fit the read buffer.
     overflowed: bool,
+    /// The last read returned less than it asked for: the socket was empty
+    /// then, and (edge-triggered epoll) new data will raise a new readable
+    /// event, so no read is tried until one arrives. Saves the read that
+    /// would fail with `WouldBlock` after every reply.
+    drained: bool,
 }
 
 impl<S: Service> Connection<S> {
@@ -84,6 +89,7 @@ impl<S: Service> Connection<S> {
             closing: false,
             last_active: now,
             overflowed: false,
+            drained: false,
         }
     }
 
@@ -105,18 +111,25 @@ impl<S: Service> Connection<S> {
     }
 
     /// Moves bytes between `io` and the service until the connection has to
-    /// wait, used `budget` steps, or is done. With `accept_input` false (server
-    /// shutting down) nothing more is read: requests already received are
-    /// answered, replies flushed, and then the connection closes.
+    /// wait, used `budget` steps, or is done. `readable` says a readable
+    /// event arrived since the last call (after a short read, reading waits
+    /// for one). With `accept_input` false (server shutting down) nothing
+    /// more is read: requests already received are answered, replies
+    /// flushed, and then the connection closes.
+    #[allow(clippy::too_many_arguments)]
     pub fn drive(
         &mut self,
         service: &S,
         io: &mut (impl Read + Write),
         now: Time,
         budget: usize,
+        readable: bool,
         accept_input: bool,
         stats: &FrontendStats,
     ) -> Drive {
+        if readable {
+            self.drained = false;
+        }
         let mut moved = (0u64, 0u64);
         let r = self.drive_inner(service, io, now, budget, accept_input, &mut moved);
         let (read, written) = moved;
@@ -218,9 +231,14 @@ impl<S: Service> Connection<S> {
                 self.overflowed = true;
                 return Drive::Close;
             }
+            if self.drained {
+                return Drive::WaitRead;
+            }
+            let room = self.rbuf.len() - self.rend;
             match io.read(&mut self.rbuf[self.rend..]) {
                 Ok(0) => return Drive::Close,
                 Ok(n) => {
+                    self.drained = n < room;
                     self.rend += n;
                     self.dirty = true;
                     self.last_active = now;
@@ -378,8 +396,10 @@ pub(crate) mod tests {
         stats: &FrontendStats,
     ) -> Drive {
         loop {
-            match c.drive(&LineService, io, 1, 4, true, stats) {
+            match c.drive(&LineService, io, 1, 4, true, true, stats) {
                 Drive::Yield => continue,
+                // More bytes (or EOF) are waiting: the poller would report readable.
+                Drive::WaitRead if io.read_pos < io.input.len() || io.eof => continue,
                 other => return other,
             }
         }
@@ -470,7 +490,7 @@ pub(crate) mod tests {
         let mut c = Connection::new(&LineService, 4096, 8, 0).unwrap();
         let mut io = FakeIo::new(b"1000\n", 4096, usize::MAX);
         assert_eq!(
-            c.drive(&LineService, &mut io, 0, 3, true, &stats),
+            c.drive(&LineService, &mut io, 0, 3, true, true, &stats),
             Drive::Yield
         );
         assert!(io.output.len() < 1002);
@@ -485,7 +505,7 @@ pub(crate) mod tests {
         io.input.extend_from_slice(b"\nc\n");
         let reads = io.reads;
         assert_eq!(
-            c.drive(&LineService, &mut io, 0, 100, false, &stats),
+            c.drive(&LineService, &mut io, 0, 100, true, false, &stats),
             Drive::Close
         );
         assert_eq!(io.reads, reads);
@@ -509,5 +529,29 @@ pub(crate) mod tests {
         let mut io = FakeIo::new(b"again\n", 4096, usize::MAX);
         assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::WaitRead);
         assert_eq!(io.output, b"again\r\n");
+    }
+
+    #[test]
+    fn short_read_waits_for_the_next_readable_event() {
+        let stats = FrontendStats::new();
+        let mut c = Connection::new(&LineService, 4096, 64, 0).unwrap();
+        let mut io = FakeIo::new(b"a\n", 4096, usize::MAX);
+        assert_eq!(
+            c.drive(&LineService, &mut io, 0, 16, true, true, &stats),
+            Drive::WaitRead
+        );
+        assert_eq!(io.reads, 1, "no read after a short read");
+        io.input.extend_from_slice(b"b\n");
+        // Driven without a readable event (e.g. writable): still no read.
+        assert_eq!(
+            c.drive(&LineService, &mut io, 0, 16, false, true, &stats),
+            Drive::WaitRead
+        );
+        assert_eq!(io.reads, 1);
+        assert_eq!(
+            c.drive(&LineService, &mut io, 0, 16, true, true, &stats),
+            Drive::WaitRead
+        );
+        assert_eq!(io.output, b"a\r\nb\r\n");
     }
 }

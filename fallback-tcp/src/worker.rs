@@ -118,7 +118,10 @@ impl<'a, S: Service> Worker<'a, S> {
             for ev in events.iter() {
                 match ev.token() {
                     WAKER_TOKEN => self.take_new_connections(now),
-                    Token(t) if t >= CONN_BASE => self.drive(t - CONN_BASE, now, !stopping),
+                    Token(t) if t >= CONN_BASE => {
+                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        self.drive(t - CONN_BASE, now, readable, !stopping)
+                    }
                     Token(t) => {
                         if let Some(u) = self.udp.get_mut(t - UDP_BASE) {
                             u.ready = true;
@@ -130,7 +133,7 @@ impl<'a, S: Service> Worker<'a, S> {
                 if let Some(Some(e)) = self.conns.get_mut(idx) {
                     e.queued = false;
                 }
-                self.drive(idx, now, !stopping);
+                self.drive(idx, now, false, !stopping);
             }
             if !stopping {
                 for u in &mut self.udp {
@@ -157,7 +160,7 @@ impl<'a, S: Service> Worker<'a, S> {
                         stop_deadline = Some(d);
                         self.take_new_connections(now);
                         for idx in 0..self.conns.len() {
-                            self.drive(idx, now, false);
+                            self.drive(idx, now, false, false);
                         }
                         d
                     }
@@ -225,7 +228,7 @@ impl<'a, S: Service> Worker<'a, S> {
         Ok(())
     }
 
-    fn drive(&mut self, idx: usize, now: Time, accept_input: bool) {
+    fn drive(&mut self, idx: usize, now: Time, readable: bool, accept_input: bool) {
         let Some(Some(e)) = self.conns.get_mut(idx) else {
             return;
         };
@@ -234,6 +237,7 @@ impl<'a, S: Service> Worker<'a, S> {
             &mut e.stream,
             now,
             CONN_BUDGET_STEPS,
+            readable,
             accept_input,
             &self.shared.stats,
         );

@@ -1,9 +1,10 @@
 //! `petrel`: the memcached-compatible cache server binary.
 //!
 //! Start-up order: parse flags and the config file (exit 64 on any error),
-//! start logging, size the engine, bind every socket, map the item memory,
-//! drop privileges (`-u`), build the one engine, then serve until SIGINT or
-//! SIGTERM, finish replies in flight and exit 0. Nothing is printed on
+//! start logging, size the engine, catch SIGINT/SIGTERM, map (and lock) the
+//! item memory, build the one engine, bind every socket (so a client that
+//! can connect is served at once), drop privileges (`-u`), then serve until
+//! SIGINT or SIGTERM, finish replies in flight and exit 0. Nothing is printed on
 //! stdout except for `--help` and `--version`.
 
 mod cache;
@@ -113,15 +114,31 @@ fn run() -> Result<(), Exit> {
     if user.is_none() && privileges::is_root() {
         log::warn!("running as root without -u/--user (memcached would refuse); consider -u with an unprivileged user");
     }
-    let frontend_config = cache::frontend_config(&settings);
-    let frontend = petrel_tcp::Frontend::bind(frontend_config)
-        .map_err(|e| os_error(format!("petrel: cannot bind: {e}")))?;
+    // Signals first: a SIGTERM from now on means a clean stop, exit 0.
+    let (mut signal_rx, signal_tx) =
+        mio::net::UnixStream::pair().map_err(|e| os_error(format!("petrel: signal pipe: {e}")))?;
+    let signal_tx = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(signal_tx));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let tx = signal_tx
+            .try_clone()
+            .map_err(|e| os_error(format!("petrel: signal pipe: {e}")))?;
+        signal_hook::low_level::pipe::register(sig, tx)
+            .map_err(|e| os_error(format!("petrel: cannot handle signal {sig}: {e}")))?;
+    }
 
     let (arena, report) = memory::allocate(arena_bytes, true).map_err(|e| {
         os_error(format!(
             "petrel: cannot map {arena_bytes} bytes of item memory: {e}"
         ))
     })?;
+
+    let engine =
+        cache::build(&engine_config, arena).map_err(|e| os_error(format!("petrel: {e}")))?;
+
+    // Listen only once the engine is ready: a client that can connect is served.
+    let frontend_config = cache::frontend_config(&settings);
+    let frontend = petrel_tcp::Frontend::bind(frontend_config)
+        .map_err(|e| os_error(format!("petrel: cannot bind: {e}")))?;
 
     if let Some(u) = &user {
         if privileges::is_root() && u.uid != 0 {
@@ -133,20 +150,6 @@ fn run() -> Result<(), Exit> {
             })?;
             log::info!("switched to user {} (uid {}, gid {})", u.name, u.uid, u.gid);
         }
-    }
-
-    let engine =
-        cache::build(&engine_config, arena).map_err(|e| os_error(format!("petrel: {e}")))?;
-
-    let (mut signal_rx, signal_tx) =
-        mio::net::UnixStream::pair().map_err(|e| os_error(format!("petrel: signal pipe: {e}")))?;
-    let signal_tx = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(signal_tx));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let tx = signal_tx
-            .try_clone()
-            .map_err(|e| os_error(format!("petrel: signal pipe: {e}")))?;
-        signal_hook::low_level::pipe::register(sig, tx)
-            .map_err(|e| os_error(format!("petrel: cannot handle signal {sig}: {e}")))?;
     }
 
     log_startup(&settings, arena_bytes, &report, &frontend);
