@@ -1,0 +1,381 @@
+//! Every command over TCP, with the exact bytes memcached 1.6 replies (classic and meta).
+//! Run against memcached (`PETREL_TEST_TARGET=memcached`) these expectations pass, which is
+//! what makes them the specification for petrel.
+
+use petrel_tests::server::{Server, Target};
+use petrel_tests::tcp::{storage_cmd, value_reply, Conn};
+use std::time::Duration;
+
+fn start() -> Option<(Server, Conn)> {
+    let server = Target::from_env()?.start();
+    let conn = Conn::connect(server.tcp_addr());
+    Some((server, conn))
+}
+
+/// Sends `gets key` and returns the CAS of the single `VALUE` line (asserting the rest).
+fn gets_cas(c: &mut Conn, key: &str, flags: u32, value: &[u8]) -> u64 {
+    c.send(format!("gets {key}\r\n").as_bytes());
+    let line = c.read_line();
+    let text = String::from_utf8(line.clone()).expect("ascii");
+    let words: Vec<&str> = text.trim_end().split(' ').collect();
+    assert_eq!(
+        &words[..4],
+        &["VALUE", key, &flags.to_string(), &value.len().to_string()],
+        "gets line {text:?}"
+    );
+    let cas: u64 = words[4].parse().expect("cas number");
+    assert_ne!(cas, 0, "CAS is never 0");
+    let mut rest = value.to_vec();
+    rest.extend_from_slice(b"\r\nEND\r\n");
+    c.expect(b"gets", &rest);
+    cas
+}
+
+#[test]
+fn storage_and_retrieval_commands() {
+    let Some((_s, mut c)) = start() else { return };
+    c.check(b"get nope\r\n", b"END\r\n");
+    c.check(
+        &storage_cmd("set", "a", 0, 0, b"hello", false),
+        b"STORED\r\n",
+    );
+    c.check(b"get a\r\n", &value_reply("a", 0, b"hello"));
+    // flags are 32-bit and echoed verbatim
+    c.check(
+        &storage_cmd("set", "f", 4294967295, 0, b"x", false),
+        b"STORED\r\n",
+    );
+    c.check(b"get f\r\n", &value_reply("f", 4294967295, b"x"));
+    // empty value
+    c.check(&storage_cmd("set", "e", 7, 0, b"", false), b"STORED\r\n");
+    c.check(b"get e\r\n", b"VALUE e 7 0\r\n\r\nEND\r\n");
+    // multi-get: hits in request order, misses skipped, duplicates repeated
+    c.check(
+        b"get a nope e a\r\n",
+        b"VALUE a 0 5\r\nhello\r\nVALUE e 7 0\r\n\r\nVALUE a 0 5\r\nhello\r\nEND\r\n",
+    );
+    // add / replace
+    c.check(
+        &storage_cmd("add", "a", 0, 0, b"zz", false),
+        b"NOT_STORED\r\n",
+    );
+    c.check(&storage_cmd("add", "b", 3, 0, b"bee", false), b"STORED\r\n");
+    c.check(
+        &storage_cmd("replace", "nope", 0, 0, b"zz", false),
+        b"NOT_STORED\r\n",
+    );
+    c.check(
+        &storage_cmd("replace", "b", 4, 0, b"BEE", false),
+        b"STORED\r\n",
+    );
+    c.check(b"get b\r\n", &value_reply("b", 4, b"BEE"));
+    // append / prepend keep the old flags
+    c.check(
+        &storage_cmd("append", "b", 9, 0, b"!!", false),
+        b"STORED\r\n",
+    );
+    c.check(
+        &storage_cmd("prepend", "b", 9, 0, b"<<", false),
+        b"STORED\r\n",
+    );
+    c.check(b"get b\r\n", &value_reply("b", 4, b"<<BEE!!"));
+    c.check(
+        &storage_cmd("append", "nope", 0, 0, b"x", false),
+        b"NOT_STORED\r\n",
+    );
+    c.check(
+        &storage_cmd("prepend", "nope", 0, 0, b"x", false),
+        b"NOT_STORED\r\n",
+    );
+    // gets / cas
+    let cas = gets_cas(&mut c, "a", 0, b"hello");
+    c.check(
+        format!("cas a 1 0 3 {}\r\nbad\r\n", cas + 1000).as_bytes(),
+        b"EXISTS\r\n",
+    );
+    c.check(
+        format!("cas a 1 0 3 {cas}\r\nnew\r\n").as_bytes(),
+        b"STORED\r\n",
+    );
+    c.check(
+        format!("cas a 1 0 3 {cas}\r\nold\r\n").as_bytes(),
+        b"EXISTS\r\n",
+    );
+    c.check(b"cas nope 0 0 1 1\r\nx\r\n", b"NOT_FOUND\r\n");
+    let cas2 = gets_cas(&mut c, "a", 1, b"new");
+    assert_ne!(cas, cas2, "a store gives a new CAS");
+    // touch keeps the CAS
+    c.check(b"touch a 0\r\n", b"TOUCHED\r\n");
+    assert_eq!(gets_cas(&mut c, "a", 1, b"new"), cas2);
+    c.check(b"touch nope 0\r\n", b"NOT_FOUND\r\n");
+    // gat / gats
+    c.check(b"gat 0 a nope\r\n", &value_reply("a", 1, b"new"));
+    c.send(b"gats 0 a\r\n");
+    c.expect(
+        b"gats",
+        format!("VALUE a 1 3 {cas2}\r\nnew\r\nEND\r\n").as_bytes(),
+    );
+    // negative exptime: stored but immediately expired
+    c.check(
+        &storage_cmd("set", "gone", 0, -1, b"x", false),
+        b"STORED\r\n",
+    );
+    c.check(b"get gone\r\n", b"END\r\n");
+    // touch with a negative exptime expires the item
+    c.check(b"touch b -1\r\n", b"TOUCHED\r\n");
+    c.check(b"get b\r\n", b"END\r\n");
+    // delete
+    c.check(b"delete a\r\n", b"DELETED\r\n");
+    c.check(b"delete a\r\n", b"NOT_FOUND\r\n");
+    c.check(b"get a\r\n", b"END\r\n");
+    // the longest key is 250 bytes
+    let k250 = "k".repeat(250);
+    c.check(&storage_cmd("set", &k250, 0, 0, b"v", false), b"STORED\r\n");
+    c.check(
+        format!("get {k250}\r\n").as_bytes(),
+        &value_reply(&k250, 0, b"v"),
+    );
+    c.check_quiet();
+}
+
+#[test]
+fn arithmetic_commands() {
+    let Some((_s, mut c)) = start() else { return };
+    c.check(&storage_cmd("set", "n", 5, 0, b"10", false), b"STORED\r\n");
+    c.check(b"incr n 5\r\n", b"15\r\n");
+    c.check(b"decr n 3\r\n", b"12\r\n");
+    c.check(b"decr n 100\r\n", b"0\r\n");
+    c.check(b"get n\r\n", &value_reply("n", 5, b"0 "));
+    c.check(
+        &storage_cmd("set", "m", 0, 0, b"18446744073709551615", false),
+        b"STORED\r\n",
+    );
+    c.check(b"incr m 2\r\n", b"1\r\n");
+    // memcached pads a shorter number with spaces in place
+    c.check(b"get m\r\n", &value_reply("m", 0, b"1                   "));
+    c.check(&storage_cmd("set", "w", 0, 0, b"99", false), b"STORED\r\n");
+    c.check(b"incr w 1\r\n", b"100\r\n");
+    c.check(b"get w\r\n", &value_reply("w", 0, b"100"));
+    c.check(b"incr nope 1\r\n", b"NOT_FOUND\r\n");
+    c.check(b"decr nope 1\r\n", b"NOT_FOUND\r\n");
+    c.check(
+        &storage_cmd("set", "t", 0, 0, b"text", false),
+        b"STORED\r\n",
+    );
+    c.check(
+        b"incr t 1\r\n",
+        b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+    );
+    c.check(
+        b"incr n abc\r\n",
+        b"CLIENT_ERROR invalid numeric delta argument\r\n",
+    );
+    c.check(
+        b"incr n -1\r\n",
+        b"CLIENT_ERROR invalid numeric delta argument\r\n",
+    );
+    c.check_quiet();
+}
+
+#[test]
+fn noreply_is_silent() {
+    let Some((_s, mut c)) = start() else { return };
+    c.send(&storage_cmd("set", "a", 0, 0, b"1", true));
+    c.send(&storage_cmd("add", "a", 0, 0, b"2", true));
+    c.send(&storage_cmd("replace", "a", 0, 0, b"3", true));
+    c.send(&storage_cmd("append", "a", 0, 0, b"4", true));
+    c.send(&storage_cmd("prepend", "a", 0, 0, b"5", true));
+    c.send(b"incr a 1 noreply\r\n");
+    c.send(b"decr a 2 noreply\r\n");
+    c.send(b"touch a 0 noreply\r\n");
+    c.send(b"cas a 0 0 1 1 noreply\r\nx\r\n");
+    c.check(b"get a\r\n", &value_reply("a", 0, b"533"));
+    c.send(b"delete a noreply\r\n");
+    c.send(b"flush_all noreply\r\n");
+    c.send(b"verbosity 0 noreply\r\n");
+    c.check(b"get a\r\n", b"END\r\n");
+    c.check_quiet();
+}
+
+#[test]
+fn admin_commands() {
+    let Some((_s, mut c)) = start() else { return };
+    c.check(&storage_cmd("set", "a", 0, 0, b"1", false), b"STORED\r\n");
+    c.check(b"flush_all\r\n", b"OK\r\n");
+    c.check(b"get a\r\n", b"END\r\n");
+    c.check(&storage_cmd("set", "a", 0, 0, b"1", false), b"STORED\r\n");
+    c.check(b"flush_all 0\r\n", b"OK\r\n");
+    c.check(b"get a\r\n", b"END\r\n");
+    c.check(b"verbosity 1\r\n", b"OK\r\n");
+    c.check(b"verbosity 0\r\n", b"OK\r\n");
+    // version: one line "VERSION <something>"
+    c.send(b"version\r\n");
+    let v = c.read_line();
+    assert!(
+        v.starts_with(b"VERSION ") && v.len() > 10,
+        "version line {:?}",
+        String::from_utf8_lossy(&v)
+    );
+    // stats: memcached's names where a stat exists in both
+    c.check(
+        &storage_cmd("set", "s", 0, 0, b"12345", false),
+        b"STORED\r\n",
+    );
+    c.check(b"get s nope\r\n", &value_reply("s", 0, b"12345"));
+    c.send(b"stats\r\n");
+    let stats = c.read_until_suffix(b"END\r\n", Duration::from_secs(5));
+    let text = String::from_utf8(stats).expect("ascii stats");
+    let mut map = std::collections::HashMap::new();
+    for line in text.lines() {
+        if line == "END" {
+            continue;
+        }
+        let w: Vec<&str> = line.splitn(3, ' ').collect();
+        assert!(w.len() == 3 && w[0] == "STAT", "stats line {line:?}");
+        map.insert(w[1].to_string(), w[2].to_string());
+    }
+    for name in [
+        "pid",
+        "uptime",
+        "time",
+        "version",
+        "curr_connections",
+        "total_connections",
+        "cmd_get",
+        "cmd_set",
+        "get_hits",
+        "get_misses",
+        "curr_items",
+        "total_items",
+        "bytes",
+        "limit_maxbytes",
+        "evictions",
+        "threads",
+    ] {
+        assert!(map.contains_key(name), "stats lacks {name}:\n{text}");
+    }
+    let num = |k: &str| {
+        map[k]
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("{k} = {:?}", map[k]))
+    };
+    assert_eq!(num("limit_maxbytes"), 64 << 20);
+    assert_eq!(num("threads"), 1);
+    assert_eq!(num("curr_items"), 1);
+    assert!(num("get_hits") >= 1 && num("get_misses") >= 1);
+    assert!(num("cmd_set") >= 3);
+    assert!(num("curr_connections") >= 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!(
+        num("time").abs_diff(now) <= 5,
+        "stats time {} vs {now}",
+        num("time")
+    );
+    c.check_quiet();
+    // quit closes the connection without a reply
+    c.send(b"quit\r\n");
+    assert_eq!(c.read_to_eof(Duration::from_secs(5)), Some(Vec::new()));
+}
+
+#[test]
+fn meta_commands() {
+    let Some((_s, mut c)) = start() else { return };
+    c.check(b"mn\r\n", b"MN\r\n");
+    c.check(b"mg nope v\r\n", b"EN\r\n");
+    c.check(b"mg nope v q\r\nmn\r\n", b"MN\r\n");
+    c.check(b"ms a 3 F7\r\nabc\r\n", b"HD\r\n");
+    c.check(b"mg a v f s k\r\n", b"VA 3 f7 s3 ka\r\nabc\r\n");
+    c.check(b"mg a\r\n", b"HD\r\n");
+    c.check(b"mg a k O123\r\n", b"HD ka O123\r\n");
+    c.check(b"mg a v q\r\n", b"VA 3\r\nabc\r\n");
+    // CAS via meta: c returns it, C compares
+    c.send(b"mg a c\r\n");
+    let line = String::from_utf8(c.read_line()).expect("ascii");
+    let cas: u64 = line
+        .trim_end()
+        .strip_prefix("HD c")
+        .unwrap_or_else(|| panic!("mg c reply {line:?}"))
+        .parse()
+        .expect("cas");
+    c.check(
+        format!("ms a 1 C{}\r\nx\r\n", cas + 1000).as_bytes(),
+        b"EX\r\n",
+    );
+    c.check(format!("ms a 1 C{cas}\r\ny\r\n").as_bytes(), b"HD\r\n");
+    c.check(b"mg a v\r\n", b"VA 1\r\ny\r\n");
+    // modes: E (add), A (append), P (prepend), R (replace)
+    c.check(b"ms a 1 ME\r\nz\r\n", b"NS\r\n");
+    c.check(b"ms a 2 MA\r\n12\r\n", b"HD\r\n");
+    c.check(b"ms a 2 MP\r\n00\r\n", b"HD\r\n");
+    c.check(b"mg a v\r\n", b"VA 5\r\n00y12\r\n");
+    c.check(b"ms nope 1 MR\r\nz\r\n", b"NS\r\n");
+    c.check(
+        b"ms a 1 MX\r\nz\r\n",
+        b"CLIENT_ERROR invalid mode for ms M token\r\n",
+    );
+    // hit-before flag
+    c.check(b"ms h 1\r\n1\r\n", b"HD\r\n");
+    c.check(b"mg h h\r\n", b"HD h0\r\n");
+    c.check(b"mg h h\r\n", b"HD h1\r\n");
+    // md
+    c.check(b"md a\r\n", b"HD\r\n");
+    c.check(b"md a\r\n", b"NF\r\n");
+    // q hides HD but not NF
+    c.check(b"ms a 1\r\nx\r\nmd a q\r\nmn\r\n", b"HD\r\nMN\r\n");
+    c.check(b"md a q\r\nmn\r\n", b"NF\r\nMN\r\n");
+    // ma: incr by default, D delta, MD decr, N/J autovivify, v returns the value
+    c.check(b"ma n\r\n", b"NF\r\n");
+    c.check(b"ma n N0 J13 v\r\n", b"VA 2\r\n13\r\n");
+    c.check(b"ma n v\r\n", b"VA 2\r\n14\r\n");
+    c.check(b"ma n D10 v\r\n", b"VA 2\r\n24\r\n");
+    c.check(b"ma n MD D30 v\r\n", b"VA 1\r\n0\r\n");
+    c.check(b"ma n\r\n", b"HD\r\n");
+    c.check(b"ms t 1\r\nx\r\n", b"HD\r\n");
+    c.check(
+        b"ma t\r\n",
+        b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+    );
+    // vivify on miss: the first client wins (W), later ones see Z
+    c.check(b"mg viv N30 v\r\n", b"VA 0 W\r\n\r\n");
+    c.check(b"mg viv v\r\n", b"VA 0 Z\r\n\r\n");
+    // errors
+    c.check(b"mg a !\r\n", b"CLIENT_ERROR invalid flag\r\n");
+    c.check(b"mg a v v\r\n", b"CLIENT_ERROR duplicate flag\r\n");
+    c.check_quiet();
+}
+
+#[test]
+fn errors_match_memcached() {
+    let Some((_s, mut c)) = start() else { return };
+    c.check(b"bogus\r\n", b"ERROR\r\n");
+    c.check(b"\r\n", b"ERROR\r\n");
+    c.check(b"GET a\r\n", b"ERROR\r\n");
+    c.check(b"get\r\n", b"ERROR\r\n");
+    let k251 = "k".repeat(251);
+    c.check(
+        format!("get {k251}\r\n").as_bytes(),
+        b"CLIENT_ERROR bad command line format\r\n",
+    );
+    // a bad storage line: the data line is then read as a command
+    c.check(
+        b"set a abc 0 1\r\nx\r\n",
+        b"CLIENT_ERROR bad command line format\r\nERROR\r\n",
+    );
+    c.check(
+        format!("set {k251} 0 0 1\r\nx\r\n").as_bytes(),
+        b"CLIENT_ERROR bad command line format\r\nERROR\r\n",
+    );
+    // data longer than announced
+    c.check(
+        b"set a 0 0 3\r\nabcde\r\n",
+        b"CLIENT_ERROR bad data chunk\r\nERROR\r\n",
+    );
+    c.check(
+        b"touch a abc\r\n",
+        b"CLIENT_ERROR invalid exptime argument\r\n",
+    );
+    c.check_quiet();
+}
