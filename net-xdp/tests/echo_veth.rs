@@ -52,14 +52,19 @@ impl UdpService for Echo {
 
 static ECHO: Echo = Echo;
 
-fn run(mode: &str, tag: &str, subnet: u8) -> ResolvedMode {
+fn run(mode: &str, busy_poll: bool, tag: &str, subnet: u8) -> ResolvedMode {
     let topo = Topology::up(tag, subnet, 2);
     let (port, tcp) = port_with_tcp_pong(&topo.host_addr);
     let mut cfg = XdpConfig::new(topo.host_if.clone(), port);
     cfg.mode = mode.parse::<XdpMode>().unwrap();
     cfg.frame_count = 1024;
+    cfg.busy_poll = busy_poll;
     let fe = XdpFrontend::start(cfg, &ECHO).unwrap_or_else(|e| panic!("start {mode}: {e}"));
-    eprintln!("{mode}: took {} on queues {:?}", fe.mode(), fe.queues());
+    eprintln!(
+        "{mode} (busy poll {busy_poll}): took {} on queues {:?}",
+        fe.mode(),
+        fe.queues()
+    );
     assert!(topo.xdp_attached(), "no XDP program on {}", topo.host_if);
 
     let line = topo.client("echo", port, 1000);
@@ -93,8 +98,9 @@ fn echo_over_veth_in_each_mode() {
         eprintln!("skipped: AF_XDP end-to-end tests need root (netns, veth, XDP)");
         return;
     }
-    assert_eq!(run("generic", "eg", 42), ResolvedMode::GenericCopy);
-    assert_eq!(run("native", "en", 43), ResolvedMode::NativeCopy);
+    assert_eq!(run("generic", false, "eg", 42), ResolvedMode::GenericCopy);
+    assert_eq!(run("native", false, "en", 43), ResolvedMode::NativeCopy);
     // veth has no zero-copy: auto falls back to native copy.
-    assert_eq!(run("auto", "ea", 46), ResolvedMode::NativeCopy);
+    assert_eq!(run("auto", false, "ea", 46), ResolvedMode::NativeCopy);
+    assert_eq!(run("native", true, "eb", 47), ResolvedMode::NativeCopy);
 }
