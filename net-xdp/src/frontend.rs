@@ -255,7 +255,7 @@ fn setup_mode(
     })?;
     let mut parts = Vec::with_capacity(queues.len());
     for &q in queues {
-        let p = open_queue(cfg, q, bind).map_err(SetupError::Mode)?;
+        let p = open_queue(cfg, q, bind)?;
         sys::xskmap_set(map, q, p.tx.fd().as_raw_fd())
             .map_err(|e| SetupError::Mode(format!("queue {q}: XSKMAP update: {e}")))?;
         if cfg.busy_poll {
@@ -266,17 +266,39 @@ fn setup_mode(
     Ok((link, parts))
 }
 
-fn open_queue(cfg: &XdpConfig, queue: u32, bind: BindFlags) -> Result<QueueParts, String> {
-    let ring = QueueSize::new(cfg.frame_count).map_err(|e| e.to_string())?;
+/// Classifies a failed UMEM or socket creation: no permission and no
+/// AF_XDP in the kernel end the search; anything else only rules out the
+/// mode being tried (e.g. EOPNOTSUPP for zero-copy on veth).
+fn classify(what: String, err: &(dyn std::error::Error + 'static)) -> SetupError {
+    let os = err
+        .source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .and_then(std::io::Error::raw_os_error)
+        .map(std::io::Error::from_raw_os_error);
+    match os {
+        Some(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
+            SetupError::Fatal(XdpError::Permission(e))
+        }
+        Some(e) if matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT)) => {
+            SetupError::Fatal(XdpError::Unsupported(e))
+        }
+        Some(e) => SetupError::Mode(format!("{what}: {err}: {e}")),
+        None => SetupError::Mode(format!("{what}: {err}")),
+    }
+}
+
+fn open_queue(cfg: &XdpConfig, queue: u32, bind: BindFlags) -> Result<QueueParts, SetupError> {
+    let config = |e: String| SetupError::Fatal(XdpError::Setup(e));
+    let ring = QueueSize::new(cfg.frame_count).map_err(|e| config(e.to_string()))?;
     let umem_cfg = UmemConfig::builder()
-        .frame_size(FrameSize::new(cfg.frame_size).map_err(|e| e.to_string())?)
+        .frame_size(FrameSize::new(cfg.frame_size).map_err(|e| config(e.to_string()))?)
         .fill_queue_size(ring)
         .comp_queue_size(ring)
         .build()
-        .map_err(|e| e.to_string())?;
-    let count = NonZeroU32::new(cfg.frame_count).ok_or("frame_count is zero")?;
-    let (umem, frames) =
-        Umem::new(umem_cfg, count, false).map_err(|e| format!("queue {queue}: UMEM: {e}"))?;
+        .map_err(|e| config(e.to_string()))?;
+    let count = NonZeroU32::new(cfg.frame_count).ok_or_else(|| config("no frames".into()))?;
+    let (umem, frames) = Umem::new(umem_cfg, count, false)
+        .map_err(|e| classify(format!("queue {queue}: UMEM"), &e))?;
     let sock_cfg = SocketConfig::builder()
         .rx_queue_size(ring)
         .tx_queue_size(ring)
@@ -286,12 +308,16 @@ fn open_queue(cfg: &XdpConfig, queue: u32, bind: BindFlags) -> Result<QueueParts
     let name: Interface = cfg
         .interface
         .parse()
-        .map_err(|_| "interface name contains NUL".to_string())?;
+        .map_err(|_| config("interface name contains NUL".into()))?;
     // SAFETY: the UMEM is fresh and not shared with any other socket, so
     // the shared-UMEM precondition of `Socket::new` does not apply.
     let (tx, rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &name, queue) }
-        .map_err(|e| format!("queue {queue}: socket: {e}"))?;
-    let (fill, comp) = fq_cq.ok_or_else(|| format!("queue {queue}: no fill/completion rings"))?;
+        .map_err(|e| classify(format!("queue {queue}: socket"), &e))?;
+    let (fill, comp) = fq_cq.ok_or_else(|| {
+        SetupError::Mode(format!(
+            "queue {queue}: socket came without fill/completion rings"
+        ))
+    })?;
     Ok(QueueParts {
         queue,
         umem,
