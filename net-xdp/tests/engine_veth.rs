@@ -60,8 +60,9 @@ fn run(mode: &str, tag: &str, subnet: u8) {
     );
     dump(&fe);
 
-    // get small, get missing, get big, set, 2000 gets, get after malformed.
-    let requests = 2 + 1 + 1 + 2000 + 1;
+    // get small, get missing, get big, set, 2000 gets, a get after the
+    // malformed datagrams and one after the hand-made frames.
+    let requests = 2 + 1 + 1 + 2000 + 2;
     assert_eq!(sum(&fe, |s| s.counters.rx_requests.get()), requests);
     let big_datagrams: u64 = line
         .split_whitespace()
@@ -77,7 +78,13 @@ fn run(mode: &str, tag: &str, subnet: u8) {
     assert_eq!(sum(&fe, |s| s.drops_for(W::Truncated)), 1);
     assert_eq!(sum(&fe, |s| s.drops_for(W::BadFrameHeader)), 1);
     assert_eq!(sum(&fe, |s| s.drops_for(W::MultiDatagramRequest)), 1);
-    assert_eq!(engine.stats().cmd_get.get(), 2 + 1 + 2000 + 1);
+    // Hand-made frames: redirected and dropped with their reason, or (IPv4
+    // options, fragments) passed to the kernel by the XDP program.
+    assert_eq!(sum(&fe, |s| s.drops_for(W::BadIpChecksum)), 1);
+    assert_eq!(sum(&fe, |s| s.drops_for(W::BadLength)), 1);
+    assert_eq!(sum(&fe, |s| s.drops_for(W::Ipv4Options)), 0);
+    assert_eq!(sum(&fe, |s| s.drops_for(W::Fragment)), 0);
+    assert_eq!(engine.stats().cmd_get.get(), 2 + 1 + 2000 + 2);
 
     fe.stop();
     assert!(!topo.xdp_attached(), "XDP program left on {}", topo.host_if);

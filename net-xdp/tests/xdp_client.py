@@ -9,7 +9,9 @@ Usage: xdp_client.py memcache|server|echo SERVER_IP PORT TCP_PORT [GETS]
             over TCP first, and TCP_PORT must answer "version"
   echo:     against the tests' echo service (reply = payload repeated N times,
             N = the payload's first digit)
-Both also send malformed datagrams, ping, and talk TCP to TCP_PORT.
+All modes also send malformed datagrams, ping, and talk TCP to TCP_PORT;
+with RAW_IF (this namespace's interface) and RAW_DST_MAC (the server's MAC)
+set, also hand-made frames through a packet socket.
 Prints one line "ok key=value ..." on success; exits 1 with a reason otherwise.
 Every loop is bounded; every socket has a timeout.
 """
@@ -142,17 +144,69 @@ reply, _ = request(probe)
 if reply != expect:
     fail("request after malformed: %r" % reply)
 
-# 5. ping (ICMP echo) answered by the kernel
-icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-icmp.settimeout(TIMEOUT_S)
-payload = b"petrel-xdp-ping!"  # even length
+# 4b. hand-made Ethernet frames through a packet socket (when RAW_IF and
+# RAW_DST_MAC are set): two the XDP program redirects and the front end must
+# drop and count (bad IPv4 header checksum, UDP length beyond the IP payload),
+# two it must pass to the kernel untouched (IPv4 options, a fragment).
+import os
+
+
+# Frames come from the port of a socket of their own, so that anything the
+# kernel answers (ICMP port unreachable, a kernel UDP server's reply) goes
+# there and not to `sock`.
+sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sink.bind((sock.getsockname()[0], 0))
+
+
+def ipv4_frame(src_mac, dst_mac, payload, ihl=5, frag=0, udp_len_delta=0, break_csum=False):
+    src_ip = socket.inet_aton(sock.getsockname()[0])
+    dst_ip = socket.inet_aton(HOST)
+    udp_len = 8 + len(payload)
+    udp = struct.pack("!HHHH", sink.getsockname()[1], PORT, udp_len + udp_len_delta, 0) + payload
+    options = b"\x01" * (4 * (ihl - 5))  # NOPs
+    total = 4 * ihl + len(udp)
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, total, 0, frag, 64, 17, 0, src_ip, dst_ip) + options
+    csum = inet_checksum(hdr)
+    if break_csum:
+        csum ^= 0x5555
+    hdr = hdr[:10] + struct.pack("!H", csum) + hdr[12:]
+    return dst_mac + src_mac + b"\x08\x00" + hdr + udp
 
 
 def inet_checksum(b):
+    if len(b) % 2:
+        b += b"\0"
     total = sum(struct.unpack("!%dH" % (len(b) // 2), b))
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
     return ~total & 0xFFFF
+
+
+raw_frames = 0
+if os.environ.get("RAW_IF"):
+    ifname = os.environ["RAW_IF"]
+    dst_mac = bytes.fromhex(os.environ["RAW_DST_MAC"].replace(":", ""))
+    src_mac = bytes.fromhex(open("/sys/class/net/%s/address" % ifname).read().strip().replace(":", ""))
+    pk = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    pk.bind((ifname, 0))
+    body = struct.pack("!HHHH", 77, 0, 1, 0) + (b"get small\r\n" if MODE != "echo" else b"1raw")
+    for f in (
+        ipv4_frame(src_mac, dst_mac, body, break_csum=True),
+        ipv4_frame(src_mac, dst_mac, body, udp_len_delta=16),
+        ipv4_frame(src_mac, dst_mac, body, ihl=6),
+        ipv4_frame(src_mac, dst_mac, body, frag=0x2000),
+    ):
+        pk.send(f)
+        raw_frames += 1
+    pk.close()
+    reply, _ = request(probe)
+    if reply != expect:
+        fail("request after raw frames: %r" % reply)
+
+# 5. ping (ICMP echo) answered by the kernel
+icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+icmp.settimeout(TIMEOUT_S)
+payload = b"petrel-xdp-ping!"  # even length
 
 
 csum = inet_checksum(struct.pack("!BBHHH", 8, 0, 0, 0x1234, 1) + payload)
@@ -178,4 +232,4 @@ else:
         fail("TCP through the kernel")
     t.close()
 
-print("ok gets=%d gets_per_s=%.0f multi_datagrams=%d" % (GETS, GETS / elapsed, multi_datagrams))
+print("ok gets=%d gets_per_s=%.0f multi_datagrams=%d raw_frames=%d" % (GETS, GETS / elapsed, multi_datagrams, raw_frames))

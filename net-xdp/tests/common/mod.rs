@@ -25,6 +25,7 @@ pub struct Topology {
     env: Vec<(&'static str, String)>,
     pub ns: String,
     pub host_if: String,
+    pub peer_if: String,
     pub host_addr: String,
 }
 
@@ -36,10 +37,11 @@ impl Topology {
         let host_if = format!("px{tag}h{id}");
         let ns = format!("petrel-xdp-{tag}-{id}");
         let host_addr = format!("198.18.{subnet}.1");
+        let peer_if = format!("px{tag}p{id}");
         let env = vec![
             ("NS", ns.clone()),
             ("HOST_IF", host_if.clone()),
-            ("PEER_IF", format!("px{tag}p{id}")),
+            ("PEER_IF", peer_if.clone()),
             ("HOST_ADDR", host_addr.clone()),
             ("PEER_ADDR", format!("198.18.{subnet}.2")),
             ("QUEUES", queues.to_string()),
@@ -48,6 +50,7 @@ impl Topology {
             env,
             ns,
             host_if,
+            peer_if,
             host_addr,
         };
         let status = t.script("up");
@@ -64,12 +67,17 @@ impl Topology {
             .unwrap_or(false)
     }
 
-    /// Runs `tests/xdp_client.py MODE` in the namespace against `port`;
-    /// returns its "ok ..." line, panicking with its output on failure.
+    /// Runs `tests/xdp_client.py MODE` in the namespace against `port`,
+    /// hand-made frames included; returns its "ok ..." line, panicking with
+    /// its output on failure.
     pub fn client(&self, mode: &str, port: u16, gets: usize) -> String {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/xdp_client.py");
         let port = port.to_string();
+        let mac = std::fs::read_to_string(format!("/sys/class/net/{}/address", self.host_if))
+            .expect("host MAC");
         let out = Command::new("timeout")
+            .env("RAW_IF", &self.peer_if)
+            .env("RAW_DST_MAC", mac.trim())
             .args(["120", "ip", "netns", "exec", &self.ns, "python3"])
             .arg(script)
             .args([mode, &self.host_addr, &port, &port, &gets.to_string()])
