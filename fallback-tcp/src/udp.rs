@@ -2,10 +2,11 @@
 //!
 //! Every request datagram starts with memcached's 8-byte frame header (request
 //! id, sequence number, datagram count, reserved: big-endian u16 each) and
-//! must be a whole request (sequence 0, count 1, reserved 0); anything else is dropped and
-//! counted, as memcached drops it. The reply is produced by the service into
-//! the payload areas of consecutive reply datagrams (1392 bytes each, 1400
-//! with the header), numbered 0..n-1 with count n as protocol.txt describes
+//! must be a whole request (count 1); anything else is dropped and counted,
+//! as memcached 1.6.18 drops it. Like memcached, the sequence number and the
+//! reserved field of a request are ignored (memcaslap sends reserved 0x0100).
+//! The reply is produced by the service into the payload areas of
+//! consecutive reply datagrams (1392 bytes each, 1400 with the header), numbered 0..n-1 with count n as protocol.txt describes
 //! (memcached 1.6 restarts the numbering per `VALUE` block of a multi-key get;
 //! Petrel numbers the whole reply). A reply of zero bytes (`noreply`) sends
 //! no datagram. Several requests in one datagram get one reply run (memcached
@@ -21,7 +22,6 @@ pub use petrel_core::wire::memcache_udp::{
     UDP_FRAME_HEADER_BYTES, UDP_MAX_DATAGRAM_BYTES, UDP_MAX_PAYLOAD_BYTES,
 };
 use petrel_core::wire::reply::{DatagramSplitter, ReplyTarget};
-use petrel_core::wire::Error as WireError;
 
 use crate::buffer::PageBuf;
 use crate::service::{Progress, Service, Status, Time, Transport};
@@ -76,9 +76,9 @@ impl ReplyArea {
 /// Why a request datagram got no reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UdpDrop {
-    /// Shorter than the frame header, total 0 or reserved bits set.
+    /// Shorter than the frame header.
     Malformed,
-    /// Sequence != 0 or total != 1: part of a multi-datagram request.
+    /// Datagram count != 1: part of a multi-datagram request.
     MultiDatagram,
     /// The reply needs more datagrams than the reply area has free.
     ReplyTooLarge,
@@ -95,13 +95,16 @@ pub fn answer_datagram<S: Service>(
     now: Time,
     stats: &FrontendStats,
 ) -> Result<usize, UdpDrop> {
-    let header = match MemcacheUdpFrame::new_checked(datagram)
-        .and_then(|f| FrameHeader::parse_request(&f))
-    {
-        Ok(h) => h,
-        Err(WireError::MultiDatagramRequest) => return Err(UdpDrop::MultiDatagram),
-        Err(_) => return Err(UdpDrop::Malformed),
+    // memcached checks only the datagram count: sequence and reserved are
+    // ignored (memcaslap sets reserved to 0x0100), so FrameHeader::parse,
+    // not the stricter parse_request.
+    let Ok(header) = MemcacheUdpFrame::new_checked(datagram).and_then(|f| FrameHeader::parse(&f))
+    else {
+        return Err(UdpDrop::Malformed);
     };
+    if header.total != 1 {
+        return Err(UdpDrop::MultiDatagram);
+    }
     let input = &datagram[UDP_FRAME_HEADER_BYTES..];
     let first = area.used;
     let mut splitter = DatagramSplitter::new(ReplyTarget::Datagram {
@@ -413,17 +416,20 @@ mod tests {
             Err(UdpDrop::MultiDatagram)
         );
         for (seq, total, reserved, why) in [
-            (1, 1, 0, UdpDrop::MultiDatagram),
-            (0, 0, 0, UdpDrop::Malformed),
-            (0, 1, 1, UdpDrop::Malformed),
+            (0, 2, 0, Err(UdpDrop::MultiDatagram)),
+            (0, 0, 0, Err(UdpDrop::MultiDatagram)),
+            (1, 1, 0, Ok(1)),
+            (0, 1, 0x100, Ok(1)),
         ] {
+            area.clear();
             let mut d = header(1, seq, total, reserved);
             d.extend_from_slice(b"a\n");
             assert_eq!(
                 answer_datagram(&LineService, &d, 0, &mut area, 0, &stats),
-                Err(why)
+                why
             );
         }
+        area.clear();
         let mut d = header(1, 0, 1, 0);
         d.extend_from_slice(b"5000\n");
         assert_eq!(
