@@ -129,6 +129,7 @@ impl Target {
             udp: true,
             extra: Vec::new(),
             taskset: None,
+            bare: false,
         }
     }
 
@@ -149,9 +150,16 @@ pub struct ServerBuilder {
     udp: bool,
     extra: Vec<String>,
     taskset: Option<String>,
+    bare: bool,
 }
 
 impl ServerBuilder {
+    /// Pass only the arguments given with [`ServerBuilder::arg`] (no `-p -U -l -m -t`): for
+    /// servers configured by a file. [`ServerBuilder::try_start`] still waits on its `tcp` port.
+    pub fn bare(mut self) -> Self {
+        self.bare = true;
+        self
+    }
     /// `-m MiB` of item memory.
     pub fn memory_mib(mut self, mib: u32) -> Self {
         self.memory_mib = mib;
@@ -190,6 +198,9 @@ impl ServerBuilder {
 
     /// The full argument list for ports `tcp`/`udp` (without the program name).
     pub fn args(&self, tcp: u16, udp: u16) -> Vec<String> {
+        if self.bare {
+            return self.extra.clone();
+        }
         let mut a: Vec<String> = vec![
             "-l".into(),
             "127.0.0.1".into(),
