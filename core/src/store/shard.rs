@@ -1111,8 +1111,13 @@ impl<'a> Shard<'a> {
             }
         }
         if opts.update_access && !created {
-            item::set_info(self.data, fd.view.at, INFO_FETCHED, 0);
-            item::set_atime(self.data, fd.view.at, cx.now);
+            // Only dirty the item's cache line when something changes.
+            if info & INFO_FETCHED == 0 {
+                item::set_info(self.data, fd.view.at, INFO_FETCHED, 0);
+            }
+            if fd.view.atime != cx.now as u16 {
+                item::set_atime(self.data, fd.view.at, cx.now);
+            }
             let r = self.rand();
             let freq = ptr_freq(fd.ptr);
             let nf = bump_freq(freq, r);
