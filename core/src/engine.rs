@@ -323,6 +323,20 @@ fn put_opaque_and_key(w: &mut Writer<'_>, m: &MetaRequest<'_>, key: &[u8]) -> Re
     Ok(())
 }
 
+/// The exptime a new (vivified) item ends with: memcached applies `T` and
+/// `N` in request order, so the later of the two wins.
+fn last_ttl(m: &MetaRequest<'_>, vivify: i32) -> i32 {
+    let t_last = m
+        .flag_words
+        .filter(|w| matches!(w[0], b'T' | b'N'))
+        .last()
+        .is_some_and(|w| w[0] == b'T');
+    match (t_last, m.flags.ttl) {
+        (true, Some(t)) => t,
+        _ => vivify,
+    }
+}
+
 /// Remaining TTL as memcached's meta `t` flag prints it.
 fn ttl_left(expire_at: Time, now: Time) -> i64 {
     if expire_at == 0 {
@@ -675,6 +689,18 @@ impl<'a> Engine<'a> {
         self.store.get(key, now, opts, |_| ()).is_some()
     }
 
+    /// Is `key` present with an empty value (without counting or bumping)?
+    fn value_is_empty(&self, key: &[u8], now: Time) -> bool {
+        let opts = GetOptions {
+            update_access: false,
+            count: false,
+            ..GetOptions::default()
+        };
+        self.store
+            .get(key, now, opts, |i| i.value().is_empty())
+            .unwrap_or(false)
+    }
+
     /// Stores, with memcached's rule that a CAS compare against 0 never
     /// matches (EXISTS if present, NOT_FOUND if absent).
     fn store_item(
@@ -922,7 +948,7 @@ impl<'a> Engine<'a> {
         };
         let key = key.get();
         let f = &m.flags;
-        let recache_below = f.recache.map(|r| {
+        let mut recache_below = f.recache.map(|r| {
             let at = expire_at(r, now);
             if at == 0 || at <= now {
                 0
@@ -930,15 +956,49 @@ impl<'a> Engine<'a> {
                 at - now
             }
         });
+        let r_before_t = f.ttl.is_some()
+            && m.flag_words
+                .filter(|w| matches!(w[0], b'R' | b'T'))
+                .next()
+                .is_some_and(|w| w[0] == b'R');
+        if let (Some(below), true) = (recache_below, r_before_t) {
+            // memcached judges R against the TTL before a later T applies
+            let peek = GetOptions {
+                update_access: false,
+                count: false,
+                ..GetOptions::default()
+            };
+            let wins = self
+                .store
+                .get(key, now, peek, |i| {
+                    !i.token_sent()
+                        && i.expire_at() != 0
+                        && i.expire_at() < now.saturating_add(below)
+                })
+                .unwrap_or(false);
+            recache_below = if wins { Some(u32::MAX) } else { None };
+        }
+        // with R before T, judge R first and touch afterwards
+        let late_touch = if r_before_t {
+            f.ttl.map(|t| expire_at(t, now))
+        } else {
+            None
+        };
         let opts = GetOptions {
-            touch: f.ttl.map(|t| expire_at(t, now)),
+            touch: if r_before_t {
+                None
+            } else {
+                f.ttl.map(|t| expire_at(t, now))
+            },
             update_access: !f.no_update,
-            vivify: f.vivify.map(|t| expire_at(t, now)),
+            vivify: f.vivify.map(|n| expire_at(last_ttl(m, n), now)),
             recache_below,
             count: true,
         };
         let late_error = m.late_error;
+        let mut created = false;
         let hit = self.store.get(key, now, opts, |item: &ItemRef<'_>| {
+            created = item.created();
             if late_error.is_some() {
                 return None;
             }
@@ -949,12 +1009,21 @@ impl<'a> Engine<'a> {
             } else {
                 let _ = w.put(b"HD");
             }
+            // the TTL as memcached sees it at each flag: a new item starts
+            // at 0 and takes T and N in order
+            let mut exp = if item.created() { 0 } else { item.expire_at() };
             for word in m.flag_words {
                 let _ = match word[0] {
+                    b'T' => {
+                        exp = f.ttl.map_or(exp, |t| expire_at(t, now));
+                        Ok(())
+                    }
+                    b'N' if item.created() => {
+                        exp = f.vivify.map_or(exp, |t| expire_at(t, now));
+                        Ok(())
+                    }
                     b's' => w.put(b" s").and_then(|_| w.put_u64(value.len() as u64)),
-                    b't' => w
-                        .put(b" t")
-                        .and_then(|_| w.put_i64(ttl_left(item.expire_at(), now))),
+                    b't' => w.put(b" t").and_then(|_| w.put_i64(ttl_left(exp, now))),
                     b'c' => w.put(b" c").and_then(|_| w.put_u64(item.cas())),
                     b'f' => w
                         .put(b" f")
@@ -964,7 +1033,9 @@ impl<'a> Engine<'a> {
                         .and_then(|_| w.put_u64(u64::from(now.saturating_sub(item.last_access())))),
                     b'h' => w.put(if item.fetched() { b" h1" } else { b" h0" }),
                     b'O' => w.put_byte(b' ').and_then(|_| w.put(word)),
-                    b'k' => put_meta_key(w, item.key(), f.base64),
+                    // memcached marks only items stored with `b` as binary;
+                    // one created by N prints its key raw
+                    b'k' => put_meta_key(w, item.key(), f.base64 && !item.created()),
                     _ => Ok(()),
                 };
             }
@@ -989,6 +1060,18 @@ impl<'a> Engine<'a> {
             }
             None
         });
+        if let (Some(at), Some(_), false) = (late_touch, hit, created) {
+            let _ = self.store.touch(key, at, now);
+        }
+        if created && !f.no_update {
+            // memcached bumps (marks fetched) the item it just created
+            let bump = GetOptions {
+                update_access: true,
+                count: false,
+                ..GetOptions::default()
+            };
+            let _ = self.store.get(key, now, bump, |_| ());
+        }
         let touched = f.ttl.is_some();
         match (touched, hit.is_some()) {
             (true, true) => {
@@ -1054,16 +1137,38 @@ impl<'a> Engine<'a> {
             StoreMode::Add => 0,
             _ => f.cas.unwrap_or(0),
         };
+        let invalidate = f.invalidate && cas_mode;
+        let mut expire = f.ttl.map_or(0, |t| expire_at(t, now));
+        if invalidate && cas != 0 {
+            // memcached keeps the TTL of the item a stale value replaces
+            let peek = GetOptions {
+                update_access: false,
+                count: false,
+                ..GetOptions::default()
+            };
+            if let Some((old_cas, old_expire)) =
+                self.store.get(key, now, peek, |i| (i.cas(), i.expire_at()))
+            {
+                if cas < old_cas {
+                    expire = old_expire;
+                }
+            }
+        }
         let req = StoreRequest {
             mode,
             key,
             value: data,
             flags: f.client_flags,
-            expire_at: f.ttl.map_or(0, |t| expire_at(t, now)),
+            expire_at: expire,
             cas,
-            invalidate: f.invalidate && cas_mode,
+            invalidate,
         };
-        let r = self.store_item(&req, cas_mode && cas == 0, now);
+        let mut r = self.store_item(&req, cas_mode && cas == 0, now);
+        if r == Err(StoreError::NotFound) && matches!(mode, StoreMode::Append | StoreMode::Prepend)
+        {
+            // memcached: appending to a missing item is NOT_STORED, CAS or not
+            r = Err(StoreError::NotStored);
+        }
         self.count_store(&r, cas_mode);
         let code: &[u8] = match r {
             Ok(_) if f.quiet => return Exec::Done,
@@ -1147,19 +1252,31 @@ impl<'a> Engine<'a> {
             incr,
             delta: f.delta.unwrap_or(1),
             cas: f.cas.unwrap_or(0),
-            vivify: f.vivify.map(|t| (f.initial, expire_at(t, now))),
+            vivify: f
+                .vivify
+                .map(|n| (f.initial, expire_at(last_ttl(m, n), now))),
             expire_at: f.ttl.map(|t| expire_at(t, now)),
         };
-        let r = self.store.arith(key, &op, now);
+        // memcached answers a vivifying miss even in quiet mode
+        let existed = f.vivify.is_none() || self.exists(key, now);
+        let mut r = self.store.arith(key, &op, now);
+        if r == Err(StoreError::Exists) && self.value_is_empty(key, now) {
+            // memcached rejects an empty value before comparing the CAS
+            r = Err(StoreError::NonNumeric);
+        }
         self.count_arith(incr, &r);
-        if let Some(e) = m.late_error {
+        if let (Some(e), false) = (
+            m.late_error,
+            matches!(r, Err(StoreError::NonNumeric) | Err(StoreError::NoMemory)),
+        ) {
+            // memcached reports an arithmetic failure before looking at flags
             self.stats.error_meta_flags.incr();
             w.line(e.message()).ok();
             return Exec::Done;
         }
         match r {
             Ok((value, cas)) => {
-                if f.quiet {
+                if f.quiet && existed {
                     return Exec::Done;
                 }
                 let mut digits = [0u8; proto::number::U64_DIGITS_MAX];
@@ -1170,9 +1287,19 @@ impl<'a> Engine<'a> {
                 } else {
                     let _ = w.put(b"HD");
                 }
-                let mut exp: Option<Time> = None;
+                // the TTL as memcached sees it at each flag: a new item
+                // starts at 0 and takes T and N in order
+                let mut exp: Option<Time> = if existed { None } else { Some(0) };
                 for word in m.flag_words {
                     let _ = match word[0] {
+                        b'T' => {
+                            exp = f.ttl.map(|t| expire_at(t, now)).or(exp);
+                            Ok(())
+                        }
+                        b'N' if !existed => {
+                            exp = f.vivify.map(|t| expire_at(t, now)).or(exp);
+                            Ok(())
+                        }
                         b'c' => w.put(b" c").and_then(|_| w.put_u64(cas)),
                         b't' => {
                             let e = *exp.get_or_insert_with(|| {

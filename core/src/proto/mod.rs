@@ -42,8 +42,11 @@ use token::Tokens;
 
 /// memcached's `KEY_MAX_LENGTH`.
 pub const KEY_MAX_BYTES: usize = 250;
-/// A request line longer than this without a `\n` closes the connection
-/// (memcached's rule), except for `get`/`gets`, which may be longer.
+/// A request line longer than this (without its `\n`) closes the connection,
+/// except for `get`/`gets`, which may be longer: memcached closes when more
+/// than this arrived without a newline (Petrel applies the rule however the
+/// bytes were split into reads, so a longer line is refused even when its
+/// newline arrived in the same read).
 pub const LINE_MAX_BYTES: usize = 2048;
 /// Default bound on a `get`/`gets` line still waiting for its `\n`.
 pub const GET_LINE_MAX_BYTES: usize = 64 * 1024;
@@ -357,12 +360,14 @@ fn is_long_get(input: &[u8]) -> bool {
 
 /// Parses the first request in `input`. See the module docs for the contract.
 pub fn parse<'a>(input: &'a [u8], cfg: &ParseConfig) -> Parsed<'a> {
-    let nl = match find_newline(input) {
+    // memcached closes a connection that sent more than 2048 bytes without a
+    // newline, unless the line is a get/gets. Searching only that far also
+    // keeps the work per call bounded.
+    let limit = if is_long_get(input) { cfg.get_line_max_bytes.max(LINE_MAX_BYTES) } else { LINE_MAX_BYTES };
+    let nl = match find_newline(&input[..input.len().min(limit + 1)]) {
         Some(nl) => nl,
         None => {
-            if input.len() > LINE_MAX_BYTES
-                && (!is_long_get(input) || input.len() > cfg.get_line_max_bytes.max(LINE_MAX_BYTES))
-            {
+            if input.len() > limit {
                 return err(ErrorKind::LineTooLong, false, input.len());
             }
             return Parsed::NeedMore;
@@ -488,6 +493,11 @@ mod tests {
         junk[..4].copy_from_slice(b"get ");
         assert_eq!(p(&junk), Parsed::NeedMore);
         assert_eq!(p(&junk[..LINE_MAX_BYTES]), Parsed::NeedMore);
+        let mut long = [b'x'; 3000];
+        long[2999] = b'\n';
+        assert_eq!(error_of(&long), ErrorKind::LineTooLong);
+        long[2048] = b'\n';
+        assert_eq!(error_of(&long), ErrorKind::UnknownCommand);
     }
 
     #[test]

@@ -1,0 +1,279 @@
+//! Engine replies for real request bytes, including resumable output and
+//! incremental input. (Broad compatibility is checked by the differential
+//! test against memcached; these pin specific behaviours.)
+
+use petrel_core::engine::{Engine, EngineConfig, Session, Status, Transport, MIN_OUTPUT_BYTES};
+use petrel_core::store::StoreConfig;
+
+const NOW: u32 = 1_800_000_000;
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        store: StoreConfig {
+            item_memory_bytes: 8 << 20,
+            ..StoreConfig::default()
+        },
+        version: "1.6.18",
+        ..EngineConfig::default()
+    }
+}
+
+fn with_engine(f: impl FnOnce(&Engine<'_>)) {
+    let cfg = config();
+    let mut arena = vec![0u8; Engine::required_bytes(&cfg).unwrap()];
+    let engine = Engine::new(&cfg, &mut arena).unwrap();
+    f(&engine);
+}
+
+/// Runs `input` through one session with an output buffer of `out_len`,
+/// draining it whenever full; returns the replies and the final status.
+fn drive(
+    engine: &Engine<'_>,
+    session: &mut Session,
+    input: &[u8],
+    out_len: usize,
+) -> (Vec<u8>, Status, usize) {
+    let mut out = vec![0u8; out_len];
+    let mut replies = Vec::new();
+    let mut pos = 0;
+    loop {
+        let p = engine.process(session, &input[pos..], &mut out, NOW);
+        replies.extend_from_slice(&out[..p.written]);
+        pos += p.consumed;
+        if p.status != Status::OutputFull {
+            return (replies, p.status, pos);
+        }
+    }
+}
+
+fn run(engine: &Engine<'_>, input: &[u8]) -> Vec<u8> {
+    let mut s = Session::new(Transport::Tcp);
+    drive(engine, &mut s, input, 64 * 1024).0
+}
+
+#[test]
+fn classic_commands() {
+    with_engine(|e| {
+        assert_eq!(
+            run(e, b"set a 5 0 3\r\nabc\r\nget a b\r\n"),
+            b"STORED\r\nVALUE a 5 3\r\nabc\r\nEND\r\n"
+        );
+        assert_eq!(
+            run(e, b"add a 0 0 1\r\nx\r\nreplace zz 0 0 1\r\nx\r\n"),
+            b"NOT_STORED\r\nNOT_STORED\r\n"
+        );
+        assert_eq!(
+            run(
+                e,
+                b"append a 0 0 2\r\nde\r\nprepend a 0 0 1\r\n_\r\nget a\r\n"
+            ),
+            b"STORED\r\nSTORED\r\nVALUE a 5 6\r\n_abcde\r\nEND\r\n"
+        );
+        assert_eq!(
+            run(e, b"delete a\r\ndelete a\r\n"),
+            b"DELETED\r\nNOT_FOUND\r\n"
+        );
+        assert_eq!(
+            run(
+                e,
+                b"set n 0 0 2\r\n10\r\nincr n 5\r\ndecr n 100\r\nincr zz 1\r\n"
+            ),
+            b"STORED\r\n15\r\n0\r\nNOT_FOUND\r\n"
+        );
+        assert_eq!(
+            run(e, b"touch n 100\r\ntouch zz 1\r\n"),
+            b"TOUCHED\r\nNOT_FOUND\r\n"
+        );
+        assert_eq!(
+            run(e, b"set q 0 0 1 noreply\r\nx\r\nget q\r\n"),
+            b"VALUE q 0 1\r\nx\r\nEND\r\n"
+        );
+        assert_eq!(
+            run(e, b"version\r\nverbosity 1\r\nflush_all\r\nget q\r\n"),
+            b"VERSION 1.6.18\r\nOK\r\nOK\r\nEND\r\n"
+        );
+        assert_eq!(
+            run(e, b"bogus\r\nset a 0 0 1\r\nabc\r\n"),
+            b"ERROR\r\nCLIENT_ERROR bad data chunk\r\nERROR\r\n"
+        );
+    });
+}
+
+#[test]
+fn cas_follows_memcached() {
+    with_engine(|e| {
+        run(e, b"set c 0 0 1\r\nx\r\n");
+        let r = run(e, b"gets c\r\n");
+        let line = std::str::from_utf8(&r)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        let cas: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert_ne!(cas, 0);
+        assert_eq!(
+            run(e, format!("cas c 0 0 1 {}\r\ny\r\n", cas + 1).as_bytes()),
+            b"EXISTS\r\n"
+        );
+        assert_eq!(run(e, b"cas c 0 0 1 0\r\ny\r\n"), b"EXISTS\r\n");
+        assert_eq!(run(e, b"cas nope 0 0 1 0\r\ny\r\n"), b"NOT_FOUND\r\n");
+        assert_eq!(
+            run(e, format!("cas c 0 0 1 {cas}\r\ny\r\n").as_bytes()),
+            b"STORED\r\n"
+        );
+    });
+}
+
+#[test]
+fn meta_commands() {
+    with_engine(|e| {
+        assert_eq!(run(e, b"ms m 2 T0 F7 c q\r\nhi\r\nmn\r\n"), b"MN\r\n");
+        assert_eq!(
+            run(e, b"mg m v f s t k O42\r\n"),
+            b"VA 2 f7 s2 t-1 km O42\r\nhi\r\n"
+        );
+        assert_eq!(
+            run(e, b"mg zz v q k\r\nmg zz k O1\r\nmn\r\n"),
+            b"EN kzz O1\r\nMN\r\n"
+        );
+        assert_eq!(
+            run(e, b"ma cnt N0 J10 v\r\nma cnt D5 MD v\r\n"),
+            b"VA 2\r\n10\r\nVA 1\r\n5\r\n"
+        );
+        assert_eq!(run(e, b"md m q\r\nmd m\r\n"), b"NF\r\n");
+        assert_eq!(
+            run(e, b"ms Zm9v 1 b k\r\nx\r\nget foo\r\n"),
+            b"HD kZm9v b\r\nVALUE foo 0 1\r\nx\r\nEND\r\n"
+        );
+        assert_eq!(
+            run(e, b"mg nv N30 s t\r\nmg nv s\r\n"),
+            b"HD s0 t30 W\r\nHD s0 Z\r\n"
+        );
+        assert_eq!(run(e, b"mg nv h\r\n"), b"HD h1 Z\r\n");
+    });
+}
+
+#[test]
+fn large_value_resumes_through_small_buffers() {
+    with_engine(|e| {
+        let value: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut set = format!("set big 9 0 {}\r\n", value.len()).into_bytes();
+        set.extend_from_slice(&value);
+        set.extend_from_slice(b"\r\n");
+        assert_eq!(run(e, &set), b"STORED\r\n");
+        let mut expect = format!("VALUE big 9 {}\r\n", value.len()).into_bytes();
+        expect.extend_from_slice(&value);
+        expect.extend_from_slice(b"\r\n");
+        let mut multi = Vec::new();
+        for _ in 0..3 {
+            multi.extend_from_slice(&expect);
+        }
+        multi.extend_from_slice(b"END\r\n");
+        for out_len in [MIN_OUTPUT_BYTES, 1392, 4096, 65_536] {
+            let mut s = Session::new(Transport::Udp);
+            let (r, status, consumed) = drive(e, &mut s, b"get big big big\r\n", out_len);
+            assert_eq!(status, Status::NeedInput);
+            assert_eq!(consumed, 17);
+            assert!(r == multi, "out_len {out_len}: {} bytes", r.len());
+        }
+        let mut s = Session::new(Transport::Tcp);
+        let (r, _, _) = drive(e, &mut s, b"mg big v\r\n", 1392);
+        assert_eq!(&r[..13], b"VA 300000\r\n\x00\x01");
+        assert_eq!(r.len(), 11 + value.len() + 2);
+    });
+}
+
+#[test]
+fn stats_resume_and_end() {
+    with_engine(|e| {
+        let mut s = Session::new(Transport::Tcp);
+        let (small, _, _) = drive(e, &mut s, b"stats\r\n", MIN_OUTPUT_BYTES);
+        assert!(small.starts_with(b"STAT pid 0\r\nSTAT uptime"));
+        assert!(small.ends_with(b"END\r\n"));
+        let lines = small.split(|&b| b == b'\n').count();
+        assert!(lines > 40, "{lines}");
+        for name in [
+            "curr_connections",
+            "cmd_get",
+            "get_hits",
+            "evictions",
+            "limit_maxbytes",
+            "threads",
+            "curr_items",
+        ] {
+            assert!(
+                std::str::from_utf8(&small)
+                    .unwrap()
+                    .contains(&format!("STAT {name} ")),
+                "{name}"
+            );
+        }
+        let r = run(e, b"stats settings\r\n");
+        assert!(r.starts_with(b"STAT maxbytes 8388608\r\n"));
+        assert!(r.ends_with(b"END\r\n"));
+    });
+}
+
+#[test]
+fn input_in_pieces_and_swallowed_values() {
+    with_engine(|e| {
+        let mut input = b"set a 0 0 2000000\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 2_000_000));
+        input.extend_from_slice(b"\r\nget a\r\nset b 0 0 1\r\nb\r\nget b\r\n");
+        let mut s = Session::new(Transport::Tcp);
+        let mut out = vec![0u8; 4096];
+        let mut replies = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
+        for piece in input.chunks(777) {
+            buf.extend_from_slice(piece);
+            loop {
+                let p = e.process(&mut s, &buf, &mut out, NOW);
+                replies.extend_from_slice(&out[..p.written]);
+                buf.drain(..p.consumed);
+                if p.status != Status::OutputFull {
+                    break;
+                }
+            }
+        }
+        assert!(buf.is_empty());
+        assert_eq!(replies, b"SERVER_ERROR object too large for cache\r\nEND\r\nSTORED\r\nVALUE b 0 1\r\nb\r\nEND\r\n");
+    });
+}
+
+#[test]
+fn quit_and_junk_close() {
+    with_engine(|e| {
+        let mut s = Session::new(Transport::Tcp);
+        let (r, status, consumed) = drive(e, &mut s, b"version\r\nquit\r\nversion\r\n", 4096);
+        assert_eq!(
+            (r.as_slice(), status, consumed),
+            (&b"VERSION 1.6.18\r\n"[..], Status::Close, 15)
+        );
+        let mut s = Session::new(Transport::Tcp);
+        let (_, status, _) = drive(e, &mut s, &[b'x'; 3000], 4096);
+        assert_eq!(status, Status::Close);
+        let mut s = Session::new(Transport::Tcp);
+        let (r, status, _) = drive(e, &mut s, b"GET / HTTP/1.1\r\n", 4096);
+        assert_eq!((r.len(), status), (0, Status::Close));
+    });
+}
+
+#[test]
+fn counters_follow_commands() {
+    with_engine(|e| {
+        run(
+            e,
+            b"set a 0 0 1\r\nx\r\nget a b\r\ndelete b\r\nincr a 1\r\ntouch a 10\r\nbogus\r\n",
+        );
+        let st = e.stats();
+        assert_eq!(st.cmd_get.get(), 2);
+        assert_eq!(st.get_hits.get(), 1);
+        assert_eq!(st.get_misses.get(), 1);
+        assert_eq!(st.cmd_set.get(), 1);
+        assert_eq!(st.delete_misses.get(), 1);
+        assert_eq!(st.arith_non_numeric.get(), 1);
+        assert_eq!(st.touch_hits.get(), 1);
+        assert_eq!(st.error_unknown_command.get(), 1);
+    });
+}
