@@ -50,7 +50,7 @@ fn bad_flags_exit_64_naming_the_flag() {
     expect_usage_error(&t, &["-p", "70000"], &["--port", "-p"]);
     expect_usage_error(&t, &["-p", p, "-U", "x"], &["--udp-port", "-U"]);
     expect_usage_error(&t, &["-p", p, "-m", "lots"], &["--memory-limit", "-m"]);
-    expect_usage_error(&t, &["-p", p, "-c", "-5"], &["--conn-limit", "-c"]);
+    expect_usage_error(&t, &["-p", p, "-c", "many"], &["--conn-limit", "-c"]);
     expect_usage_error(&t, &["-p", p, "-t", "0"], &["--threads", "-t"]);
     expect_usage_error(&t, &["-p", p, "-I", "12q"], &["--max-item-size", "-I"]);
     expect_usage_error(&t, &["-p", p, "-I", "100"], &["--max-item-size", "-I"]);
