@@ -3,7 +3,7 @@
 use crate::service::{Time, UdpProgress, UdpService, UdpStatus};
 use petrel_core::engine::{Engine, Session, Status, Transport};
 
-impl UdpService for Engine<'static> {
+impl UdpService for Engine<'_> {
     type Session = Session;
 
     fn udp_session(&self) -> Session {

@@ -54,12 +54,82 @@ struct QueueParts {
     comp: CompQueue,
 }
 
+/// What [`XdpFrontend::attach`] hands to the worker spawner.
+struct Worker0 {
+    parts: QueueParts,
+    stats_index: usize,
+    cpu: usize,
+}
+
 impl XdpFrontend {
-    /// Attaches to `cfg.interface` and starts one worker per served queue,
-    /// each answering memcache-over-UDP requests to `cfg.port` with
-    /// `service` (the core engine). Tries the modes `cfg.mode` allows in order and logs the one
-    /// that took; on error nothing stays attached.
+    /// Attaches to `cfg.interface` and starts one worker thread per served
+    /// queue, each answering memcache-over-UDP requests to `cfg.port` with
+    /// `service` (the core engine). Tries the modes `cfg.mode` allows in
+    /// order and logs the one that took; on error nothing stays attached.
+    /// For a service that is not `'static`, use [`XdpFrontend::serve`].
     pub fn start<S: UdpService>(cfg: XdpConfig, service: &'static S) -> Result<Self, XdpError> {
+        let (mut frontend, workers) = Self::attach(&cfg)?;
+        for w in workers {
+            let worker = frontend.worker(&cfg, service, w.parts, w.stats_index);
+            let cpu = w.cpu;
+            let handle = std::thread::Builder::new()
+                .name(format!("petrel-xdp-q{}", worker.queue()))
+                .spawn(move || worker.run_pinned(cpu))
+                .map_err(|e| XdpError::Setup(format!("spawning a worker: {e}")))?;
+            frontend.workers.push(handle);
+        }
+        Ok(frontend)
+    }
+
+    /// Like [`XdpFrontend::start`], for a borrowed service: the workers run
+    /// in a thread scope while `while_running` runs (e.g. the kernel-socket
+    /// front ends' event loop), and are stopped and joined, and the program
+    /// detached, when it returns. Returns what `while_running` returned.
+    pub fn serve<S: UdpService, R>(
+        cfg: XdpConfig,
+        service: &S,
+        while_running: impl FnOnce(&XdpFrontend) -> R,
+    ) -> Result<R, XdpError> {
+        let (frontend, workers) = Self::attach(&cfg)?;
+        std::thread::scope(|scope| {
+            // However the scope is left (return, error, unwinding), the
+            // workers are told to stop before the scope joins them.
+            let _stop = StopOnDrop(&frontend.stop);
+            for w in workers {
+                let worker = frontend.worker(&cfg, service, w.parts, w.stats_index);
+                let cpu = w.cpu;
+                std::thread::Builder::new()
+                    .name(format!("petrel-xdp-q{}", worker.queue()))
+                    .spawn_scoped(scope, move || worker.run_pinned(cpu))
+                    .map_err(|e| XdpError::Setup(format!("spawning a worker: {e}")))?;
+            }
+            Ok(while_running(&frontend))
+        })
+    }
+
+    fn worker<'s, S: UdpService>(
+        &self,
+        cfg: &XdpConfig,
+        service: &'s S,
+        p: QueueParts,
+        stats_index: usize,
+    ) -> Worker<'s, S> {
+        let params = WorkerParams {
+            queue: p.queue,
+            stats_index,
+            stats: self.stats.clone(),
+            stop: self.stop.clone(),
+            service,
+            port: cfg.port,
+            busy_poll: cfg.busy_poll,
+            verify_udp_checksum: cfg.verify_udp_checksum,
+        };
+        Worker::new(params, p.umem, p.frames, p.fill, p.comp, p.tx, p.rx)
+    }
+
+    /// Checks `cfg`, loads and attaches the program, opens every queue's
+    /// socket: everything but the worker threads.
+    fn attach(cfg: &XdpConfig) -> Result<(Self, Vec<Worker0>), XdpError> {
         if !cfg.frame_size.is_power_of_two() || !(2048..=4096).contains(&cfg.frame_size) {
             return Err(XdpError::Config("frame_size must be 2048 or 4096"));
         }
@@ -95,7 +165,7 @@ impl XdpFrontend {
         let mut tried = Vec::new();
         let mut chosen = None;
         for mode in cfg.mode.candidates() {
-            match setup_mode(&cfg, mode, ifindex, &queues, &prog, &map) {
+            match setup_mode(cfg, mode, ifindex, &queues, &prog, &map) {
                 Ok(done) => {
                     chosen = Some((mode, done));
                     break;
@@ -122,49 +192,32 @@ impl XdpFrontend {
             );
         }
 
-        let stats: Arc<[QueueStats]> = queues.iter().map(|_| QueueStats::default()).collect();
-        let stop = Arc::new(AtomicBool::new(false));
         let cpus = if cfg.cores.is_empty() {
             iface::allowed_cpus()
         } else {
             cfg.cores.clone()
         };
-        let mut frontend = XdpFrontend {
-            stop: stop.clone(),
+        let workers = parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, parts)| Worker0 {
+                parts,
+                stats_index: i,
+                cpu: cpus[i % cpus.len()],
+            })
+            .collect();
+        let frontend = XdpFrontend {
+            stop: Arc::new(AtomicBool::new(false)),
             workers: Vec::new(),
-            stats: stats.clone(),
-            queues: queues.clone(),
+            stats: queues.iter().map(|_| QueueStats::default()).collect(),
+            queues,
             unserved,
             mode,
             _link: link,
             _prog: prog,
             _map: map,
         };
-        for (i, p) in parts.into_iter().enumerate() {
-            let cpu = cpus[i % cpus.len()];
-            let params = WorkerParams {
-                queue: p.queue,
-                stats_index: i,
-                stats: stats.clone(),
-                stop: stop.clone(),
-                service,
-                port: cfg.port,
-                busy_poll: cfg.busy_poll,
-                verify_udp_checksum: cfg.verify_udp_checksum,
-            };
-            let worker = Worker::new(params, p.umem, p.frames, p.fill, p.comp, p.tx, p.rx);
-            let handle = std::thread::Builder::new()
-                .name(format!("petrel-xdp-q{}", p.queue))
-                .spawn(move || {
-                    if let Err(e) = iface::pin_current_thread(cpu) {
-                        log::warn!("AF_XDP queue {}: cannot pin to CPU {cpu}: {e}", p.queue);
-                    }
-                    worker.run();
-                })
-                .map_err(|e| XdpError::Setup(format!("spawning a worker: {e}")))?;
-            frontend.workers.push(handle);
-        }
-        Ok(frontend)
+        Ok((frontend, workers))
     }
 
     /// The mode that took.
@@ -222,6 +275,15 @@ impl Drop for XdpFrontend {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+    }
+}
+
+/// Sets the stop flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -38,7 +38,7 @@ pub struct UdpProgress {
 ///
 /// Contract: `process` never blocks and never allocates; it may run on many
 /// threads at once with distinct sessions.
-pub trait UdpService: Sync + 'static {
+pub trait UdpService: Sync {
     /// Per-datagram protocol state.
     type Session;
 

@@ -33,20 +33,20 @@ const IDLE_POLL_MS: i32 = 100;
 const KERNEL_STATS_ROUNDS: u32 = 4096;
 
 /// What a worker needs besides its rings.
-pub(crate) struct WorkerParams<S: UdpService> {
+pub(crate) struct WorkerParams<'s, S: UdpService> {
     pub queue: u32,
     pub stats_index: usize,
     pub stats: Arc<[QueueStats]>,
     pub stop: Arc<AtomicBool>,
-    pub service: &'static S,
+    pub service: &'s S,
     pub port: u16,
     pub busy_poll: bool,
     pub verify_udp_checksum: bool,
 }
 
 /// One queue's worker: owns the queue's UMEM and rings.
-pub(crate) struct Worker<S: UdpService> {
-    p: WorkerParams<S>,
+pub(crate) struct Worker<'s, S: UdpService> {
+    p: WorkerParams<'s, S>,
     umem: Umem,
     fill: FillQueue,
     comp: CompQueue,
@@ -70,10 +70,10 @@ pub(crate) struct Worker<S: UdpService> {
     parse: ParseOptions,
 }
 
-impl<S: UdpService> Worker<S> {
+impl<'s, S: UdpService> Worker<'s, S> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        p: WorkerParams<S>,
+        p: WorkerParams<'s, S>,
         umem: Umem,
         frames: Vec<FrameDesc>,
         fill: FillQueue,
@@ -113,8 +113,25 @@ impl<S: UdpService> Worker<S> {
         &self.p.stats[self.p.stats_index]
     }
 
+    /// The RX queue this worker serves.
+    pub(crate) fn queue(&self) -> u32 {
+        self.p.queue
+    }
+
+    /// Pins the calling thread to `cpu` (a warning if that fails), then
+    /// serves the queue until the stop flag is set.
+    pub(crate) fn run_pinned(self, cpu: usize) {
+        if let Err(e) = crate::iface::pin_current_thread(cpu) {
+            log::warn!(
+                "AF_XDP queue {}: cannot pin to CPU {cpu}: {e}",
+                self.p.queue
+            );
+        }
+        self.run();
+    }
+
     /// Serves the queue until the stop flag is set.
-    pub(crate) fn run(mut self) {
+    fn run(mut self) {
         log::debug!("AF_XDP queue {}: worker running", self.p.queue);
         let mut rounds: u32 = 0;
         while !self.p.stop.load(Relaxed) {

@@ -12,15 +12,8 @@ use petrel_core::engine::{Engine, EngineConfig};
 use petrel_core::wire::Error as W;
 use petrel_xdp::{UdpService, UdpStatus, XdpConfig, XdpFrontend, XdpMode};
 
-fn engine() -> &'static Engine<'static> {
-    let cfg = EngineConfig::default();
-    let bytes = Engine::required_bytes(&cfg).expect("engine size");
-    let arena: &'static mut [u8] = Box::leak(vec![0u8; bytes].into_boxed_slice());
-    Box::leak(Box::new(Engine::new(&cfg, arena).expect("engine")))
-}
-
 /// Stores `key` by running a `set` through the engine directly.
-fn preload(engine: &'static Engine<'static>, key: &str, flags: u32, value: &[u8], now: u32) {
+fn preload(engine: &Engine<'_>, key: &str, flags: u32, value: &[u8], now: u32) {
     let mut req = format!("set {key} {flags} 0 {}\r\n", value.len()).into_bytes();
     req.extend_from_slice(value);
     req.extend_from_slice(b"\r\n");
@@ -35,7 +28,11 @@ fn preload(engine: &'static Engine<'static>, key: &str, flags: u32, value: &[u8]
 
 fn run(mode: &str, tag: &str, subnet: u8) {
     let topo = Topology::up(tag, subnet, 2);
-    let engine = engine();
+    // A borrowed engine, as in the server: served through the scoped API.
+    let cfg = EngineConfig::default();
+    let mut arena = vec![0u8; Engine::required_bytes(&cfg).expect("engine size")];
+    let engine = Engine::new(&cfg, &mut arena).expect("engine");
+    let engine = &engine;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -48,7 +45,20 @@ fn run(mode: &str, tag: &str, subnet: u8) {
     let mut cfg = XdpConfig::new(topo.host_if.clone(), port);
     cfg.mode = mode.parse::<XdpMode>().unwrap();
     cfg.frame_count = 1024;
-    let fe = XdpFrontend::start(cfg, engine).unwrap_or_else(|e| panic!("start {mode}: {e}"));
+    XdpFrontend::serve(cfg, engine, |fe| check(&topo, fe, engine, mode, port, tcp))
+        .unwrap_or_else(|e| panic!("start {mode}: {e}"));
+    assert!(!topo.xdp_attached(), "XDP program left on {}", topo.host_if);
+}
+
+/// The checks while the front end serves.
+fn check(
+    topo: &Topology,
+    fe: &XdpFrontend,
+    engine: &Engine<'_>,
+    mode: &str,
+    port: u16,
+    tcp: std::thread::JoinHandle<bool>,
+) {
     eprintln!("{mode}: took {} on queues {:?}", fe.mode(), fe.queues());
     assert!(topo.xdp_attached(), "no XDP program on {}", topo.host_if);
 
@@ -58,12 +68,12 @@ fn run(mode: &str, tag: &str, subnet: u8) {
         tcp.join().unwrap(),
         "TCP on the cache port did not reach the kernel"
     );
-    dump(&fe);
+    dump(fe);
 
     // get small, get missing, get big, set, 2000 gets, a get after the
     // malformed datagrams and one after the hand-made frames.
     let requests = 2 + 1 + 1 + 2000 + 2;
-    assert_eq!(sum(&fe, |s| s.counters.rx_requests.get()), requests);
+    assert_eq!(sum(fe, |s| s.counters.rx_requests.get()), requests);
     let big_datagrams: u64 = line
         .split_whitespace()
         .find_map(|kv| kv.strip_prefix("multi_datagrams="))
@@ -71,23 +81,20 @@ fn run(mode: &str, tag: &str, subnet: u8) {
         .expect("client reports the datagram count");
     assert!(big_datagrams >= 4);
     assert_eq!(
-        sum(&fe, |s| s.counters.tx_frames.get()),
+        sum(fe, |s| s.counters.tx_frames.get()),
         requests + big_datagrams - 1
     );
-    assert_eq!(sum(&fe, |s| s.counters.multi_datagram_replies.get()), 1);
-    assert_eq!(sum(&fe, |s| s.drops_for(W::Truncated)), 1);
-    assert_eq!(sum(&fe, |s| s.drops_for(W::BadFrameHeader)), 1);
-    assert_eq!(sum(&fe, |s| s.drops_for(W::MultiDatagramRequest)), 1);
+    assert_eq!(sum(fe, |s| s.counters.multi_datagram_replies.get()), 1);
+    assert_eq!(sum(fe, |s| s.drops_for(W::Truncated)), 1);
+    assert_eq!(sum(fe, |s| s.drops_for(W::BadFrameHeader)), 1);
+    assert_eq!(sum(fe, |s| s.drops_for(W::MultiDatagramRequest)), 1);
     // Hand-made frames: redirected and dropped with their reason, or (IPv4
     // options, fragments) passed to the kernel by the XDP program.
-    assert_eq!(sum(&fe, |s| s.drops_for(W::BadIpChecksum)), 1);
-    assert_eq!(sum(&fe, |s| s.drops_for(W::BadLength)), 1);
-    assert_eq!(sum(&fe, |s| s.drops_for(W::Ipv4Options)), 0);
-    assert_eq!(sum(&fe, |s| s.drops_for(W::Fragment)), 0);
+    assert_eq!(sum(fe, |s| s.drops_for(W::BadIpChecksum)), 1);
+    assert_eq!(sum(fe, |s| s.drops_for(W::BadLength)), 1);
+    assert_eq!(sum(fe, |s| s.drops_for(W::Ipv4Options)), 0);
+    assert_eq!(sum(fe, |s| s.drops_for(W::Fragment)), 0);
     assert_eq!(engine.stats().cmd_get.get(), 2 + 1 + 2000 + 2);
-
-    fe.stop();
-    assert!(!topo.xdp_attached(), "XDP program left on {}", topo.host_if);
 }
 
 #[test]
