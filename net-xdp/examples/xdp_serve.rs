@@ -75,18 +75,7 @@ fn main() {
         if rx > 0 { cpu * 1e6 / rx as f64 } else { 0.0 }
     );
     for (q, s) in fe.queues().iter().zip(fe.stats()) {
-        let mut line = format!("queue {q}:");
-        s.counters.for_each(|n, _, _, v| {
-            if v != 0 {
-                line += &format!(" {n}={v}");
-            }
-        });
-        s.for_each_drop(|n, v| {
-            if v != 0 {
-                line += &format!(" drop_{n}={v}");
-            }
-        });
-        println!("{line}");
+        println!("queue {q}: {s}");
     }
     fe.stop();
 }

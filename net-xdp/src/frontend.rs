@@ -55,7 +55,7 @@ struct QueueParts {
 }
 
 /// What [`XdpFrontend::attach`] hands to the worker spawner.
-struct Worker0 {
+struct PendingWorker {
     parts: QueueParts,
     stats_index: usize,
     cpu: usize,
@@ -129,7 +129,7 @@ impl XdpFrontend {
 
     /// Checks `cfg`, loads and attaches the program, opens every queue's
     /// socket: everything but the worker threads.
-    fn attach(cfg: &XdpConfig) -> Result<(Self, Vec<Worker0>), XdpError> {
+    fn attach(cfg: &XdpConfig) -> Result<(Self, Vec<PendingWorker>), XdpError> {
         if !cfg.frame_size.is_power_of_two() || !(2048..=4096).contains(&cfg.frame_size) {
             return Err(XdpError::Config("frame_size must be 2048 or 4096"));
         }
@@ -200,7 +200,7 @@ impl XdpFrontend {
         let workers = parts
             .into_iter()
             .enumerate()
-            .map(|(i, parts)| Worker0 {
+            .map(|(i, parts)| PendingWorker {
                 parts,
                 stats_index: i,
                 cpu: cpus[i % cpus.len()],

@@ -72,6 +72,28 @@ impl QueueStats {
     }
 }
 
+/// `name=value` for every non-zero counter, then `drop_reason=value` for
+/// every non-zero drop reason, separated by spaces (for logs and tools).
+impl std::fmt::Display for QueueStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut result = Ok(());
+        let mut sep = "";
+        self.counters.for_each(|name, _, _, v| {
+            if v != 0 && result.is_ok() {
+                result = write!(f, "{sep}{name}={v}");
+                sep = " ";
+            }
+        });
+        self.for_each_drop(|name, v| {
+            if v != 0 && result.is_ok() {
+                result = write!(f, "{sep}drop_{name}={v}");
+                sep = " ";
+            }
+        });
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +119,10 @@ mod tests {
         s.for_each_drop(|n, v| names.push((n, v)));
         assert_eq!(names.len(), DROP_REASONS);
         assert!(names.contains(&("truncated", 2)));
+        assert_eq!(
+            s.to_string(),
+            "rx_frames=1 tx_frames=3 drop_truncated=2 drop_too_many_datagrams=1"
+        );
+        assert_eq!(QueueStats::default().to_string(), "");
     }
 }

@@ -139,17 +139,6 @@ pub fn sum(fe: &XdpFrontend, f: impl Fn(&QueueStats) -> u64) -> u64 {
 /// Prints every non-zero counter of every queue (for the test log).
 pub fn dump(fe: &XdpFrontend) {
     for (q, s) in fe.queues().iter().zip(fe.stats()) {
-        let mut line = format!("queue {q}:");
-        s.counters.for_each(|n, _, _, v| {
-            if v != 0 {
-                line += &format!(" {n}={v}");
-            }
-        });
-        s.for_each_drop(|n, v| {
-            if v != 0 {
-                line += &format!(" drop_{n}={v}");
-            }
-        });
-        eprintln!("{line}");
+        eprintln!("queue {q}: {s}");
     }
 }
