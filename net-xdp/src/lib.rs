@@ -17,8 +17,29 @@
 //! One worker thread per served queue owns that queue's UMEM, socket and
 //! four rings; workers share nothing but the service. Linux only.
 //!
-//! Entry point: [`XdpFrontend::start`] with an [`XdpConfig`] and the core
-//! `Engine` (which implements [`UdpService`]).
+//! # Use
+//!
+//! ```ignore
+//! let mut cfg = petrel_xdp::XdpConfig::new("eth0", 11211);
+//! cfg.mode = "auto".parse()?;          // or XdpMode { attach, zero_copy }
+//! // A borrowed engine: workers run while the closure runs.
+//! petrel_xdp::XdpFrontend::serve(cfg, &engine, |xdp| {
+//!     log::info!("AF_XDP: {} on queues {:?}", xdp.mode(), xdp.queues());
+//!     kernel_frontends.run(&engine, shutdown)   // blocks until shutdown
+//! })?;
+//! // Or, with a `&'static` engine: let xdp = XdpFrontend::start(cfg, engine)?;
+//! ```
+//!
+//! The core `Engine` implements [`UdpService`]. Needs root (or
+//! CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF); errors say so ([`XdpError`]).
+//! Counters: [`XdpFrontend::stats`] per queue, [`XdpFrontend::for_each_total`]
+//! and [`XdpFrontend::for_each_drop_total`] summed.
+//!
+//! # Testing
+//!
+//! `scripts/netns-xdp up|down` builds a veth topology; the tests in
+//! `tests/` (root only) build their own, and `scripts/netns-xdp-bench`
+//! compares this front end with memcached's and Petrel's kernel UDP.
 #![cfg(target_os = "linux")]
 
 pub mod bpf;

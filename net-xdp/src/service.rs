@@ -23,7 +23,7 @@ pub enum UdpStatus {
     Close,
 }
 
-/// The result of one [`UdpService::process`] call.
+/// The result of one [`UdpService::process_udp`] call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UdpProgress {
     /// Bytes of input fully handled (never more than its length).
