@@ -56,7 +56,7 @@ impl Cmd {
     }
     /// The bytes for the reference server.
     pub fn reference_bytes(&self) -> Vec<u8> {
-        self.render(|c| Some(c)).expect("identity")
+        self.render(Some).expect("identity")
     }
     /// The bytes with every CAS piece replaced by `map(cas)` (`None` = keep the value).
     fn render(&self, map: impl Fn(u64) -> Option<u64>) -> Option<Vec<u8>> {

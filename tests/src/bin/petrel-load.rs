@@ -87,6 +87,9 @@ struct Args {
     seed: u64,
 }
 
+/// An outstanding UDP request: when it was sent, whether it is a get, payloads by seq.
+type UdpPending = (Instant, bool, Vec<Option<Vec<u8>>>);
+
 /// Per-thread results.
 struct Outcome {
     hist: Histogram<u64>,
@@ -100,17 +103,45 @@ fn key_bytes(args: &Args, i: u64) -> Vec<u8> {
     format!("k{:0>width$}", i, width = args.key_size - 1).into_bytes()
 }
 
-fn make_request(args: &Args, rng: &mut Rng, value: &[u8], out: &mut Vec<u8>) -> bool {
-    let key = key_bytes(args, rng.below(args.keys));
+/// Every key, precomputed so that building a request allocates nothing.
+struct Keys {
+    flat: Vec<u8>,
+    size: usize,
+    count: u64,
+    /// `" 0 0 <value_size>\r\n"`
+    set_suffix: Vec<u8>,
+}
+
+impl Keys {
+    fn new(args: &Args) -> Keys {
+        let mut flat = Vec::with_capacity(args.keys as usize * args.key_size);
+        for i in 0..args.keys {
+            flat.extend_from_slice(&key_bytes(args, i));
+        }
+        Keys {
+            flat,
+            size: args.key_size,
+            count: args.keys,
+            set_suffix: format!(" 0 0 {}\r\n", args.value_size).into_bytes(),
+        }
+    }
+    fn key(&self, i: u64) -> &[u8] {
+        let at = i as usize * self.size;
+        &self.flat[at..at + self.size]
+    }
+}
+
+fn make_request(args: &Args, keys: &Keys, rng: &mut Rng, value: &[u8], out: &mut Vec<u8>) -> bool {
+    let key = keys.key(rng.below(keys.count));
     let is_get = rng.unit() < args.get_ratio;
     if is_get {
         out.extend_from_slice(b"get ");
-        out.extend_from_slice(&key);
+        out.extend_from_slice(key);
         out.extend_from_slice(b"\r\n");
     } else {
         out.extend_from_slice(b"set ");
-        out.extend_from_slice(&key);
-        out.extend_from_slice(format!(" 0 0 {}\r\n", value.len()).as_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&keys.set_suffix);
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
@@ -179,6 +210,7 @@ fn record(hist: &mut Histogram<u64>, since: Instant, measuring: bool) {
 
 fn run_tcp(
     args: &Args,
+    keys: &Keys,
     conns: usize,
     tid: usize,
     shared: &Shared,
@@ -224,7 +256,7 @@ fn run_tcp(
             if !shared.claim() {
                 break;
             }
-            let g = make_request(args, &mut rng, &value, &mut c.wbuf);
+            let g = make_request(args, keys, &mut rng, &value, &mut c.wbuf);
             c.inflight.push_back((Instant::now(), g));
         }
         flush(c);
@@ -267,7 +299,7 @@ fn run_tcp(
                     out.misses += miss as u64;
                 }
                 if shared.claim() {
-                    let g = make_request(args, &mut rng, &value, &mut c.wbuf);
+                    let g = make_request(args, keys, &mut rng, &value, &mut c.wbuf);
                     c.inflight.push_back((Instant::now(), g));
                 }
             }
@@ -293,6 +325,7 @@ fn flush(c: &mut TcpConn) {
 
 fn run_udp(
     args: &Args,
+    keys: &Keys,
     socks: usize,
     tid: usize,
     shared: &Shared,
@@ -304,8 +337,8 @@ fn run_udp(
     struct Sock {
         sock: UdpSocket,
         next_id: u16,
-        /// request id -> (sent, is_get, datagrams received by seq, payload bytes)
-        inflight: HashMap<u16, (Instant, bool, Vec<Option<Vec<u8>>>)>,
+        /// request id -> (sent, is_get, payloads received, by seq)
+        inflight: HashMap<u16, UdpPending>,
     }
     let mut ss: Vec<Sock> = (0..socks)
         .map(|i| {
@@ -342,7 +375,7 @@ fn run_udp(
         }
         .to_bytes()
         .to_vec();
-        let g = make_request(args, rng, &value, &mut d);
+        let g = make_request(args, keys, rng, &value, &mut d);
         loop {
             match s.sock.send(&d) {
                 Ok(_) => break,
@@ -502,6 +535,7 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
     }
+    let keys = Arc::new(Keys::new(&args));
     let duration = args
         .duration
         .unwrap_or(MAX_DURATION_SECS)
@@ -522,11 +556,12 @@ fn main() {
             let conns = args.connections / threads + usize::from(tid < args.connections % threads);
             let a = args.clone();
             let sh = Arc::clone(&shared);
+            let k = Arc::clone(&keys);
             std::thread::spawn(move || {
                 if a.udp {
-                    run_udp(&a, conns, tid, &sh, measure_from)
+                    run_udp(&a, &k, conns, tid, &sh, measure_from)
                 } else {
-                    run_tcp(&a, conns, tid, &sh, measure_from)
+                    run_tcp(&a, &k, conns, tid, &sh, measure_from)
                 }
             })
         })
