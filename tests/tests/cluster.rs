@@ -950,12 +950,19 @@ const MCROUTER_TRANSCRIPT: &[&str] = &[
     "get k4\r\n",
 ];
 
-/// Reads one reply: through `END` for retrieval commands, else one line.
+/// Reads one reply: through `END` for retrieval commands, else one line; for `lease-set`,
+/// which memcached does not know, two `ERROR` lines (its data block is a second unknown command).
 fn read_reply(r: &mut BufReader<TcpStream>, request: &str) -> String {
     let retrieval = ["get ", "gets ", "gat ", "gats "]
         .iter()
         .any(|p| request.starts_with(p));
     let mut out = String::new();
+    if request.starts_with("lease-set ") {
+        let line =
+            read_line(r).unwrap_or_else(|f| panic!("reply to {request:?}: {}", f.describe()));
+        out += &line;
+        out += "\r\n";
+    }
     loop {
         let line =
             read_line(r).unwrap_or_else(|f| panic!("reply to {request:?}: {}", f.describe()));
