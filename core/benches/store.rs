@@ -25,7 +25,12 @@ use segcache::{Policy, Segcache};
 const NOW: u32 = 1_700_000_000;
 const ITEM_MEMORY_BYTES: usize = 64 << 20;
 const SEGMENT_BYTES: usize = 1 << 20;
+/// log2 of Petrel's main hash buckets (7 item slots each, 64 B).
 const HASH_POWER: u8 = 18;
+/// segcache 0.4's `hash_power` is log2 of its item slots (8 per 64 B
+/// bucket): +3 gives it the same number of buckets, i.e. the same table
+/// memory as Petrel's main table (Petrel adds 25% overflow buckets).
+const SEGCACHE_HASH_POWER: u8 = HASH_POWER + 3;
 const OVERFLOW_PERCENT: u8 = 25;
 const BATCH: usize = 1024;
 const KEY_BYTES: usize = 16;
@@ -74,8 +79,7 @@ fn segcache(policy: Policy) -> Segcache {
     Segcache::builder()
         .heap_size(ITEM_MEMORY_BYTES)
         .segment_size(SEGMENT_BYTES as i32)
-        .hash_power(HASH_POWER)
-        .overflow_factor(OVERFLOW_PERCENT as f64 / 100.0)
+        .hash_power(SEGCACHE_HASH_POWER)
         .eviction(policy)
         .build()
         .unwrap()
@@ -275,7 +279,7 @@ fn bench_set(c: &mut Criterion) {
 
 /// Fill with 16-byte keys and 32-byte values (FIFO eviction, so the first
 /// eviction removes the segment holding key 0) until key 0 disappears.
-/// Returns the number of items resident just before the first eviction.
+/// Returns how many keys were inserted before that.
 fn fill_until_eviction(
     mut insert: impl FnMut(&[u8], &[u8]),
     mut present: impl FnMut(&[u8]) -> bool,
@@ -291,19 +295,30 @@ fn fill_until_eviction(
     0
 }
 
-fn memory_report() {
+/// Keys `0..n` still resident.
+fn resident(n: u64, mut present: impl FnMut(&[u8]) -> bool) -> u64 {
+    (0..n).filter(|&i| present(&key_of(i))).count() as u64
+}
+
+fn report(name: &str, items: u64, table_bytes: f64) {
     let payload = (KEY_BYTES + 32) as f64;
-    let buckets = (1usize << HASH_POWER) as f64;
+    let seg_only = ITEM_MEMORY_BYTES as f64 / items as f64 - payload;
+    let with_hash = (ITEM_MEMORY_BYTES as f64 + table_bytes) / items as f64 - payload;
+    eprintln!(
+        "memory: {name:8} {items} items of 16+32 B resident in 64 MiB of segments at the first eviction: \
+         overhead {seg_only:.2} B/item (segment memory only), {with_hash:.2} B/item including the \
+         hash table ({:.1} MiB)",
+        table_bytes / (1 << 20) as f64
+    );
+}
+
+fn memory_report() {
     let p = petrel(Eviction::Fifo);
     let n = fill_until_eviction(|k, v| petrel_set(&p, k, v), |k| petrel_get(&p, k).is_some());
-    let total = p.config().required_bytes().unwrap() as f64;
-    let seg_only = ITEM_MEMORY_BYTES as f64 / n as f64 - payload;
-    let with_hash = total / n as f64 - payload;
-    eprintln!(
-        "memory: petrel   {n} items of 16+32 B in 64 MiB: overhead {seg_only:.2} B/item (segments only), \
-         {with_hash:.2} B/item incl. hash table ({:.1} MiB)",
-        (total - ITEM_MEMORY_BYTES as f64) / (1 << 20) as f64
-    );
+    let items = resident(n, |k| petrel_get(&p, k).is_some());
+    assert_eq!(items, p.stats().items.get());
+    let table = (p.config().required_bytes().unwrap() - ITEM_MEMORY_BYTES) as f64;
+    report("petrel", items, table);
     drop(p);
     let s = segcache(Policy::Fifo);
     let n = fill_until_eviction(
@@ -312,13 +327,11 @@ fn memory_report() {
         },
         |k| s.get(k).is_some(),
     );
-    let hash_bytes = buckets * (1.0 + OVERFLOW_PERCENT as f64 / 100.0) * 64.0;
-    let seg_only = ITEM_MEMORY_BYTES as f64 / n as f64 - payload;
-    let with_hash = (ITEM_MEMORY_BYTES as f64 + hash_bytes) / n as f64 - payload;
-    eprintln!(
-        "memory: segcache {n} items of 16+32 B in 64 MiB: overhead {seg_only:.2} B/item (segments only), \
-         {with_hash:.2} B/item incl. hash table ({:.1} MiB)",
-        hash_bytes / (1 << 20) as f64
+    let items = resident(n, |k| s.get(k).is_some());
+    report(
+        "segcache",
+        items,
+        (1u64 << SEGCACHE_HASH_POWER) as f64 * 8.0,
     );
 }
 

@@ -6,7 +6,7 @@
 //! shard region:
 //!   buckets        (main + overflow) x 64 B       cache-line aligned
 //!   seg headers    segments x 40 B, rounded up to 64
-//!   ttl buckets    1025 x 16 B, rounded up to 64
+//!   ttl buckets    1025 x 12 B, rounded up to 64
 //!   segment data   segments x segment_bytes
 //! ```
 

@@ -57,7 +57,7 @@ unsafe impl Pod for Bucket {}
 // SAFETY: repr(C) integers laid out without padding (40 bytes); any bit
 // pattern is a valid value.
 unsafe impl Pod for SegHeader {}
-// SAFETY: repr(C), four u32, no padding.
+// SAFETY: repr(C), three u32, no padding.
 unsafe impl Pod for TtlBucket {}
 
 /// Largest number of shards a store can have.
@@ -66,23 +66,40 @@ pub const MAX_SHARDS: usize = 64;
 pub const MAX_KEY_BYTES: usize = 250;
 
 /// Eviction policy used when a write needs a segment and none is free.
+///
+/// Before any policy runs, a write that finds no free segment first
+/// reclaims an expired or entirely flushed segment at the head of a TTL
+/// chain, if there is one. Every policy evicts whole segments: all live
+/// items of an evicted segment are unlinked (`evicted_items`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Eviction {
     /// Never evict: the write fails with [`StoreError::NoMemory`].
     None,
-    /// Evict the oldest sealed segment of the shard.
+    /// Evict the segment opened longest ago (sealed segments first).
     Fifo,
-    /// Evict a pseudo-randomly chosen sealed segment.
+    /// Evict a pseudo-randomly chosen segment (sealed segments first).
     Random,
-    /// Evict the sealed segment closest to expiry.
+    /// Evict the segment that expires soonest, "closest to expiry"
+    /// (non-expiring segments last, sealed segments first).
     Cte,
-    /// Segcache's merge-based eviction (the default).
+    /// Segcache's merge-based eviction (the default). A TTL bucket is chosen
+    /// round-robin among those with at least two consecutive sealed segments
+    /// at the head of their chain (the oldest). If the live items of at least
+    /// `compact` (and at most `max`) of them fit in one segment, they are all
+    /// copied into one segment (compaction: nothing is evicted). Otherwise
+    /// `merge` segments are merged into one: from each, the items with the
+    /// highest access frequency are copied until that source's share
+    /// (1/`merge` of a segment) is used, the rest are evicted; while the
+    /// destination is less than 3/4 full, further segments of the run (up to
+    /// `max`) are consumed the same way. Moved items keep their cas; their
+    /// frequency is halved. Falls back to FIFO when no bucket qualifies.
+    /// One segment per shard is kept in reserve as the merge destination.
     Merge {
-        /// Most segments examined for one compaction.
+        /// Most segments one pass may consume (2..=32).
         max: usize,
-        /// Segments merged into one by a merge-eviction pass (>= 2).
+        /// Segments merged into one by a merge-eviction pass (2..=32).
         merge: usize,
-        /// Compaction threshold divisor (>= 1).
+        /// Fewest segments a compaction must free room from (>= 2).
         compact: usize,
     },
 }

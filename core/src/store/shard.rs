@@ -137,7 +137,6 @@ impl<'a> Shard<'a> {
             *t = TtlBucket {
                 head: NONE,
                 tail: NONE,
-                merge_cursor: NONE,
                 segments: 0,
             };
         }
@@ -481,9 +480,6 @@ impl<'a> Shard<'a> {
         } else {
             self.segs[h.next as usize].prev = h.prev;
         }
-        if self.ttl[b].merge_cursor == s {
-            self.ttl[b].merge_cursor = h.next;
-        }
         self.ttl[b].segments = self.ttl[b].segments.saturating_sub(1);
     }
 
@@ -816,10 +812,10 @@ impl<'a> Shard<'a> {
             if self.ttl[b].segments < 2 {
                 continue;
             }
-            let mut len = self.collect_run(b, self.ttl[b].merge_cursor, want, &mut run);
-            if len < 2 {
-                len = self.collect_run(b, self.ttl[b].head, want, &mut run);
-            }
+            // Always start at the oldest segment: following a cursor
+            // through the chain ends up chasing (and evicting) young
+            // segments near the tail.
+            let len = self.collect_run(b, self.ttl[b].head, want, &mut run);
             if len < 2 {
                 continue;
             }
@@ -852,8 +848,6 @@ impl<'a> Shard<'a> {
             k += 1;
         }
         let compacting = k >= compact.max(2);
-        let n = if compacting { k } else { merge.min(run.len()) };
-        let run = &run[..n];
         let d = self.reserve;
         self.reserve = NONE;
         let expire_at = run
@@ -867,21 +861,42 @@ impl<'a> Shard<'a> {
         cx.st.segments_used.add_owned(1);
         cx.st.segments_free.sub_owned(1);
         self.link_before(b, run[0], d);
-        for (i, &s) in run.iter().enumerate() {
-            let room = sb - self.segs[d as usize].write_offset as usize;
-            let budget = if compacting { room } else { room / (n - i) };
-            self.merge_segment(cx, s, d, budget, compacting);
+        let mut used = 0;
+        if compacting {
+            for &s in &run[..k] {
+                self.merge_segment(cx, s, d, sb, true);
+            }
+            used = k;
+        } else {
+            // Merge `merge` segments with a per-source budget so the most
+            // frequently used items of each are kept; then, while the
+            // destination is less than 3/4 full, keep consuming the run.
+            let n = merge.min(run.len());
+            for (i, &s) in run.iter().enumerate() {
+                let room = sb - self.segs[d as usize].write_offset as usize;
+                if i >= n && room < sb / 4 {
+                    break;
+                }
+                let budget = if i < n { room / (n - i) } else { room };
+                self.merge_segment(cx, s, d, budget, false);
+                used = i + 1;
+            }
         }
-        for &s in run {
+        for &s in &run[..used] {
             self.unlink_segment(s);
             self.free_segment(cx, s);
         }
-        self.ttl[b].merge_cursor = self.segs[d as usize].next;
+        let mut freed = used as u64 - 1;
+        if self.segs[d as usize].write_offset == 0 {
+            self.unlink_segment(d);
+            self.free_segment(cx, d);
+            freed += 1;
+        }
         if compacting {
             cx.st.compactions.incr_owned();
         } else {
             cx.st.merge_passes.incr_owned();
-            cx.st.merge_segments_freed.add_owned(n as u64 - 1);
+            cx.st.merge_segments_freed.add_owned(freed);
         }
     }
 

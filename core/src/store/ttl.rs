@@ -41,8 +41,6 @@ pub struct TtlBucket {
     pub head: u32,
     /// Newest segment (the open one, if any) or NONE.
     pub tail: u32,
-    /// Where merge eviction continues in this chain, or NONE.
-    pub merge_cursor: u32,
     /// Segments in the chain.
     pub segments: u32,
 }
