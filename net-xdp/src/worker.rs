@@ -180,8 +180,10 @@ impl<'s, S: UdpService> Worker<'s, S> {
             }
         } else {
             self.stats().counters.rx_wakeups.incr_owned();
-            self.refresh_kernel_stats();
-            let _ = self.rx.poll(IDLE_POLL_MS);
+            if let Ok(false) = self.rx.poll(IDLE_POLL_MS) {
+                // Idle for a while: a good moment for the statistics call.
+                self.refresh_kernel_stats();
+            }
         }
     }
 
