@@ -9,6 +9,7 @@ import sys
 
 
 def parse(path):
+    """Rows grouped by (name, pipeline depth); memcaslap rows have depth 0."""
     rows = {}
     with open(path) as f:
         for line in f:
@@ -23,7 +24,7 @@ def parse(path):
                     values[k] = float(v)
                 except ValueError:
                     pass
-            rows.setdefault(name, []).append(values)
+            rows.setdefault((name, int(values.get("pipeline", 0))), []).append(values)
     return rows
 
 
@@ -41,29 +42,28 @@ def main():
         ("p999_us", "p99.9 us", "{:>9.1f}"),
         ("server_cpu_pct", "srv CPU%", "{:>8.0f}"),
     ]
-    print()
-    print("petrel-load, median of %d runs each:" % len(rows.get("petrel", [])))
-    print("  {:<10}".format("server") + "".join(" {:>10}".format(h) for _, h, _ in cols))
-    for name in ("petrel", "memcached"):
-        if name not in rows:
-            continue
-        cells = "".join(" " + fmt.format(median(rows[name], k)).rjust(10) for k, _, fmt in cols)
-        print("  {:<10}".format(name) + cells)
-    if "petrel" in rows and "memcached" in rows:
-        p, m = rows["petrel"], rows["memcached"]
-        ratio = median(p, "ops_per_sec") / median(m, "ops_per_sec")
-        print("  ratio petrel/memcached: throughput %.2fx, p50 %.2fx, p99 %.2fx, p99.9 %.2fx" % (
-            ratio,
-            median(p, "p50_us") / median(m, "p50_us"),
-            median(p, "p99_us") / median(m, "p99_us"),
-            median(p, "p999_us") / median(m, "p999_us"),
-        ))
-        per_run = [r["ops_per_sec"] for r in p], [r["ops_per_sec"] for r in m]
-        print("  runs (ops/s): petrel %s; memcached %s" % (
-            ", ".join("%.0f" % v for v in per_run[0]),
-            ", ".join("%.0f" % v for v in per_run[1]),
-        ))
-    mp, mm = rows.get("memcaslap-petrel"), rows.get("memcaslap-memcached")
+    depths = sorted({d for (n, d) in rows if n in ("petrel", "memcached")})
+    for depth in depths:
+        p, m = rows.get(("petrel", depth)), rows.get(("memcached", depth))
+        print()
+        print("petrel-load, pipeline depth %d, median of %d runs each:" % (depth, len(p or m or [])))
+        print("  {:<10}".format("server") + "".join(" {:>10}".format(h) for _, h, _ in cols))
+        for name, rs in (("petrel", p), ("memcached", m)):
+            if rs:
+                cells = "".join(" " + fmt.format(median(rs, k)).rjust(10) for k, _, fmt in cols)
+                print("  {:<10}".format(name) + cells)
+        if p and m:
+            print("  ratio petrel/memcached: throughput %.2fx, p50 %.2fx, p99 %.2fx, p99.9 %.2fx" % (
+                median(p, "ops_per_sec") / median(m, "ops_per_sec"),
+                median(p, "p50_us") / median(m, "p50_us"),
+                median(p, "p99_us") / median(m, "p99_us"),
+                median(p, "p999_us") / median(m, "p999_us"),
+            ))
+            print("  runs (ops/s): petrel %s; memcached %s" % (
+                ", ".join("%.0f" % r["ops_per_sec"] for r in p),
+                ", ".join("%.0f" % r["ops_per_sec"] for r in m),
+            ))
+    mp, mm = rows.get(("memcaslap-petrel", 0)), rows.get(("memcaslap-memcached", 0))
     if mp and mm:
         a, b = median(mp, "ops_per_sec"), median(mm, "ops_per_sec")
         print("memcaslap (independent generator): petrel %.0f ops/s, memcached %.0f ops/s, ratio %.2fx" % (
