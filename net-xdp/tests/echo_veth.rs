@@ -110,3 +110,59 @@ fn echo_over_veth_in_each_mode() {
     assert_eq!(run("auto", false, "ea", 46), ResolvedMode::NativeCopy);
     assert_eq!(run("native", true, "eb", 47), ResolvedMode::NativeCopy);
 }
+
+/// Answers memcache-UDP echo requests ("1..." payloads) on a kernel UDP
+/// socket, as the server's kernel front end would for unserved queues;
+/// returns how many it answered once `stop` is set.
+fn kernel_echo(
+    sock: std::net::UdpSocket,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
+            .unwrap();
+        let mut answered = 0;
+        let mut buf = [0u8; 2048];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                if n > 8 && buf[8] == b'1' && sock.send_to(&buf[..n], from).is_ok() {
+                    answered += 1;
+                }
+            }
+        }
+        answered
+    })
+}
+
+#[test]
+fn unserved_queues_are_left_to_the_kernel_socket() {
+    if !is_root() {
+        eprintln!("skipped: AF_XDP end-to-end tests need root (netns, veth, XDP)");
+        return;
+    }
+    let topo = Topology::up("eq", 49, 2);
+    let udp = std::net::UdpSocket::bind((topo.host_addr.as_str(), 0)).unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kernel = kernel_echo(udp, stop.clone());
+
+    let mut cfg = XdpConfig::new(topo.host_if.clone(), port);
+    cfg.mode = XdpMode::NATIVE;
+    cfg.queues = Some(vec![0]);
+    cfg.frame_count = 256;
+    let fe = XdpFrontend::start(cfg, &ECHO).expect("start");
+    assert_eq!(fe.queues(), &[0]);
+    assert_eq!(fe.unserved_queues(), &[1]);
+
+    let flows = 64;
+    let line = topo.client("flows", port, flows);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let by_kernel = kernel.join().unwrap();
+    let by_xdp = sum(&fe, |s| s.counters.rx_requests.get());
+    eprintln!("{line}: {by_xdp} through AF_XDP on queue 0, {by_kernel} by the kernel socket");
+    assert_eq!(by_xdp + by_kernel, flows as u64);
+    assert!(
+        by_xdp > 0 && by_kernel > 0,
+        "flows did not spread over both queues"
+    );
+}

@@ -2,13 +2,15 @@
 """memcache-over-UDP client for the AF_XDP end-to-end test.
 
 Runs inside the client namespace.
-Usage: xdp_client.py memcache|server|echo SERVER_IP PORT TCP_PORT [GETS]
+Usage: xdp_client.py memcache|server|echo|flows SERVER_IP PORT TCP_PORT [GETS]
   memcache: gets/sets against the engine (keys "small" and "big" preloaded),
             TCP_PORT answers "ping\n" with "pong\n" (a plain kernel listener)
   server:   the same against the petrel binary: "small" and "big" are set
             over TCP first, and TCP_PORT must answer "version"
   echo:     against the tests' echo service (reply = payload repeated N times,
             N = the payload's first digit)
+  flows:    GETS one-datagram echo requests, each from a new socket (flow),
+            and nothing else
 All modes also send malformed datagrams, ping, and talk TCP to TCP_PORT;
 with RAW_IF (this namespace's interface) and RAW_DST_MAC (the server's MAC)
 set, also hand-made frames through a packet socket.
@@ -59,6 +61,28 @@ def request(text, expect_reply=True):
         total = tot
         parts[seq] = data[8:]
     return b"".join(parts[i] for i in range(total)), total
+
+
+if MODE == "flows":
+    # GETS echo requests, each from a socket of its own (its own flow, so
+    # flows spread over the RX queues); every one must be answered.
+    answered = 0
+    for i in range(GETS):
+        f = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        f.settimeout(TIMEOUT_S)
+        f.connect((HOST, PORT))
+        msg = b"1flow %d" % i
+        f.send(struct.pack("!HHHH", i, 0, 1, 0) + msg)
+        try:
+            data = f.recv(2048)
+        except OSError as e:
+            fail("flow %d: %s" % (i, e))
+        if data != struct.pack("!HHHH", i, 0, 1, 0) + msg:
+            fail("flow %d: %r" % (i, data))
+        answered += 1
+        f.close()
+    print("ok flows=%d" % answered)
+    sys.exit(0)
 
 
 def echo_checks():
