@@ -950,53 +950,78 @@ const MCROUTER_TRANSCRIPT: &[&str] = &[
     "get k4\r\n",
 ];
 
-/// Reads one reply: through `END` for retrieval commands, else one line; for `lease-set`,
+/// Reads one reply: nothing for `noreply`, through `END` for retrieval commands, else one
+/// line; for `lease-set`,
 /// which memcached does not know, two `ERROR` lines (its data block is a second unknown command).
-fn read_reply(r: &mut BufReader<TcpStream>, request: &str) -> String {
+fn read_reply(r: &mut BufReader<TcpStream>, request: &str) -> Result<String, Failure> {
     let retrieval = ["get ", "gets ", "gat ", "gats "]
         .iter()
         .any(|p| request.starts_with(p));
     let mut out = String::new();
+    if request
+        .lines()
+        .next()
+        .is_some_and(|l| l.ends_with(" noreply"))
+    {
+        return Ok(out);
+    }
     if request.starts_with("lease-set ") {
-        let line =
-            read_line(r).unwrap_or_else(|f| panic!("reply to {request:?}: {}", f.describe()));
-        out += &line;
+        out += &read_line(r)?;
         out += "\r\n";
     }
     loop {
-        let line =
-            read_line(r).unwrap_or_else(|f| panic!("reply to {request:?}: {}", f.describe()));
+        let line = read_line(r)?;
         out += &line;
         out += "\r\n";
         if !retrieval || line == "END" || line.starts_with("SERVER_ERROR") || line == "ERROR" {
-            return out;
+            return Ok(out);
         }
         if line.starts_with("VALUE ") {
-            let data =
-                read_line(r).unwrap_or_else(|f| panic!("data of {request:?}: {}", f.describe()));
-            out += &data;
+            out += &read_line(r)?;
             out += "\r\n";
         }
     }
 }
 
-/// Runs the transcript on `addr`; returns the replies with CAS values and version text masked.
-fn run_transcript(addr: SocketAddr) -> Vec<String> {
+/// What a transcript records when the peer closed the connection instead of replying
+/// (twemproxy does this for commands it does not forward); the next request reconnects.
+const CLOSED: &str = "<connection closed>";
+
+/// Runs `transcript` on `addr`; returns the replies with CAS values and version text masked.
+fn run_transcript(addr: SocketAddr, transcript: &[&str]) -> Vec<String> {
     let mut conn = Conn::new(addr);
-    let stream = conn.stream().expect("connect");
     let mut cas = String::from("0");
     let mut replies = Vec::new();
-    for request in MCROUTER_TRANSCRIPT {
+    for request in transcript {
         let wire = request.replace("CAS", &cas);
+        let stream = conn.stream().expect("connect");
         stream.get_mut().write_all(wire.as_bytes()).expect("send");
-        let mut reply = read_reply(stream, request);
-        if request.starts_with("gets ") || request.starts_with("gats ") {
-            if let Some(line) = reply.lines().find(|l| l.starts_with("VALUE ")) {
-                cas = line.rsplit(' ').next().expect("cas field").to_string();
-                reply = reply.replace(&format!(" {cas}\r\n"), " <cas>\r\n");
+        let mut reply = match read_reply(stream, request) {
+            Ok(r) => r,
+            Err(Failure::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                conn.reader = None;
+                CLOSED.to_string()
             }
+            Err(f) => panic!("reply to {request:?} from {addr}: {}", f.describe()),
+        };
+        if request.starts_with("gets ") || request.starts_with("gats ") {
+            // CAS values are the server's own (and per instance in a pool): keep the first
+            // for the next `cas` request, mask them all.
+            let mut masked = String::new();
+            for line in reply.split_inclusive("\r\n") {
+                let fields: Vec<&str> = line.trim_end().split(' ').collect();
+                if fields.len() == 5 && fields[0] == "VALUE" {
+                    if masked.is_empty() {
+                        cas = fields[4].to_string();
+                    }
+                    masked += &format!("{} <cas>\r\n", fields[..4].join(" "));
+                } else {
+                    masked += line;
+                }
+            }
+            reply = masked;
         }
-        if request.starts_with("version") {
+        if request.starts_with("version") && reply != CLOSED {
             assert!(reply.starts_with("VERSION "), "version reply {reply:?}");
             reply = "VERSION <text>\r\n".into();
         }
@@ -1016,9 +1041,88 @@ fn mcrouter_command_forms_match_memcached() {
     }
     let reference = Target::memcached().builder().no_udp().start();
     let server = target.builder().no_udp().start();
-    let want = run_transcript(reference.tcp_addr());
-    let got = run_transcript(server.tcp_addr());
+    let want = run_transcript(reference.tcp_addr(), MCROUTER_TRANSCRIPT);
+    let got = run_transcript(server.tcp_addr(), MCROUTER_TRANSCRIPT);
     for ((request, w), g) in MCROUTER_TRANSCRIPT.iter().zip(&want).zip(&got) {
         assert_eq!(g, w, "reply to {request:?} differs from memcached's");
+    }
+}
+
+/// Every command twemproxy 0.5.0 forwards for the memcache protocol (retrieval, storage,
+/// `cas`, `incr`/`decr`, `delete`, `touch`), with keys on different instances, and some it
+/// does not forward (`gat`, `version`, `flush_all`, `stats`, meta commands: it closes the
+/// connection). The keys lie on both instances (placement depends only on the server names
+/// `petrel-1`, `petrel-2` in the generated config), so multi-key gets are split by the proxy.
+const PROXY_TRANSCRIPT: &[&str] = &[
+    "set alpha 1 0 1\r\nA\r\n",
+    "set bravo 2 0 2\r\nBB\r\n",
+    "set charlie 3 0 3\r\nCCC\r\n",
+    "set india 4 0 1\r\n7\r\n",
+    "set papa 6 0 4\r\nPAPA\r\n",
+    "add kilo 5 0 1\r\nE\r\n",
+    "add alpha 0 0 1\r\nX\r\n",
+    "replace lima 0 0 1\r\nF\r\n",
+    "replace bravo 9 0 2\r\nbb\r\n",
+    "append charlie 0 0 1\r\n+\r\n",
+    "prepend charlie 0 0 1\r\n-\r\n",
+    "get alpha bravo charlie india kilo lima mike papa\r\n",
+    "gets alpha\r\n",
+    "cas alpha 7 0 2 CAS\r\naa\r\n",
+    "cas alpha 7 0 2 CAS\r\nzz\r\n",
+    "gets alpha bravo charlie india kilo lima mike papa\r\n",
+    "incr india 10\r\n",
+    "decr india 100\r\n",
+    "incr charlie 1\r\n",
+    "incr mike 1\r\n",
+    "touch bravo 100\r\n",
+    "touch mike 100\r\n",
+    "delete kilo\r\n",
+    "delete kilo\r\n",
+    "set india 0 0 1 noreply\r\n1\r\n",
+    "get india kilo\r\n",
+    "gat 100 alpha\r\n",
+    "version\r\n",
+    "flush_all\r\n",
+    "stats\r\n",
+    "mg alpha v\r\n",
+    "get alpha bravo charlie india\r\n",
+];
+
+#[test]
+fn commands_through_twemproxy_match_a_memcached_pool() {
+    if !nutcracker_installed() {
+        if in_ci() {
+            panic!("nutcracker (twemproxy) is not installed (CI is set, so this is a failure)");
+        }
+        eprintln!("\n\n*** SKIPPED commands_through_twemproxy: nutcracker is not installed ***\n");
+        return;
+    }
+    let Some(target) = Target::from_env() else {
+        return;
+    };
+    if target.kind == Kind::Memcached {
+        eprintln!("the server under test is memcached itself: nothing to compare");
+        return;
+    }
+    let reference = Cluster::start(&Target::memcached().path, 2);
+    let pool = Cluster::start(&target.path, 2);
+    let want = run_transcript(reference.proxy(), PROXY_TRANSCRIPT);
+    let got = run_transcript(pool.proxy(), PROXY_TRANSCRIPT);
+    for ((request, w), g) in PROXY_TRANSCRIPT.iter().zip(&want).zip(&got) {
+        eprintln!("through twemproxy: {request:?} -> {g:?}");
+        assert_eq!(
+            g, w,
+            "reply through twemproxy to {request:?} differs from memcached's"
+        );
+    }
+    // The transcript must exercise both instances of each pool.
+    for (name, cluster) in [("memcached", &reference), ("server under test", &pool)] {
+        for i in 1..=2 {
+            let items = stat(&stats(cluster.instance(i)), "curr_items");
+            assert!(
+                items > 0,
+                "{name} instance {i} holds none of the transcript's keys"
+            );
+        }
     }
 }
