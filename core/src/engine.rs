@@ -689,15 +689,21 @@ impl<'a> Engine<'a> {
         self.store.get(key, now, opts, |_| ()).is_some()
     }
 
-    /// Is `key` present with an empty value (without counting or bumping)?
+    /// Does memcached refuse arithmetic on `key` before comparing its CAS? It
+    /// does for an empty value and for a value it stores chunked (items over
+    /// half the item size limit).
     fn value_is_empty(&self, key: &[u8], now: Time) -> bool {
         let opts = GetOptions {
             update_access: false,
             count: false,
             ..GetOptions::default()
         };
+        let chunked = self.cfg.item_size_max_bytes / 2;
         self.store
-            .get(key, now, opts, |i| i.value().is_empty())
+            .get(key, now, opts, |i| {
+                i.value().is_empty()
+                    || i.key().len() + i.value().len() + proto::ITEM_OVERHEAD_BYTES > chunked
+            })
             .unwrap_or(false)
     }
 
@@ -1252,9 +1258,9 @@ impl<'a> Engine<'a> {
             incr,
             delta: f.delta.unwrap_or(1),
             cas: f.cas.unwrap_or(0),
-            vivify: f
-                .vivify
-                .map(|n| (f.initial, expire_at(last_ttl(m, n), now))),
+            vivify: f.vivify.map(|n| (f.initial, expire_at(n, now))),
+            // protocol.txt: T updates the TTL (memcached 1.6.18 keeps it only
+            // when the number is updated in place)
             expire_at: f.ttl.map(|t| expire_at(t, now)),
         };
         // memcached answers a vivifying miss even in quiet mode

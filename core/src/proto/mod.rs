@@ -363,7 +363,11 @@ pub fn parse<'a>(input: &'a [u8], cfg: &ParseConfig) -> Parsed<'a> {
     // memcached closes a connection that sent more than 2048 bytes without a
     // newline, unless the line is a get/gets. Searching only that far also
     // keeps the work per call bounded.
-    let limit = if is_long_get(input) { cfg.get_line_max_bytes.max(LINE_MAX_BYTES) } else { LINE_MAX_BYTES };
+    let limit = if is_long_get(input) {
+        cfg.get_line_max_bytes.max(LINE_MAX_BYTES)
+    } else {
+        LINE_MAX_BYTES
+    };
     let nl = match find_newline(&input[..input.len().min(limit + 1)]) {
         Some(nl) => nl,
         None => {
