@@ -32,6 +32,9 @@ const IDLE_POLL_MS: i32 = 100;
 /// Rounds between refreshes of the kernel's XDP socket statistics (a power of two).
 const KERNEL_STATS_ROUNDS: u32 = 4096;
 
+/// Largest request payload copied out of a frame: a whole 4096-byte frame.
+const REQUEST_MAX_BYTES: usize = 4096;
+
 /// What a worker needs besides its rings.
 pub(crate) struct WorkerParams<'s, S: UdpService> {
     pub queue: u32,
@@ -75,6 +78,8 @@ impl<'s, S: UdpService> Worker<'s, S> {
     pub(crate) fn new(
         p: WorkerParams<'s, S>,
         umem: Umem,
+        // Every frame of the UMEM; holds exactly that many, so it never
+        // grows as the free list.
         frames: Vec<FrameDesc>,
         fill: FillQueue,
         comp: CompQueue,
@@ -82,8 +87,6 @@ impl<'s, S: UdpService> Worker<'s, S> {
         rx: RxQueue,
     ) -> Self {
         let frame_count = frames.len();
-        let mut free = Vec::with_capacity(frame_count);
-        free.extend_from_slice(&frames);
         let parse = ParseOptions {
             verify_ipv4_checksum: true,
             verify_udp_checksum: p.verify_udp_checksum,
@@ -97,14 +100,14 @@ impl<'s, S: UdpService> Worker<'s, S> {
             tx,
             rx,
             frame_count,
-            free,
+            free: frames,
             reserve: frame_count / 4,
             rx_descs: vec![FrameDesc::default(); BATCH],
             comp_descs: vec![FrameDesc::default(); BATCH],
             tx_in_flight: 0,
             tx_pending: Vec::with_capacity(frame_count),
             reply: Vec::with_capacity(frame_count),
-            request: vec![0; 4096],
+            request: vec![0; REQUEST_MAX_BYTES],
             parse,
         }
     }
