@@ -948,6 +948,7 @@ const MCROUTER_TRANSCRIPT: &[&str] = &[
     "set k4 0 0 1\r\nx\r\n",
     "flush_all\r\n",
     "get k4\r\n",
+    "flush_all 5\r\n",
 ];
 
 /// Reads one reply: nothing for `noreply`, through `END` for retrieval commands, else one
