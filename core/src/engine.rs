@@ -964,8 +964,8 @@ impl<'a> Engine<'a> {
         });
         let r_before_t = f.ttl.is_some()
             && m.flag_words
-                .filter(|w| matches!(w[0], b'R' | b'T'))
-                .next()
+                .into_iter()
+                .find(|w| matches!(w[0], b'R' | b'T'))
                 .is_some_and(|w| w[0] == b'R');
         if let (Some(below), true) = (recache_below, r_before_t) {
             // memcached judges R against the TTL before a later T applies

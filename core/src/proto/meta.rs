@@ -283,7 +283,7 @@ fn parse_set<'a>(t: &Tokens<'a>, line: &Line<'a>, cfg: &ParseConfig) -> Parsed<'
         return err(ErrorKind::MetaTooManyFlags, false, n);
     }
     let vlen = match parse_i32_truncating(t.get(2)) {
-        Some(v) if v >= 0 && v <= i32::MAX - 2 => v as usize,
+        Some(v) if (0..=i32::MAX - 2).contains(&v) => v as usize,
         _ => return err(ErrorKind::BadFormat, false, n),
     };
     let swallow_all = n + vlen + 2;

@@ -100,7 +100,7 @@ pub(super) fn parse<'a>(
     } else {
         0
     };
-    if vlen < 0 || vlen > i32::MAX - 2 {
+    if !(0..=i32::MAX - 2).contains(&vlen) {
         return err(ErrorKind::BadFormat, noreply, n);
     }
     let vlen = vlen as usize;
