@@ -320,6 +320,14 @@ fn meta_commands() {
     c.check(b"ms h 1\r\n1\r\n", b"HD\r\n");
     c.check(b"mg h h\r\n", b"HD h0\r\n");
     c.check(b"mg h h\r\n", b"HD h1\r\n");
+    // touch and gat count as a fetch in memcached
+    c.check(b"ms h2 1\r\n1\r\ntouch h2 0\r\n", b"HD\r\nTOUCHED\r\n");
+    c.check(b"mg h2 h\r\n", b"HD h1\r\n");
+    c.check(
+        b"ms h3 1\r\n1\r\ngat 0 h3\r\n",
+        b"HD\r\nVALUE h3 0 1\r\n1\r\nEND\r\n",
+    );
+    c.check(b"mg h3 h\r\n", b"HD h1\r\n");
     // md
     c.check(b"md a\r\n", b"HD\r\n");
     c.check(b"md a\r\n", b"NF\r\n");
