@@ -278,7 +278,14 @@ fn run_tcp(
             loop {
                 match c.stream.read(&mut buf) {
                     Ok(0) => panic!("server closed a connection"),
-                    Ok(n) => c.rbuf.extend_from_slice(&buf[..n]),
+                    Ok(n) => {
+                        c.rbuf.extend_from_slice(&buf[..n]);
+                        // A short read took everything the socket held: stop without the extra
+                        // read that would only say WouldBlock (new data raises a new edge).
+                        if n < buf.len() {
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => panic!("read: {e}"),
