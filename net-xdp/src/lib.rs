@@ -47,6 +47,7 @@ pub mod config;
 mod engine;
 mod frontend;
 pub mod iface;
+mod request;
 pub mod service;
 pub mod stats;
 mod worker;

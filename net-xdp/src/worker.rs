@@ -237,7 +237,8 @@ impl<'s, S: UdpService> Worker<'s, S> {
         // SAFETY: `desc` came off the RX ring, so the frame is ours alone
         // until we hand it back; no other reference to it exists.
         let buf = unsafe { frame_mut(&self.umem, &mut desc) };
-        let req = match wire::parse_request_frame(&buf[..rx_len.min(buf.len())], &self.parse) {
+        let rx_len = rx_len.min(buf.len());
+        let req = match crate::request::parse_request(&mut buf[..rx_len], &self.parse) {
             Ok(req) => req,
             Err(e) => {
                 self.stats().drop_for(e);

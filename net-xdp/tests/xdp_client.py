@@ -38,11 +38,11 @@ sock.connect((HOST, PORT))
 next_id = [1]
 
 
-def request(text, expect_reply=True):
+def request(text, expect_reply=True, sequence=0, reserved=0):
     """Sends one request datagram; returns the reassembled reply payload."""
     rid = next_id[0]
     next_id[0] = (next_id[0] + 1) & 0xFFFF
-    sock.send(struct.pack("!HHHH", rid, 0, 1, 0) + text)
+    sock.send(struct.pack("!HHHH", rid, sequence, 1, reserved) + text)
     if not expect_reply:
         return None
     parts, total = {}, None
@@ -155,15 +155,22 @@ if MODE == "server":
     tcp_exchange(b"set big 0 0 5000\r\n" + big + b"\r\n", b"STORED\r\n")
 multi_datagrams, elapsed = echo_checks() if MODE == "echo" else memcache_checks()
 
-# 4. malformed datagrams: counted by the server, no reply, server unharmed
+# 4. memcached reads only the datagram count of a request header: the
+# sequence and reserved fields are ignored (memcaslap sends reserved 0x0100)
+probe = b"1probe" if MODE == "echo" else b"get small\r\n"
+expect = probe if MODE == "echo" else b"VALUE small 5 5\r\nhello\r\nEND\r\n"
+for seq, res in ((0, 0x0100), (3, 7)):
+    reply, _ = request(probe, sequence=seq, reserved=res)
+    if reply != expect:
+        fail("request with sequence %d reserved %#x: %r" % (seq, res, reply))
+
+# 4a. malformed datagrams: counted by the server, no reply, server unharmed
 raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 raw.connect((HOST, PORT))
 raw.send(b"abc")  # shorter than the frame header
-raw.send(struct.pack("!HHHH", 9, 0, 1, 7) + b"1 reserved bits")
 raw.send(struct.pack("!HHHH", 9, 0, 2, 0) + b"1 multi-datagram request")
+raw.send(struct.pack("!HHHH", 9, 0, 0, 0) + b"1 datagram count 0")
 raw.close()
-probe = b"1probe" if MODE == "echo" else b"get small\r\n"
-expect = probe if MODE == "echo" else b"VALUE small 5 5\r\nhello\r\nEND\r\n"
 reply, _ = request(probe)
 if reply != expect:
     fail("request after malformed: %r" % reply)

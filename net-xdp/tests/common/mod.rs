@@ -92,6 +92,32 @@ impl Topology {
         stdout.trim().to_string()
     }
 
+    /// Runs `memcaslap -U` for 2 s from the namespace against `port`;
+    /// returns the operations it completed (panics if it failed).
+    pub fn memcaslap_udp(&self, port: u16) -> u64 {
+        let server = format!("{}:{port}", self.host_addr);
+        let out = Command::new("timeout")
+            .args(["30", "ip", "netns", "exec", &self.ns, "memcaslap"])
+            .args([
+                "-s", &server, "-U", "-t", "2s", "-T", "1", "-c", "4", "-X", "100",
+            ])
+            .output()
+            .expect("run memcaslap");
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprintln!("memcaslap -U:\n{text}");
+        assert!(
+            out.status.success(),
+            "memcaslap failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.lines()
+            .find(|l| l.starts_with("Run time:"))
+            .and_then(|l| l.split("Ops:").nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Whether an XDP program is attached to the host interface.
     pub fn xdp_attached(&self) -> bool {
         let out = Command::new("ip")
