@@ -24,9 +24,10 @@
 //! - mg/ma with a negative or past `T`/`N`: memcached reports the item with
 //!   its internal relative clock (`t4294967235`, a `W` from `R`); the item is
 //!   expired either way. Only `ms` is given such TTLs.
-//! - Meta `h` after incr/decr: memcached updates a number in place and keeps
-//!   the item's fetched bit; Petrel's store writes a new version, which starts
-//!   unfetched. `h` is checked by the engine tests instead.
+//! - Meta `h`, `Z` after incr/decr: memcached updates a number in place and
+//!   keeps the item's fetched and token-sent bits; Petrel's store writes a new
+//!   version, which starts unfetched and without a token. `h` is checked by
+//!   the engine tests instead, and `N`/`R` are not sent for the numeric keys.
 //! - incr/decr of values memcached's `strtoull` reads leniently: leading
 //!   whitespace, a whitespace-only value (read as 0), a number followed by a
 //!   space and more text ("1 2" reads as 1). Petrel's store requires digits
@@ -629,6 +630,11 @@ impl Gen {
             &["v", "k", "f", "s", "c", "t", "O", "q", "T", "N", "R", "u"],
             now,
         );
+        if matches!(key.as_slice(), b"n1" | b"n2" | b"c1" | b"c2") {
+            // win tokens (W/Z) on numbers: memcached's in-place incr keeps
+            // the item's bits, Petrel's store writes a new version
+            flags.retain(|f| !f.starts_with(['N', 'R']));
+        }
         if flags.iter().any(|f| f.starts_with('O') && f.len() > 32) {
             // memcached fails such a request half way through (after the
             // fetch, before marking a win token): keep it free of N/R/T
