@@ -47,7 +47,7 @@ const VICTIM: usize = 2;
 /// twemproxy `server_retry_timeout`: how long an ejected server stays out of the ring.
 const RETRY_MS: u64 = 1_500;
 /// twemproxy `timeout`: a server silent this long fails the request.
-const PROXY_TIMEOUT_MS: u64 = 2_000;
+const PROXY_TIMEOUT_MS: u64 = 5_000;
 /// Bound on every socket read and write.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on one `scripts/cluster` invocation (its own waits are bounded at 15 s per process).
