@@ -71,9 +71,10 @@ fn check(
     dump(fe);
 
     // get small, get missing, get big, set, 2000 gets, two gets with odd
-    // sequence/reserved header fields, a get after the malformed datagrams
-    // and one after the hand-made frames.
-    let requests = 3 + 1 + 2000 + 2 + 2;
+    // sequence/reserved header fields, a get after the malformed datagrams,
+    // the hand-made frame with a wrong UDP checksum (not verified by
+    // default) and a get after the hand-made frames.
+    let requests = 3 + 1 + 2000 + 2 + 1 + 1 + 1;
     assert_eq!(sum(fe, |s| s.counters.rx_requests.get()), requests);
     let big_datagrams: u64 = line
         .split_whitespace()
@@ -85,6 +86,7 @@ fn check(
         sum(fe, |s| s.counters.tx_frames.get()),
         requests + big_datagrams - 1
     );
+    assert_eq!(sum(fe, |s| s.drops_for(W::BadUdpChecksum)), 0);
     assert_eq!(sum(fe, |s| s.counters.multi_datagram_replies.get()), 1);
     assert_eq!(sum(fe, |s| s.drops_for(W::Truncated)), 1);
     assert_eq!(sum(fe, |s| s.drops_for(W::BadFrameHeader)), 0);
@@ -95,7 +97,7 @@ fn check(
     assert_eq!(sum(fe, |s| s.drops_for(W::BadLength)), 1);
     assert_eq!(sum(fe, |s| s.drops_for(W::Ipv4Options)), 0);
     assert_eq!(sum(fe, |s| s.drops_for(W::Fragment)), 0);
-    assert_eq!(engine.stats().cmd_get.get(), 3 + 2000 + 2 + 2);
+    assert_eq!(engine.stats().cmd_get.get(), 3 + 2000 + 2 + 3);
 
     // Debian's memcaslap over UDP (it sends reserved = 0x0100 in its
     // request headers, which memcached ignores and so must we).

@@ -178,7 +178,8 @@ if reply != expect:
 # 4b. hand-made Ethernet frames through a packet socket (when RAW_IF and
 # RAW_DST_MAC are set): two the XDP program redirects and the front end must
 # drop and count (bad IPv4 header checksum, UDP length beyond the IP payload),
-# two it must pass to the kernel untouched (IPv4 options, a fragment).
+# two it must pass to the kernel untouched (IPv4 options, a fragment), and one
+# with a wrong UDP checksum.
 import os
 
 
@@ -189,11 +190,11 @@ sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sink.bind((sock.getsockname()[0], 0))
 
 
-def ipv4_frame(src_mac, dst_mac, payload, ihl=5, frag=0, udp_len_delta=0, break_csum=False):
+def ipv4_frame(src_mac, dst_mac, payload, ihl=5, frag=0, udp_len_delta=0, break_csum=False, udp_csum=0):
     src_ip = socket.inet_aton(sock.getsockname()[0])
     dst_ip = socket.inet_aton(HOST)
     udp_len = 8 + len(payload)
-    udp = struct.pack("!HHHH", sink.getsockname()[1], PORT, udp_len + udp_len_delta, 0) + payload
+    udp = struct.pack("!HHHH", sink.getsockname()[1], PORT, udp_len + udp_len_delta, udp_csum) + payload
     options = b"\x01" * (4 * (ihl - 5))  # NOPs
     total = 4 * ihl + len(udp)
     hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, total, 0, frag, 64, 17, 0, src_ip, dst_ip) + options
@@ -226,6 +227,9 @@ if os.environ.get("RAW_IF"):
         ipv4_frame(src_mac, dst_mac, body, udp_len_delta=16),
         ipv4_frame(src_mac, dst_mac, body, ihl=6),
         ipv4_frame(src_mac, dst_mac, body, frag=0x2000),
+        # A wrong UDP checksum: answered (to `sink`) unless the server
+        # verifies checksums.
+        ipv4_frame(src_mac, dst_mac, body, udp_csum=0x1234),
     ):
         pk.send(f)
         raw_frames += 1
