@@ -626,6 +626,29 @@ impl<'a> Store<'a> {
         shard.arith(&cx, h, key, op)
     }
 
+    /// meta `md <key> I`: instead of deleting, mark the item stale (the next
+    /// fetch wins the recache token, [`ItemRef::won`]), give it a new cas
+    /// (returned), and with `expire_at` also a new expiry. `cas != 0` must
+    /// match the item's cas (`Exists`); `NotFound` if absent.
+    pub fn invalidate(
+        &self,
+        key: &[u8],
+        cas: u64,
+        expire_at: Option<Time>,
+        now: Time,
+    ) -> Result<u64, StoreError> {
+        if !Self::valid_key(key) {
+            return Err(StoreError::BadKey);
+        }
+        self.check_flush(now);
+        let h = hash::hash(self.seed, key);
+        let slot = self.shard_of(h);
+        slot.prefetch(h);
+        let cx = self.ctx(slot, now);
+        let mut shard = slot.lock.lock();
+        shard.invalidate(&cx, h, key, cas, expire_at)
+    }
+
     /// Set a new absolute expiry (0 = never; in the past = expire now) on a
     /// present item, keeping its value, flags and cas. `NotFound` if absent.
     pub fn touch(&self, key: &[u8], expire_at: Time, now: Time) -> Result<(), StoreError> {

@@ -1298,6 +1298,46 @@ impl<'a> Shard<'a> {
         Ok(())
     }
 
+    pub fn invalidate(
+        &mut self,
+        cx: &Ctx,
+        hash: u64,
+        key: &[u8],
+        cas: u64,
+        expire_at: Option<Time>,
+    ) -> Result<u64, StoreError> {
+        for _ in 0..MAX_ROOM_ATTEMPTS {
+            let Some(f) = self.lookup(cx, key, hash) else {
+                cx.st.store_not_found.incr_owned();
+                return Err(StoreError::NotFound);
+            };
+            if cas != 0 && cas != f.cas {
+                cx.st.store_exists.incr_owned();
+                return Err(StoreError::Exists);
+            }
+            let e = expire_at.unwrap_or(f.e);
+            if e != 0 && e <= cx.now {
+                self.unlink_found(cx, &f);
+                return Ok(cx.cas.fetch_add(1, Ordering::Relaxed));
+            }
+            let state = INFO_STALE | (f.view.info & INFO_FETCHED);
+            let value = [Part::Int(f.view.value_at(), f.view.vlen)];
+            match self.put_new(cx, hash, key, &value, f.view.flags, e, state, Some(&f)) {
+                Ok(new_cas) => {
+                    cx.st.deletes.incr_owned();
+                    return Ok(new_cas);
+                }
+                Err(NeedRoom) => {
+                    if !self.make_room(cx) {
+                        break;
+                    }
+                }
+            }
+        }
+        cx.st.store_no_memory.incr_owned();
+        Err(StoreError::NoMemory)
+    }
+
     pub fn touch(
         &mut self,
         cx: &Ctx,

@@ -349,6 +349,35 @@ fn meta_options() {
         )),
         Some((T0 + 7, true))
     );
+    // md I: stale, new cas, token handed to the next fetch only.
+    let c0 = s
+        .get(b"l", T0 + 10, GetOptions::default(), |i| i.cas())
+        .unwrap();
+    assert_eq!(
+        s.invalidate(b"l", c0 + 1, None, T0 + 10),
+        Err(StoreError::Exists)
+    );
+    let c1 = s.invalidate(b"l", c0, Some(T0 + 100), T0 + 10).unwrap();
+    assert_ne!(c1, c0);
+    let r = s.get(b"l", T0 + 11, GetOptions::default(), |i| {
+        (
+            i.stale(),
+            i.won(),
+            i.cas(),
+            i.expire_at(),
+            i.value().to_vec(),
+        )
+    });
+    assert_eq!(r, Some((true, true, c1, T0 + 100, b"x".to_vec())));
+    assert_eq!(
+        s.get(b"l", T0 + 11, GetOptions::default(), |i| (
+            i.won(),
+            i.token_sent()
+        )),
+        Some((false, true))
+    );
+    assert_eq!(s.invalidate(b"zz", 0, None, T0), Err(StoreError::NotFound));
+    s.store(&set(b"l", b"x", 0), T0 + 9).unwrap();
     let quiet = GetOptions {
         update_access: false,
         count: false,
