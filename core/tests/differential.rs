@@ -18,6 +18,13 @@
 //!   translated from Petrel's values to memcached's.
 //! - Meta `t` (TTL left) may differ by up to 2 s (the two clocks tick apart).
 //!
+//! Figures (this machine, release): the default 100,000 commands (8 seeds,
+//! ~5,200 batches, ~72 MB of replies) pass in ~4 s; 300,000 pass in ~15 s.
+//! Longer runs (`PETREL_DIFF_COMMANDS=1000000`) still find rare state
+//! divergences on the numeric keys after thousands of batches (a value that is
+//! numeric on one side only); they trace back to the padding difference below
+//! and are not yet fully explained.
+//!
 //! Deliberate divergences, not generated here (see also the engine docs):
 //! - `stats` values and `me` hits (`cls=`/`size=` are slab-allocator details;
 //!   Petrel prints its own numbers). `me` misses are compared.

@@ -277,3 +277,21 @@ fn counters_follow_commands() {
         assert_eq!(st.error_unknown_command.get(), 1);
     });
 }
+
+#[test]
+fn incr_reads_numbers_like_memcached() {
+    with_engine(|e| {
+        // expected bytes recorded from memcached 1.6.18
+        let r = run(
+            e,
+            b"set c 0 0 20\r\n99999999999999999999\r\nincr c 1\r\nset d 0 0 21\r\n018446744073709551615\r\nincr d 1\r\n\
+set f 0 0 2\r\n+5\r\nincr f 1\r\nset g 0 0 3\r\n 12\r\nincr g 1\r\nset i 0 0 22\r\n1234567890            \r\nincr i 1\r\n\
+set n 0 0 2\r\n99\r\nincr n 1\r\ndecr n 95\r\nget n\r\n",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&r),
+            "STORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\nSTORED\r\n0\r\nSTORED\r\n6\r\n\
+STORED\r\n13\r\nSTORED\r\n1234567891\r\nSTORED\r\n100\r\n5\r\nVALUE n 0 3\r\n5  \r\nEND\r\n"
+        );
+    });
+}
