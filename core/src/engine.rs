@@ -1220,11 +1220,18 @@ impl<'a> Engine<'a> {
             } else {
                 StoreError::NotFound
             }),
+            // md I: mark stale (new cas, optional new TTL) instead of deleting
+            cas if f.invalidate => self
+                .store
+                .invalidate(key, cas.unwrap_or(0), f.ttl.map(|t| expire_at(t, now)), now)
+                .map(|_| ()),
             cas => self.store.delete(key, cas.unwrap_or(0), now),
         };
         let code: &[u8] = match r {
             Ok(()) => {
-                self.stats.delete_hits.incr();
+                if !f.invalidate {
+                    self.stats.delete_hits.incr();
+                }
                 if f.quiet {
                     return Exec::Done;
                 }
