@@ -588,3 +588,100 @@ fn latest_value_or_miss_under_eviction() {
         }
     }
 }
+
+/// Several threads hammer a small sharded store (all policies) with
+/// writes, reads, deletes, incr, touch, expire and flush. Every value embeds
+/// its key, so a hit that returns another key's bytes or a torn value is
+/// caught; at the end the accounting must still add up.
+#[test]
+fn concurrent_operations_stay_consistent() {
+    for policy in POLICIES {
+        let cfg = StoreConfig {
+            item_memory_bytes: 256 << 10,
+            segment_bytes: 4 << 10,
+            shards: 4,
+            hash_power: 8,
+            overflow_percent: 25,
+            max_item_bytes: 4 << 10,
+            eviction: policy,
+            seed: 99,
+        };
+        let mut arena = vec![0u8; cfg.required_bytes().unwrap()];
+        let store = Store::new(&cfg, &mut arena).unwrap();
+        let now = 1_700_000_000;
+        std::thread::scope(|sc| {
+            for t in 0..4u64 {
+                let store = &store;
+                sc.spawn(move || {
+                    let mut rng = Rng(0x9e37_79b9 + t);
+                    for i in 0..40_000u32 {
+                        let now = now + i / 2000;
+                        let k = rng.below(3000);
+                        let key = format!("key:{k}").into_bytes();
+                        match rng.below(100) {
+                            0..=49 => {
+                                store.get(&key, now, GetOptions::default(), |it| {
+                                    let v = it.value();
+                                    assert!(
+                                        v.starts_with(&key),
+                                        "{:?} for {k}",
+                                        String::from_utf8_lossy(v)
+                                    );
+                                    let n = &v[key.len() + 1..key.len() + 7];
+                                    let total: usize =
+                                        std::str::from_utf8(n).unwrap().parse().unwrap();
+                                    assert_eq!(total, v.len(), "torn value");
+                                    assert_eq!(v[key.len()], b'=');
+                                    assert!(v[key.len() + 7..v.len() - 1]
+                                        .iter()
+                                        .all(|&c| c == b'p'));
+                                    assert_eq!(v[v.len() - 1], b'.');
+                                });
+                            }
+                            50..=84 => {
+                                // key=<total length, 6 digits><padding>.
+                                let pad = rng.below(300) as usize;
+                                let total = key.len() + 1 + 6 + pad + 1;
+                                let mut v = key.clone();
+                                v.extend_from_slice(format!("={total:06}").as_bytes());
+                                v.resize(total - 1, b'p');
+                                v.push(b'.');
+                                let exp = if rng.chance(300) {
+                                    now + 1 + rng.below(5) as u32
+                                } else {
+                                    0
+                                };
+                                let req = StoreRequest {
+                                    mode: StoreMode::Set,
+                                    key: &key,
+                                    value: &v,
+                                    flags: 0,
+                                    expire_at: exp,
+                                    cas: 0,
+                                    invalidate: false,
+                                };
+                                let r = store.store(&req, now);
+                                assert!(r.is_ok() || policy == Eviction::None, "{r:?}");
+                            }
+                            85..=92 => {
+                                let _ = store.delete(&key, 0, now);
+                            }
+                            93..=96 => {
+                                let _ = store.touch(&key, now + rng.below(10) as u32, now);
+                            }
+                            97..=98 => {
+                                store.expire(now, 2);
+                            }
+                            _ => {
+                                if rng.chance(20) {
+                                    store.flush(0, now);
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        store.audit().expect("accounting after concurrent use");
+    }
+}
