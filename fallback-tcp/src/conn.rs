@@ -14,12 +14,23 @@
 use std::io::{self, Read, Write};
 
 use crate::buffer::PageBuf;
-use crate::service::{ConnectionEvent, Service, Status, Time, Transport};
+use crate::service::{Service, Status, Time, Transport};
 use crate::stats::FrontendStats;
 
 /// After a request used more than this much of a buffer, the pages beyond it
 /// are returned to the kernel once the buffer is empty again.
 const RELEASE_ABOVE_BYTES: usize = 64 * 1024;
+
+/// Bytes moved by [`Connection::drive`] calls, added up by the caller and
+/// published to the shared statistics once per event-loop iteration (not per
+/// request, to keep shared cache lines quiet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes read from sockets.
+    pub read: u64,
+    /// Bytes written to sockets.
+    pub written: u64,
+}
 
 /// Why [`Connection::drive`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,22 +136,13 @@ impl<S: Service> Connection<S> {
         budget: usize,
         readable: bool,
         accept_input: bool,
+        traffic: &mut Traffic,
         stats: &FrontendStats,
     ) -> Drive {
         if readable {
             self.drained = false;
         }
-        let mut moved = (0u64, 0u64);
-        let r = self.drive_inner(service, io, now, budget, accept_input, &mut moved);
-        let (read, written) = moved;
-        if read > 0 {
-            stats.tcp_bytes_read.add(read);
-            service.connection_event(ConnectionEvent::BytesRead(read));
-        }
-        if written > 0 {
-            stats.tcp_bytes_written.add(written);
-            service.connection_event(ConnectionEvent::BytesWritten(written));
-        }
+        let r = self.drive_inner(service, io, now, budget, accept_input, traffic);
         if r == Drive::Close && self.overflowed {
             stats.read_buffer_full.incr();
         }
@@ -154,7 +156,7 @@ impl<S: Service> Connection<S> {
         now: Time,
         budget: usize,
         accept_input: bool,
-        moved: &mut (u64, u64),
+        traffic: &mut Traffic,
     ) -> Drive {
         let mut steps = 0usize;
         loop {
@@ -165,7 +167,7 @@ impl<S: Service> Connection<S> {
                     Ok(n) => {
                         self.wstart += n;
                         self.last_active = now;
-                        moved.1 += n as u64;
+                        traffic.written += n as u64;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::WaitWrite,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -242,7 +244,7 @@ impl<S: Service> Connection<S> {
                     self.rend += n;
                     self.dirty = true;
                     self.last_active = now;
-                    moved.0 += n as u64;
+                    traffic.read += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::WaitRead,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -341,6 +343,7 @@ pub(crate) mod tests {
         output: Vec<u8>,
         write_room: usize,
         reads: usize,
+        traffic: Traffic,
     }
 
     impl FakeIo {
@@ -353,6 +356,7 @@ pub(crate) mod tests {
                 output: Vec::new(),
                 write_room,
                 reads: 0,
+                traffic: Traffic::default(),
             }
         }
     }
@@ -396,7 +400,11 @@ pub(crate) mod tests {
         stats: &FrontendStats,
     ) -> Drive {
         loop {
-            match c.drive(&LineService, io, 1, 4, true, true, stats) {
+            let mut t = Traffic::default();
+            let r = c.drive(&LineService, io, 1, 4, true, true, &mut t, stats);
+            io.traffic.read += t.read;
+            io.traffic.written += t.written;
+            match r {
                 Drive::Yield => continue,
                 // More bytes (or EOF) are waiting: the poller would report readable.
                 Drive::WaitRead if io.read_pos < io.input.len() || io.eof => continue,
@@ -418,7 +426,13 @@ pub(crate) mod tests {
         let mut io = FakeIo::new(&input, 7, usize::MAX);
         assert_eq!(run_to_wait(&mut c, &mut io, &stats), Drive::WaitRead);
         assert_eq!(io.output, expected);
-        assert!(stats.tcp_bytes_read.get() == input.len() as u64);
+        assert_eq!(
+            io.traffic,
+            Traffic {
+                read: input.len() as u64,
+                written: expected.len() as u64
+            }
+        );
     }
 
     #[test]
@@ -490,7 +504,16 @@ pub(crate) mod tests {
         let mut c = Connection::new(&LineService, 4096, 8, 0).unwrap();
         let mut io = FakeIo::new(b"1000\n", 4096, usize::MAX);
         assert_eq!(
-            c.drive(&LineService, &mut io, 0, 3, true, true, &stats),
+            c.drive(
+                &LineService,
+                &mut io,
+                0,
+                3,
+                true,
+                true,
+                &mut Traffic::default(),
+                &stats
+            ),
             Drive::Yield
         );
         assert!(io.output.len() < 1002);
@@ -505,7 +528,16 @@ pub(crate) mod tests {
         io.input.extend_from_slice(b"\nc\n");
         let reads = io.reads;
         assert_eq!(
-            c.drive(&LineService, &mut io, 0, 100, true, false, &stats),
+            c.drive(
+                &LineService,
+                &mut io,
+                0,
+                100,
+                true,
+                false,
+                &mut Traffic::default(),
+                &stats
+            ),
             Drive::Close
         );
         assert_eq!(io.reads, reads);
@@ -537,19 +569,46 @@ pub(crate) mod tests {
         let mut c = Connection::new(&LineService, 4096, 64, 0).unwrap();
         let mut io = FakeIo::new(b"a\n", 4096, usize::MAX);
         assert_eq!(
-            c.drive(&LineService, &mut io, 0, 16, true, true, &stats),
+            c.drive(
+                &LineService,
+                &mut io,
+                0,
+                16,
+                true,
+                true,
+                &mut Traffic::default(),
+                &stats
+            ),
             Drive::WaitRead
         );
         assert_eq!(io.reads, 1, "no read after a short read");
         io.input.extend_from_slice(b"b\n");
         // Driven without a readable event (e.g. writable): still no read.
         assert_eq!(
-            c.drive(&LineService, &mut io, 0, 16, false, true, &stats),
+            c.drive(
+                &LineService,
+                &mut io,
+                0,
+                16,
+                false,
+                true,
+                &mut Traffic::default(),
+                &stats
+            ),
             Drive::WaitRead
         );
         assert_eq!(io.reads, 1);
         assert_eq!(
-            c.drive(&LineService, &mut io, 0, 16, true, true, &stats),
+            c.drive(
+                &LineService,
+                &mut io,
+                0,
+                16,
+                true,
+                true,
+                &mut Traffic::default(),
+                &stats
+            ),
             Drive::WaitRead
         );
         assert_eq!(io.output, b"a\r\nb\r\n");

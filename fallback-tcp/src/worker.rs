@@ -10,7 +10,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::buffer::PageBuf;
-use crate::conn::{Connection, Drive};
+use crate::conn::{Connection, Drive, Traffic};
 use crate::service::{ConnectionEvent, Service, Time};
 use crate::udp::UdpPort;
 use crate::{clock, FrontendConfig, Shared};
@@ -57,6 +57,8 @@ pub(crate) struct Worker<'a, S: Service> {
     live: usize,
     /// Buffers of closed connections, reused at accept (bounded).
     pool: Vec<(PageBuf, PageBuf)>,
+    /// Bytes moved since the statistics were last published.
+    traffic: Traffic,
 }
 
 impl<'a, S: Service> Worker<'a, S> {
@@ -82,6 +84,7 @@ impl<'a, S: Service> Worker<'a, S> {
             pending: Vec::new(),
             live: 0,
             pool: Vec::new(),
+            traffic: Traffic::default(),
         }
     }
 
@@ -135,6 +138,7 @@ impl<'a, S: Service> Worker<'a, S> {
                 }
                 self.drive(idx, now, false, !stopping);
             }
+            self.publish_traffic();
             if !stopping {
                 for u in &mut self.udp {
                     if u.ready {
@@ -166,6 +170,7 @@ impl<'a, S: Service> Worker<'a, S> {
                     }
                 };
                 if self.live == 0 {
+                    self.publish_traffic();
                     return Ok(());
                 }
                 if Instant::now() >= deadline {
@@ -177,6 +182,7 @@ impl<'a, S: Service> Worker<'a, S> {
                     for idx in 0..self.conns.len() {
                         self.close(idx);
                     }
+                    self.publish_traffic();
                     return Ok(());
                 }
             }
@@ -239,6 +245,7 @@ impl<'a, S: Service> Worker<'a, S> {
             CONN_BUDGET_STEPS,
             readable,
             accept_input,
+            &mut self.traffic,
             &self.shared.stats,
         );
         match r {
@@ -252,6 +259,21 @@ impl<'a, S: Service> Worker<'a, S> {
                 self.service.connection_event(ConnectionEvent::Yielded);
             }
             Drive::WaitRead | Drive::WaitWrite => {}
+        }
+    }
+
+    /// Adds the bytes moved since the last call to the shared statistics.
+    fn publish_traffic(&mut self) {
+        let t = std::mem::take(&mut self.traffic);
+        if t.read > 0 {
+            self.shared.stats.tcp_bytes_read.add(t.read);
+            self.service
+                .connection_event(ConnectionEvent::BytesRead(t.read));
+        }
+        if t.written > 0 {
+            self.shared.stats.tcp_bytes_written.add(t.written);
+            self.service
+                .connection_event(ConnectionEvent::BytesWritten(t.written));
         }
     }
 
