@@ -61,14 +61,42 @@ struct PendingWorker {
     cpu: usize,
 }
 
-impl XdpFrontend {
-    /// Attaches to `cfg.interface` and starts one worker thread per served
-    /// queue, each answering memcache-over-UDP requests to `cfg.port` with
-    /// `service` (the core engine). Tries the modes `cfg.mode` allows in
-    /// order and logs the one that took; on error nothing stays attached.
-    /// For a service that is not `'static`, use [`XdpFrontend::serve`].
-    pub fn start<S: UdpService>(cfg: XdpConfig, service: &'static S) -> Result<Self, XdpError> {
-        let (mut frontend, workers) = Self::attach(&cfg)?;
+/// The front end attached (program, link, sockets) but not yet serving:
+/// what [`XdpFrontend::attach`] returns, so that a caller learns of any
+/// setup error (no permission, no AF_XDP, no such interface) before it
+/// hands over anything. Dropping it detaches everything.
+#[derive(Debug)]
+pub struct XdpAttachment {
+    frontend: XdpFrontend,
+    workers: Vec<PendingWorker>,
+    cfg: XdpConfig,
+}
+
+impl std::fmt::Debug for PendingWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PendingWorker(queue {}, cpu {})",
+            self.parts.queue, self.cpu
+        )
+    }
+}
+
+impl XdpAttachment {
+    /// The front end to be: mode, queues, (zero) counters.
+    pub fn frontend(&self) -> &XdpFrontend {
+        &self.frontend
+    }
+
+    /// Starts one worker thread per served queue, each answering
+    /// memcache-over-UDP requests to the port with `service` (the core
+    /// engine), and returns the running front end.
+    pub fn start<S: UdpService>(self, service: &'static S) -> Result<XdpFrontend, XdpError> {
+        let XdpAttachment {
+            mut frontend,
+            workers,
+            cfg,
+        } = self;
         for w in workers {
             let worker = frontend.worker(&cfg, service, w.parts, w.stats_index);
             let cpu = w.cpu;
@@ -81,16 +109,21 @@ impl XdpFrontend {
         Ok(frontend)
     }
 
-    /// Like [`XdpFrontend::start`], for a borrowed service: the workers run
-    /// in a thread scope while `while_running` runs (e.g. the kernel-socket
-    /// front ends' event loop), and are stopped and joined, and the program
-    /// detached, when it returns. Returns what `while_running` returned.
+    /// Like [`XdpAttachment::start`], for a borrowed service: the workers
+    /// run in a thread scope while `while_running` runs (e.g. the
+    /// kernel-socket front ends' event loop), and are stopped and joined,
+    /// and the program detached, when it returns (or unwinds). Returns what
+    /// `while_running` returned.
     pub fn serve<S: UdpService, R>(
-        cfg: XdpConfig,
+        self,
         service: &S,
         while_running: impl FnOnce(&XdpFrontend) -> R,
     ) -> Result<R, XdpError> {
-        let (frontend, workers) = Self::attach(&cfg)?;
+        let XdpAttachment {
+            frontend,
+            workers,
+            cfg,
+        } = self;
         std::thread::scope(|scope| {
             // However the scope is left (return, error, unwinding), the
             // workers are told to stop before the scope joins them.
@@ -105,6 +138,22 @@ impl XdpFrontend {
             }
             Ok(while_running(&frontend))
         })
+    }
+}
+
+impl XdpFrontend {
+    /// [`XdpFrontend::attach`] then [`XdpAttachment::start`].
+    pub fn start<S: UdpService>(cfg: XdpConfig, service: &'static S) -> Result<Self, XdpError> {
+        Self::attach(cfg)?.start(service)
+    }
+
+    /// [`XdpFrontend::attach`] then [`XdpAttachment::serve`].
+    pub fn serve<S: UdpService, R>(
+        cfg: XdpConfig,
+        service: &S,
+        while_running: impl FnOnce(&XdpFrontend) -> R,
+    ) -> Result<R, XdpError> {
+        Self::attach(cfg)?.serve(service, while_running)
     }
 
     fn worker<'s, S: UdpService>(
@@ -127,9 +176,11 @@ impl XdpFrontend {
         Worker::new(params, p.umem, p.frames, p.fill, p.comp, p.tx, p.rx)
     }
 
-    /// Checks `cfg`, loads and attaches the program, opens every queue's
-    /// socket: everything but the worker threads.
-    fn attach(cfg: &XdpConfig) -> Result<(Self, Vec<PendingWorker>), XdpError> {
+    /// Checks `cfg`, loads the XDP program and attaches it to
+    /// `cfg.interface`, and opens a socket on every served queue: everything
+    /// but the worker threads. Tries the modes `cfg.mode` allows in order and
+    /// logs the one that took; on error nothing stays attached.
+    pub fn attach(cfg: XdpConfig) -> Result<XdpAttachment, XdpError> {
         if !cfg.frame_size.is_power_of_two() || !(2048..=4096).contains(&cfg.frame_size) {
             return Err(XdpError::Config("frame_size must be 2048 or 4096"));
         }
@@ -165,7 +216,7 @@ impl XdpFrontend {
         let mut tried = Vec::new();
         let mut chosen = None;
         for mode in cfg.mode.candidates() {
-            match setup_mode(cfg, mode, ifindex, &queues, &prog, &map) {
+            match setup_mode(&cfg, mode, ifindex, &queues, &prog, &map) {
                 Ok(done) => {
                     chosen = Some((mode, done));
                     break;
@@ -217,7 +268,11 @@ impl XdpFrontend {
             _prog: prog,
             _map: map,
         };
-        Ok((frontend, workers))
+        Ok(XdpAttachment {
+            frontend,
+            workers,
+            cfg,
+        })
     }
 
     /// The mode that took.

@@ -53,6 +53,6 @@ pub mod stats;
 mod worker;
 
 pub use config::{parse_id_list, AttachMode, ResolvedMode, XdpConfig, XdpError, XdpMode, ZeroCopy};
-pub use frontend::XdpFrontend;
+pub use frontend::{XdpAttachment, XdpFrontend};
 pub use service::{Time, UdpProgress, UdpService, UdpStatus};
 pub use stats::QueueStats;
