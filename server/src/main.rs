@@ -9,6 +9,7 @@
 
 mod cache;
 mod config;
+mod limits;
 mod logger;
 mod memory;
 mod privileges;
@@ -136,6 +137,17 @@ fn run() -> Result<(), Exit> {
         cache::build(&engine_config, arena).map_err(|e| os_error(format!("petrel: {e}")))?;
 
     // Listen only once the engine is ready: a client that can connect is served.
+    let sockets = settings.tcp_addrs().len() + settings.udp_addrs().len();
+    let needed = limits::descriptors_needed(settings.conn_limit, settings.threads, sockets);
+    match limits::raise_open_files(needed) {
+        Ok(n) if n < needed => log::warn!(
+            "open-file limit is {n}, below the {needed} that --conn-limit {} needs; \
+             connections beyond it will be refused by the kernel",
+            settings.conn_limit
+        ),
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot read the open-file limit: {e}"),
+    }
     let frontend_config = cache::frontend_config(&settings);
     let frontend = petrel_tcp::Frontend::bind(frontend_config)
         .map_err(|e| os_error(format!("petrel: cannot bind: {e}")))?;
