@@ -56,7 +56,8 @@ pub fn engine_config(s: &Settings, started_at: u32) -> Result<(EngineConfig, usi
         tcp_port: s.port,
         udp_port: s.udp_port,
         item_size_max_bytes: max_item,
-        get_line_max_bytes: GET_LINE_MAX_BYTES,
+        // memcached takes multi-gets of any length; ours may fill the read buffer.
+        get_line_max_bytes: max_item.max(GET_LINE_MAX_BYTES),
         ..EngineConfig::default()
     };
     // Fewer shards if the memory cannot give each one enough segments.

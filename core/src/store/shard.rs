@@ -1203,10 +1203,7 @@ impl<'a> Shard<'a> {
         hash: u64,
         req: &StoreRequest<'_>,
     ) -> Result<u64, StoreError> {
-        if req.mode != StoreMode::Append
-            && req.mode != StoreMode::Prepend
-            && self.too_large(req.key.len(), req.value.len(), req.flags)
-        {
+        if self.too_large(req.key.len(), req.value.len(), req.flags) {
             return Err(StoreError::TooLarge);
         }
         for _ in 0..MAX_ROOM_ATTEMPTS {
@@ -1255,7 +1252,9 @@ impl<'a> Shard<'a> {
             };
             let vlen = parts[0].len() + parts[1].len();
             if self.too_large(req.key.len(), vlen, flags) {
-                return Err(StoreError::TooLarge);
+                // memcached: an append/prepend that would grow the item past
+                // the limit is NOT_STORED and leaves the item as it was.
+                return Err(StoreError::NotStored);
             }
             if expire_at != 0 && expire_at <= cx.now {
                 if let Some(f) = &existing {
@@ -1352,11 +1351,25 @@ impl<'a> Shard<'a> {
             };
             if expire_at != 0 && expire_at <= cx.now {
                 self.unlink_found(cx, &f);
-            } else if expire_at != f.e && self.relocate(cx, &f, expire_at).is_err() {
-                if !self.make_room(cx) {
-                    break;
+            } else {
+                let at = if expire_at != f.e {
+                    match self.relocate(cx, &f, expire_at) {
+                        Ok(moved) => moved.view.at,
+                        Err(_) => {
+                            if !self.make_room(cx) {
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                } else {
+                    f.view.at
+                };
+                // memcached counts a touch as a fetch (meta `h`, LRU bump).
+                if f.view.info & INFO_FETCHED == 0 {
+                    item::set_info(self.data, at, INFO_FETCHED, 0);
                 }
-                continue;
+                item::set_atime(self.data, at, cx.now);
             }
             cx.st.touches.incr_owned();
             return Ok(());
@@ -1417,6 +1430,12 @@ impl<'a> Shard<'a> {
                 return Ok((value, cx.cas.fetch_add(1, Ordering::Relaxed)));
             }
             let parts = [Part::Ext(&digits[..n]), Part::Fill(b' ', pad)];
+            // memcached rewrites a number that still fits in place, keeping
+            // the item's state (fetched, stale, token); a longer one is a new item.
+            let state = match &existing {
+                Some(f) if n <= f.view.vlen => f.view.info & INFO_STATE_MASK,
+                _ => 0,
+            };
             match self.put_new(
                 cx,
                 hash,
@@ -1424,7 +1443,7 @@ impl<'a> Shard<'a> {
                 &parts,
                 flags,
                 expire_at,
-                0,
+                state,
                 existing.as_ref(),
             ) {
                 Ok(cas) => {
