@@ -1,9 +1,9 @@
-//! Petrel's core: a `#![no_std]`, allocation-free cache engine.
-//!
-//! The core is sans-I/O: hosts hand it one byte region at construction, pass
-//! the current time into every call, and move bytes in and out of it. It never
-//! allocates, never performs a syscall and never reads a clock.
+// The crate documentation is core/README.md: how to embed the engine (what it
+// needs from its host, sizing the arena, driving it) with examples that run as
+// doctests (`cargo test --release -p petrel-core --doc`).
+#![doc = include_str!("../README.md")]
 #![no_std]
+#![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 #[cfg(test)]
@@ -11,10 +11,17 @@ extern crate std;
 
 pub mod arena;
 pub mod engine;
+pub mod histogram;
 pub mod proto;
 pub mod stats;
 pub mod store;
 pub mod wire;
+
+// What an embedder needs, at the crate root (see the crate docs).
+pub use engine::{
+    Engine, EngineConfig, EngineStats, Progress, Session, Status, Transport, MIN_OUTPUT_BYTES,
+};
+pub use store::{ConfigError, Eviction, StoreConfig, StoreStats};
 
 /// Seconds of the host's clock (Unix seconds). The core never reads a clock:
 /// every call that depends on time takes `now: Time`. An absolute expiry
