@@ -11,6 +11,7 @@ extern crate std;
 
 pub mod arena;
 pub mod engine;
+pub mod guard;
 pub mod histogram;
 pub mod proto;
 pub mod stats;
