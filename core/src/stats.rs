@@ -1,10 +1,12 @@
 //! Named counters and gauges on atomics, iterated without allocation.
 //!
 //! [`metrics!`](crate::metrics) declares a struct whose fields are [`Metric`]s
-//! (one `AtomicU64` each) with a kind and a one-line description, and
-//! generates `new()`, `for_each()` (name, description, kind, value) and
-//! `assign_sum()` (fold per-shard copies into one). All operations use
-//! `Relaxed` ordering: metrics are statistics, never synchronisation.
+//! (one `AtomicU64` each) with a kind, a unit and a one-line description: the
+//! one place a metric is named. It generates `new()`, `for_each()` (name,
+//! description, kind, value), `DESCS` / `for_each_desc()` (the full
+//! [`Desc`], for exporters and the README's metric table) and `assign_sum()`
+//! (fold per-shard copies into one). All operations use `Relaxed` ordering:
+//! metrics are statistics, never synchronisation.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +18,22 @@ pub enum Kind {
     /// A level that goes up and down (items stored, bytes used, ...).
     Gauge,
 }
+
+/// Everything known about one metric but its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Desc {
+    /// Field name (snake case, unique within its struct).
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: Kind,
+    /// What one unit of the value is (`bytes`, `items`, `connections`, ...).
+    pub unit: &'static str,
+    /// One line: what is counted, and when.
+    pub description: &'static str,
+}
+
+/// The unit of a metric declared without one.
+pub const DEFAULT_UNIT: &str = "events";
 
 /// One named statistic: an `AtomicU64` with convenience helpers.
 ///
@@ -76,11 +94,14 @@ impl Metric {
 
 /// Declare a struct of named [`Metric`]s.
 ///
+/// Each field is `name: Kind "description"` or `name: Kind("unit")
+/// "description"`; without a unit the unit is [`DEFAULT_UNIT`].
+///
 /// ```
 /// petrel_core::metrics! {
 ///     /// Example metrics.
 ///     pub struct Example {
-///         requests: Counter "requests received",
+///         requests: Counter("requests") "requests received",
 ///         open: Gauge "connections open",
 ///     }
 /// }
@@ -89,13 +110,15 @@ impl Metric {
 /// let mut seen = 0;
 /// m.for_each(|name, _desc, _kind, v| if name == "requests" { seen = v });
 /// assert_eq!(seen, 1);
+/// assert_eq!(Example::DESCS[0].unit, "requests");
+/// assert_eq!(Example::DESCS[1].unit, petrel_core::stats::DEFAULT_UNIT);
 /// ```
 #[macro_export]
 macro_rules! metrics {
     (
         $(#[$meta:meta])*
         $vis:vis struct $name:ident {
-            $( $field:ident : $kind:ident $desc:literal ),* $(,)?
+            $( $field:ident : $kind:ident $( ( $unit:literal ) )? $desc:literal ),* $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -107,6 +130,28 @@ macro_rules! metrics {
         impl $name {
             /// Number of metrics in the struct.
             pub const LEN: usize = [$( stringify!($field) ),*].len();
+
+            /// Name, kind, unit and description of every metric, in
+            /// declaration order.
+            pub const DESCS: [$crate::stats::Desc; Self::LEN] = [$(
+                $crate::stats::Desc {
+                    name: stringify!($field),
+                    kind: $crate::stats::Kind::$kind,
+                    unit: $crate::__metric_unit!($($unit)?),
+                    description: $desc,
+                },
+            )*];
+
+            /// Call `f(desc, value)` for every metric, in declaration order.
+            /// Never allocates.
+            pub fn for_each_desc(&self, mut f: impl FnMut(&$crate::stats::Desc, u64)) {
+                let mut i = 0usize;
+                $(
+                    f(&Self::DESCS[i], self.$field.get());
+                    i += 1;
+                )*
+                let _ = i;
+            }
 
             /// All metrics at zero.
             pub const fn new() -> Self {
@@ -134,6 +179,18 @@ macro_rules! metrics {
                 )*
             }
         }
+    };
+}
+
+/// The unit of a [`metrics!`](crate::metrics) field (implementation detail).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __metric_unit {
+    () => {
+        $crate::stats::DEFAULT_UNIT
+    };
+    ($unit:literal) => {
+        $unit
     };
 }
 
@@ -168,6 +225,30 @@ mod tests {
     }
 
     #[test]
+    fn descs_carry_units_and_follow_values() {
+        crate::metrics! {
+            /// With units.
+            pub struct Units {
+                read: Counter("bytes") "bytes read",
+                plain: Gauge "no unit given",
+            }
+        }
+        let u = Units::new();
+        u.read.add(9);
+        let mut seen = std::vec::Vec::new();
+        u.for_each_desc(|d, v| seen.push((*d, v)));
+        assert_eq!(seen.len(), Units::LEN);
+        assert_eq!(seen[0].0.unit, "bytes");
+        assert_eq!(seen[0].0.kind, Kind::Counter);
+        assert_eq!(seen[0].1, 9);
+        assert_eq!(seen[1].0.unit, DEFAULT_UNIT);
+        assert_eq!(seen[1].0.description, "no unit given");
+        for d in StoreStats::DESCS {
+            assert_ne!(d.unit, DEFAULT_UNIT, "{} needs a unit", d.name);
+        }
+    }
+
+    #[test]
     fn assign_sum_adds_parts() {
         let parts = [TestStats::new(), TestStats::new()];
         parts[0].a.set(5);
@@ -186,43 +267,43 @@ crate::metrics! {
     /// over shards); counters count events since construction.
     #[repr(align(64))]
     pub struct StoreStats {
-        items: Gauge "items currently linked in the hash table",
-        item_bytes: Gauge "bytes of linked items: header + key + value",
-        segments_total: Gauge "segments in the store",
-        segments_free: Gauge "segments on the free lists",
-        segments_used: Gauge "segments holding items (open or sealed)",
-        segment_bytes_written: Gauge "bytes appended to used segments, live or dead",
-        hash_buckets: Gauge "main hash buckets (7 item slots each)",
-        hash_slots_used: Gauge "hash slots holding an item pointer",
-        overflow_buckets_total: Gauge "overflow buckets in the pool",
-        overflow_buckets_used: Gauge "overflow buckets chained to a main bucket",
-        gets: Counter "counted lookups",
-        get_hits: Counter "counted lookups that found a live item",
-        get_misses: Counter "counted lookups that found nothing live",
-        stores: Counter "successful set/add/replace/append/prepend/cas",
-        store_not_stored: Counter "stores refused: add of present or replace/append/prepend of absent key",
-        store_exists: Counter "stores/deletes/arith refused: cas mismatch",
-        store_not_found: Counter "cas stores/deletes/arith/touches on an absent key",
-        store_too_large: Counter "stores refused because the item exceeds max_item_bytes",
-        store_no_memory: Counter "stores refused because no segment could be freed",
-        deletes: Counter "successful deletes",
-        ariths: Counter "successful incr/decr",
-        touches: Counter "successful touches (including gat)",
-        evicted_items: Counter "live items removed by segment eviction (all policies)",
-        evicted_segments_fifo: Counter "segments evicted by the FIFO policy",
-        evicted_segments_random: Counter "segments evicted by the random policy",
-        evicted_segments_cte: Counter "segments evicted by the closest-to-expiry policy",
-        merge_passes: Counter "merge-eviction passes",
-        merge_segments_freed: Counter "segments freed by merge eviction",
-        merge_retained_items: Counter "items copied (kept) by merge eviction",
-        compactions: Counter "compaction passes (all live items kept)",
-        compacted_items: Counter "items moved by compaction",
-        hash_full_evictions: Counter "items evicted because their hash chain was full and no overflow bucket was free",
-        expired_lazy: Counter "expired items removed when accessed",
-        expired_segments: Counter "expired segments reclaimed whole by expire()",
-        expired_segment_items: Counter "live items reclaimed with their expired segment",
-        flushes: Counter "flush_all executions (immediate or when a delayed flush fell due)",
-        flushed_items: Counter "items removed because a flush invalidated them",
-        flushed_segments: Counter "segments reclaimed whole because a flush invalidated them",
+        items: Gauge("items") "items currently linked in the hash table",
+        item_bytes: Gauge("bytes") "bytes of linked items: header + key + value",
+        segments_total: Gauge("segments") "segments in the store",
+        segments_free: Gauge("segments") "segments on the free lists",
+        segments_used: Gauge("segments") "segments holding items (open or sealed)",
+        segment_bytes_written: Gauge("bytes") "bytes appended to used segments, live or dead",
+        hash_buckets: Gauge("buckets") "main hash buckets (7 item slots each)",
+        hash_slots_used: Gauge("slots") "hash slots holding an item pointer",
+        overflow_buckets_total: Gauge("buckets") "overflow buckets in the pool",
+        overflow_buckets_used: Gauge("buckets") "overflow buckets chained to a main bucket",
+        gets: Counter("lookups") "counted lookups",
+        get_hits: Counter("lookups") "counted lookups that found a live item",
+        get_misses: Counter("lookups") "counted lookups that found nothing live",
+        stores: Counter("requests") "successful set/add/replace/append/prepend/cas",
+        store_not_stored: Counter("requests") "stores refused: add of present or replace/append/prepend of absent key",
+        store_exists: Counter("requests") "stores/deletes/arith refused: cas mismatch",
+        store_not_found: Counter("requests") "cas stores/deletes/arith/touches on an absent key",
+        store_too_large: Counter("requests") "stores refused because the item exceeds max_item_bytes",
+        store_no_memory: Counter("requests") "stores refused because no segment could be freed",
+        deletes: Counter("requests") "successful deletes",
+        ariths: Counter("requests") "successful incr/decr",
+        touches: Counter("requests") "successful touches (including gat)",
+        evicted_items: Counter("items") "live items removed by segment eviction (all policies)",
+        evicted_segments_fifo: Counter("segments") "segments evicted by the FIFO policy",
+        evicted_segments_random: Counter("segments") "segments evicted by the random policy",
+        evicted_segments_cte: Counter("segments") "segments evicted by the closest-to-expiry policy",
+        merge_passes: Counter("passes") "merge-eviction passes",
+        merge_segments_freed: Counter("segments") "segments freed by merge eviction",
+        merge_retained_items: Counter("items") "items copied (kept) by merge eviction",
+        compactions: Counter("passes") "compaction passes (all live items kept)",
+        compacted_items: Counter("items") "items moved by compaction",
+        hash_full_evictions: Counter("items") "items evicted because their hash chain was full and no overflow bucket was free",
+        expired_lazy: Counter("items") "expired items removed when accessed",
+        expired_segments: Counter("segments") "expired segments reclaimed whole by expire()",
+        expired_segment_items: Counter("items") "live items reclaimed with their expired segment",
+        flushes: Counter("flushes") "flush_all executions (immediate or when a delayed flush fell due)",
+        flushed_items: Counter("items") "items removed because a flush invalidated them",
+        flushed_segments: Counter("segments") "segments reclaimed whole because a flush invalidated them",
     }
 }
