@@ -48,7 +48,9 @@ pub use buffer::PageBuf;
 pub use clock::unix_now;
 pub use service::{ConnectionEvent, Progress, Service, Status, Time, Transport};
 pub use stats::FrontendStats;
-pub use udp::{UDP_FRAME_HEADER_BYTES, UDP_MAX_DATAGRAM_BYTES, UDP_MAX_PAYLOAD_BYTES};
+pub use udp::{
+    monotonic_ms, UDP_FRAME_HEADER_BYTES, UDP_MAX_DATAGRAM_BYTES, UDP_MAX_PAYLOAD_BYTES,
+};
 
 /// The reply memcached sends to a connection over the limit, before closing.
 pub const TOO_MANY_CONNECTIONS_REPLY: &[u8] = b"SERVER_ERROR too many open connections\r\n";
@@ -72,6 +74,9 @@ pub struct FrontendConfig {
     pub write_buffer_bytes: usize,
     /// Largest UDP reply in bytes; larger ones are dropped and counted.
     pub udp_max_reply_bytes: usize,
+    /// The UDP amplification guard every UDP request passes (None: no
+    /// limits, for tests and embedders; the server always sets one).
+    pub udp_guard: Option<Arc<petrel_core::guard::UdpGuard>>,
     /// Close connections without traffic for this many seconds (0 = never).
     pub idle_timeout_secs: u32,
     /// How long shutdown waits for replies in flight.
@@ -95,6 +100,7 @@ impl FrontendConfig {
             read_buffer_bytes: max_item_bytes + READ_BUFFER_LINE_BYTES,
             write_buffer_bytes: 64 * 1024,
             udp_max_reply_bytes: max_item_bytes + 64 * 1024,
+            udp_guard: None,
             idle_timeout_secs: 0,
             shutdown_grace: Duration::from_secs(2),
             expire_interval: Duration::from_millis(100),
@@ -246,7 +252,11 @@ impl Frontend {
         for _ in 0..self.config.threads {
             let mut mine = Vec::new();
             for s in &self.udp {
-                mine.push(udp::UdpPort::new(s.try_clone()?, reply_slots)?);
+                mine.push(udp::UdpPort::new(
+                    s.try_clone()?,
+                    reply_slots,
+                    self.config.udp_guard.clone(),
+                )?);
             }
             ports.push(mine);
         }
@@ -530,6 +540,42 @@ mod tests {
             assert!(Instant::now() < deadline);
             std::thread::sleep(Duration::from_millis(5));
         }
+        h.shutdown();
+        t.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn udp_guard_caps_replies_to_sources_outside_the_allowlist() {
+        use petrel_core::guard::{GuardConfig, UdpGuard, TOO_LARGE_REPLY};
+        let guard = Arc::new(
+            UdpGuard::new(&GuardConfig {
+                allow: Default::default(),
+                rate_per_sec: 0,
+                ..GuardConfig::default()
+            })
+            .unwrap(),
+        );
+        let g = guard.clone();
+        let (h, _, udp, _, t) = start(move |c| c.udp_guard = Some(g));
+        let s = StdUdp::bind(loopback()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // 13 request bytes: 130 allowed; "3000" asks for 3002.
+        s.send_to(
+            &[0, 7, 0, 0, 0, 1, 0, 0, b'3', b'0', b'0', b'0', b'\n'],
+            udp,
+        )
+        .unwrap();
+        let mut buf = [0u8; 2000];
+        let n = s.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..8], &[0, 7, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(&buf[8..n], TOO_LARGE_REPLY);
+        // A small reply passes.
+        s.send_to(&[0, 8, 0, 0, 0, 1, 0, 0, b'h', b'i', b'\n'], udp)
+            .unwrap();
+        let n = s.recv(&mut buf).unwrap();
+        assert_eq!(&buf[8..n], b"hi\r\n");
+        assert_eq!(guard.stats().replies_replaced.get(), 1);
+        assert_eq!(guard.stats().requests_checked.get(), 1);
         h.shutdown();
         t.join().unwrap().unwrap();
     }

@@ -11,11 +11,21 @@
 //! Petrel numbers the whole reply). A reply of zero bytes (`noreply`) sends
 //! no datagram. Several requests in one datagram get one reply run (memcached
 //! sends one run per request). Framing comes from `petrel_core::wire`.
+//!
+//! With a [`UdpGuard`] (the server always has one), every request datagram is
+//! first admitted by it: allowlisted sources are answered without limits,
+//! rate-limited sources not at all, and for the others the reply may not
+//! exceed the guard's byte cap; over it, the reply is replaced by
+//! `SERVER_ERROR reply too large for UDP` when that fits, else dropped (see
+//! `petrel_core::guard`, which also counts every decision).
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::UdpSocket;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use petrel_core::guard::{Admission, Outcome, UdpGuard, TOO_LARGE_REPLY};
 
 use petrel_core::wire::memcache_udp::{FrameHeader, MemcacheUdpFrame};
 pub use petrel_core::wire::memcache_udp::{
@@ -82,11 +92,20 @@ pub enum UdpDrop {
     MultiDatagram,
     /// The reply needs more datagrams than the reply area has free.
     ReplyTooLarge,
+    /// The reply exceeded the amplification cap it was given; `replaced`:
+    /// one datagram of `SERVER_ERROR reply too large for UDP` was appended
+    /// instead (it fit under the cap), else nothing.
+    OverCap {
+        /// The error datagram was appended.
+        replaced: bool,
+    },
 }
 
 /// Answers one request datagram: appends its reply datagrams (headers
 /// complete) to `area`, tagged with `dest`. Returns how many were appended
-/// (0 for `noreply`), or why the datagram was dropped (nothing appended).
+/// (0 for `noreply`), or why the datagram was dropped (nothing appended,
+/// except the error datagram of [`UdpDrop::OverCap`]). The reply's
+/// datagrams (frame headers included) may total at most `max_reply_bytes`.
 pub fn answer_datagram<S: Service>(
     service: &S,
     datagram: &[u8],
@@ -94,6 +113,7 @@ pub fn answer_datagram<S: Service>(
     area: &mut ReplyArea,
     now: Time,
     stats: &FrontendStats,
+    max_reply_bytes: usize,
 ) -> Result<usize, UdpDrop> {
     // memcached checks only the datagram count: sequence and reserved are
     // ignored (memcaslap sets reserved to 0x0100), so FrameHeader::parse,
@@ -112,6 +132,7 @@ pub fn answer_datagram<S: Service>(
     });
     let mut session = service.session(Transport::Udp);
     let mut consumed = 0;
+    let mut reply_bytes = 0usize;
     loop {
         if area.used == area.slots() {
             area.used = first;
@@ -131,6 +152,30 @@ pub fn answer_datagram<S: Service>(
         let p: Progress = produced.value;
         consumed += p.consumed.min(input.len() - consumed);
         if produced.len > 0 {
+            reply_bytes += produced.len;
+            if reply_bytes > max_reply_bytes {
+                // Over the amplification cap: stop executing, send at most
+                // the short error.
+                area.used = first;
+                let error_len = UDP_FRAME_HEADER_BYTES + TOO_LARGE_REPLY.len();
+                if error_len > max_reply_bytes {
+                    return Err(UdpDrop::OverCap { replaced: false });
+                }
+                let at = area.used * UDP_MAX_DATAGRAM_BYTES;
+                let slot = &mut area.buf[at..at + error_len];
+                let h = FrameHeader {
+                    request_id: header.request_id,
+                    sequence: 0,
+                    total: 1,
+                    reserved: 0,
+                };
+                slot[..UDP_FRAME_HEADER_BYTES].copy_from_slice(&h.to_bytes());
+                slot[UDP_FRAME_HEADER_BYTES..].copy_from_slice(TOO_LARGE_REPLY);
+                area.lens[area.used] = error_len;
+                area.dest[area.used] = dest;
+                area.used += 1;
+                return Err(UdpDrop::OverCap { replaced: true });
+            }
             area.lens[area.used] = produced.len;
             area.dest[area.used] = dest;
             area.used += 1;
@@ -173,13 +218,20 @@ pub struct UdpPort {
     /// Per received datagram: its length and whether it was truncated.
     rx_meta: Vec<(usize, bool)>,
     area: ReplyArea,
+    /// Admits each request (allowlist, amplification cap, rate limit).
+    guard: Option<Arc<UdpGuard>>,
     /// The socket may have datagrams waiting (edge-triggered readiness).
     pub ready: bool,
 }
 
 impl UdpPort {
-    /// Wraps a non-blocking socket; `reply_slots` bounds one reply's datagrams.
-    pub fn new(socket: UdpSocket, reply_slots: usize) -> io::Result<Self> {
+    /// Wraps a non-blocking socket; `reply_slots` bounds one reply's
+    /// datagrams; `guard` (if any) admits every request.
+    pub fn new(
+        socket: UdpSocket,
+        reply_slots: usize,
+        guard: Option<Arc<UdpGuard>>,
+    ) -> io::Result<Self> {
         Ok(UdpPort {
             socket,
             rx: PageBuf::new(UDP_RX_BATCH * UDP_RX_SLOT_BYTES)?,
@@ -188,6 +240,7 @@ impl UdpPort {
             addr_lens: vec![0; UDP_RX_BATCH],
             rx_meta: vec![(0, false); UDP_RX_BATCH],
             area: ReplyArea::new(reply_slots + UDP_RX_BATCH)?,
+            guard,
             ready: true,
         })
     }
@@ -207,6 +260,7 @@ impl UdpPort {
         stats: &FrontendStats,
     ) -> bool {
         let reply_room = self.area.slots() - UDP_RX_BATCH;
+        let guard_now_ms = monotonic_ms();
         for _ in 0..max_batches {
             let n = match self.receive_batch() {
                 Ok(n) => n,
@@ -229,11 +283,45 @@ impl UdpPort {
                 }
                 let at = i * UDP_RX_SLOT_BYTES;
                 let dgram = &self.rx[at..at + len];
-                match answer_datagram(service, dgram, i, &mut self.area, now, stats) {
-                    Ok(_) => {}
-                    Err(UdpDrop::Malformed) => stats.udp_dropped_malformed.incr(),
-                    Err(UdpDrop::MultiDatagram) => stats.udp_dropped_multi_datagram.incr(),
-                    Err(UdpDrop::ReplyTooLarge) => stats.udp_dropped_reply_too_large.incr(),
+                let admission = match &self.guard {
+                    Some(g) => {
+                        let src = sockaddr_ip(&self.addrs[i]);
+                        g.admit(src, len, guard_now_ms)
+                    }
+                    None => Admission::Trusted,
+                };
+                let max_reply_bytes = match admission {
+                    Admission::Trusted => usize::MAX,
+                    Admission::Checked {
+                        max_reply_bytes, ..
+                    } => max_reply_bytes,
+                    // Counted by the guard; not even executed.
+                    Admission::RateLimited => continue,
+                };
+                let r = answer_datagram(
+                    service,
+                    dgram,
+                    i,
+                    &mut self.area,
+                    now,
+                    stats,
+                    max_reply_bytes,
+                );
+                let outcome = match r {
+                    Ok(n) => Outcome::Sent(n),
+                    Err(UdpDrop::OverCap { replaced: true }) => Outcome::Replaced,
+                    Err(UdpDrop::OverCap { replaced: false }) => Outcome::Dropped,
+                    Err(e) => {
+                        match e {
+                            UdpDrop::Malformed => stats.udp_dropped_malformed.incr(),
+                            UdpDrop::MultiDatagram => stats.udp_dropped_multi_datagram.incr(),
+                            _ => stats.udp_dropped_reply_too_large.incr(),
+                        }
+                        Outcome::Sent(0)
+                    }
+                };
+                if let Some(g) = &self.guard {
+                    g.settle(admission, outcome, guard_now_ms);
                 }
             }
             self.flush(stats);
@@ -349,6 +437,38 @@ impl UdpPort {
     }
 }
 
+/// Milliseconds of `CLOCK_MONOTONIC`: the clock every user of one
+/// [`UdpGuard`] shares (the AF_XDP workers read the same clock).
+pub fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to write into; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
+}
+
+/// The IP address in a `sockaddr_storage` filled by `recvmmsg`
+/// (unspecified for a family other than IPv4/IPv6, which UDP never reports).
+fn sockaddr_ip(a: &libc::sockaddr_storage) -> IpAddr {
+    match a.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which
+            // is smaller than sockaddr_storage and has no invalid bit patterns.
+            let sin = unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 =
+                unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+        }
+        _ => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,7 +488,7 @@ mod tests {
         let mut d = header(0xBEEF, 0, 1, 0);
         d.extend_from_slice(b"hello\n");
         assert_eq!(
-            answer_datagram(&LineService, &d, 3, &mut area, 0, &stats),
+            answer_datagram(&LineService, &d, 3, &mut area, 0, &stats, usize::MAX),
             Ok(1)
         );
         assert_eq!(
@@ -386,7 +506,7 @@ mod tests {
         // 1391 + 2 = 1393 reply bytes: two datagrams (1392 + 1).
         d.extend_from_slice(b"1391\n");
         assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats),
+            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, usize::MAX),
             Ok(2)
         );
         assert_eq!(area.datagram(0).len(), 1400);
@@ -396,7 +516,7 @@ mod tests {
         let mut d = header(8, 0, 1, 0);
         d.extend_from_slice(b"1390\n");
         assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats),
+            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, usize::MAX),
             Ok(1)
         );
     }
@@ -406,13 +526,13 @@ mod tests {
         let stats = FrontendStats::new();
         let mut area = ReplyArea::new(2).unwrap();
         assert_eq!(
-            answer_datagram(&LineService, b"short", 0, &mut area, 0, &stats),
+            answer_datagram(&LineService, b"short", 0, &mut area, 0, &stats, usize::MAX),
             Err(UdpDrop::Malformed)
         );
         let mut d = header(1, 0, 2, 0);
         d.extend_from_slice(b"a\n");
         assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats),
+            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, usize::MAX),
             Err(UdpDrop::MultiDatagram)
         );
         for (seq, total, reserved, why) in [
@@ -425,7 +545,7 @@ mod tests {
             let mut d = header(1, seq, total, reserved);
             d.extend_from_slice(b"a\n");
             assert_eq!(
-                answer_datagram(&LineService, &d, 0, &mut area, 0, &stats),
+                answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, usize::MAX),
                 why
             );
         }
@@ -433,10 +553,72 @@ mod tests {
         let mut d = header(1, 0, 1, 0);
         d.extend_from_slice(b"5000\n");
         assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats),
+            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, usize::MAX),
             Err(UdpDrop::ReplyTooLarge)
         );
         assert_eq!(area.used, 0);
+    }
+
+    #[test]
+    fn reply_over_the_cap_is_replaced_by_an_error_or_dropped() {
+        let stats = FrontendStats::new();
+        let mut area = ReplyArea::new(8).unwrap();
+        let mut d = header(9, 0, 1, 0);
+        d.extend_from_slice(b"3000\n");
+        // 3002 reply bytes in 3 datagrams; a cap of 200 stops at the first.
+        assert_eq!(
+            answer_datagram(&LineService, &d, 2, &mut area, 0, &stats, 200),
+            Err(UdpDrop::OverCap { replaced: true })
+        );
+        assert_eq!(area.used, 1);
+        assert_eq!(
+            area.datagram(0),
+            [&header(9, 0, 1, 0)[..], TOO_LARGE_REPLY].concat()
+        );
+        assert_eq!(area.dest[0], 2);
+        area.clear();
+        // Even the error (46 bytes) is over a cap of 45: nothing.
+        assert_eq!(
+            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, 45),
+            Err(UdpDrop::OverCap { replaced: false })
+        );
+        assert_eq!(area.used, 0);
+        // Within the cap (8 + 4 bytes): the reply itself.
+        let mut d = header(9, 0, 1, 0);
+        d.extend_from_slice(b"ab\n");
+        assert_eq!(
+            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, 12),
+            Ok(1)
+        );
+        assert_eq!(
+            area.datagram(0),
+            [&header(9, 0, 1, 0)[..], b"ab\r\n"].concat()
+        );
+        area.clear();
+        assert_eq!(
+            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, 11),
+            Err(UdpDrop::OverCap { replaced: false })
+        );
+    }
+
+    #[test]
+    fn sockaddr_conversion() {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a: std::net::SocketAddr = s.local_addr().unwrap();
+        // SAFETY: plain data; all-zero is valid.
+        let mut st: libc::sockaddr_storage = unsafe { zeroed() };
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(Ipv4Addr::new(192, 0, 2, 7)).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: sockaddr_in fits in sockaddr_storage.
+        unsafe { std::ptr::write((&mut st as *mut libc::sockaddr_storage).cast(), sin) };
+        assert_eq!(sockaddr_ip(&st), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert!(monotonic_ms() > 0);
     }
 
     #[test]
@@ -446,7 +628,7 @@ mod tests {
         let mut d = header(1, 0, 1, 0);
         d.extend_from_slice(b"a\nb");
         assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats),
+            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, usize::MAX),
             Ok(1)
         );
         assert_eq!(stats.udp_dropped_incomplete.get(), 1);
