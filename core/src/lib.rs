@@ -13,6 +13,7 @@ pub mod arena;
 pub mod engine;
 pub mod guard;
 pub mod histogram;
+pub mod klog;
 pub mod proto;
 pub mod stats;
 pub mod store;

@@ -195,6 +195,7 @@ macro_rules! __metric_unit {
 }
 
 #[cfg(test)]
+#[allow(dead_code)]
 mod tests {
     use super::*;
 

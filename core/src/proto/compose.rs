@@ -26,6 +26,11 @@ impl<'o> Writer<'o> {
         self.pos
     }
 
+    /// The bytes written so far.
+    pub fn written(&self) -> &[u8] {
+        &self.buf[..self.pos]
+    }
+
     /// Bytes still free.
     #[inline]
     pub fn remaining(&self) -> usize {

@@ -1,0 +1,265 @@
+//! The command log seam ("klog", as in Pelikan): which requests the engine
+//! hands to a host's command logger, and what it tells about each.
+//!
+//! The engine never formats, buffers or writes a log line. For each request
+//! it executes it asks the installed [`CommandLog`] whether to sample it (the
+//! host decides, e.g. 1 in N with a per-thread random number), and for a
+//! sampled one hands over a [`CommandRecord`] borrowing the key and the
+//! start of the reply. The host copies what it needs into a bounded queue and
+//! returns; a background thread formats and writes.
+//!
+//! ```text
+//!  Engine::process ── sample()? ──no──▶ (nothing more)
+//!                        │yes
+//!                        ▼
+//!                 record(&CommandRecord) ──▶ host: copy into a bounded queue (or count a drop)
+//! ```
+//!
+//! This module also names requests for logs and metrics:
+//! [`describe`] gives a parsed request's [`CommandClass`], command name and
+//! first key.
+
+use crate::engine::Transport;
+use crate::histogram::CommandClass;
+use crate::proto::storage::Mode;
+use crate::proto::Request;
+use crate::Time;
+
+/// Bytes of the reply a [`CommandRecord`] carries at most: enough for any
+/// status line and a `VALUE <key> <flags> <bytes>` header of a short key.
+pub const REPLY_HEAD_BYTES: usize = 96;
+
+/// What the engine reports about one sampled request.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandRecord<'r> {
+    /// The time the request was executed at (Unix seconds).
+    pub now: Time,
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// The command as the client spelled it (`get`, `gats`, `ms`, ...).
+    pub command: &'static str,
+    /// The first key as sent (base64 for meta commands with `b`); empty for
+    /// commands without a key.
+    pub key: &'r [u8],
+    /// Value bytes a storage command carried (`None` for other commands).
+    pub value_bytes: Option<usize>,
+    /// The first bytes of the reply (at most [`REPLY_HEAD_BYTES`]); empty
+    /// when there was none (`noreply`, quiet mode).
+    pub reply_head: &'r [u8],
+}
+
+/// A host's command logger.
+///
+/// Contract: both methods are called on the request path of every worker
+/// thread; they must never block and never take a lock another thread can
+/// hold for long. `record` may drop the record (and should count that).
+pub trait CommandLog: Sync {
+    /// Should the request about to run be logged? Called once per request.
+    fn sample(&self) -> bool;
+    /// Logs a sampled request.
+    fn record(&self, record: &CommandRecord<'_>);
+}
+
+/// A parsed request's class, command name, first key and stored value
+/// bytes.
+pub fn describe<'r>(req: &Request<'r>) -> (CommandClass, &'static str, &'r [u8], Option<usize>) {
+    match req {
+        Request::Get { keys, cas, touch } => {
+            let key = keys.iter().next().unwrap_or(&[]);
+            match (touch.is_some(), cas) {
+                (false, false) => (CommandClass::Get, "get", key, None),
+                (false, true) => (CommandClass::Get, "gets", key, None),
+                (true, false) => (CommandClass::Gat, "gat", key, None),
+                (true, true) => (CommandClass::Gat, "gats", key, None),
+            }
+        }
+        Request::Store(c) => {
+            let name = match c.mode {
+                Mode::Set => "set",
+                Mode::Add => "add",
+                Mode::Replace => "replace",
+                Mode::Append => "append",
+                Mode::Prepend => "prepend",
+                Mode::Cas => "cas",
+            };
+            (CommandClass::Set, name, c.key, Some(c.data.len()))
+        }
+        Request::TooLarge { key, .. } => (CommandClass::Set, "set", key, None),
+        Request::Delete { key, .. } => (CommandClass::Delete, "delete", key, None),
+        Request::Arith { incr, key, .. } => (
+            CommandClass::Arith,
+            if *incr { "incr" } else { "decr" },
+            key,
+            None,
+        ),
+        Request::Touch { key, .. } => (CommandClass::Touch, "touch", key, None),
+        Request::FlushAll { .. } => (CommandClass::Admin, "flush_all", &[], None),
+        Request::Version => (CommandClass::Admin, "version", &[], None),
+        Request::Verbosity { .. } => (CommandClass::Admin, "verbosity", &[], None),
+        Request::Quit => (CommandClass::Admin, "quit", &[], None),
+        Request::Stats(_) => (CommandClass::Admin, "stats", &[], None),
+        Request::MetaNoop => (CommandClass::MetaOther, "mn", &[], None),
+        Request::MetaGet(m) => (CommandClass::MetaGet, "mg", m.key, None),
+        Request::MetaSet(m, data) => (CommandClass::MetaSet, "ms", m.key, Some(data.len())),
+        Request::MetaDelete(m) => (CommandClass::MetaDelete, "md", m.key, None),
+        Request::MetaArith(m) => (CommandClass::MetaArith, "ma", m.key, None),
+        Request::MetaDebug { key, .. } => (CommandClass::MetaOther, "me", key, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{parse, ParseConfig, Parsed};
+
+    fn of(line: &[u8]) -> (CommandClass, &'static str, std::vec::Vec<u8>, Option<usize>) {
+        match parse(line, &ParseConfig::default()) {
+            Parsed::Request { request, .. } => {
+                let (c, n, k, v) = describe(&request);
+                (c, n, k.to_vec(), v)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_are_named_and_classed() {
+        assert_eq!(
+            of(b"get a b\r\n"),
+            (CommandClass::Get, "get", b"a".to_vec(), None)
+        );
+        assert_eq!(
+            of(b"gats 5 k\r\n"),
+            (CommandClass::Gat, "gats", b"k".to_vec(), None)
+        );
+        assert_eq!(
+            of(b"cas k 0 0 2 7\r\nhi\r\n"),
+            (CommandClass::Set, "cas", b"k".to_vec(), Some(2))
+        );
+        assert_eq!(of(b"incr n 1\r\n").0, CommandClass::Arith);
+        assert_eq!(
+            of(b"mg k v\r\n"),
+            (CommandClass::MetaGet, "mg", b"k".to_vec(), None)
+        );
+        assert_eq!(
+            of(b"ms k 3\r\nabc\r\n"),
+            (CommandClass::MetaSet, "ms", b"k".to_vec(), Some(3))
+        );
+        assert_eq!(of(b"mn\r\n").0, CommandClass::MetaOther);
+        assert_eq!(
+            of(b"stats\r\n"),
+            (CommandClass::Admin, "stats", std::vec::Vec::new(), None)
+        );
+    }
+
+    struct Collect {
+        every: bool,
+        seen: std::sync::Mutex<
+            std::vec::Vec<(
+                &'static str,
+                std::vec::Vec<u8>,
+                Option<usize>,
+                std::vec::Vec<u8>,
+            )>,
+        >,
+    }
+
+    impl CommandLog for Collect {
+        fn sample(&self) -> bool {
+            self.every
+        }
+        fn record(&self, r: &CommandRecord<'_>) {
+            self.seen.lock().unwrap().push((
+                r.command,
+                r.key.to_vec(),
+                r.value_bytes,
+                r.reply_head.to_vec(),
+            ));
+        }
+    }
+
+    #[test]
+    fn engine_reports_completed_classes_and_sampled_records() {
+        use crate::engine::{Engine, EngineConfig, Session};
+        use crate::store::StoreConfig;
+        let cfg = EngineConfig {
+            store: StoreConfig {
+                item_memory_bytes: 4 << 20,
+                ..StoreConfig::default()
+            },
+            ..EngineConfig::default()
+        };
+        let mut arena = std::vec![0u8; Engine::required_bytes(&cfg).unwrap()];
+        let log = Collect {
+            every: true,
+            seen: Default::default(),
+        };
+        let mut e = Engine::new(&cfg, &mut arena).unwrap();
+        e.set_command_log(&log);
+        let mut s = Session::new(Transport::Tcp);
+        let mut out = [0u8; 4096];
+        let input =
+            b"set k 0 0 3\r\nabc\r\nget k\r\nget k\r\nbogus\r\nmn\r\nset q 0 0 1 noreply\r\nx\r\n";
+        let p = e.process(&mut s, input, &mut out, 100);
+        assert_eq!(p.consumed, input.len());
+        let done = s.take_completed();
+        assert_eq!(done.get(CommandClass::Set), 2);
+        assert_eq!(done.get(CommandClass::Get), 2);
+        assert_eq!(done.get(CommandClass::Invalid), 1);
+        assert_eq!(done.get(CommandClass::MetaOther), 1);
+        assert_eq!(done.total(), 6);
+        assert!(s.take_completed().is_empty());
+        let seen = log.seen.lock().unwrap();
+        assert_eq!(seen.len(), 5, "parse errors are not logged");
+        assert_eq!(
+            seen[0],
+            ("set", b"k".to_vec(), Some(3), b"STORED\r\n".to_vec())
+        );
+        assert_eq!(seen[1].0, "get");
+        assert_eq!(seen[1].3, b"VALUE k 0 3\r\nabc\r\nEND\r\n".to_vec());
+        assert_eq!(seen[3].0, "mn");
+        assert_eq!(
+            seen[4],
+            ("set", b"q".to_vec(), Some(1), std::vec::Vec::new())
+        );
+    }
+
+    #[test]
+    fn resumed_replies_are_logged_once_and_counted_when_complete() {
+        use crate::engine::{Engine, EngineConfig, Session, Status, MIN_OUTPUT_BYTES};
+        let cfg = EngineConfig::default();
+        let mut arena = std::vec![0u8; Engine::required_bytes(&cfg).unwrap()];
+        let log = Collect {
+            every: true,
+            seen: Default::default(),
+        };
+        let mut e = Engine::new(&cfg, &mut arena).unwrap();
+        e.set_command_log(&log);
+        let mut s = Session::new(Transport::Udp);
+        let mut out = [0u8; MIN_OUTPUT_BYTES];
+        let mut set = b"set big 0 0 5000\r\n".to_vec();
+        set.extend(core::iter::repeat_n(b'v', 5000));
+        set.extend_from_slice(b"\r\n");
+        let p = e.process(&mut s, &set, &mut std::vec![0u8; 8192], 100);
+        assert_eq!(p.consumed, set.len());
+        s.take_completed();
+        let input = b"get big\r\n";
+        let mut consumed = 0;
+        let mut rounds = 0;
+        loop {
+            let p = e.process(&mut s, &input[consumed..], &mut out, 100);
+            consumed += p.consumed;
+            rounds += 1;
+            if p.status != Status::OutputFull {
+                break;
+            }
+            assert!(s.take_completed().is_empty(), "not complete yet");
+        }
+        assert!(rounds > 4);
+        assert_eq!(s.take_completed().get(CommandClass::Get), 1);
+        let seen = log.seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert!(seen[1].3.starts_with(b"VALUE big 0 5000\r\n"));
+        assert_eq!(seen[1].3.len(), REPLY_HEAD_BYTES);
+    }
+}
