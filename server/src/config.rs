@@ -100,6 +100,21 @@ pub struct Cli {
     /// Close connections idle for this many seconds, 0 = never [default: 0]
     #[arg(long = "idle-timeout", value_name = "SECS")]
     pub idle_timeout: Option<u32>,
+    /// UDP sources answered without the amplification cap and rate limit:
+    /// a CIDR (repeatable, or comma-separated); `none` drops the built-in
+    /// loopback entries [default: 127.0.0.0/8,::1/128]
+    #[arg(long = "udp-allow", value_name = "CIDR", action = ArgAction::Append)]
+    pub udp_allow: Vec<String>,
+    /// Largest UDP reply to other sources, in multiples of the request's
+    /// size; 0 = no cap [default: 10]
+    #[arg(long = "udp-max-amplification", value_name = "N")]
+    pub udp_max_amplification: Option<u32>,
+    /// UDP reply datagrams per second per other source; 0 = no limit [default: 1000]
+    #[arg(long = "udp-rate", value_name = "N")]
+    pub udp_rate: Option<u32>,
+    /// Burst of UDP reply datagrams per other source (token bucket size) [default: 1000]
+    #[arg(long = "udp-burst", value_name = "N")]
+    pub udp_burst: Option<u32>,
     /// Write the log to this file instead of stderr
     #[arg(long = "log-file", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
@@ -141,6 +156,14 @@ pub struct FileConfig {
     pub admin_port: Option<u16>,
     /// See `--idle-timeout`.
     pub idle_timeout: Option<u32>,
+    /// See `--udp-allow` (a list of CIDRs, or `none`).
+    pub udp_allow: Option<Vec<String>>,
+    /// See `--udp-max-amplification`.
+    pub udp_max_amplification: Option<u32>,
+    /// See `--udp-rate`.
+    pub udp_rate: Option<u32>,
+    /// See `--udp-burst`.
+    pub udp_burst: Option<u32>,
     /// See `--log-file`.
     pub log_file: Option<PathBuf>,
 }
@@ -170,6 +193,8 @@ pub struct Settings {
     pub admin_port: u16,
     /// Idle timeout in seconds; 0 = never.
     pub idle_timeout_secs: u32,
+    /// The UDP amplification guard.
+    pub udp_guard: crate::udp_guard::GuardSettings,
     /// Log file; None = stderr.
     pub log_file: Option<PathBuf>,
     /// The config file read, if any.
@@ -499,6 +524,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Settings, ConfigError> {
         defaults::IDLE_TIMEOUT_SECS,
     );
     let log_file = cli.log_file.clone().or_else(|| file.log_file.clone());
+    let udp_guard = crate::udp_guard::settings(cli, file)?;
 
     Ok(Settings {
         port: port.value,
@@ -512,6 +538,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Settings, ConfigError> {
         user,
         admin_port: admin.value,
         idle_timeout_secs: idle.value,
+        udp_guard,
         log_file,
         config_file: cli.config.clone(),
     })

@@ -13,6 +13,7 @@ mod limits;
 mod logger;
 mod memory;
 mod privileges;
+mod udp_guard;
 
 use std::process::ExitCode;
 
@@ -148,7 +149,18 @@ fn run() -> Result<(), Exit> {
         Ok(_) => {}
         Err(e) => log::warn!("cannot read the open-file limit: {e}"),
     }
-    let frontend_config = cache::frontend_config(&settings);
+    // One UDP amplification guard for every UDP path (kernel socket, AF_XDP).
+    let udp_guard =
+        udp_guard::build(&settings.udp_guard).map_err(|e| usage(format!("petrel: {e}")))?;
+    log::info!(
+        "udp guard: allow={} max-amplification={} rate={}/s burst={}",
+        settings.udp_guard.allow_text(),
+        settings.udp_guard.max_amplification,
+        settings.udp_guard.rate_per_sec,
+        settings.udp_guard.burst
+    );
+    let mut frontend_config = cache::frontend_config(&settings);
+    frontend_config.udp_guard = Some(udp_guard.clone());
     let frontend = petrel_tcp::Frontend::bind(frontend_config)
         .map_err(|e| os_error(format!("petrel: cannot bind: {e}")))?;
 
