@@ -173,6 +173,8 @@ fn start(bin: &PathBuf, topo: &Topology, port: u16, mode: &str) -> Petrel {
         ])
         .args(["-m", "64", "-t", "2", "-v"])
         .args(["--xdp-iface", &topo.host_if, "--xdp-mode", mode])
+        // The clients are in 198.18.0.0/15, not loopback: trust them (UDP guard).
+        .args(["--udp-allow", "198.18.0.0/15"])
         .stdin(Stdio::null())
         .stdout(Stdio::from(out.try_clone().unwrap()))
         .stderr(Stdio::from(out))
