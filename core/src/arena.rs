@@ -77,6 +77,31 @@ impl<'a> Carver<'a> {
     }
 }
 
+impl<'a> Carver<'a> {
+    /// The next `count` values of `T`, aligned for `T`, with the bytes left
+    /// as they are (reattaching to a region written earlier). Returns `None`
+    /// if the region is too small.
+    pub fn slice_in_place<T: Pod>(&mut self, count: usize) -> Option<&'a mut [T]> {
+        self.align_to(core::mem::align_of::<T>())?;
+        let n = count.checked_mul(core::mem::size_of::<T>())?;
+        let bytes = self.bytes(n)?;
+        let ptr = bytes.as_mut_ptr();
+        debug_assert_eq!(ptr as usize % core::mem::align_of::<T>(), 0);
+        // SAFETY: as in `slice`: exclusive, aligned, exactly sized; any bit
+        // pattern is a valid T because T: Pod, so the old bytes are too.
+        Some(unsafe { core::slice::from_raw_parts_mut(ptr.cast::<T>(), count) })
+    }
+}
+
+/// The bytes of a slice of plain-old-data values (for checksums).
+pub fn pod_bytes<T: Pod>(values: &[T]) -> &[u8] {
+    // SAFETY: T: Pod has no padding, so every byte of the slice is
+    // initialised; u8 has alignment 1 and the length is the slice's size.
+    unsafe {
+        core::slice::from_raw_parts(values.as_ptr().cast::<u8>(), core::mem::size_of_val(values))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

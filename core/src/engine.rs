@@ -24,8 +24,6 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use crate::histogram::{ClassCounts, CommandClass};
-use crate::klog::{self, CommandLog, CommandRecord, REPLY_HEAD_BYTES};
 use crate::proto::admin::StatsCommand;
 use crate::proto::compose::{Full, Writer};
 use crate::proto::meta::decode_key;
@@ -34,8 +32,8 @@ use crate::proto::{
     StoreCommand, KEY_MAX_BYTES, RELATIVE_EXPTIME_MAX_SECONDS,
 };
 use crate::store::{
-    ArithRequest, ConfigError, Eviction, GetOptions, ItemRef, Store, StoreConfig, StoreError,
-    StoreMode, StoreRequest, ValueLocation,
+    ArithRequest, AttachError, ConfigError, Eviction, GetOptions, ItemRef, PersistSummary, Store,
+    StoreConfig, StoreError, StoreMode, StoreRequest, ValueLocation,
 };
 use crate::Time;
 
@@ -170,8 +168,6 @@ pub struct Session {
     /// Incoming bytes still to discard (data of a refused value).
     swallow: usize,
     resume: Option<Resume>,
-    /// Requests answered since [`Session::take_completed`], by class.
-    completed: ClassCounts,
 }
 
 impl Session {
@@ -181,16 +177,7 @@ impl Session {
             transport,
             swallow: 0,
             resume: None,
-            completed: ClassCounts::new(),
         }
-    }
-
-    /// The requests whose replies [`Engine::process`] finished writing since
-    /// the last call, by [`CommandClass`]; resets them. A front end records
-    /// their latency once it has handed those replies to the socket.
-    #[inline]
-    pub fn take_completed(&mut self) -> ClassCounts {
-        self.completed.take()
     }
 
     /// The transport this session serves.
@@ -259,8 +246,6 @@ pub struct Engine<'a> {
     parse: ParseConfig,
     stats: EngineStats,
     verbosity: AtomicU32,
-    /// The command log, if one is installed ([`Engine::set_command_log`]).
-    klog: Option<&'a dyn CommandLog>,
 }
 
 /// Converts a memcached exptime to an absolute expiry (0 = never).
@@ -385,7 +370,26 @@ impl<'a> Engine<'a> {
     /// Builds the engine and its store inside `arena`.
     pub fn new(cfg: &EngineConfig, arena: &'a mut [u8]) -> Result<Self, ConfigError> {
         let store = Store::new(&cfg.store, arena)?;
-        Ok(Engine {
+        Ok(Self::with_store(cfg, store))
+    }
+
+    /// Reattaches to an arena saved by [`Engine::persist`] (see
+    /// [`Store::attach`]): the items, their expiries and cas values come
+    /// back; protocol counters start from zero. On error nothing in the
+    /// arena was written and the caller starts cold with [`Engine::new`].
+    pub fn attach(cfg: &EngineConfig, arena: &'a mut [u8], now: Time) -> Result<Self, AttachError> {
+        let store = Store::attach(&cfg.store, arena, now)?;
+        Ok(Self::with_store(cfg, store))
+    }
+
+    /// Saves the store for a warm restart ([`Store::persist`]) and gives
+    /// up the arena. Call after every front end has stopped.
+    pub fn persist(self, now: Time) -> PersistSummary {
+        self.store.persist(now)
+    }
+
+    fn with_store(cfg: &EngineConfig, store: Store<'a>) -> Self {
+        Engine {
             store,
             cfg: *cfg,
             parse: ParseConfig {
@@ -394,14 +398,7 @@ impl<'a> Engine<'a> {
             },
             stats: EngineStats::new(),
             verbosity: AtomicU32::new(0),
-            klog: None,
-        })
-    }
-
-    /// Installs the command log: from now on every request is offered to
-    /// `log.sample()`, and sampled ones are given to `log.record()`.
-    pub fn set_command_log(&mut self, log: &'a dyn CommandLog) {
-        self.klog = Some(log);
+        }
     }
 
     /// Protocol counters and connection gauges.
@@ -454,7 +451,6 @@ impl<'a> Engine<'a> {
                 Parsed::Error(e) => {
                     if e.kind.closes() {
                         self.stats.error_closed.incr();
-                        session.completed.add(CommandClass::Invalid);
                         session.resume = None;
                         break Status::Close;
                     }
@@ -462,7 +458,6 @@ impl<'a> Engine<'a> {
                         break Status::OutputFull;
                     }
                     self.count_error(e);
-                    session.completed.add(CommandClass::Invalid);
                     if !e.noreply {
                         // space was checked above
                         let _ = w.line(e.kind.message());
@@ -476,28 +471,9 @@ impl<'a> Engine<'a> {
                     }
                 }
                 Parsed::Request { request, consumed } => {
-                    let (class, command, key, value_bytes) = klog::describe(&request);
-                    // a resumed reply was offered to the log when it began
-                    let sampled = session.resume.is_none() && self.klog.is_some_and(|k| k.sample());
-                    let mark = w.pos();
-                    let exec = self.execute(session, request, &mut w, now);
-                    if sampled && (w.pos() > mark || !matches!(exec, Exec::Full)) {
-                        if let Some(log) = self.klog {
-                            let reply = &w.written()[mark..];
-                            log.record(&CommandRecord {
-                                now,
-                                transport: session.transport,
-                                command,
-                                key,
-                                value_bytes,
-                                reply_head: &reply[..reply.len().min(REPLY_HEAD_BYTES)],
-                            });
-                        }
-                    }
-                    match exec {
+                    match self.execute(session, request, &mut w, now) {
                         Exec::Done => {
                             session.resume = None;
-                            session.completed.add(class);
                             pos += consumed;
                         }
                         Exec::Full => {
@@ -513,7 +489,6 @@ impl<'a> Engine<'a> {
                         }
                         Exec::Close => {
                             session.resume = None;
-                            session.completed.add(class);
                             pos += consumed;
                             break Status::Close;
                         }

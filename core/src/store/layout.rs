@@ -2,7 +2,8 @@
 //! lives.
 //!
 //! ```text
-//! arena: [pad to 64] [shard 0 region] [shard 1 region] ... (all 64-aligned)
+//! arena: [persist header 4096 B] [pad to 64] [shard 0 region] [shard 1 region] ...
+//!        (shard regions 64-aligned; the header is described in `persist.rs`)
 //! shard region:
 //!   buckets        (main + overflow) x 64 B       cache-line aligned
 //!   seg headers    segments x 40 B, rounded up to 64
@@ -11,6 +12,7 @@
 //! ```
 
 use super::hashtable::{Bucket, MAX_SEGMENTS, MAX_SEGMENT_BYTES, SLOTS};
+use super::persist::PERSIST_HEADER_BYTES;
 use super::segment::SEG_HEADER_BYTES;
 use super::ttl::{TtlBucket, TTL_BUCKETS};
 use super::{ConfigError, Eviction, StoreConfig, MAX_SHARDS};
@@ -110,7 +112,7 @@ pub fn layout(cfg: &StoreConfig) -> Result<Layout, ConfigError> {
         .ok_or(ConfigError::Overflow)?;
     let total_bytes = shard_bytes
         .checked_mul(cfg.shards)
-        .and_then(|v| v.checked_add(ALIGN_SLACK_BYTES))
+        .and_then(|v| v.checked_add(PERSIST_HEADER_BYTES + ALIGN_SLACK_BYTES))
         .ok_or(ConfigError::Overflow)?;
     Ok(Layout {
         shards: cfg.shards,

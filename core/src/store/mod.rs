@@ -32,20 +32,25 @@ use crate::arena::{Carver, Pod};
 pub use crate::stats::StoreStats;
 use crate::Time;
 
+mod checksum;
 mod hash;
 mod hashtable;
 mod item;
 mod layout;
+pub mod persist;
 mod segment;
 mod shard;
 mod ttl;
 
+#[cfg(test)]
+mod persist_tests;
 #[cfg(test)]
 mod tests;
 
 pub use hash::hash as hash_key;
 pub use item::HEADER_BYTES as ITEM_HEADER_BYTES;
 pub use layout::Layout;
+pub use persist::{AttachError, PersistSummary, PERSIST_HEADER_BYTES};
 
 use hashtable::Bucket;
 use segment::SegHeader;
@@ -428,6 +433,49 @@ pub struct Store<'a> {
     flush_at: AtomicU32,
     stats: StoreStats,
     seed: u64,
+    /// The persist header page at the start of the arena (only written by
+    /// `new`, `attach` and `persist`).
+    header: &'a mut [u8],
+    /// Where shard 0 starts in the arena.
+    shard_offset: usize,
+}
+
+/// One shard's regions carved from the arena.
+struct Regions<'a> {
+    buckets: &'a mut [Bucket],
+    segs: &'a mut [SegHeader],
+    ttl: &'a mut [TtlBucket],
+    data: &'a mut [u8],
+}
+
+/// Carve the next shard's regions; `in_place` keeps the bytes (attach),
+/// otherwise the metadata regions are zeroed.
+fn carve_shard<'a>(carver: &mut Carver<'a>, l: &Layout, in_place: bool) -> Option<Regions<'a>> {
+    let nb = l.main_buckets + l.overflow_buckets;
+    let buckets = if in_place {
+        carver.slice_in_place::<Bucket>(nb)?
+    } else {
+        carver.slice::<Bucket>(nb)?
+    };
+    let segs = if in_place {
+        carver.slice_in_place::<SegHeader>(l.segments)?
+    } else {
+        carver.slice::<SegHeader>(l.segments)?
+    };
+    carver.align_to(64)?;
+    let ttl = if in_place {
+        carver.slice_in_place::<TtlBucket>(ttl::TTL_BUCKETS)?
+    } else {
+        carver.slice::<TtlBucket>(ttl::TTL_BUCKETS)?
+    };
+    carver.align_to(64)?;
+    let data = carver.bytes(l.segments << l.seg_shift)?;
+    Some(Regions {
+        buckets,
+        segs,
+        ttl,
+        data,
+    })
 }
 
 impl<'a> Store<'a> {
@@ -446,7 +494,10 @@ impl<'a> Store<'a> {
             needed: l.total_bytes,
             given: arena.len(),
         };
+        let arena_len = arena.len();
         let mut carver = Carver::new(arena);
+        let header = carver.bytes(PERSIST_HEADER_BYTES).ok_or(too_small)?;
+        persist::write_dirty(header);
         carver.align_to(64).ok_or(too_small)?;
         let mut store = Self {
             cfg: *cfg,
@@ -457,26 +508,19 @@ impl<'a> Store<'a> {
             flush_at: AtomicU32::new(0),
             stats: StoreStats::new(),
             seed: cfg.seed,
+            header,
+            shard_offset: arena_len - carver.remaining(),
         };
         for i in 0..l.shards {
-            let buckets = carver
-                .slice::<Bucket>(l.main_buckets + l.overflow_buckets)
-                .ok_or(too_small)?;
-            let segs = carver.slice::<SegHeader>(l.segments).ok_or(too_small)?;
-            carver.align_to(64).ok_or(too_small)?;
-            let ttl = carver
-                .slice::<TtlBucket>(ttl::TTL_BUCKETS)
-                .ok_or(too_small)?;
-            carver.align_to(64).ok_or(too_small)?;
-            let data = carver.bytes(l.segments << l.seg_shift).ok_or(too_small)?;
+            let r = carve_shard(&mut carver, &l, false).ok_or(too_small)?;
             let stats = StoreStats::new();
-            let buckets_addr = buckets.as_ptr() as usize;
+            let buckets_addr = r.buckets.as_ptr() as usize;
             let shard = Shard::new(
                 i as u16,
-                data,
-                segs,
-                buckets,
-                ttl,
+                r.data,
+                r.segs,
+                r.buckets,
+                r.ttl,
                 &l,
                 cfg.max_item_bytes,
                 cfg.eviction,
@@ -494,6 +538,122 @@ impl<'a> Store<'a> {
                 .map_err(|_| ConfigError::Shards)?;
         }
         Ok(store)
+    }
+
+    /// Reattach to an arena saved by [`Store::persist`] (in this process
+    /// or an earlier one, e.g. through a file mapping): items, expiries,
+    /// cas values, flush state and the cas counter come back as they were.
+    /// `cfg` must describe the same layout, and the arena must start at the
+    /// same offset from a 64-byte boundary (a page-aligned mapping always
+    /// does). Checks, in order: the header (magic, format version, clean
+    /// shutdown, checksum, every layout setting), each shard's metadata
+    /// checksum, then the shard's links and counts. On success the header
+    /// is marked in use at once (a later crash is detected), segments that
+    /// expired while nobody ran are reclaimed (`expire(now, ..)`), and items
+    /// that expired inside live segments disappear when next touched, as
+    /// always. On error nothing in the arena has been written: the caller
+    /// builds a fresh store with [`Store::new`] instead. Never panics.
+    pub fn attach(cfg: &StoreConfig, arena: &'a mut [u8], now: Time) -> Result<Self, AttachError> {
+        let l = layout::layout(cfg).map_err(AttachError::Config)?;
+        let too_small = AttachError::Config(ConfigError::ArenaTooSmall {
+            needed: l.total_bytes,
+            given: arena.len(),
+        });
+        if arena.len() < l.total_bytes {
+            return Err(too_small);
+        }
+        let arena_len = arena.len();
+        let mut carver = Carver::new(arena);
+        let header = carver.bytes(PERSIST_HEADER_BYTES).ok_or(too_small)?;
+        carver.align_to(64).ok_or(too_small)?;
+        let shard_offset = arena_len - carver.remaining();
+        let saved = persist::check(cfg, &l, header, shard_offset)?;
+        let mut store = Self {
+            cfg: *cfg,
+            layout: l,
+            shards: heapless::Vec::new(),
+            cas: AtomicU64::new(saved.cas),
+            flush_cas: AtomicU64::new(saved.flush_cas),
+            flush_at: AtomicU32::new(saved.flush_at),
+            stats: StoreStats::new(),
+            seed: cfg.seed,
+            header,
+            shard_offset,
+        };
+        for i in 0..l.shards {
+            let r = carve_shard(&mut carver, &l, true).ok_or(too_small)?;
+            let rec = persist::shard_record(store.header, i);
+            if shard::metadata_checksum(r.buckets, r.segs, r.ttl) != rec.checksum {
+                return Err(AttachError::MetadataChecksum { shard: i });
+            }
+            let stats = StoreStats::new();
+            let buckets_addr = r.buckets.as_ptr() as usize;
+            let shard = Shard::attach(
+                i as u16,
+                r.data,
+                r.segs,
+                r.buckets,
+                r.ttl,
+                &l,
+                cfg.max_item_bytes,
+                cfg.eviction,
+                &rec,
+                &stats,
+            )
+            .map_err(|what| AttachError::Inconsistent { shard: i, what })?;
+            if stats.items.get() != rec.items {
+                return Err(AttachError::Inconsistent {
+                    shard: i,
+                    what: "item count differs from the saved one",
+                });
+            }
+            store
+                .shards
+                .push(ShardSlot {
+                    lock: spin::Mutex::new(shard),
+                    stats,
+                    buckets_addr,
+                    bucket_mask: l.main_buckets - 1,
+                })
+                .map_err(|_| AttachError::Config(ConfigError::Shards))?;
+        }
+        persist::mark_dirty(store.header);
+        store.expire(now, usize::MAX);
+        Ok(store)
+    }
+
+    /// Save the store for [`Store::attach`]: write the persist header (the
+    /// configuration, the cas counter and flush state, each shard's free
+    /// lists and a checksum of its metadata, then the header's own
+    /// checksum) into the first page of the arena, marked clean. Consumes
+    /// the store, so nothing can change the arena afterwards; the caller
+    /// then makes the arena durable (e.g. `msync`). `now` is recorded as
+    /// the save time.
+    pub fn persist(self, now: Time) -> PersistSummary {
+        let items = self.stats().items.get();
+        let mut records = [persist::ShardState::default(); MAX_SHARDS];
+        for (i, slot) in self.shards.iter().enumerate() {
+            let shard = slot.lock.lock();
+            records[i] = shard.saved_state(slot.stats.items.get());
+        }
+        let snap = persist::Snapshot {
+            cfg: &self.cfg,
+            layout: &self.layout,
+            shard_offset: self.shard_offset,
+            cas: self.cas.load(Ordering::Acquire),
+            flush_cas: self.flush_cas.load(Ordering::Acquire),
+            flush_at: self.flush_at.load(Ordering::Acquire),
+            saved_at: now,
+            items,
+        };
+        let n = self.shards.len();
+        let Store { header, .. } = self;
+        persist::write_clean(header, &snap, &records[..n]);
+        PersistSummary {
+            items,
+            cas: snap.cas,
+            shards: n,
+        }
     }
 
     #[inline(always)]

@@ -4,6 +4,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::checksum::xxh64;
 use super::hash::hash;
 use super::hashtable::{
     bump_freq, make_ptr, next_of, ptr_freq, ptr_offset, ptr_seg, ptr_tag, set_next, tag_of,
@@ -14,11 +15,13 @@ use super::item::{
     INFO_FLAGS, INFO_STALE, INFO_STATE_MASK, INFO_TOKEN_SENT,
 };
 use super::layout::{Layout, MAX_MERGE_RUN};
+use super::persist::ShardState;
 use super::segment::{SegHeader, FREE, NONE, OPEN, SEALED};
 use super::ttl::{bucket_index, bucket_width, expiry_delta, TtlBucket, TTL_BUCKETS};
 use super::{
     ArithRequest, Eviction, GetOptions, ItemRef, StoreError, StoreMode, StoreRequest, ValueLocation,
 };
+use crate::arena::pod_bytes;
 use crate::stats::StoreStats;
 use crate::Time;
 
@@ -90,6 +93,13 @@ enum Cause {
 
 /// Signal that an operation needs a free segment first.
 struct NeedRoom;
+
+/// XXH64 over a shard's metadata regions, chained in a fixed order.
+pub(crate) fn metadata_checksum(buckets: &[Bucket], segs: &[SegHeader], ttl: &[TtlBucket]) -> u64 {
+    let h = xxh64(pod_bytes(buckets), 0);
+    let h = xxh64(pod_bytes(segs), h);
+    xxh64(pod_bytes(ttl), h)
+}
 
 pub(crate) struct Shard<'a> {
     data: &'a mut [u8],
@@ -178,6 +188,176 @@ impl<'a> Shard<'a> {
             shard.segs[shard.reserve as usize].next = NONE;
         }
         shard
+    }
+
+    /// Reattach to a shard's regions as a clean shutdown left them
+    /// ([`Shard::saved_state`]): nothing is initialised; the links and
+    /// counts are validated (so a consistent-looking but wrong state is
+    /// refused instead of trusted) and the gauges in `st` recomputed.
+    /// Errors name what did not add up.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attach(
+        index: u16,
+        data: &'a mut [u8],
+        segs: &'a mut [SegHeader],
+        buckets: &'a mut [Bucket],
+        ttl: &'a mut [TtlBucket],
+        layout: &Layout,
+        max_item_bytes: usize,
+        eviction: Eviction,
+        saved: &ShardState,
+        st: &StoreStats,
+    ) -> Result<Self, &'static str> {
+        let n = segs.len();
+        let nmain = layout.main_buckets;
+        let total = buckets.len();
+        let seg_bytes = 1usize << layout.seg_shift;
+        let in_range = |s: u32| s == NONE || (s as usize) < n;
+        let merge = matches!(eviction, Eviction::Merge { .. });
+        if !in_range(saved.free_head) || !in_range(saved.reserve) {
+            return Err("free list head out of range");
+        }
+        if !merge && saved.reserve != NONE {
+            return Err("merge reserve without merge eviction");
+        }
+        // Free list: only FREE segments, no cycle.
+        let mut free = 0usize;
+        let mut s = saved.free_head;
+        while s != NONE {
+            if free >= n || segs[s as usize].state != FREE || s == saved.reserve {
+                return Err("free segment list");
+            }
+            free += 1;
+            s = segs[s as usize].next;
+            if !in_range(s) {
+                return Err("free segment list");
+            }
+        }
+        if saved.reserve != NONE {
+            if segs[saved.reserve as usize].state != FREE {
+                return Err("merge reserve segment is not free");
+            }
+            free += 1;
+        }
+        let (mut used, mut items, mut bytes, mut written) = (0usize, 0u64, 0u64, 0u64);
+        for h in segs.iter() {
+            match h.state {
+                FREE => continue,
+                OPEN | SEALED => {}
+                _ => return Err("segment state"),
+            }
+            if h.write_offset as usize > seg_bytes
+                || h.live_bytes > h.write_offset
+                || h.ttl_bucket as usize >= TTL_BUCKETS
+                || !in_range(h.next)
+                || !in_range(h.prev)
+            {
+                return Err("segment header");
+            }
+            used += 1;
+            items += h.live_items as u64;
+            bytes += h.live_bytes as u64;
+            written += h.write_offset as u64;
+        }
+        if used + free != n {
+            return Err("free segments not all on the free list");
+        }
+        let mut chained = 0u64;
+        for t in ttl.iter() {
+            if !in_range(t.head) || !in_range(t.tail) {
+                return Err("ttl bucket");
+            }
+            chained += t.segments as u64;
+        }
+        if chained != used as u64 {
+            return Err("ttl chains");
+        }
+        // Hash table: every pointer into a used segment below its write
+        // offset, every link to an overflow bucket.
+        let mut slots = 0u64;
+        for b in buckets.iter() {
+            let next = next_of(b);
+            if next != 0 && (next < nmain || next >= total) {
+                return Err("hash chain link");
+            }
+            for &p in &b.0[1..] {
+                if p == 0 {
+                    continue;
+                }
+                let seg = ptr_seg(p) as usize;
+                match segs.get(seg) {
+                    Some(h) if h.state != FREE && ptr_offset(p) < h.write_offset => {}
+                    _ => return Err("item pointer"),
+                }
+                slots += 1;
+            }
+        }
+        if slots != items {
+            return Err("item count (hash slots vs segment live items)");
+        }
+        let ovf_total = total - nmain;
+        let ovf_free = usize::try_from(saved.ovf_free).map_err(|_| "overflow free list")?;
+        let mut pool = 0usize;
+        let mut b = ovf_free;
+        while b != 0 {
+            if pool >= ovf_total || b < nmain || b >= total {
+                return Err("overflow free list");
+            }
+            if buckets[b].0[1..].iter().any(|&p| p != 0) {
+                return Err("overflow free list holds items");
+            }
+            pool += 1;
+            b = (buckets[b].0[0] & NEXT_MASK) as usize;
+        }
+        st.segments_total.set(n as u64);
+        st.segments_free.set(free as u64);
+        st.segments_used.set(used as u64);
+        st.segment_bytes_written.set(written);
+        st.items.set(items);
+        st.item_bytes.set(bytes);
+        st.hash_buckets.set(nmain as u64);
+        st.hash_slots_used.set(slots);
+        st.overflow_buckets_total.set(ovf_total as u64);
+        st.overflow_buckets_used.set((ovf_total - pool) as u64);
+        Ok(Self {
+            data,
+            segs,
+            buckets,
+            ttl,
+            index,
+            nmain,
+            seg_shift: layout.seg_shift,
+            max_item_bytes,
+            eviction,
+            free_head: saved.free_head,
+            reserve: saved.reserve,
+            ovf_free,
+            rng: saved.rng | 1,
+            merge_bucket: (saved.merge_bucket as usize) % TTL_BUCKETS,
+            // Unknown until the next scan: make the first expire() look.
+            earliest_expiry: 0,
+            flush_done: 0,
+        })
+    }
+
+    /// What [`Shard::attach`] needs besides the arena regions, with the
+    /// checksum of those regions' metadata.
+    pub fn saved_state(&self, items: u64) -> ShardState {
+        ShardState {
+            free_head: self.free_head,
+            reserve: self.reserve,
+            merge_bucket: self.merge_bucket as u32,
+            ovf_free: self.ovf_free as u64,
+            rng: self.rng,
+            checksum: self.metadata_checksum(),
+            items,
+        }
+    }
+
+    /// XXH64 over the hash table, segment headers and TTL buckets (not
+    /// the segment data).
+    pub fn metadata_checksum(&self) -> u64 {
+        metadata_checksum(self.buckets, self.segs, self.ttl)
     }
 
     // ----- small helpers -------------------------------------------------
