@@ -12,6 +12,9 @@
 //! server buffer more than one write buffer for it.
 
 use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use petrel_core::histogram::{ClassCounts, LatencyStats};
 
 use crate::buffer::PageBuf;
 use crate::service::{Service, Status, Time, Transport};
@@ -65,6 +68,11 @@ pub struct Connection<S: Service> {
     last_active: Time,
     /// Closed because a request did not fit the read buffer.
     overflowed: bool,
+    /// Requests answered whose replies are in the write buffer, by class.
+    completed: ClassCounts,
+    /// When the last read that brought bytes returned: every request the
+    /// service answers from the buffer became complete at that read.
+    read_at: Instant,
     /// The last read returned less than it asked for: the socket was empty
     /// then, and (edge-triggered epoll) new data will raise a new readable
     /// event, so no read is tried until one arrives. Saves the read that
@@ -101,6 +109,8 @@ impl<S: Service> Connection<S> {
             last_active: now,
             overflowed: false,
             drained: false,
+            completed: ClassCounts::new(),
+            read_at: Instant::now(),
         }
     }
 
@@ -126,7 +136,9 @@ impl<S: Service> Connection<S> {
     /// event arrived since the last call (after a short read, reading waits
     /// for one). With `accept_input` false (server shutting down) nothing
     /// more is read: requests already received are answered, replies
-    /// flushed, and then the connection closes.
+    /// flushed, and then the connection closes. Each request's latency,
+    /// from the read that completed it to the write that handed the last of
+    /// its reply to the socket, goes to `latency`.
     #[allow(clippy::too_many_arguments)]
     pub fn drive(
         &mut self,
@@ -138,17 +150,19 @@ impl<S: Service> Connection<S> {
         accept_input: bool,
         traffic: &mut Traffic,
         stats: &FrontendStats,
+        latency: &LatencyStats,
     ) -> Drive {
         if readable {
             self.drained = false;
         }
-        let r = self.drive_inner(service, io, now, budget, accept_input, traffic);
+        let r = self.drive_inner(service, io, now, budget, accept_input, traffic, latency);
         if r == Drive::Close && self.overflowed {
             stats.read_buffer_full.incr();
         }
         r
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn drive_inner(
         &mut self,
         service: &S,
@@ -157,6 +171,7 @@ impl<S: Service> Connection<S> {
         budget: usize,
         accept_input: bool,
         traffic: &mut Traffic,
+        latency: &LatencyStats,
     ) -> Drive {
         let mut steps = 0usize;
         loop {
@@ -173,6 +188,14 @@ impl<S: Service> Connection<S> {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => return Drive::Close,
                 }
+            }
+            if !self.completed.is_empty() {
+                // every reply in the buffer is now with the socket
+                let ns = self.read_at.elapsed().as_nanos();
+                latency.record(
+                    &self.completed.take(),
+                    u64::try_from(ns).unwrap_or(u64::MAX),
+                );
             }
             self.whigh = self.whigh.max(self.wend);
             self.wstart = 0;
@@ -193,6 +216,8 @@ impl<S: Service> Connection<S> {
             if self.dirty {
                 let input = &self.rbuf[self.rstart..self.rend];
                 let p = service.process(&mut self.session, input, &mut self.wbuf, now);
+                self.completed
+                    .merge(&service.take_completed(&mut self.session));
                 let consumed = p.consumed.min(input.len());
                 self.rstart += consumed;
                 self.wend = p.written.min(self.wbuf.len());
@@ -240,6 +265,7 @@ impl<S: Service> Connection<S> {
             match io.read(&mut self.rbuf[self.rend..]) {
                 Ok(0) => return Drive::Close,
                 Ok(n) => {
+                    self.read_at = Instant::now();
                     self.drained = n < room;
                     self.rend += n;
                     self.dirty = true;
@@ -258,6 +284,9 @@ impl<S: Service> Connection<S> {
 pub(crate) mod tests {
     use super::*;
     use crate::service::Progress;
+
+    /// Latency sink for tests that do not look at it.
+    static LATENCY: LatencyStats = LatencyStats::new();
 
     /// A small line service that follows the engine's contract, for tests:
     /// `N\n` replies N bytes of 'x' then "\r\n" (resumable across OutputFull),
@@ -401,7 +430,7 @@ pub(crate) mod tests {
     ) -> Drive {
         loop {
             let mut t = Traffic::default();
-            let r = c.drive(&LineService, io, 1, 4, true, true, &mut t, stats);
+            let r = c.drive(&LineService, io, 1, 4, true, true, &mut t, stats, &LATENCY);
             io.traffic.read += t.read;
             io.traffic.written += t.written;
             match r {
@@ -512,7 +541,8 @@ pub(crate) mod tests {
                 true,
                 true,
                 &mut Traffic::default(),
-                &stats
+                &stats,
+                &LATENCY
             ),
             Drive::Yield
         );
@@ -536,7 +566,8 @@ pub(crate) mod tests {
                 true,
                 false,
                 &mut Traffic::default(),
-                &stats
+                &stats,
+                &LATENCY
             ),
             Drive::Close
         );
@@ -577,7 +608,8 @@ pub(crate) mod tests {
                 true,
                 true,
                 &mut Traffic::default(),
-                &stats
+                &stats,
+                &LATENCY
             ),
             Drive::WaitRead
         );
@@ -593,7 +625,8 @@ pub(crate) mod tests {
                 false,
                 true,
                 &mut Traffic::default(),
-                &stats
+                &stats,
+                &LATENCY
             ),
             Drive::WaitRead
         );
@@ -607,7 +640,8 @@ pub(crate) mod tests {
                 true,
                 true,
                 &mut Traffic::default(),
-                &stats
+                &stats,
+                &LATENCY
             ),
             Drive::WaitRead
         );

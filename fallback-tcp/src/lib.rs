@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use petrel_core::histogram::LatencyStats;
 
 pub use buffer::PageBuf;
 pub use clock::unix_now;
@@ -113,6 +114,10 @@ impl FrontendConfig {
 pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     pub(crate) stats: FrontendStats,
+    /// Request latency over TCP, by command class.
+    pub(crate) tcp_latency: LatencyStats,
+    /// Request latency over kernel UDP, by command class.
+    pub(crate) udp_latency: LatencyStats,
     /// Open connections per worker.
     pub(crate) loads: Vec<AtomicUsize>,
 }
@@ -178,6 +183,8 @@ impl Frontend {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             stats: FrontendStats::new(),
+            tcp_latency: LatencyStats::new(),
+            udp_latency: LatencyStats::new(),
             loads: (0..config.threads).map(|_| AtomicUsize::new(0)).collect(),
         });
         Ok(Frontend {
@@ -384,6 +391,20 @@ impl Frontend {
 /// as it is held (also after `run` returned).
 #[derive(Clone)]
 pub struct StatsHandle(Arc<Shared>);
+
+impl StatsHandle {
+    /// Latency of requests over TCP: from the read that completed a request
+    /// to the write that handed its whole reply to the socket.
+    pub fn tcp_latency(&self) -> &LatencyStats {
+        &self.0.tcp_latency
+    }
+
+    /// Latency of requests over kernel UDP: from the `recvmmsg` that
+    /// received the datagram to the `sendmmsg` that sent its reply.
+    pub fn udp_latency(&self) -> &LatencyStats {
+        &self.0.udp_latency
+    }
+}
 
 impl std::ops::Deref for StatsHandle {
     type Target = FrontendStats;

@@ -5,6 +5,8 @@
 //! implements it (see `engine_service.rs`); tests use small services of their
 //! own that follow the same contract.
 
+use petrel_core::histogram::ClassCounts;
+
 /// Seconds of the host's clock (Unix seconds), as the core expects them.
 pub type Time = u32;
 
@@ -86,6 +88,15 @@ pub trait Service: Sync {
     /// Proactive expiry: reclaims at most `budget` units of expired storage.
     /// Called about every 100 ms from one thread. Returns the units reclaimed.
     fn expire(&self, now: Time, budget: usize) -> usize;
+
+    /// The requests whose replies `process` finished writing for `session`
+    /// since the last call, by command class; resets them. The front end
+    /// calls it after each `process` and records their latency once the
+    /// replies are handed to the socket. The default reports none.
+    fn take_completed(&self, session: &mut Self::Session) -> ClassCounts {
+        let _ = session;
+        ClassCounts::new()
+    }
 
     /// Records a connection event in the service's statistics.
     fn connection_event(&self, event: ConnectionEvent) {

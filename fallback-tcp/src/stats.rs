@@ -7,22 +7,22 @@
 petrel_core::metrics! {
     /// The front end's figures: counters only grow; gauges go up and down.
     pub struct FrontendStats {
-        curr_connections: Gauge "TCP connections currently open",
-        total_connections: Counter "TCP connections accepted since start",
-        rejected_connections: Counter "TCP connections refused because of the connection limit",
-        conn_yields: Counter "times a connection gave up its turn after using its per-event budget",
-        idle_closed: Counter "TCP connections closed by the idle timeout",
-        read_buffer_full: Counter "TCP connections closed because a request did not fit the read buffer",
-        tcp_bytes_read: Counter "bytes read from TCP connections",
-        tcp_bytes_written: Counter "bytes written to TCP connections",
-        udp_datagrams_received: Counter "UDP datagrams received",
-        udp_datagrams_sent: Counter "UDP reply datagrams sent",
-        udp_dropped_malformed: Counter "UDP datagrams dropped: shorter than the 8-byte frame header",
-        udp_dropped_multi_datagram: Counter "UDP datagrams dropped: part of a multi-datagram request (datagram count != 1)",
-        udp_dropped_truncated: Counter "UDP datagrams dropped: larger than the receive slot",
-        udp_dropped_incomplete: Counter "UDP datagrams whose last request was incomplete (ignored)",
-        udp_dropped_reply_too_large: Counter "UDP replies dropped: more datagrams than the reply area holds",
-        udp_send_dropped: Counter "UDP reply datagrams the kernel refused to send",
+        curr_connections: Gauge("connections") "TCP connections currently open",
+        total_connections: Counter("connections") "TCP connections accepted since start",
+        rejected_connections: Counter("connections") "TCP connections refused because of the connection limit",
+        conn_yields: Counter("yields") "times a connection gave up its turn after using its per-event budget",
+        idle_closed: Counter("connections") "TCP connections closed by the idle timeout",
+        read_buffer_full: Counter("connections") "TCP connections closed because a request did not fit the read buffer",
+        tcp_bytes_read: Counter("bytes") "bytes read from TCP connections",
+        tcp_bytes_written: Counter("bytes") "bytes written to TCP connections",
+        udp_datagrams_received: Counter("datagrams") "UDP datagrams received",
+        udp_datagrams_sent: Counter("datagrams") "UDP reply datagrams sent",
+        udp_dropped_malformed: Counter("datagrams") "UDP datagrams dropped: shorter than the 8-byte frame header",
+        udp_dropped_multi_datagram: Counter("datagrams") "UDP datagrams dropped: part of a multi-datagram request (datagram count != 1)",
+        udp_dropped_truncated: Counter("datagrams") "UDP datagrams dropped: larger than the receive slot",
+        udp_dropped_incomplete: Counter("datagrams") "UDP datagrams whose last request was incomplete (ignored)",
+        udp_dropped_reply_too_large: Counter("datagrams") "UDP replies dropped: more datagrams than the reply area holds",
+        udp_send_dropped: Counter("datagrams") "UDP reply datagrams the kernel refused to send",
     }
 }
 
@@ -39,5 +39,8 @@ mod tests {
         assert_eq!(seen.len(), FrontendStats::LEN);
         assert!(seen.contains(&("tcp_bytes_read", "bytes read from TCP connections", 5)));
         assert!(seen.iter().all(|(_, d, _)| !d.is_empty()));
+        for d in FrontendStats::DESCS {
+            assert_ne!(d.unit, petrel_core::stats::DEFAULT_UNIT, "{} needs a unit", d.name);
+        }
     }
 }

@@ -23,6 +23,9 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use petrel_core::histogram::{ClassCounts, LatencyStats};
 use std::sync::Arc;
 
 use petrel_core::guard::{Admission, Outcome, UdpGuard, TOO_LARGE_REPLY};
@@ -52,6 +55,8 @@ pub struct ReplyArea {
     /// Which received datagram (its source address) each reply slot goes to.
     dest: Vec<usize>,
     used: usize,
+    /// Requests answered by the queued datagrams, by command class.
+    completed: ClassCounts,
 }
 
 impl ReplyArea {
@@ -63,6 +68,7 @@ impl ReplyArea {
             lens: vec![0; slots],
             dest: vec![0; slots],
             used: 0,
+            completed: ClassCounts::new(),
         })
     }
 
@@ -80,6 +86,13 @@ impl ReplyArea {
     /// Forgets every queued datagram.
     pub fn clear(&mut self) {
         self.used = 0;
+        self.completed = ClassCounts::new();
+    }
+
+    /// Requests answered by the queued datagrams, by command class; resets
+    /// them (their replies are about to be sent).
+    pub fn take_completed(&mut self) -> ClassCounts {
+        self.completed.take()
     }
 }
 
@@ -206,6 +219,7 @@ pub fn answer_datagram<S: Service>(
             return Err(UdpDrop::ReplyTooLarge);
         }
     }
+    area.completed.merge(&service.take_completed(&mut session));
     Ok(area.used - first)
 }
 
@@ -222,6 +236,8 @@ pub struct UdpPort {
     guard: Option<Arc<UdpGuard>>,
     /// The socket may have datagrams waiting (edge-triggered readiness).
     pub ready: bool,
+    /// When the batch being answered was received.
+    batch_at: Instant,
 }
 
 impl UdpPort {
@@ -242,6 +258,7 @@ impl UdpPort {
             area: ReplyArea::new(reply_slots + UDP_RX_BATCH)?,
             guard,
             ready: true,
+            batch_at: Instant::now(),
         })
     }
 
@@ -251,13 +268,16 @@ impl UdpPort {
     }
 
     /// Serves up to `max_batches` receive batches. Returns true when the
-    /// socket was drained (would block), false when work may be left.
+    /// socket was drained (would block), false when work may be left. Each
+    /// request's latency, from the `recvmmsg` that received it to the
+    /// `sendmmsg` that sent its reply, goes to `latency`.
     pub fn serve<S: Service>(
         &mut self,
         service: &S,
         now: Time,
         max_batches: usize,
         stats: &FrontendStats,
+        latency: &LatencyStats,
     ) -> bool {
         let reply_room = self.area.slots() - UDP_RX_BATCH;
         let guard_now_ms = monotonic_ms();
@@ -271,6 +291,7 @@ impl UdpPort {
                     return true;
                 }
             };
+            self.batch_at = Instant::now();
             stats.udp_datagrams_received.add(n as u64);
             for i in 0..n {
                 let (len, truncated) = self.rx_meta[i];
@@ -279,7 +300,7 @@ impl UdpPort {
                     continue;
                 }
                 if self.area.slots() - self.area.used < reply_room {
-                    self.flush(stats);
+                    self.flush(stats, latency);
                 }
                 let at = i * UDP_RX_SLOT_BYTES;
                 let dgram = &self.rx[at..at + len];
@@ -324,7 +345,7 @@ impl UdpPort {
                     g.settle(admission, outcome, guard_now_ms);
                 }
             }
-            self.flush(stats);
+            self.flush(stats, latency);
             if n < UDP_RX_BATCH {
                 return true;
             }
@@ -376,7 +397,7 @@ impl UdpPort {
 
     /// Sends every queued reply datagram with `sendmmsg`, waiting briefly for
     /// send-buffer room; what still cannot be sent is dropped and counted.
-    fn flush(&mut self, stats: &FrontendStats) {
+    fn flush(&mut self, stats: &FrontendStats, latency: &LatencyStats) {
         let total = self.area.used;
         let mut sent = 0;
         let mut waits = 0;
@@ -432,6 +453,11 @@ impl UdpPort {
                     sent += 1;
                 }
             }
+        }
+        let done = self.area.take_completed();
+        if !done.is_empty() {
+            let ns = self.batch_at.elapsed().as_nanos();
+            latency.record(&done, u64::try_from(ns).unwrap_or(u64::MAX));
         }
         self.area.clear();
     }

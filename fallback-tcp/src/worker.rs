@@ -142,8 +142,13 @@ impl<'a, S: Service> Worker<'a, S> {
             if !stopping {
                 for u in &mut self.udp {
                     if u.ready {
-                        u.ready =
-                            !u.serve(self.service, now, UDP_BUDGET_BATCHES, &self.shared.stats);
+                        u.ready = !u.serve(
+                            self.service,
+                            now,
+                            UDP_BUDGET_BATCHES,
+                            &self.shared.stats,
+                            &self.shared.udp_latency,
+                        );
                     }
                 }
             }
@@ -247,6 +252,7 @@ impl<'a, S: Service> Worker<'a, S> {
             accept_input,
             &mut self.traffic,
             &self.shared.stats,
+            &self.shared.tcp_latency,
         );
         match r {
             Drive::Close => self.close(idx),
