@@ -24,6 +24,8 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use crate::histogram::{ClassCounts, CommandClass};
+use crate::klog::{self, CommandLog, CommandRecord, REPLY_HEAD_BYTES};
 use crate::proto::admin::StatsCommand;
 use crate::proto::compose::{Full, Writer};
 use crate::proto::meta::decode_key;
@@ -168,6 +170,8 @@ pub struct Session {
     /// Incoming bytes still to discard (data of a refused value).
     swallow: usize,
     resume: Option<Resume>,
+    /// Requests answered since [`Session::take_completed`], by class.
+    completed: ClassCounts,
 }
 
 impl Session {
@@ -177,7 +181,16 @@ impl Session {
             transport,
             swallow: 0,
             resume: None,
+            completed: ClassCounts::new(),
         }
+    }
+
+    /// The requests whose replies [`Engine::process`] finished writing since
+    /// the last call, by [`CommandClass`]; resets them. A front end records
+    /// their latency once it has handed those replies to the socket.
+    #[inline]
+    pub fn take_completed(&mut self) -> ClassCounts {
+        self.completed.take()
     }
 
     /// The transport this session serves.
@@ -246,6 +259,8 @@ pub struct Engine<'a> {
     parse: ParseConfig,
     stats: EngineStats,
     verbosity: AtomicU32,
+    /// The command log, if one is installed ([`Engine::set_command_log`]).
+    klog: Option<&'a dyn CommandLog>,
 }
 
 /// Converts a memcached exptime to an absolute expiry (0 = never).
@@ -398,7 +413,14 @@ impl<'a> Engine<'a> {
             },
             stats: EngineStats::new(),
             verbosity: AtomicU32::new(0),
+            klog: None,
         }
+    }
+
+    /// Installs the command log: from now on every request is offered to
+    /// `log.sample()`, and sampled ones are given to `log.record()`.
+    pub fn set_command_log(&mut self, log: &'a dyn CommandLog) {
+        self.klog = Some(log);
     }
 
     /// Protocol counters and connection gauges.
@@ -451,6 +473,7 @@ impl<'a> Engine<'a> {
                 Parsed::Error(e) => {
                     if e.kind.closes() {
                         self.stats.error_closed.incr();
+                        session.completed.add(CommandClass::Invalid);
                         session.resume = None;
                         break Status::Close;
                     }
@@ -458,6 +481,7 @@ impl<'a> Engine<'a> {
                         break Status::OutputFull;
                     }
                     self.count_error(e);
+                    session.completed.add(CommandClass::Invalid);
                     if !e.noreply {
                         // space was checked above
                         let _ = w.line(e.kind.message());
@@ -471,9 +495,28 @@ impl<'a> Engine<'a> {
                     }
                 }
                 Parsed::Request { request, consumed } => {
-                    match self.execute(session, request, &mut w, now) {
+                    let (class, command, key, value_bytes) = klog::describe(&request);
+                    // a resumed reply was offered to the log when it began
+                    let sampled = session.resume.is_none() && self.klog.is_some_and(|k| k.sample());
+                    let mark = w.pos();
+                    let exec = self.execute(session, request, &mut w, now);
+                    if sampled && (w.pos() > mark || !matches!(exec, Exec::Full)) {
+                        if let Some(log) = self.klog {
+                            let reply = &w.written()[mark..];
+                            log.record(&CommandRecord {
+                                now,
+                                transport: session.transport,
+                                command,
+                                key,
+                                value_bytes,
+                                reply_head: &reply[..reply.len().min(REPLY_HEAD_BYTES)],
+                            });
+                        }
+                    }
+                    match exec {
                         Exec::Done => {
                             session.resume = None;
+                            session.completed.add(class);
                             pos += consumed;
                         }
                         Exec::Full => {
@@ -489,6 +532,7 @@ impl<'a> Engine<'a> {
                         }
                         Exec::Close => {
                             session.resume = None;
+                            session.completed.add(class);
                             pos += consumed;
                             break Status::Close;
                         }
