@@ -46,6 +46,20 @@ pub const MIN_OUTPUT_BYTES: usize = 1024;
 /// An absolute expiry in the past: memcached's "already expired".
 const EXPIRED: Time = 1;
 
+/// Most [`StatsSource`]s one engine prints in `stats`.
+pub const MAX_STATS_SOURCES: usize = 4;
+
+/// Figures kept outside the engine (e.g. a front end's counters) that
+/// `stats` prints after the engine's own, as `STAT <prefix><name> <value>`.
+///
+/// Contract: every call reports the same figures in the same order (a
+/// `stats` reply that spans several output areas resumes by position); it
+/// never blocks and never allocates.
+pub trait StatsSource: Sync {
+    /// Calls `f(prefix, name, value)` for every figure.
+    fn for_each_stat(&self, f: &mut dyn FnMut(&str, &str, u64));
+}
+
 /// Engine configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineConfig {
@@ -259,6 +273,8 @@ pub struct Engine<'a> {
     parse: ParseConfig,
     stats: EngineStats,
     verbosity: AtomicU32,
+    /// Extra figures for `stats` (see [`Engine::add_stats_source`]).
+    sources: spin::Mutex<heapless::Vec<&'a dyn StatsSource, MAX_STATS_SOURCES>>,
     /// The command log, if one is installed ([`Engine::set_command_log`]).
     klog: Option<&'a dyn CommandLog>,
 }
@@ -413,6 +429,7 @@ impl<'a> Engine<'a> {
             },
             stats: EngineStats::new(),
             verbosity: AtomicU32::new(0),
+            sources: spin::Mutex::new(heapless::Vec::new()),
             klog: None,
         }
     }
@@ -421,6 +438,22 @@ impl<'a> Engine<'a> {
     /// `log.sample()`, and sampled ones are given to `log.record()`.
     pub fn set_command_log(&mut self, log: &'a dyn CommandLog) {
         self.klog = Some(log);
+    }
+
+    /// Adds figures kept elsewhere to what `stats` prints, after the
+    /// engine's own. Returns `false` (and adds nothing) when
+    /// [`MAX_STATS_SOURCES`] are already registered.
+    pub fn add_stats_source(&self, source: &'a dyn StatsSource) -> bool {
+        self.sources.lock().push(source).is_ok()
+    }
+
+    /// Calls `f(prefix, name, value)` for every figure of every registered
+    /// [`StatsSource`], in the order `stats` prints them (for exporters
+    /// other than `stats`, e.g. an admin endpoint).
+    pub fn for_each_source_stat(&self, f: &mut dyn FnMut(&str, &str, u64)) {
+        for source in self.sources.lock().iter() {
+            source.for_each_stat(f);
+        }
     }
 
     /// Protocol counters and connection gauges.
@@ -1584,6 +1617,11 @@ impl<'a> Engine<'a> {
         // Petrel's own counters, prefixed to keep memcached's namespace clean.
         e.for_each(|name, _, _, v| s.prefixed(b"petrel_", name.as_bytes(), v));
         st.for_each(|name, _, _, v| s.prefixed(b"store_", name.as_bytes(), v));
+        for source in self.sources.lock().iter() {
+            source.for_each_stat(&mut |prefix, name, v| {
+                s.prefixed(prefix.as_bytes(), name.as_bytes(), v)
+            });
+        }
     }
 
     fn settings_stats(&self, s: &mut StatSink<'_, '_>) {

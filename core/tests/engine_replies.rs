@@ -215,6 +215,55 @@ fn stats_resume_and_end() {
     });
 }
 
+/// Figures of another part of the process, printed by `stats`.
+struct TwoFigures(std::sync::atomic::AtomicU64);
+
+impl petrel_core::engine::StatsSource for TwoFigures {
+    fn for_each_stat(&self, f: &mut dyn FnMut(&str, &str, u64)) {
+        f(
+            "xdp_",
+            "rx_frames",
+            self.0.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        f("xdp_drop_", "truncated", 7);
+    }
+}
+
+#[test]
+fn stats_sources_print_after_the_engines_figures_and_resume() {
+    let cfg = config();
+    let mut arena = vec![0u8; Engine::required_bytes(&cfg).unwrap()];
+    let source = TwoFigures(std::sync::atomic::AtomicU64::new(42));
+    let e = Engine::new(&cfg, &mut arena).unwrap();
+    let whole = run(&e, b"stats\r\n");
+    assert!(!String::from_utf8_lossy(&whole).contains("xdp_"));
+    for _ in 0..petrel_core::engine::MAX_STATS_SOURCES {
+        assert!(e.add_stats_source(&source));
+    }
+    assert!(!e.add_stats_source(&source), "one too many");
+    let whole = String::from_utf8(run(&e, b"stats\r\n")).unwrap();
+    assert!(
+        whole.ends_with("STAT xdp_rx_frames 42\r\nSTAT xdp_drop_truncated 7\r\nEND\r\n"),
+        "{whole}"
+    );
+    assert_eq!(whole.matches("STAT xdp_rx_frames 42\r\n").count(), 4);
+    // Resumed across small output areas: the same lines, each once.
+    let mut s = Session::new(Transport::Udp);
+    let (pieces, _, _) = drive(&e, &mut s, b"stats\r\n", MIN_OUTPUT_BYTES);
+    let pieces = String::from_utf8(pieces).unwrap();
+    let strip = |t: &str| {
+        t.lines()
+            .filter(|l| {
+                !["STAT uptime", "STAT time", "STAT petrel_replies_resumed"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&pieces), strip(&whole));
+}
+
 #[test]
 fn input_in_pieces_and_swallowed_values() {
     with_engine(|e| {

@@ -1,5 +1,6 @@
 //! Serves memcache-over-UDP through the AF_XDP front end for a bounded
-//! time, for the veth benchmark (`scripts/netns-xdp-bench`).
+//! time, outside the server binary (a bare engine; `scripts/bench-udp`
+//! measures the petrel binary itself).
 //!
 //! `xdp_serve IFACE PORT MODE SECONDS [VALUE_BYTES] [busy]` builds an
 //! engine, stores key `bench` with a VALUE_BYTES (default 32) value, serves

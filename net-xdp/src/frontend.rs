@@ -5,7 +5,7 @@ use crate::bpf::{program, sys};
 use crate::config::{ResolvedMode, XdpConfig, XdpError};
 use crate::iface;
 use crate::service::UdpService;
-use crate::stats::{QueueStats, XdpCounters};
+use crate::stats::{QueueStats, XdpStats};
 use crate::worker::{Worker, WorkerParams};
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -295,6 +295,11 @@ impl XdpFrontend {
         &self.stats
     }
 
+    /// A handle on the counters that outlives the front end.
+    pub fn stats_handle(&self) -> XdpStats {
+        XdpStats(self.stats.clone())
+    }
+
     /// Calls `f(name, description, kind, value)` for every counter and
     /// gauge summed over all queues. Never allocates. A server prints these
     /// with an `xdp_` prefix.
@@ -302,20 +307,13 @@ impl XdpFrontend {
         &self,
         f: impl FnMut(&'static str, &'static str, petrel_core::stats::Kind, u64),
     ) {
-        let total = XdpCounters::new();
-        total.assign_sum(self.stats.iter().map(|s| &s.counters));
-        total.for_each(f);
+        XdpStats(self.stats.clone()).for_each_total(f)
     }
 
     /// Calls `f(reason, frames)` for every drop reason (`wire::Error::name`),
     /// summed over all queues. A server prints these as `xdp_drop_<reason>`.
-    pub fn for_each_drop_total(&self, mut f: impl FnMut(&'static str, u64)) {
-        for reason in petrel_core::wire::Error::ALL {
-            f(
-                reason.name(),
-                self.stats.iter().map(|s| s.drops_for(reason)).sum(),
-            );
-        }
+    pub fn for_each_drop_total(&self, f: impl FnMut(&'static str, u64)) {
+        XdpStats(self.stats.clone()).for_each_drop_total(f)
     }
 
     /// Stops and joins every worker, then detaches the program.

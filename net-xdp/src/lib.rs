@@ -37,9 +37,10 @@
 //!
 //! # Testing
 //!
-//! `scripts/netns-xdp up|down` builds a veth topology; the tests in
-//! `tests/` (root only) build their own, and `scripts/netns-xdp-bench`
-//! compares this front end with memcached's and Petrel's kernel UDP.
+//! `scripts/netns up|down` builds the veth topology (two namespaces, or
+//! the server end in the root namespace); the tests in `tests/` (root only)
+//! build their own with it, and `scripts/bench-udp` compares this front end
+//! in the petrel binary with memcached's and Petrel's kernel UDP.
 #![cfg(target_os = "linux")]
 
 pub mod bpf;
@@ -55,4 +56,4 @@ mod worker;
 pub use config::{parse_id_list, AttachMode, ResolvedMode, XdpConfig, XdpError, XdpMode, ZeroCopy};
 pub use frontend::{XdpAttachment, XdpFrontend};
 pub use service::{Time, UdpProgress, UdpService, UdpStatus};
-pub use stats::QueueStats;
+pub use stats::{QueueStats, XdpStats};

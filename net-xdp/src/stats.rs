@@ -72,6 +72,44 @@ impl QueueStats {
     }
 }
 
+/// A reader's handle on every served queue's [`QueueStats`], cheap to
+/// clone, valid for as long as it is held (also after the front end
+/// stopped): what a server keeps to print the figures in `stats` or export
+/// them elsewhere.
+#[derive(Debug, Clone)]
+pub struct XdpStats(pub(crate) std::sync::Arc<[QueueStats]>);
+
+impl XdpStats {
+    /// Per-queue counters, in the order of `XdpFrontend::queues`.
+    pub fn queues(&self) -> &[QueueStats] {
+        &self.0
+    }
+
+    /// Calls `f(name, description, kind, value)` for every counter and
+    /// gauge summed over all queues, always the same names in the same
+    /// order. Never allocates.
+    pub fn for_each_total(
+        &self,
+        f: impl FnMut(&'static str, &'static str, petrel_core::stats::Kind, u64),
+    ) {
+        let total = XdpCounters::new();
+        total.assign_sum(self.0.iter().map(|s| &s.counters));
+        total.for_each(f);
+    }
+
+    /// Calls `f(reason, frames)` for every drop reason
+    /// (`wire::Error::name`), summed over all queues, always in
+    /// `wire::Error::ALL` order.
+    pub fn for_each_drop_total(&self, mut f: impl FnMut(&'static str, u64)) {
+        for reason in WireError::ALL {
+            f(
+                reason.name(),
+                self.0.iter().map(|s| s.drops_for(reason)).sum(),
+            );
+        }
+    }
+}
+
 /// `name=value` for every non-zero counter, then `drop_reason=value` for
 /// every non-zero drop reason, separated by spaces (for logs and tools).
 impl std::fmt::Display for QueueStats {

@@ -118,6 +118,28 @@ pub struct Cli {
     /// Write the log to this file instead of stderr
     #[arg(long = "log-file", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+    /// Also serve memcache over UDP from this interface's RX queues through
+    /// AF_XDP (needs root, or CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF)
+    #[arg(long = "xdp-iface", value_name = "IFACE")]
+    pub xdp_iface: Option<String>,
+    /// RX queues to serve through AF_XDP, e.g. 0,2-3 (others reach the kernel UDP socket) [default: all]
+    #[arg(long = "xdp-queues", value_name = "LIST")]
+    pub xdp_queues: Option<String>,
+    /// XDP attach mode: auto, native or generic (a forced mode makes AF_XDP required) [default: auto]
+    #[arg(long = "xdp-mode", value_name = "MODE")]
+    pub xdp_mode: Option<String>,
+    /// AF_XDP zero-copy: auto, on (makes AF_XDP required) or off [default: auto]
+    #[arg(long = "xdp-zero-copy", value_name = "WHEN")]
+    pub xdp_zero_copy: Option<String>,
+    /// AF_XDP workers spin instead of sleeping when idle (dedicated cores only)
+    #[arg(long = "xdp-busy-poll")]
+    pub xdp_busy_poll: bool,
+    /// CPUs to pin the AF_XDP workers to, one per queue in turn, e.g. 2-3 [default: all allowed]
+    #[arg(long = "xdp-cpus", value_name = "LIST")]
+    pub xdp_cpus: Option<String>,
+    /// Exit (status 71) if AF_XDP cannot be set up, instead of serving UDP over the kernel socket only
+    #[arg(long = "xdp-required")]
+    pub xdp_required: bool,
 }
 
 /// A size as written in the config file: bytes, or a string like "1m".
@@ -166,6 +188,20 @@ pub struct FileConfig {
     pub udp_burst: Option<u32>,
     /// See `--log-file`.
     pub log_file: Option<PathBuf>,
+    /// See `--xdp-iface`.
+    pub xdp_iface: Option<String>,
+    /// See `--xdp-queues`.
+    pub xdp_queues: Option<String>,
+    /// See `--xdp-mode`.
+    pub xdp_mode: Option<String>,
+    /// See `--xdp-zero-copy`.
+    pub xdp_zero_copy: Option<String>,
+    /// See `--xdp-busy-poll`.
+    pub xdp_busy_poll: Option<bool>,
+    /// See `--xdp-cpus`.
+    pub xdp_cpus: Option<String>,
+    /// See `--xdp-required`.
+    pub xdp_required: Option<bool>,
 }
 
 /// The effective configuration.
@@ -199,6 +235,8 @@ pub struct Settings {
     pub log_file: Option<PathBuf>,
     /// The config file read, if any.
     pub config_file: Option<PathBuf>,
+    /// AF_XDP front end; None = off (no `--xdp-iface`).
+    pub xdp: Option<crate::xdp::XdpSettings>,
 }
 
 impl Settings {
@@ -524,6 +562,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Settings, ConfigError> {
         defaults::IDLE_TIMEOUT_SECS,
     );
     let log_file = cli.log_file.clone().or_else(|| file.log_file.clone());
+    let xdp = crate::xdp::settings(cli, file, udp_port.value)?;
     let udp_guard = crate::udp_guard::settings(cli, file)?;
 
     Ok(Settings {
@@ -541,6 +580,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Settings, ConfigError> {
         udp_guard,
         log_file,
         config_file: cli.config.clone(),
+        xdp,
     })
 }
 

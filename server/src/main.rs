@@ -3,7 +3,8 @@
 //! Start-up order: parse flags and the config file (exit 64 on any error),
 //! start logging, size the engine, catch SIGINT/SIGTERM, map (and lock) the
 //! item memory, build the one engine, bind every socket (so a client that
-//! can connect is served at once), drop privileges (`-u`), then serve until
+//! can connect is served at once), attach AF_XDP (`--xdp-iface`, see
+//! `xdp.rs`), drop privileges (`-u`), then serve until
 //! SIGINT or SIGTERM, finish replies in flight and exit 0. Nothing is printed on
 //! stdout except for `--help` and `--version`.
 
@@ -14,6 +15,7 @@ mod logger;
 mod memory;
 mod privileges;
 mod udp_guard;
+mod xdp;
 
 use std::process::ExitCode;
 
@@ -163,6 +165,8 @@ fn run() -> Result<(), Exit> {
     frontend_config.udp_guard = Some(udp_guard.clone());
     let frontend = petrel_tcp::Frontend::bind(frontend_config)
         .map_err(|e| os_error(format!("petrel: cannot bind: {e}")))?;
+    // AF_XDP needs its privileges: attach before they are dropped.
+    let xdp = xdp::attach(settings.xdp.as_ref()).map_err(os_error)?;
 
     if let Some(u) = &user {
         if privileges::is_root() && u.uid != 0 {
@@ -177,8 +181,8 @@ fn run() -> Result<(), Exit> {
     }
 
     log_startup(&settings, arena_bytes, &report, &frontend);
-    frontend
-        .run(&engine, Some(&mut signal_rx))
+    xdp::serve(xdp, &engine, || frontend.run(&engine, Some(&mut signal_rx)))
+        .map_err(os_error)?
         .map_err(|e| os_error(format!("petrel: serving failed: {e}")))?;
     log::info!("stopped");
     log::logger().flush();

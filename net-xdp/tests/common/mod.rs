@@ -20,7 +20,7 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A veth topology made by `scripts/netns-xdp`, removed on drop.
+/// A veth topology made by `scripts/netns`, removed on drop.
 pub struct Topology {
     env: Vec<(&'static str, String)>,
     pub ns: String,
@@ -38,12 +38,15 @@ impl Topology {
         let ns = format!("petrel-xdp-{tag}-{id}");
         let host_addr = format!("198.18.{subnet}.1");
         let peer_if = format!("px{tag}p{id}");
+        // The server end stays in this (the root) namespace, where the
+        // tests attach XDP in-process; the client end gets a namespace.
         let env = vec![
-            ("NS", ns.clone()),
-            ("HOST_IF", host_if.clone()),
-            ("PEER_IF", peer_if.clone()),
-            ("HOST_ADDR", host_addr.clone()),
-            ("PEER_ADDR", format!("198.18.{subnet}.2")),
+            ("SERVER_NS", "-".to_string()),
+            ("CLIENT_NS", ns.clone()),
+            ("SERVER_IF", host_if.clone()),
+            ("CLIENT_IF", peer_if.clone()),
+            ("SERVER_ADDR", host_addr.clone()),
+            ("CLIENT_ADDR", format!("198.18.{subnet}.2")),
             ("QUEUES", queues.to_string()),
         ];
         let t = Topology {
@@ -54,12 +57,12 @@ impl Topology {
             host_addr,
         };
         let status = t.script("up");
-        assert!(status, "scripts/netns-xdp up failed");
+        assert!(status, "scripts/netns up failed");
         t
     }
 
     fn script(&self, action: &str) -> bool {
-        Command::new(repo_root().join("scripts/netns-xdp"))
+        Command::new(repo_root().join("scripts/netns"))
             .arg(action)
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .status()

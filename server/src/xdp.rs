@@ -1,0 +1,625 @@
+//! The AF_XDP front end in the server: its settings (`--xdp-*` flags and
+//! `xdp-*` config keys), attaching it before privileges are dropped, serving
+//! it next to the kernel-socket front ends, and its figures in `stats`.
+//!
+//! ```text
+//!  --xdp-iface IF ──▶ attach (program + link + a socket per queue; needs
+//!                     CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)
+//!        │ ok                                  │ failed
+//!        ▼                                     ▼
+//!  workers on the queues, pinned;      required? ── yes ──▶ exit 71
+//!  kernel TCP/UDP sockets as before          │ no
+//!        │ SIGTERM                           ▼
+//!        ▼                             log what is missing and how to fix
+//!  workers stopped and joined,         it; serve over the kernel sockets
+//!  program detached (link closed)
+//! ```
+//!
+//! AF_XDP is *required* (a failure is fatal) when `--xdp-required` is given
+//! or when the mode is forced: `--xdp-mode native|generic` or
+//! `--xdp-zero-copy on`. Otherwise a failure is logged and the server goes
+//! on over the kernel sockets. The kernel UDP socket on the same port always
+//! stays bound: queues without an AF_XDP socket, and UDP the XDP program
+//! passes on, reach it.
+//!
+//! Built without the cargo feature `xdp` (or off Linux) the flags are still
+//! accepted, so configurations stay portable; AF_XDP is then unavailable,
+//! which is fatal only when required.
+
+use std::fmt;
+
+use crate::config::{Cli, ConfigError, FileConfig};
+
+/// Longest interface name Linux accepts (`IFNAMSIZ` - 1).
+const IFACE_NAME_MAX_BYTES: usize = 15;
+/// Highest CPU id accepted in `--xdp-cpus` (`CPU_SETSIZE` - 1).
+const CPU_ID_MAX: u32 = 1023;
+/// Highest RX queue id accepted in `--xdp-queues`.
+const QUEUE_ID_MAX: u32 = 4095;
+
+/// Where the XDP program runs (`--xdp-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Native (driver) mode, generic if the driver refuses.
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (SKB) mode only.
+    Generic,
+}
+
+/// Whether AF_XDP sockets bind zero-copy (`--xdp-zero-copy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZeroCopy {
+    /// Zero-copy where the driver supports it, else copy.
+    Auto,
+    /// Zero-copy or fail.
+    On,
+    /// Copy mode.
+    Off,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Auto => "auto",
+            Mode::Native => "native",
+            Mode::Generic => "generic",
+        })
+    }
+}
+
+impl fmt::Display for ZeroCopy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ZeroCopy::Auto => "auto",
+            ZeroCopy::On => "on",
+            ZeroCopy::Off => "off",
+        })
+    }
+}
+
+/// The effective AF_XDP settings (present only with `--xdp-iface`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpSettings {
+    /// Interface whose RX queues are served.
+    pub iface: String,
+    /// RX queues to serve; `None` = all of the interface's.
+    pub queues: Option<Vec<u32>>,
+    /// Attach mode.
+    pub mode: Mode,
+    /// Zero-copy setting.
+    pub zero_copy: ZeroCopy,
+    /// Spin instead of sleeping when idle (dedicated cores only).
+    pub busy_poll: bool,
+    /// CPUs for the workers (worker i on `cpus[i % len]`); empty = the CPUs
+    /// this process may use, in order.
+    pub cpus: Vec<u32>,
+    /// A failure to set AF_XDP up is fatal (see the module docs).
+    pub required: bool,
+    /// The UDP port served (the server's `--udp-port`).
+    pub port: u16,
+}
+
+/// The flag or the config key a value came from, for error messages.
+fn origin(flag_given: bool, flag: &str) -> String {
+    if flag_given {
+        flag.to_string()
+    } else {
+        format!("config key `{}`", flag.trim_start_matches('-'))
+    }
+}
+
+fn bad<T>(origin: &str, what: impl fmt::Display) -> Result<T, ConfigError> {
+    Err(ConfigError(format!("petrel: {origin}: {what}")))
+}
+
+/// Parses `0,2,4-7`: ids or inclusive ranges, in the order given, no
+/// duplicates, none above `max`.
+pub fn parse_id_list(text: &str, max: u32) -> Result<Vec<u32>, String> {
+    let mut out: Vec<u32> = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let num = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("bad id '{v}' in '{text}' (expected e.g. 0,2,4-7)"))
+        };
+        let (lo, hi) = (num(lo)?, num(hi)?);
+        if lo > hi {
+            return Err(format!("bad range '{part}' in '{text}'"));
+        }
+        if hi > max {
+            return Err(format!("id {hi} in '{text}' is above {max}"));
+        }
+        for id in lo..=hi {
+            if out.contains(&id) {
+                return Err(format!("id {id} appears twice in '{text}'"));
+            }
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// The AF_XDP settings from flags over config keys over defaults, checked;
+/// `None` without `--xdp-iface`. `udp_port` is the effective UDP port.
+pub fn settings(
+    cli: &Cli,
+    file: &FileConfig,
+    udp_port: u16,
+) -> Result<Option<XdpSettings>, ConfigError> {
+    let iface_origin = origin(cli.xdp_iface.is_some(), "--xdp-iface");
+    let iface = cli.xdp_iface.clone().or_else(|| file.xdp_iface.clone());
+    let queues = cli.xdp_queues.clone().or_else(|| file.xdp_queues.clone());
+    let mode = cli.xdp_mode.clone().or_else(|| file.xdp_mode.clone());
+    let zero_copy = cli
+        .xdp_zero_copy
+        .clone()
+        .or_else(|| file.xdp_zero_copy.clone());
+    let cpus = cli.xdp_cpus.clone().or_else(|| file.xdp_cpus.clone());
+    let busy_poll = cli.xdp_busy_poll || file.xdp_busy_poll.unwrap_or(false);
+    let required = cli.xdp_required || file.xdp_required.unwrap_or(false);
+
+    let Some(iface) = iface else {
+        // Any other AF_XDP setting without an interface is a mistake.
+        for (given, flag, file_given) in [
+            (
+                cli.xdp_queues.is_some(),
+                "--xdp-queues",
+                file.xdp_queues.is_some(),
+            ),
+            (
+                cli.xdp_mode.is_some(),
+                "--xdp-mode",
+                file.xdp_mode.is_some(),
+            ),
+            (
+                cli.xdp_zero_copy.is_some(),
+                "--xdp-zero-copy",
+                file.xdp_zero_copy.is_some(),
+            ),
+            (
+                cli.xdp_cpus.is_some(),
+                "--xdp-cpus",
+                file.xdp_cpus.is_some(),
+            ),
+            (
+                cli.xdp_busy_poll,
+                "--xdp-busy-poll",
+                file.xdp_busy_poll.is_some(),
+            ),
+            (
+                cli.xdp_required,
+                "--xdp-required",
+                file.xdp_required.is_some(),
+            ),
+        ] {
+            if given || file_given {
+                return bad(&origin(given, flag), "needs --xdp-iface");
+            }
+        }
+        return Ok(None);
+    };
+    if iface.is_empty()
+        || iface.len() > IFACE_NAME_MAX_BYTES
+        || iface == "."
+        || iface == ".."
+        || iface
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+    {
+        return bad(
+            &iface_origin,
+            format!(
+                "'{iface}' is not an interface name (1 to {IFACE_NAME_MAX_BYTES} bytes, no '/', ':' or spaces)"
+            ),
+        );
+    }
+    if udp_port == 0 {
+        return bad(
+            &iface_origin,
+            "AF_XDP serves memcache over UDP, but UDP is off (-U/--udp-port 0)",
+        );
+    }
+    let mode = match mode.as_deref() {
+        None | Some("auto") => Mode::Auto,
+        Some("native") => Mode::Native,
+        Some("generic") => Mode::Generic,
+        Some(other) => {
+            return bad(
+                &origin(cli.xdp_mode.is_some(), "--xdp-mode"),
+                format!("'{other}' is not a mode (auto, native or generic)"),
+            )
+        }
+    };
+    let zc_origin = origin(cli.xdp_zero_copy.is_some(), "--xdp-zero-copy");
+    let zero_copy = match zero_copy.as_deref() {
+        None | Some("auto") => ZeroCopy::Auto,
+        Some("on") => ZeroCopy::On,
+        Some("off") => ZeroCopy::Off,
+        Some(other) => {
+            return bad(
+                &zc_origin,
+                format!("'{other}' is not a zero-copy setting (auto, on or off)"),
+            )
+        }
+    };
+    if zero_copy == ZeroCopy::On && mode == Mode::Generic {
+        return bad(
+            &zc_origin,
+            "zero-copy needs native XDP; generic mode (--xdp-mode generic) only copies",
+        );
+    }
+    let queues = match queues {
+        Some(q) => Some(
+            parse_id_list(&q, QUEUE_ID_MAX)
+                .or_else(|e| bad(&origin(cli.xdp_queues.is_some(), "--xdp-queues"), e))?,
+        ),
+        None => None,
+    };
+    let cpus = match cpus {
+        Some(c) => parse_id_list(&c, CPU_ID_MAX)
+            .or_else(|e| bad(&origin(cli.xdp_cpus.is_some(), "--xdp-cpus"), e))?,
+        None => Vec::new(),
+    };
+    let forced = mode != Mode::Auto || zero_copy == ZeroCopy::On;
+    Ok(Some(XdpSettings {
+        iface,
+        queues,
+        mode,
+        zero_copy,
+        busy_poll,
+        cpus,
+        required: required || forced,
+        port: udp_port,
+    }))
+}
+
+/// Capabilities AF_XDP needs that this process lacks in its effective set
+/// (empty when it has them, or when that cannot be read).
+#[cfg(all(feature = "xdp", target_os = "linux"))]
+pub fn missing_capabilities() -> Vec<&'static str> {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_NET_RAW: u32 = 13;
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return Vec::new();
+    };
+    let Some(eff) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    else {
+        return Vec::new();
+    };
+    let has = |cap: u32| eff & (1u64 << cap) != 0;
+    let mut missing = Vec::new();
+    if !has(CAP_NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    if !has(CAP_NET_RAW) {
+        missing.push("CAP_NET_RAW");
+    }
+    if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
+        missing.push("CAP_BPF");
+    }
+    missing
+}
+
+/// An attached AF_XDP front end, not yet serving.
+#[cfg(all(feature = "xdp", target_os = "linux"))]
+pub type Attachment = petrel_xdp::XdpAttachment;
+
+/// Never exists in a build without AF_XDP.
+#[cfg(not(all(feature = "xdp", target_os = "linux")))]
+pub enum Attachment {}
+
+/// What to say, and whether to go on, when AF_XDP is unavailable: `Err`
+/// (the message) when required, else the message logged and `Ok(None)`.
+fn unavailable(s: &XdpSettings, why: String) -> Result<Option<Attachment>, String> {
+    if s.required {
+        return Err(format!(
+            "petrel: --xdp-iface {}: {why} (AF_XDP is required: --xdp-required, or a forced \
+             --xdp-mode/--xdp-zero-copy)",
+            s.iface
+        ));
+    }
+    log::error!("--xdp-iface {}: {why}", s.iface);
+    log::warn!(
+        "AF_XDP off: memcache over UDP on port {} is served by the kernel UDP socket only \
+         (add --xdp-required to make this fatal)",
+        s.port
+    );
+    Ok(None)
+}
+
+/// Attaches the AF_XDP front end (program, link, a socket per queue) when
+/// `--xdp-iface` was given. Call before privileges are dropped. `Err` is
+/// the one-line reason to exit (AF_XDP required but unavailable).
+#[cfg(all(feature = "xdp", target_os = "linux"))]
+pub fn attach(s: Option<&XdpSettings>) -> Result<Option<Attachment>, String> {
+    let Some(s) = s else { return Ok(None) };
+    let mut cfg = petrel_xdp::XdpConfig::new(s.iface.clone(), s.port);
+    cfg.mode = petrel_xdp::XdpMode {
+        attach: match s.mode {
+            Mode::Auto => petrel_xdp::AttachMode::Auto,
+            Mode::Native => petrel_xdp::AttachMode::Native,
+            Mode::Generic => petrel_xdp::AttachMode::Generic,
+        },
+        zero_copy: match s.zero_copy {
+            ZeroCopy::Auto => petrel_xdp::ZeroCopy::Auto,
+            ZeroCopy::On => petrel_xdp::ZeroCopy::On,
+            ZeroCopy::Off => petrel_xdp::ZeroCopy::Off,
+        },
+    };
+    cfg.queues = s.queues.clone();
+    cfg.busy_poll = s.busy_poll;
+    cfg.cores = s.cpus.iter().map(|&c| c as usize).collect();
+    match petrel_xdp::XdpFrontend::attach(cfg) {
+        Ok(a) => Ok(Some(a)),
+        Err(e) => {
+            let mut why = e.to_string().replace('\n', " ");
+            if let petrel_xdp::XdpError::Permission(_) = e {
+                let missing = missing_capabilities();
+                if !missing.is_empty() {
+                    why.push_str(&format!("; this process lacks {}", missing.join(", ")));
+                }
+            }
+            unavailable(s, why)
+        }
+    }
+}
+
+/// Without AF_XDP built in: unavailable, fatal only when required.
+#[cfg(not(all(feature = "xdp", target_os = "linux")))]
+pub fn attach(s: Option<&XdpSettings>) -> Result<Option<Attachment>, String> {
+    match s {
+        None => Ok(None),
+        Some(s) => unavailable(
+            s,
+            "this petrel was built without AF_XDP (cargo feature `xdp`, Linux only); \
+             rebuild with `cargo build --release -p petrel --features xdp`"
+                .to_string(),
+        ),
+    }
+}
+
+/// The AF_XDP figures in `stats`: `xdp_queues`, every per-queue counter
+/// summed as `xdp_<name>` (`xdp_rx_frames`, `xdp_rx_requests`,
+/// `xdp_tx_frames`, ...) and every drop reason as `xdp_drop_<reason>`.
+#[cfg(all(feature = "xdp", target_os = "linux"))]
+struct XdpStatsSource {
+    stats: petrel_xdp::XdpStats,
+    queues: u64,
+}
+
+#[cfg(all(feature = "xdp", target_os = "linux"))]
+impl petrel_core::engine::StatsSource for XdpStatsSource {
+    fn for_each_stat(&self, f: &mut dyn FnMut(&str, &str, u64)) {
+        f("xdp_", "queues", self.queues);
+        self.stats
+            .for_each_total(|name, _, _, v| f("xdp_", name, v));
+        self.stats
+            .for_each_drop_total(|reason, v| f("xdp_drop_", reason, v));
+    }
+}
+
+/// Runs `run` (the kernel-socket front ends, until shutdown) with the
+/// AF_XDP workers serving `engine` alongside when attached; afterwards the
+/// workers are stopped and joined and the program detached. `Err` is the
+/// reason to exit.
+#[cfg(all(feature = "xdp", target_os = "linux"))]
+pub fn serve<R>(
+    attachment: Option<Attachment>,
+    engine: &petrel_core::engine::Engine<'static>,
+    run: impl FnOnce() -> R,
+) -> Result<R, String> {
+    let Some(a) = attachment else {
+        return Ok(run());
+    };
+    let fe = a.frontend();
+    // One small allocation for the life of the process: `stats` reads it.
+    let source: &'static XdpStatsSource = Box::leak(Box::new(XdpStatsSource {
+        stats: fe.stats_handle(),
+        queues: fe.queues().len() as u64,
+    }));
+    if !engine.add_stats_source(source) {
+        log::warn!("AF_XDP figures are not in `stats`: too many stats sources");
+    }
+    let result = a
+        .serve(engine, |xdp| {
+            log::info!(
+                "AF_XDP serving: {} mode, queues {:?}{}",
+                xdp.mode(),
+                xdp.queues(),
+                if xdp.unserved_queues().is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", queues {:?} left to the kernel UDP socket",
+                        xdp.unserved_queues()
+                    )
+                }
+            );
+            let r = run();
+            for (q, st) in xdp.queues().iter().zip(xdp.stats()) {
+                log::info!("AF_XDP queue {q}: {st}");
+            }
+            r
+        })
+        .map_err(|e| format!("petrel: AF_XDP: {e}"))?;
+    log::info!("AF_XDP stopped: workers joined, XDP program detached");
+    Ok(result)
+}
+
+/// Without AF_XDP built in there is never an attachment.
+#[cfg(not(all(feature = "xdp", target_os = "linux")))]
+pub fn serve<R>(
+    attachment: Option<Attachment>,
+    _engine: &petrel_core::engine::Engine<'static>,
+    run: impl FnOnce() -> R,
+) -> Result<R, String> {
+    match attachment {
+        None => Ok(run()),
+        Some(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_args, parse_file, Parsed};
+
+    fn xdp(args: &[&str]) -> Result<Option<XdpSettings>, ConfigError> {
+        let mut v = vec!["petrel"];
+        v.extend_from_slice(args);
+        match parse_args(v)? {
+            Parsed::Run(s) => Ok(s.xdp),
+            Parsed::Print(t) => panic!("unexpected print: {t}"),
+        }
+    }
+
+    #[test]
+    fn off_by_default_and_defaults_with_an_interface() {
+        assert_eq!(xdp(&[]).unwrap(), None);
+        let s = xdp(&["--xdp-iface", "eth0", "-U", "2000"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.iface, "eth0");
+        assert_eq!(s.port, 2000);
+        assert_eq!((s.mode, s.zero_copy), (Mode::Auto, ZeroCopy::Auto));
+        assert_eq!(s.queues, None);
+        assert!(s.cpus.is_empty() && !s.busy_poll && !s.required);
+    }
+
+    #[test]
+    fn every_flag() {
+        let s = xdp(&[
+            "--xdp-iface",
+            "veth1",
+            "--xdp-queues",
+            "0,2-3",
+            "--xdp-mode",
+            "native",
+            "--xdp-zero-copy",
+            "off",
+            "--xdp-busy-poll",
+            "--xdp-cpus",
+            "1",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.queues, Some(vec![0, 2, 3]));
+        assert_eq!((s.mode, s.zero_copy), (Mode::Native, ZeroCopy::Off));
+        assert!(s.busy_poll);
+        assert_eq!(s.cpus, vec![1]);
+        assert!(s.required, "a forced mode makes AF_XDP required");
+        let s = xdp(&["--xdp-iface", "e", "--xdp-required"])
+            .unwrap()
+            .unwrap();
+        assert!(s.required);
+        let s = xdp(&["--xdp-iface", "e", "--xdp-zero-copy", "on"])
+            .unwrap()
+            .unwrap();
+        assert!(s.required);
+        let s = xdp(&["--xdp-iface", "e", "--xdp-zero-copy", "off"])
+            .unwrap()
+            .unwrap();
+        assert!(!s.required, "turning zero-copy off forces nothing");
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        for (args, needle) in [
+            (&["--xdp-iface", ""][..], "--xdp-iface"),
+            (&["--xdp-iface", "a/b"][..], "--xdp-iface"),
+            (&["--xdp-iface", "sixteen-chars-xx"][..], "--xdp-iface"),
+            (&["--xdp-iface", "e", "-U", "0"][..], "--xdp-iface"),
+            (
+                &["--xdp-iface", "e", "--xdp-mode", "fast"][..],
+                "--xdp-mode",
+            ),
+            (
+                &["--xdp-iface", "e", "--xdp-zero-copy", "yes"][..],
+                "--xdp-zero-copy",
+            ),
+            (
+                &[
+                    "--xdp-iface",
+                    "e",
+                    "--xdp-mode",
+                    "generic",
+                    "--xdp-zero-copy",
+                    "on",
+                ][..],
+                "--xdp-zero-copy",
+            ),
+            (
+                &["--xdp-iface", "e", "--xdp-queues", "1,1"][..],
+                "--xdp-queues",
+            ),
+            (
+                &["--xdp-iface", "e", "--xdp-queues", "3-1"][..],
+                "--xdp-queues",
+            ),
+            (
+                &["--xdp-iface", "e", "--xdp-queues", ""][..],
+                "--xdp-queues",
+            ),
+            (&["--xdp-iface", "e", "--xdp-cpus", "x"][..], "--xdp-cpus"),
+            (
+                &["--xdp-iface", "e", "--xdp-cpus", "5000"][..],
+                "--xdp-cpus",
+            ),
+            (&["--xdp-queues", "0"][..], "--xdp-queues"),
+            (&["--xdp-busy-poll"][..], "--xdp-busy-poll"),
+            (&["--xdp-required"][..], "--xdp-required"),
+        ] {
+            let e = xdp(args).unwrap_err().0;
+            assert!(e.contains(needle), "{args:?}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
+
+    #[test]
+    fn config_keys_and_flags_over_them() {
+        let f = parse_file(
+            "xdp-iface = \"veth0\"\nxdp-queues = \"1\"\nxdp-mode = \"generic\"\n\
+             xdp-zero-copy = \"off\"\nxdp-busy-poll = true\nxdp-cpus = \"0-1\"\nxdp-required = true\n",
+        )
+        .unwrap();
+        let s = settings(&Cli::default(), &f, 11211).unwrap().unwrap();
+        assert_eq!(s.iface, "veth0");
+        assert_eq!(s.queues, Some(vec![1]));
+        assert_eq!(s.mode, Mode::Generic);
+        assert_eq!(s.cpus, vec![0, 1]);
+        assert!(s.busy_poll && s.required);
+        let cli = Cli {
+            xdp_iface: Some("veth9".into()),
+            xdp_mode: Some("auto".into()),
+            ..Cli::default()
+        };
+        let s = settings(&cli, &f, 11211).unwrap().unwrap();
+        assert_eq!((s.iface.as_str(), s.mode), ("veth9", Mode::Auto));
+        let f = parse_file("xdp-mode = \"turbo\"\nxdp-iface = \"e\"\n").unwrap();
+        let e = settings(&Cli::default(), &f, 11211).unwrap_err().0;
+        assert!(e.contains("config key `xdp-mode`"), "{e}");
+        let f = parse_file("xdp-cpus = \"0\"\n").unwrap();
+        let e = settings(&Cli::default(), &f, 11211).unwrap_err().0;
+        assert!(
+            e.contains("config key `xdp-cpus`") && e.contains("--xdp-iface"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unavailable_is_fatal_only_when_required() {
+        let mut s = xdp(&["--xdp-iface", "e"]).unwrap().unwrap();
+        assert!(unavailable(&s, "no".into()).unwrap().is_none());
+        s.required = true;
+        let e = unavailable(&s, "no permission".into()).err().unwrap();
+        assert!(e.contains("no permission") && e.contains("required"), "{e}");
+    }
+}
