@@ -118,6 +118,10 @@ pub struct Cli {
     /// Write the log to this file instead of stderr
     #[arg(long = "log-file", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+    /// Keep the item memory in this file (a shared mapping; tmpfs or DAX in
+    /// production) and restart warm from it after a clean shutdown
+    #[arg(long = "persist", value_name = "PATH")]
+    pub persist: Option<PathBuf>,
     /// Also serve memcache over UDP from this interface's RX queues through
     /// AF_XDP (needs root, or CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF)
     #[arg(long = "xdp-iface", value_name = "IFACE")]
@@ -188,6 +192,8 @@ pub struct FileConfig {
     pub udp_burst: Option<u32>,
     /// See `--log-file`.
     pub log_file: Option<PathBuf>,
+    /// See `--persist`.
+    pub persist: Option<PathBuf>,
     /// See `--xdp-iface`.
     pub xdp_iface: Option<String>,
     /// See `--xdp-queues`.
@@ -233,6 +239,8 @@ pub struct Settings {
     pub udp_guard: crate::udp_guard::GuardSettings,
     /// Log file; None = stderr.
     pub log_file: Option<PathBuf>,
+    /// Item memory file for warm restarts; None = anonymous memory.
+    pub persist: Option<PathBuf>,
     /// The config file read, if any.
     pub config_file: Option<PathBuf>,
     /// AF_XDP front end; None = off (no `--xdp-iface`).
@@ -562,6 +570,15 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Settings, ConfigError> {
         defaults::IDLE_TIMEOUT_SECS,
     );
     let log_file = cli.log_file.clone().or_else(|| file.log_file.clone());
+    let persist = cli.persist.clone().or_else(|| file.persist.clone());
+    if persist.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        let origin = if cli.persist.is_some() {
+            "--persist"
+        } else {
+            "config key `persist`"
+        };
+        return err(origin, "empty path");
+    }
     let xdp = crate::xdp::settings(cli, file, udp_port.value)?;
     let udp_guard = crate::udp_guard::settings(cli, file)?;
 
@@ -579,6 +596,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Settings, ConfigError> {
         idle_timeout_secs: idle.value,
         udp_guard,
         log_file,
+        persist,
         config_file: cli.config.clone(),
         xdp,
     })

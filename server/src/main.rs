@@ -13,6 +13,7 @@ mod config;
 mod limits;
 mod logger;
 mod memory;
+mod persist;
 mod privileges;
 mod udp_guard;
 mod xdp;
@@ -130,14 +131,25 @@ fn run() -> Result<(), Exit> {
             .map_err(|e| os_error(format!("petrel: cannot handle signal {sig}: {e}")))?;
     }
 
-    let (arena, report) = memory::allocate(arena_bytes, true).map_err(|e| {
-        os_error(format!(
-            "petrel: cannot map {arena_bytes} bytes of item memory: {e}"
-        ))
-    })?;
-
-    let engine =
-        cache::build(&engine_config, arena).map_err(|e| os_error(format!("petrel: {e}")))?;
+    // With --persist the item memory is a file and the engine may come back warm.
+    let (engine, report, persist_file) = match &settings.persist {
+        Some(path) => {
+            let now = petrel_tcp::unix_now();
+            let (engine, file, report, _) =
+                persist::start(path, &engine_config, arena_bytes, true, now).map_err(os_error)?;
+            (engine, report, Some(file))
+        }
+        None => {
+            let (arena, report) = memory::allocate(arena_bytes, true).map_err(|e| {
+                os_error(format!(
+                    "petrel: cannot map {arena_bytes} bytes of item memory: {e}"
+                ))
+            })?;
+            let engine = cache::build(&engine_config, arena)
+                .map_err(|e| os_error(format!("petrel: {e}")))?;
+            (engine, report, None)
+        }
+    };
 
     // Listen only once the engine is ready: a client that can connect is served.
     let sockets = settings.tcp_addrs().len() + settings.udp_addrs().len();
@@ -185,6 +197,9 @@ fn run() -> Result<(), Exit> {
         .map_err(os_error)?
         .map_err(|e| os_error(format!("petrel: serving failed: {e}")))?;
     log::info!("stopped");
+    if let Some(file) = &persist_file {
+        persist::save(engine, file, petrel_tcp::unix_now());
+    }
     log::logger().flush();
     Ok(())
 }

@@ -241,73 +241,50 @@ fn eviction_words(e: Eviction) -> [u32; 4] {
     }
 }
 
-/// The layout-deciding settings, as (name, header offset, is u64, value).
-fn settings(
-    cfg: &StoreConfig,
-    l: &Layout,
-    shard_offset: usize,
-) -> [(&'static str, usize, bool, u64); 14] {
+/// A layout-deciding setting: name, header offset, 8 bytes wide?, value.
+type Setting = (&'static str, usize, bool, u64);
+
+/// The layout-deciding settings, in the order a mismatch is reported
+/// (those a user sets directly first).
+fn settings(cfg: &StoreConfig, l: &Layout, shard_offset: usize) -> [Setting; 14] {
+    use field::*;
     let ev = eviction_words(cfg.eviction);
+    let memory = cfg.item_memory_bytes as u64;
     [
-        ("shards", field::SHARDS, false, l.shards as u64),
-        ("eviction policy", field::EVICTION, false, ev[0] as u64),
-        ("eviction max", field::EVICTION_MAX, false, ev[1] as u64),
-        ("eviction merge", field::EVICTION_MERGE, false, ev[2] as u64),
+        ("item memory bytes", ITEM_MEMORY, true, memory),
+        ("max item bytes", MAX_ITEM, true, cfg.max_item_bytes as u64),
         (
-            "eviction compact",
-            field::EVICTION_COMPACT,
-            false,
-            ev[3] as u64,
+            "segment bytes",
+            SEGMENT_BYTES,
+            true,
+            cfg.segment_bytes as u64,
         ),
+        ("shards", SHARDS, false, l.shards as u64),
+        ("eviction policy", EVICTION, false, ev[0] as u64),
+        ("eviction max", EVICTION_MAX, false, ev[1] as u64),
+        ("eviction merge", EVICTION_MERGE, false, ev[2] as u64),
+        ("eviction compact", EVICTION_COMPACT, false, ev[3] as u64),
         (
             "overflow percent",
-            field::OVERFLOW_PERCENT,
+            OVERFLOW_PERCENT,
             false,
             cfg.overflow_percent as u64,
         ),
         (
-            "item memory bytes",
-            field::ITEM_MEMORY,
-            true,
-            cfg.item_memory_bytes as u64,
-        ),
-        (
-            "segment bytes",
-            field::SEGMENT_BYTES,
-            true,
-            cfg.segment_bytes as u64,
-        ),
-        (
-            "max item bytes",
-            field::MAX_ITEM,
-            true,
-            cfg.max_item_bytes as u64,
-        ),
-        (
             "hash buckets per shard",
-            field::MAIN_BUCKETS,
+            MAIN_BUCKETS,
             true,
             l.main_buckets as u64,
         ),
-        (
-            "segments per shard",
-            field::SEGMENTS,
-            true,
-            l.segments as u64,
-        ),
-        (
-            "arena bytes",
-            field::TOTAL_BYTES,
-            true,
-            l.total_bytes as u64,
-        ),
+        ("segments per shard", SEGMENTS, true, l.segments as u64),
+        ("arena bytes", TOTAL_BYTES, true, l.total_bytes as u64),
         (
             "arena alignment offset",
-            field::SHARD_OFFSET,
+            SHARD_OFFSET,
             true,
             shard_offset as u64,
         ),
-        ("hash seed", field::SEED, true, cfg.seed),
+        ("hash seed", SEED, true, cfg.seed),
     ]
 }
 
