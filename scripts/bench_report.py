@@ -1,11 +1,36 @@
 #!/usr/bin/env python3
-"""Summarises scripts/bench-tcp results: medians per server and the ratio petrel/memcached.
+"""Benchmark summaries and the Markdown/PNG report.
 
-Input: a TSV file with lines `NAME<TAB>ROUND<TAB>key=value key=value ...` as written by
-scripts/bench-tcp (NAME is petrel, memcached, memcaslap-petrel or memcaslap-memcached).
+Three uses:
+
+  bench_report.py RESULTS.tsv
+      Summary of a scripts/bench-tcp run (lines `NAME<TAB>ROUND<TAB>key=value ...`, NAME
+      petrel, memcached, memcaslap-petrel or memcaslap-memcached): medians per server and the
+      ratio petrel/memcached, printed to stdout.
+
+  bench_report.py criterion CRITERION_DIR ROUND LOG START_EPOCH
+      Turns the criterion results of one `cargo bench -p petrel-core --bench store` run (the
+      `new/sample.json` of every function measured since START_EPOCH) and the memory report in
+      its LOG into scripts/bench result lines on stdout:
+        core<TAB>FUNCTION<TAB>ROUND<TAB>group=.. ns_per_op=.. ops_per_sec=.. samples_ns=a,b,..
+        corememory<TAB>STORE<TAB>ROUND<TAB>items=.. overhead_segment_b=.. overhead_total_b=..
+
+  bench_report.py report --raw DIR --out REPORT.md
+      The report of a scripts/bench run: reads DIR/results.tsv (lines
+      `SECTION<TAB>SERVER<TAB>ROUND<TAB>key=value ...`), DIR/machine.tsv and DIR/xdp.txt, writes
+      REPORT.md and PNG plots next to it (matplotlib; without it the report says so).
 """
+import glob
+import json
+import math
+import os
+import re
 import statistics
 import sys
+
+
+# --------------------------------------------------------------------------------------------
+# scripts/bench-tcp summary (unchanged interface)
 
 
 def parse(path):
@@ -33,8 +58,8 @@ def median(rows, key):
     return statistics.median(vals) if vals else float("nan")
 
 
-def main():
-    rows = parse(sys.argv[1])
+def tcp_summary(path):
+    rows = parse(path)
     cols = [
         ("ops_per_sec", "ops/s", "{:>10.0f}"),
         ("p50_us", "p50 us", "{:>8.1f}"),
@@ -70,5 +95,571 @@ def main():
             a, b, a / b if b else float("nan")))
 
 
+# --------------------------------------------------------------------------------------------
+# criterion results -> result lines
+
+STORE_GROUP_PREFIXES = ("get_hit_", "get_miss_", "mix_", "set_")
+MEMORY_LINE = re.compile(
+    r"^memory: (\S+)\s+(\d+) items .*?overhead ([0-9.]+) B/item \(segment memory only\), ([0-9.]+) B/item"
+)
+
+
+def criterion_lines(crit_dir, rnd, log, start):
+    out = []
+    for bench in sorted(glob.glob(os.path.join(crit_dir, "*", "*", "new", "benchmark.json"))):
+        new = os.path.dirname(bench)
+        sample = os.path.join(new, "sample.json")
+        if not os.path.exists(sample) or os.path.getmtime(sample) < start:
+            continue
+        with open(bench) as f:
+            meta = json.load(f)
+        group = meta.get("group_id", "")
+        if not group.startswith(STORE_GROUP_PREFIXES):
+            continue
+        elems = (meta.get("throughput") or {}).get("Elements") or 1
+        with open(sample) as f:
+            s = json.load(f)
+        per_op = [t / i / elems for i, t in zip(s["iters"], s["times"]) if i > 0]
+        if not per_op:
+            continue
+        ns = statistics.median(per_op)
+        out.append("core\t%s\t%s\tgroup=%s ns_per_op=%.3f ops_per_sec=%.0f samples_ns=%s" % (
+            meta["function_id"], rnd, group, ns, 1e9 / ns, ",".join("%.2f" % v for v in per_op)))
+    with open(log, errors="replace") as f:
+        for line in f:
+            m = MEMORY_LINE.match(line)
+            if m:
+                out.append("corememory\t%s\t%s\titems=%s overhead_segment_b=%s overhead_total_b=%s" % (
+                    m.group(1), rnd, m.group(2), m.group(3), m.group(4)))
+    if not any(l.startswith("core\t") for l in out):
+        sys.exit("bench_report: no criterion results newer than the run start in %s" % crit_dir)
+    print("\n".join(out))
+
+
+# --------------------------------------------------------------------------------------------
+# the report
+
+PEER = {"tcp": "memcached", "udp": "memcached", "mem": "memcached"}
+CELL_KEYS = ("threads", "get_ratio", "value_size", "pipeline")
+# Differences smaller than this fraction are ties, not losses.
+TIE = 0.03
+PCTS = [("p50_us", 50.0), ("p90_us", 90.0), ("p99_us", 99.0), ("p999_us", 99.9)]
+
+
+def read_results(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            section, server, rnd, fields = line.split("\t", 3)
+            vals = {}
+            for kv in fields.split():
+                k, _, v = kv.partition("=")
+                try:
+                    vals[k] = float(v)
+                except ValueError:
+                    vals[k] = v
+            rows.append((section, server, int(rnd), vals))
+    return rows
+
+
+def read_machine(path):
+    m = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                k, _, v = line.rstrip("\n").partition("\t")
+                m[k] = v
+    return m
+
+
+def med(vals):
+    return statistics.median(vals) if vals else float("nan")
+
+
+def spread(vals, fmt):
+    if not vals:
+        return "-"
+    return (fmt + "–" + fmt) % (min(vals), max(vals))
+
+
+def ratio(a, b):
+    return a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
+
+
+def fmt_ratio(r):
+    return "-" if math.isnan(r) else "%.2f×" % r
+
+
+def cell_label(v):
+    mix = "%d/%d" % (round(float(v["get_ratio"]) * 100), 100 - round(float(v["get_ratio"]) * 100))
+    size = "%d B" % v["value_size"] if v["value_size"] < 1024 else "%g KiB" % (v["value_size"] / 1024)
+    return "-t %d, %s, %s, depth %d" % (v["threads"], mix, size, v["pipeline"])
+
+
+def cell_key(v):
+    return tuple(v[k] for k in CELL_KEYS)
+
+
+def net_cells(rows, section):
+    """{cell: {server: [runs]}} in a stable order."""
+    cells = {}
+    for sec, server, _rnd, v in rows:
+        if sec == section:
+            cells.setdefault(cell_key(v), {}).setdefault(server, []).append(v)
+    return dict(sorted(cells.items()))
+
+
+class Report:
+    def __init__(self, raw, out):
+        self.raw = raw
+        self.out = out
+        self.dir = os.path.dirname(os.path.abspath(out))
+        self.rows = read_results(os.path.join(raw, "results.tsv"))
+        self.machine = read_machine(os.path.join(raw, "machine.tsv"))
+        self.lines = []
+        self.losses = {}
+        self.compared = {}
+        self.plots = {}
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            self.plt = plt
+        except ImportError:
+            self.plt = None
+
+    def w(self, s=""):
+        self.lines.append(s)
+
+    def loss(self, category, text, clear=True):
+        """A comparison Petrel loses; `clear` is False when the runs' spreads overlap."""
+        self.losses.setdefault(category, []).append(text + ("" if clear else " (within the run-to-run spread)"))
+
+    def save(self, fig, name):
+        path = os.path.join(self.dir, name)
+        fig.savefig(path, dpi=80)
+        self.plt.close(fig)
+        self.plots[name] = path
+        return name
+
+    # --- sections ---------------------------------------------------------------------------
+
+    def header(self):
+        m = self.machine
+        self.w("# Petrel benchmark report")
+        self.w()
+        self.w("Generated by `scripts/bench%s` on %s (%s s). Every number below was measured in that run "
+               "on the machine described here; rerun the script to get yours." % (
+                   " --quick" if m.get("mode") == "quick" else (" --tiny" if m.get("mode") == "tiny" else ""),
+                   m.get("date", "?"), m.get("duration_s", "?")))
+        self.w()
+        self.w("| machine | |")
+        self.w("| --- | --- |")
+        for k, label in [("cpu", "CPU"), ("cores", "cores"), ("memory", "memory"), ("kernel", "kernel"),
+                         ("os", "OS"), ("petrel", "Petrel"), ("memcached", "memcached"), ("rustc", "rustc"),
+                         ("segcache", "segcache"), ("hashbrown", "hashbrown"), ("pinning", "pinning"),
+                         ("load_before", "load average before / after")]:
+            val = m.get(k, "?")
+            if k == "load_before":
+                val = "%s / %s" % (m.get("load_before", "?"), m.get("load_after", "?"))
+            self.w("| %s | %s |" % (label, val.replace("|", "/")))
+        self.w()
+        self.w("Method: each network cell is measured in %s alternating rounds (the server order flips "
+               "every round), %s s per cell after a warm-up, by the same client (`petrel-load`, closed loop, "
+               "%s connections, one client thread, HDR histogram) against a fresh server per round "
+               "(`-m 64`, keys preloaded). Tables quote the median of the rounds and the spread (min–max). "
+               "Server CPU time per request is the server's user+system time over the measured interval "
+               "(`/proc/PID/stat`) divided by the requests completed; RSS is the server's VmRSS after the "
+               "cell. The machine has 2 cores: the server is pinned to one and the client to the other, so "
+               "a `-t 2` server runs both workers on one core, and the load generator (one core) can be "
+               "the bottleneck at depth 1. Other work on the machine during the run shows up as spread."
+               % (m.get("runs", "?"), m.get("cell_secs", "?"), m.get("connections", "?")))
+        self.w()
+
+    def core(self):
+        core = [r for r in self.rows if r[0] == "core"]
+        if not core:
+            return
+        self.w("## Core store, in process (criterion)")
+        self.w()
+        self.w("`core/benches/store.rs`: Petrel's store vs Pelikan's `segcache` crate (same item memory, "
+               "segment size, hash table size and merge eviction) vs a `hashbrown::HashMap<Vec<u8>, Vec<u8>>` "
+               "(`hashbrown_locked`: the same map behind a lock, as a shared cache would need). Time per "
+               "operation: median over criterion's samples (%s criterion run(s)); spread: the middle 80 %% "
+               "of the samples (p10–p90) over all runs." % self.machine.get("core_runs", "?"))
+        self.w()
+        groups = {}
+        for _s, fn, _r, v in core:
+            groups.setdefault(v["group"], {}).setdefault(fn, []).append(v)
+        fns_order = ["petrel", "segcache", "hashbrown", "hashbrown_locked"]
+        self.w("| benchmark | store | ns/op (median) | p10–p90 ns/op | Mops/s | Petrel/this (speed) |")
+        self.w("| --- | --- | ---: | ---: | ---: | ---: |")
+        plot = []
+        for g in sorted(groups):
+            fns = groups[g]
+            stats_ = {}
+            for fn, runs in fns.items():
+                samples = []
+                for r in runs:
+                    samples += [float(x) for x in str(r["samples_ns"]).split(",") if x]
+                samples.sort()
+                p10 = samples[int(0.1 * (len(samples) - 1))]
+                p90 = samples[int(0.9 * (len(samples) - 1))]
+                stats_[fn] = (med([r["ns_per_op"] for r in runs]), p10, p90)
+            pns = stats_.get("petrel", (float("nan"),))[0]
+            for fn in sorted(stats_, key=lambda f: fns_order.index(f) if f in fns_order else 9):
+                ns, p10, p90 = stats_[fn]
+                rel = "" if fn == "petrel" else fmt_ratio(ratio(ns, pns))
+                self.w("| %s | %s | %.1f | %.1f–%.1f | %.2f | %s |" % (g, fn, ns, p10, p90, 1e3 / ns, rel))
+                if fn != "petrel" and not math.isnan(pns) and ns < pns:
+                    self.loss("Core store, in process (Petrel slower)",
+                              "`%s`: %s %.1f vs Petrel %.1f ns/op (Petrel at %.2f× its speed)" % (
+                                  g, fn, ns, pns, ns / pns), clear=stats_["petrel"][1] > p90)
+            plot.append((g, stats_))
+        self.w()
+        mem = [r for r in self.rows if r[0] == "corememory"]
+        if mem:
+            self.w("In-process memory report (16 B keys + 32 B values into 64 MiB of segments until the first "
+                   "eviction; FIFO eviction):")
+            self.w()
+            self.w("| store | items resident | overhead B/item (segments only) | overhead B/item (with hash table) |")
+            self.w("| --- | ---: | ---: | ---: |")
+            by = {}
+            for _s, store, _r, v in mem:
+                by.setdefault(store, []).append(v)
+            for store, vs in by.items():
+                self.w("| %s | %d | %.2f | %.2f |" % (store, med([v["items"] for v in vs]),
+                                                       med([v["overhead_segment_b"] for v in vs]),
+                                                       med([v["overhead_total_b"] for v in vs])))
+            self.w()
+        if self.plt and plot:
+            plt = self.plt
+            fig, ax = plt.subplots(figsize=(11, 4.2))
+            fns = [f for f in fns_order if any(f in s for _g, s in plot)]
+            width = 0.8 / max(1, len(fns))
+            for i, fn in enumerate(fns):
+                xs, ys, lo, hi = [], [], [], []
+                for j, (_g, s) in enumerate(plot):
+                    if fn in s:
+                        ns, p10, p90 = s[fn]
+                        xs.append(j + (i - (len(fns) - 1) / 2) * width)
+                        ys.append(1e3 / ns)
+                        lo.append(1e3 / ns - 1e3 / p90)
+                        hi.append(1e3 / p10 - 1e3 / ns)
+                ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=fn)
+            ax.set_xticks(range(len(plot)))
+            ax.set_xticklabels([g for g, _ in plot], rotation=15, ha="right", fontsize=8)
+            ax.set_ylabel("million operations / s (one core)")
+            ax.set_title("Store operations in process (error bars: p10–p90 of samples)")
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            self.w("![core store throughput](%s)" % self.save(fig, "core-store.png"))
+            self.w()
+
+    def network(self, section, title, intro):
+        cells = net_cells(self.rows, section)
+        if not cells:
+            return None
+        peer = PEER[section]
+        self.w("## %s" % title)
+        self.w()
+        self.w(intro)
+        self.w()
+        self.w("| workload | server | ops/s (median) | spread ops/s | p50 µs | p99 µs | p99.9 µs | max µs | "
+               "CPU µs/req | RSS MiB | Petrel/peer ops/s | p99 | CPU/req |")
+        self.w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        summary = []
+        for key, servers in cells.items():
+            label = cell_label(servers[next(iter(servers))][0])
+            agg = {}
+            for server, runs in servers.items():
+                keys = ("ops_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "max_us",
+                        "server_cpu_us_per_req", "rss_kb", "errors", "misses", "lost", "other_cpu_pct")
+                a = {k: med([r[k] for r in runs if k in r]) for k in keys}
+                a["all"] = {k: [r[k] for r in runs if k in r] for k in keys}
+                a["runs"] = a["all"]["ops_per_sec"]
+                agg[server] = a
+            p, m = agg.get("petrel"), agg.get(peer)
+            for server in ("petrel", peer):
+                a = agg.get(server)
+                if not a:
+                    continue
+                rs = ["-", "-", "-"]
+                if server == "petrel" and m:
+                    rs = [fmt_ratio(ratio(a["ops_per_sec"], m["ops_per_sec"])),
+                          fmt_ratio(ratio(a["p99_us"], m["p99_us"])),
+                          fmt_ratio(ratio(a["server_cpu_us_per_req"], m["server_cpu_us_per_req"]))]
+                self.w("| %s | %s | %.0f | %s | %.1f | %.1f | %.1f | %.0f | %.2f | %.1f | %s | %s | %s |" % (
+                    label, server, a["ops_per_sec"], spread(a["runs"], "%.0f"), a["p50_us"], a["p99_us"],
+                    a["p999_us"], a["max_us"], a["server_cpu_us_per_req"], a["rss_kb"] / 1024, *rs))
+            if p and m:
+                summary.append((label, key, p, m))
+                sec = section.upper()
+                # (metric, unit, higher is better, format)
+                for k, name, better_high, fmt in (
+                        ("ops_per_sec", "throughput", True, "%.0f ops/s"),
+                        ("p50_us", "p50 latency", False, "%.1f µs"),
+                        ("p99_us", "p99 latency", False, "%.1f µs"),
+                        ("p999_us", "p99.9 latency", False, "%.1f µs"),
+                        ("server_cpu_us_per_req", "server CPU per request", False, "%.2f µs")):
+                    cat = "%s %s" % (sec, name)
+                    self.compared[cat] = self.compared.get(cat, 0) + 1
+                    r = ratio(p[k], m[k])
+                    worse = r < 1 - TIE if better_high else r > 1 + TIE
+                    if not worse:
+                        continue
+                    pa, ma = p["all"][k], m["all"][k]
+                    clear = (max(pa) < min(ma)) if better_high else (min(pa) > max(ma))
+                    self.loss(cat, "%s: %s vs %s (%.2f×)" % (label, fmt % p[k], fmt % m[k], r), clear)
+            for server, a in agg.items():
+                bad = [k for k in ("errors", "lost") if a.get(k, 0) and a[k] > 0]
+                if bad:
+                    self.w()
+                    self.w("Note: %s in `%s` had %s (median per run)." % (
+                        server, label, ", ".join("%s %.0f" % (k, a[k]) for k in bad)))
+        self.w()
+        if summary:
+            # resident memory: one line for the section
+            worse = [(p["rss_kb"], m["rss_kb"]) for _l, _k, p, m in summary if p["rss_kb"] > (1 + TIE) * m["rss_kb"]]
+            if worse:
+                self.loss("%s resident memory" % section.upper(),
+                          "Petrel %.0f–%.0f MiB vs %s %.0f–%.0f MiB in %d of %d workloads" % (
+                              min(a for a, _ in worse) / 1024, max(a for a, _ in worse) / 1024, peer,
+                              min(b for _, b in worse) / 1024, max(b for _, b in worse) / 1024,
+                              len(worse), len(summary)))
+        other = [v for _l, _k, p, m in summary for a in (p, m) for v in a["all"]["other_cpu_pct"]]
+        if other:
+            self.w("Interference: other work on the server's core (busy time not spent in the server) was "
+                   "median %.0f %%, max %.0f %% of the core during the measured cells." % (med(other), max(other)))
+            self.w()
+        if summary:
+            ratios = [ratio(p["ops_per_sec"], m["ops_per_sec"]) for _l, _k, p, m in summary]
+            self.w("Throughput ratio Petrel/%s over the %d workloads: median %.2f×, range %.2f×–%.2f×." % (
+                peer, len(ratios), med(ratios), min(ratios), max(ratios)))
+            self.w()
+        if self.plt and summary:
+            self.w("![%s throughput](%s)" % (section, self.throughput_plot(section, summary, peer)))
+            self.w()
+            self.w("![%s latency percentiles](%s)" % (section, self.latency_plot(section, summary, peer)))
+            self.w()
+        return summary
+
+    def throughput_plot(self, section, summary, peer):
+        plt = self.plt
+        fig, ax = plt.subplots(figsize=(max(7, 0.75 * len(summary) + 2), 4.5))
+        for i, (server, color) in enumerate((("petrel", "tab:blue"), (peer, "tab:orange"))):
+            xs, ys, lo, hi = [], [], [], []
+            for j, (_l, _k, p, m) in enumerate(summary):
+                a = p if server == "petrel" else m
+                xs.append(j + (i - 0.5) * 0.4)
+                ys.append(a["ops_per_sec"] / 1e3)
+                lo.append((a["ops_per_sec"] - min(a["runs"])) / 1e3)
+                hi.append((max(a["runs"]) - a["ops_per_sec"]) / 1e3)
+            ax.bar(xs, ys, 0.4, yerr=[lo, hi], capsize=2, label=server, color=color)
+        ax.set_xticks(range(len(summary)))
+        ax.set_xticklabels([l for l, _k, _p, _m in summary], rotation=35, ha="right", fontsize=7)
+        ax.set_ylabel("thousand requests / s")
+        ax.set_title("%s throughput, median of %s runs (error bars: min–max) — %s" % (
+            section.upper(), self.machine.get("runs", "?"), self.machine.get("date", "")))
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        return self.save(fig, "%s-throughput.png" % section)
+
+    def latency_plot(self, section, summary, peer):
+        plt = self.plt
+        n = len(summary)
+        cols = min(4, n)
+        rows = (n + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(max(6.4, 3.2 * cols), 2.6 * rows + 0.4), squeeze=False)
+        # x: "nines" scale, -log10(1 - q); the max is drawn one step beyond p99.9
+        xs = [-math.log10(1 - q / 100) for _k, q in PCTS] + [4.0]
+        labels = ["50", "90", "99", "99.9", "max"]
+        for idx, (label, _k, p, m) in enumerate(summary):
+            ax = axes[idx // cols][idx % cols]
+            for server, a, color in (("petrel", p, "tab:blue"), (peer, m, "tab:orange")):
+                ys = [a[k] for k, _q in PCTS] + [a["max_us"]]
+                ax.plot(xs, ys, marker="o", ms=3, label=server, color=color)
+            ax.set_yscale("log")
+            ax.set_xticks(xs)
+            ax.set_xticklabels(labels, fontsize=7)
+            ax.tick_params(axis="y", labelsize=7)
+            ax.set_title(label, fontsize=8)
+            ax.grid(True, which="both", alpha=0.3)
+            if idx % cols == 0:
+                ax.set_ylabel("latency µs", fontsize=7)
+            if idx == 0:
+                ax.legend(fontsize=7)
+        for idx in range(n, rows * cols):
+            axes[idx // cols][idx % cols].axis("off")
+        fig.suptitle("%s latency by percentile (median of runs per percentile)" % section.upper(), fontsize=9)
+        fig.tight_layout()
+        return self.save(fig, "%s-latency.png" % section)
+
+    def xdp(self):
+        path = os.path.join(self.raw, "xdp.txt")
+        if not os.path.exists(path):
+            return
+        with open(path, errors="replace") as f:
+            text = f.read().strip()
+        self.w("## UDP through AF_XDP on the veth topology")
+        self.w()
+        self.w("Output of `scripts/bench-udp` (or why it did not run):")
+        self.w()
+        self.w("```text")
+        self.w(text[-6000:] if text else "(no output)")
+        self.w("```")
+        self.w()
+
+    def memory(self):
+        mem = [r for r in self.rows if r[0] == "mem"]
+        if not mem:
+            return
+        self.w("## Memory efficiency: items kept with `-m 64`")
+        self.w()
+        self.w("`scripts/bench_mem.py` fills a fresh server (`-m 64 -t 1`) with `set`s until its `stats` show "
+               "the first eviction (or `curr_items` falling behind the stores that succeeded), then reads every "
+               "key it stored with multi-key `get`s and checks each value; *hits* is what the server still "
+               "holds. Workloads: **small** = 16 B keys + 32 B values; **mix** = 32 B keys with values "
+               "64 B–4 KiB, skewed small (35 %% 64–127 B … 2 %% 4 KiB, mean ≈ 420 B). %s round(s); median "
+               "quoted, spread min–max. Item memory is `-m`; both servers keep their hash table outside it, "
+               "so RSS is shown too." % self.machine.get("mem_rounds", "?"))
+        self.w()
+        self.w("| workload | server | hits after fill (median) | spread | items before first eviction | "
+               "value MiB held | RSS MiB | Petrel/peer hits |")
+        self.w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        by = {}
+        for _s, server, _r, v in mem:
+            by.setdefault(v["workload"], {}).setdefault(server, []).append(v)
+        plot = []
+        for wl in ("small", "mix"):
+            servers = by.get(wl, {})
+            agg = {s: {k: med([r[k] for r in rs]) for k in
+                       ("hits", "items_before_eviction", "hit_value_bytes", "rss_kb", "evictions")}
+                   for s, rs in servers.items()}
+            for s, rs in servers.items():
+                agg[s]["runs"] = [r["hits"] for r in rs]
+            p, m = agg.get("petrel"), agg.get("memcached")
+            for server in ("petrel", "memcached"):
+                a = agg.get(server)
+                if not a:
+                    continue
+                rr = fmt_ratio(ratio(p["hits"], m["hits"])) if server == "petrel" and p and m else "-"
+                self.w("| %s | %s | %d | %s | %d | %.1f | %.1f | %s |" % (
+                    wl, server, a["hits"], spread(a["runs"], "%d"), a["items_before_eviction"],
+                    a["hit_value_bytes"] / 2**20, a["rss_kb"] / 1024, rr))
+                if a["evictions"] == 0:
+                    self.w()
+                    self.w("Note: %s / %s stopped without an eviction counted: items went missing "
+                           "(`curr_items` below the successful stores) before any eviction was reported." % (
+                               wl, server))
+                    self.w()
+            if p and m:
+                plot.append((wl, p, m))
+                cat = "Memory efficiency"
+                if p["hits"] < (1 - TIE) * m["hits"]:
+                    self.loss(cat, "`%s`: Petrel keeps %d items, memcached %d (%.2f×)" % (
+                        wl, p["hits"], m["hits"], p["hits"] / m["hits"]))
+                if p["rss_kb"] > (1 + TIE) * m["rss_kb"]:
+                    self.loss(cat, "`%s`: Petrel's RSS when full is %.1f MiB, memcached's %.1f MiB (%.2f×)" % (
+                        wl, p["rss_kb"] / 1024, m["rss_kb"] / 1024, p["rss_kb"] / m["rss_kb"]))
+                if p["items_before_eviction"] > 0 and p["hits"] < 0.95 * p["items_before_eviction"]:
+                    self.loss(cat,
+                              "`%s`: Petrel's first eviction drops many items at once (it evicts whole "
+                              "segments): %d items before it, %d after" % (wl, p["items_before_eviction"], p["hits"]))
+        self.w()
+        if self.plt and plot:
+            plt = self.plt
+            fig, axes = plt.subplots(1, len(plot), figsize=(4 * len(plot), 3.6), squeeze=False)
+            for ax, (wl, p, m) in zip(axes[0], plot):
+                names = ["petrel", "memcached"]
+                vals = [p["hits"], m["hits"]]
+                lo = [p["hits"] - min(p["runs"]), m["hits"] - min(m["runs"])]
+                hi = [max(p["runs"]) - p["hits"], max(m["runs"]) - m["hits"]]
+                ax.bar(names, vals, yerr=[lo, hi], capsize=3, color=["tab:blue", "tab:orange"])
+                ax.bar(names, [p["items_before_eviction"], m["items_before_eviction"]], fill=False,
+                       edgecolor="gray", linestyle="--", label="before first eviction")
+                ax.set_title("%s (%s)" % (wl, "16 B keys, 32 B values" if wl == "small" else
+                                          "32 B keys, 64 B–4 KiB values"), fontsize=9)
+                ax.set_ylabel("items retained (hits on full scan)", fontsize=8)
+                ax.legend(fontsize=7)
+            fig.suptitle("Items kept with -m 64", fontsize=10)
+            fig.tight_layout()
+            self.w("![items retained](%s)" % self.save(fig, "memory-items.png"))
+            self.w()
+
+    def losses_section(self):
+        self.w("## Where Petrel loses")
+        self.w()
+        if not self.losses:
+            self.w("In this run Petrel was not behind its peer by more than %d %% on any figure compared below."
+                   % round(TIE * 100))
+            self.w()
+            return
+        self.w("Every comparison below in which Petrel is behind its peer by more than %d %% (smaller "
+               "differences count as ties), as measured in this run. A loss marked *within the run-to-run "
+               "spread* is one where the ranges of the rounds overlap." % round(TIE * 100))
+        self.w()
+        for cat, items in self.losses.items():
+            n = self.compared.get(cat)
+            self.w("- **%s**%s:" % (cat, " (%d of %d workloads)" % (len(items), n) if n else ""))
+            for t in items:
+                self.w("  - " + t)
+        if any("resident memory" in c for c in self.losses):
+            self.w()
+            self.w("About resident memory: Petrel maps its whole arena (item memory plus hash table) at start-up "
+                   "and, running as root, locks it in RAM (`mlock`), so its RSS is the full size from the first "
+                   "request; memcached's grows with the data stored. The memory section compares both when full.")
+        self.w()
+
+    def write(self):
+        self.header()
+        if self.plt is None:
+            self.w("> matplotlib is not installed for this Python: no plots in this report.")
+            self.w()
+        body_start = len(self.lines)
+        self.core()
+        self.network("tcp", "TCP: Petrel vs memcached on loopback",
+                     "Same client and workloads for both: `get` with the stated probability, else `set`, "
+                     "16 B keys, over 100k keys (32 B values) or 20k keys (1 KiB values), all preloaded. "
+                     "Latency is per request, from send to complete reply, including client-side queueing "
+                     "at depth 8.")
+        self.network("udp", "UDP on loopback: Petrel's kernel-UDP front end vs memcached -U",
+                     "One request per datagram (memcache UDP frame), `-t 1`, 32 B values, 100k keys "
+                     "preloaded over TCP. A request without a reply within 500 ms counts as lost.")
+        self.xdp()
+        self.memory()
+        body = self.lines[body_start:]
+        self.lines = self.lines[:body_start]
+        self.losses_section()
+        self.lines += body
+        with open(self.out, "w") as f:
+            f.write("\n".join(self.lines).rstrip() + "\n")
+        print("bench_report: wrote %s and %d plot(s)" % (self.out, len(self.plots)))
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[1] == "criterion":
+        if len(argv) != 6:
+            sys.exit("usage: bench_report.py criterion CRITERION_DIR ROUND LOG START_EPOCH")
+        criterion_lines(argv[2], int(argv[3]), argv[4], float(argv[5]))
+    elif len(argv) >= 2 and argv[1] == "report":
+        import argparse
+
+        ap = argparse.ArgumentParser(prog="bench_report.py report")
+        ap.add_argument("--raw", required=True)
+        ap.add_argument("--out", required=True)
+        a = ap.parse_args(argv[2:])
+        Report(a.raw, a.out).write()
+    elif len(argv) == 2 and os.path.isfile(argv[1]):
+        tcp_summary(argv[1])
+    else:
+        sys.exit(__doc__)
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv)
