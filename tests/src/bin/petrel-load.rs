@@ -349,7 +349,14 @@ fn run_udp(
     }
     let mut ss: Vec<Sock> = (0..socks)
         .map(|i| {
-            let std = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            // Any local address of the server's family: the route picks
+            // the source (loopback for a loopback server).
+            let local = if args.server.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            };
+            let std = std::net::UdpSocket::bind(local).expect("bind");
             std.connect(args.server).expect("connect");
             petrel_tests::udp::set_recv_buffer(&std, 4 << 20);
             std.set_nonblocking(true).expect("nonblocking");
