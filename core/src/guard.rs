@@ -343,6 +343,13 @@ pub struct UdpGuard {
     stats: GuardStats,
 }
 
+/// `stats` prints the guard's counters as `udp_guard_<name>`.
+impl crate::engine::StatsSource for UdpGuard {
+    fn for_each_stat(&self, f: &mut dyn FnMut(&str, &str, u64)) {
+        self.stats.for_each(|name, _, _, v| f("udp_guard_", name, v));
+    }
+}
+
 impl fmt::Debug for UdpGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UdpGuard")

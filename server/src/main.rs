@@ -175,6 +175,11 @@ fn run() -> Result<(), Exit> {
     );
     let mut frontend_config = cache::frontend_config(&settings);
     frontend_config.udp_guard = Some(udp_guard.clone());
+    // `stats` prints the guard's counters (udp_guard_*).
+    let guard_stats: &'static petrel_core::guard::UdpGuard = Box::leak(Box::new(udp_guard.clone()));
+    if !engine.add_stats_source(guard_stats) {
+        log::warn!("stats: no room for the UDP guard's counters");
+    }
     let frontend = petrel_tcp::Frontend::bind(frontend_config)
         .map_err(|e| os_error(format!("petrel: cannot bind: {e}")))?;
     // AF_XDP needs its privileges: attach before they are dropped.

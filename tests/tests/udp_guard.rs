@@ -1,0 +1,192 @@
+//! The UDP amplification guard against the real binary over loopback.
+//!
+//! Loopback is allowlisted by default, so these tests start petrel with
+//! `--udp-allow none`: then 127.0.0.1 is an unverified source like any
+//! other, its replies are capped at `--udp-max-amplification` times the
+//! request's bytes (UDP payloads, frame headers included) and rate-limited
+//! per source (`--udp-rate`, `--udp-burst`). Every decision must show in
+//! `stats` as `udp_guard_*`.
+
+use petrel_tests::server::{Kind, Server, Target};
+use petrel_tests::tcp::{storage_cmd, Conn};
+use petrel_tests::udp::{ends_with_end, FrameHeader, UdpClient};
+use std::time::{Duration, Instant};
+
+const TOO_LARGE: &[u8] = b"SERVER_ERROR reply too large for UDP\r\n";
+
+fn petrel() -> Option<Target> {
+    let t = Target::from_env()?;
+    if t.kind != Kind::Petrel {
+        eprintln!("SKIPPED: the UDP guard is Petrel's own (memcached has none)");
+        return None;
+    }
+    Some(t)
+}
+
+/// `stats` over TCP as (name, value) pairs.
+fn stats(server: &Server) -> Vec<(String, String)> {
+    let mut c = Conn::connect(server.tcp_addr());
+    c.send(b"stats\r\n");
+    let text = c.read_until_suffix(b"END\r\n", Duration::from_secs(10));
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.strip_prefix("STAT ")?.splitn(2, ' ');
+            Some((it.next()?.to_string(), it.next()?.to_string()))
+        })
+        .collect()
+}
+
+fn stat(server: &Server, name: &str) -> u64 {
+    let all = stats(server);
+    all.iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no STAT {name} in {all:?}"))
+        .1
+        .parse()
+        .unwrap()
+}
+
+fn set(server: &Server, key: &str, value: &[u8]) {
+    let mut c = Conn::connect(server.tcp_addr());
+    c.check(&storage_cmd("set", key, 0, 0, value, false), b"STORED\r\n");
+}
+
+fn send(client: &mut UdpClient, payload: &[u8]) -> u16 {
+    let id = client.next_request_id();
+    client.send_frame(
+        FrameHeader {
+            request_id: id,
+            seq: 0,
+            total: 1,
+            reserved: 0,
+        },
+        payload,
+    );
+    id
+}
+
+#[test]
+fn loopback_is_trusted_by_default() {
+    let Some(target) = petrel() else { return };
+    let server = target.start();
+    let big = vec![b'b'; 20_000];
+    set(&server, "big", &big);
+    let mut u = UdpClient::connect(server.udp_addr());
+    let r = u
+        .request(b"get big\r\n", ends_with_end, Duration::from_secs(10))
+        .expect("the whole reply");
+    assert_eq!(r.bytes.len(), "VALUE big 0 20000\r\n".len() + 20_002 + 5);
+    assert!(r.datagrams.len() > 10);
+    assert_eq!(stat(&server, "udp_guard_requests_trusted"), 1);
+    assert_eq!(stat(&server, "udp_guard_replies_replaced"), 0);
+}
+
+#[test]
+fn replies_over_the_cap_are_replaced_or_dropped_and_counted() {
+    let Some(target) = petrel() else { return };
+    // 10x: "get small\r\n" is 8 + 11 = 19 bytes, so 190 bytes may come back.
+    let server = target
+        .builder()
+        .arg("--udp-allow")
+        .arg("none")
+        .arg("--udp-rate")
+        .arg("0")
+        .start();
+    set(&server, "small", b"0123456789");
+    set(&server, "big", &vec![b'x'; 5000]);
+    let mut u = UdpClient::connect(server.udp_addr());
+    let r = u
+        .request(b"get small\r\n", ends_with_end, Duration::from_secs(10))
+        .expect("a small reply passes");
+    assert_eq!(r.bytes, b"VALUE small 0 10\r\n0123456789\r\nEND\r\n");
+    // 5000 bytes for a 17-byte request: the short error instead.
+    let r = u
+        .request(
+            b"get big\r\n",
+            |b| b.ends_with(b"\r\n"),
+            Duration::from_secs(10),
+        )
+        .expect("the error datagram");
+    assert_eq!(r.bytes, TOO_LARGE);
+    assert_eq!(r.datagrams.len(), 1);
+    assert_eq!(stat(&server, "udp_guard_replies_replaced"), 1);
+    assert_eq!(stat(&server, "udp_guard_requests_checked"), 1);
+    assert_eq!(stat(&server, "udp_guard_requests_trusted"), 0);
+    // The value is intact over TCP.
+    let mut c = Conn::connect(server.tcp_addr());
+    c.send(b"get big\r\n");
+    let got = c.read_until_suffix(b"END\r\n", Duration::from_secs(10));
+    assert_eq!(got.len(), "VALUE big 0 5000\r\n".len() + 5002 + 5);
+    drop(server);
+
+    // 2x: the error (46 bytes) no longer fits a 17-byte request's 34.
+    let server = target
+        .builder()
+        .arg("--udp-allow")
+        .arg("none")
+        .arg("--udp-max-amplification")
+        .arg("2")
+        .start();
+    set(&server, "s", b"v");
+    set(&server, "big", &vec![b'x'; 5000]);
+    let mut u = UdpClient::connect(server.udp_addr());
+    // 8 + 7 = 15 request bytes, 8 + 21 = 29 reply bytes: within 30.
+    let r = u
+        .request(b"get s\r\n", ends_with_end, Duration::from_secs(10))
+        .expect("29 <= 30 bytes passes");
+    assert_eq!(r.bytes, b"VALUE s 0 1\r\nv\r\nEND\r\n");
+    send(&mut u, b"get big\r\n");
+    let got = u.drain(Duration::from_millis(500));
+    assert!(got.is_empty(), "nothing may come back: {got:?}");
+    assert_eq!(stat(&server, "udp_guard_replies_dropped_too_large"), 1);
+    assert_eq!(stat(&server, "udp_guard_replies_replaced"), 0);
+}
+
+#[test]
+fn rate_limit_kicks_in_per_source_and_refills() {
+    let Some(target) = petrel() else { return };
+    let server = target
+        .builder()
+        .arg("--udp-allow")
+        .arg("none")
+        .arg("--udp-rate")
+        .arg("20")
+        .arg("--udp-burst")
+        .arg("10")
+        .start();
+    set(&server, "s", b"v");
+    let mut u = UdpClient::connect(server.udp_addr());
+    let started = Instant::now();
+    let sent = 60;
+    for _ in 0..sent {
+        send(&mut u, b"get s\r\n");
+    }
+    let got = u.drain(Duration::from_millis(400));
+    let elapsed = started.elapsed().as_secs_f64();
+    let allowed = 10.0 + 20.0 * elapsed + 1.0;
+    assert!(
+        got.len() >= 10 && got.len() as f64 <= allowed,
+        "{} replies in {elapsed:.2} s (burst 10, 20/s: at most {allowed:.0})",
+        got.len()
+    );
+    for d in &got {
+        assert_eq!(&d[8..], b"VALUE s 0 1\r\nv\r\nEND\r\n");
+    }
+    let limited = stat(&server, "udp_guard_dropped_rate_limited");
+    assert_eq!(
+        limited,
+        sent - got.len() as u64,
+        "every request is accounted for"
+    );
+    assert_eq!(
+        stat(&server, "udp_guard_requests_checked"),
+        got.len() as u64
+    );
+    // (Every loopback client is 127.0.0.1: one source, one bucket.)
+    std::thread::sleep(Duration::from_millis(600));
+    let r = u
+        .request(b"get s\r\n", ends_with_end, Duration::from_secs(5))
+        .expect("tokens refill at 20/s");
+    assert_eq!(r.bytes, b"VALUE s 0 1\r\nv\r\nEND\r\n");
+}
