@@ -97,6 +97,9 @@ pub struct Cli {
     /// Admin endpoint port on loopback, 0 disables [default: 9999]
     #[arg(long = "admin-port", value_name = "PORT")]
     pub admin_port: Option<u16>,
+    /// Admin address, stats log and command log flags.
+    #[command(flatten)]
+    pub observability: crate::metrics_settings::ObservabilityCli,
     /// Close connections idle for this many seconds, 0 = never [default: 0]
     #[arg(long = "idle-timeout", value_name = "SECS")]
     pub idle_timeout: Option<u32>,
@@ -180,6 +183,16 @@ pub struct FileConfig {
     pub user: Option<String>,
     /// See `--admin-port`.
     pub admin_port: Option<u16>,
+    /// See `--admin-listen`.
+    pub admin_listen: Option<String>,
+    /// See `--stats-log-interval`.
+    pub stats_log_interval: Option<u64>,
+    /// See `--klog-file`.
+    pub klog_file: Option<PathBuf>,
+    /// See `--klog-sample`.
+    pub klog_sample: Option<u32>,
+    /// See `--klog-max-bytes`.
+    pub klog_max_bytes: Option<SizeValue>,
     /// See `--idle-timeout`.
     pub idle_timeout: Option<u32>,
     /// See `--udp-allow` (a list of CIDRs, or `none`).
@@ -233,6 +246,8 @@ pub struct Settings {
     pub user: Option<String>,
     /// Admin port; 0 = disabled.
     pub admin_port: u16,
+    /// Admin address, stats log, command log.
+    pub observability: crate::metrics_settings::ObservabilitySettings,
     /// Idle timeout in seconds; 0 = never.
     pub idle_timeout_secs: u32,
     /// The UDP amplification guard.
@@ -581,6 +596,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Settings, ConfigError> {
     }
     let xdp = crate::xdp::settings(cli, file, udp_port.value)?;
     let udp_guard = crate::udp_guard::settings(cli, file)?;
+    let observability = crate::metrics_settings::settings(cli, file)?;
 
     Ok(Settings {
         port: port.value,
@@ -593,6 +609,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Settings, ConfigError> {
         verbosity,
         user,
         admin_port: admin.value,
+        observability,
         idle_timeout_secs: idle.value,
         udp_guard,
         log_file,

@@ -1,23 +1,59 @@
-//! A small `log` backend: one line per record, UTC timestamp, to stderr or
-//! a file (appended). Lines are written whole with one `write` each, so
-//! concurrent threads never interleave within a line.
+//! A small `log` backend that never makes the logging thread wait for I/O.
+//!
+//! ```text
+//!  any thread: log::info!(..) -> format one line -> try_send ──full──> count a drop
+//!                                                      │
+//!                                 bounded queue (LOG_QUEUE_LINES)
+//!                                                      │
+//!  "petrel-log" thread: recv -> write to stderr or the file (appended),
+//!                       flush when the queue is empty
+//! ```
+//!
+//! One line per record, UTC timestamp. A worker pays for formatting the line
+//! and a non-blocking push; when the writer falls behind (a slow disk, a
+//! stalled stderr pipe) lines are dropped and counted (`petrel_log_*`
+//! metrics), never waited for. [`Log::flush`] (used before exit) waits, with
+//! a bound, for the queue to be written.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-enum Sink {
-    Stderr,
-    File(File),
+/// Lines the queue holds before new ones are dropped.
+pub const LOG_QUEUE_LINES: usize = 8192;
+/// Longest [`Log::flush`] waits for the writer.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+petrel_core::metrics! {
+    /// The debug log's figures.
+    pub struct LogStats {
+        lines_queued: Counter("lines") "log lines handed to the writer thread",
+        lines_written: Counter("lines") "log lines written to stderr or the log file",
+        lines_dropped: Counter("lines") "log lines dropped because the writer's queue was full (never waited for)",
+        write_errors: Counter("errors") "failed writes of log lines",
+    }
+}
+
+static STATS: LogStats = LogStats::new();
+
+/// The debug log's counters.
+pub fn stats() -> &'static LogStats {
+    &STATS
+}
+
+enum Msg {
+    Line(String),
+    /// Write everything queued before this, then answer.
+    Flush(SyncSender<()>),
 }
 
 struct Logger {
     level: LevelFilter,
-    sink: Mutex<Sink>,
+    queue: SyncSender<Msg>,
 }
 
 /// The level for a `-v` count: 0 info, 1 debug, 2 or more trace.
@@ -29,21 +65,54 @@ pub fn level_for(verbosity: u8) -> LevelFilter {
     }
 }
 
-/// Installs the logger; `file` None logs to stderr. Fails if the file cannot
-/// be opened or a logger is already installed.
+/// Installs the logger and starts its writer thread; `file` None logs to
+/// stderr. Fails if the file cannot be opened or a logger is already
+/// installed.
 pub fn init(verbosity: u8, file: Option<&Path>) -> io::Result<()> {
-    let sink = match file {
-        Some(p) => Sink::File(OpenOptions::new().create(true).append(true).open(p)?),
-        None => Sink::Stderr,
+    let sink: Box<dyn Write + Send> = match file {
+        Some(p) => Box::new(OpenOptions::new().create(true).append(true).open(p)?),
+        None => Box::new(io::stderr()),
     };
     let level = level_for(verbosity);
-    let logger = Box::new(Logger {
-        level,
-        sink: Mutex::new(sink),
-    });
+    let (tx, rx) = sync_channel(LOG_QUEUE_LINES);
+    std::thread::Builder::new()
+        .name("petrel-log".into())
+        .spawn(move || write_lines(rx, sink))?;
+    let logger = Box::new(Logger { level, queue: tx });
     log::set_logger(Box::leak(logger)).map_err(|e| io::Error::other(e.to_string()))?;
     log::set_max_level(level);
     Ok(())
+}
+
+/// The writer thread: writes lines in arrival order until every sender is
+/// gone; flushes the sink whenever the queue runs empty.
+fn write_lines(rx: Receiver<Msg>, mut sink: Box<dyn Write + Send>) {
+    let mut out = io::BufWriter::with_capacity(64 * 1024, &mut sink);
+    let mut next = rx.recv().ok();
+    while let Some(msg) = next {
+        match msg {
+            Msg::Line(line) => match out.write_all(line.as_bytes()) {
+                Ok(()) => STATS.lines_written.incr(),
+                Err(_) => STATS.write_errors.incr(),
+            },
+            Msg::Flush(done) => {
+                if out.flush().is_err() {
+                    STATS.write_errors.incr();
+                }
+                let _ = done.try_send(());
+            }
+        }
+        next = match rx.try_recv() {
+            Ok(m) => Some(m),
+            Err(_) => {
+                if out.flush().is_err() {
+                    STATS.write_errors.incr();
+                }
+                rx.recv().ok()
+            }
+        };
+    }
+    let _ = out.flush();
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a duration since the Unix epoch.
@@ -93,19 +162,35 @@ impl Log for Logger {
             record.target(),
             record.args()
         );
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = match &mut *sink {
-            Sink::Stderr => io::stderr().lock().write_all(line.as_bytes()),
-            Sink::File(f) => f.write_all(line.as_bytes()),
-        };
+        self.push(line);
     }
 
     fn flush(&self) {
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = match &mut *sink {
-            Sink::Stderr => io::stderr().flush(),
-            Sink::File(f) => f.flush(),
-        };
+        let (tx, rx) = sync_channel(1);
+        // waits for room (bounded), then for the writer (bounded)
+        let deadline = std::time::Instant::now() + FLUSH_WAIT;
+        let mut msg = Msg::Flush(tx);
+        loop {
+            match self.queue.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return,
+            }
+        }
+        let _ = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+    }
+}
+
+impl Logger {
+    /// Queues one line without waiting; counts it dropped when the queue is full.
+    fn push(&self, line: String) {
+        match self.queue.try_send(Msg::Line(line)) {
+            Ok(()) => STATS.lines_queued.incr(),
+            Err(_) => STATS.lines_dropped.incr(),
+        }
     }
 }
 
@@ -126,5 +211,43 @@ mod tests {
         assert_eq!(level_for(1), LevelFilter::Debug);
         assert_eq!(level_for(2), LevelFilter::Trace);
         assert_eq!(level_for(9), LevelFilter::Trace);
+    }
+
+    #[test]
+    fn a_stalled_writer_drops_lines_instead_of_blocking() {
+        // a sink that blocks until released, like a stalled stderr pipe
+        struct Stall(std::sync::Arc<std::sync::Barrier>, bool);
+        impl Write for Stall {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                if !self.1 {
+                    self.1 = true;
+                    self.0.wait();
+                }
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let gate = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let (tx, rx) = sync_channel(16);
+        let sink = Box::new(Stall(gate.clone(), false));
+        let t = std::thread::spawn(move || write_lines(rx, sink));
+        let logger = Logger {
+            level: LevelFilter::Info,
+            queue: tx,
+        };
+        let before = STATS.lines_dropped.get();
+        let started = std::time::Instant::now();
+        for i in 0..10_000 {
+            logger.push(format!("line {i}\n"));
+        }
+        // 10k pushes against a writer stuck on its first line: all but the
+        // queue's worth are dropped, and pushing did not wait
+        assert!(STATS.lines_dropped.get() - before >= 10_000 - 17);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        gate.wait();
+        drop(logger);
+        t.join().unwrap();
     }
 }

@@ -8,11 +8,15 @@
 //! SIGINT or SIGTERM, finish replies in flight and exit 0. Nothing is printed on
 //! stdout except for `--help` and `--version`.
 
+mod admin;
 mod cache;
 mod config;
+mod klog;
 mod limits;
 mod logger;
 mod memory;
+mod metrics;
+mod metrics_settings;
 mod persist;
 mod privileges;
 mod udp_guard;
@@ -151,6 +155,14 @@ fn run() -> Result<(), Exit> {
         }
     };
 
+    // The command log sees every request the engine executes.
+    let mut engine = engine;
+    if let Some(k) = &settings.observability.klog {
+        let klog = klog::Klog::start(&k.path, k.sample, k.max_bytes)
+            .map_err(|e| usage(format!("petrel: --klog-file {}: {e}", k.path.display())))?;
+        engine.set_command_log(Box::leak(Box::new(klog)));
+    }
+
     // Listen only once the engine is ready: a client that can connect is served.
     let sockets = settings.tcp_addrs().len() + settings.udp_addrs().len();
     let needed = limits::descriptors_needed(settings.conn_limit, settings.threads, sockets);
@@ -182,6 +194,7 @@ fn run() -> Result<(), Exit> {
     }
     let frontend = petrel_tcp::Frontend::bind(frontend_config)
         .map_err(|e| os_error(format!("petrel: cannot bind: {e}")))?;
+    let admin_listener = admin::bind(&settings).map_err(os_error)?;
     // AF_XDP needs its privileges: attach before they are dropped.
     let xdp = xdp::attach(settings.xdp.as_ref()).map_err(os_error)?;
 
@@ -198,9 +211,17 @@ fn run() -> Result<(), Exit> {
     }
 
     log_startup(&settings, arena_bytes, &report, &frontend);
-    xdp::serve(xdp, &engine, || frontend.run(&engine, Some(&mut signal_rx)))
-        .map_err(os_error)?
-        .map_err(|e| os_error(format!("petrel: serving failed: {e}")))?;
+    let observed = metrics::Sources {
+        engine: &engine,
+        frontend: frontend.stats(),
+        extra: Vec::new(),
+        started: std::time::Instant::now(),
+    };
+    admin::observe(&settings.observability, admin_listener, observed, || {
+        xdp::serve(xdp, &engine, || frontend.run(&engine, Some(&mut signal_rx)))
+    })
+    .map_err(os_error)?
+    .map_err(|e| os_error(format!("petrel: serving failed: {e}")))?;
     log::info!("stopped");
     if let Some(file) = &persist_file {
         persist::save(engine, file, petrel_tcp::unix_now());
@@ -244,7 +265,7 @@ fn log_startup(
         s.threads,
         s.idle_timeout_secs,
         s.user.as_deref().unwrap_or("-"),
-        if s.admin_port == 0 { "off".to_string() } else { format!("{} (not yet served)", s.admin_port) },
+        if s.admin_port == 0 { "off".to_string() } else { format!("{}:{}", s.observability.admin_listen, s.admin_port) },
         s.log_file.as_ref().map_or("stderr".to_string(), |p| p.display().to_string()),
         s.verbosity,
         s.config_file.as_ref().map_or("-".to_string(), |p| p.display().to_string()),
