@@ -64,7 +64,9 @@ pub struct Connection<S: Service> {
     dirty: bool,
     /// The service asked to close (or the peer closed): flush, then close.
     closing: bool,
-    /// Unix seconds of the last byte read or written.
+    /// Unix seconds of the last request completed or reply byte written
+    /// (not of the last byte read: a client trickling a request one byte at
+    /// a time is idle until the request is whole).
     last_active: Time,
     /// Closed because a request did not fit the read buffer.
     overflowed: bool,
@@ -126,7 +128,8 @@ impl<S: Service> Connection<S> {
         (self.rbuf, self.wbuf)
     }
 
-    /// Unix seconds of the last successful read or write.
+    /// Unix seconds of the last completed request or reply byte written:
+    /// what the idle timeout measures.
     pub fn last_active(&self) -> Time {
         self.last_active
     }
@@ -220,6 +223,9 @@ impl<S: Service> Connection<S> {
                     .merge(&service.take_completed(&mut self.session));
                 let consumed = p.consumed.min(input.len());
                 self.rstart += consumed;
+                if consumed > 0 {
+                    self.last_active = now;
+                }
                 self.wend = p.written.min(self.wbuf.len());
                 match p.status {
                     Status::NeedInput => self.dirty = false,
@@ -269,7 +275,6 @@ impl<S: Service> Connection<S> {
                     self.drained = n < room;
                     self.rend += n;
                     self.dirty = true;
-                    self.last_active = now;
                     traffic.read += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::WaitRead,
@@ -440,6 +445,46 @@ pub(crate) mod tests {
                 other => return other,
             }
         }
+    }
+
+    #[test]
+    fn a_trickled_request_does_not_reset_the_idle_clock() {
+        let stats = FrontendStats::new();
+        let mut c = Connection::new(&LineService, 4096, 256, 100).unwrap();
+        // Bytes arrive at 101..103 but no request completes: still idle
+        // since 100.
+        for (t, b) in [(101, b"h"), (102, b"e"), (103, b"y")] {
+            let mut io = FakeIo::new(b, 1, usize::MAX);
+            let mut tr = Traffic::default();
+            c.drive(
+                &LineService,
+                &mut io,
+                t,
+                4,
+                true,
+                true,
+                &mut tr,
+                &stats,
+                &LATENCY,
+            );
+            assert_eq!(c.last_active(), 100);
+        }
+        // The newline completes it: active now (read and reply).
+        let mut io = FakeIo::new(b"\n", 1, usize::MAX);
+        let mut tr = Traffic::default();
+        c.drive(
+            &LineService,
+            &mut io,
+            110,
+            4,
+            true,
+            true,
+            &mut tr,
+            &stats,
+            &LATENCY,
+        );
+        assert_eq!(c.last_active(), 110);
+        assert_eq!(io.output, b"hey\r\n");
     }
 
     #[test]
