@@ -141,6 +141,8 @@ def criterion_lines(crit_dir, rnd, log, start):
 
 PEER = {"tcp": "memcached", "udp": "memcached", "mem": "memcached"}
 CELL_KEYS = ("threads", "get_ratio", "value_size", "pipeline")
+# A result line of scripts/bench-udp: `NAME round=N key=value ...`.
+XDP_LINE = re.compile(r"^(\S+) round=(\d+) (.*)$")
 # Differences smaller than this fraction are ties, not losses.
 TIE = 0.03
 PCTS = [("p50_us", 50.0), ("p90_us", 90.0), ("p99_us", 99.0), ("p999_us", 99.9)]
@@ -217,11 +219,13 @@ class Report:
         self.raw = raw
         self.out = out
         self.dir = os.path.dirname(os.path.abspath(out))
+        os.makedirs(self.dir, exist_ok=True)
         self.rows = read_results(os.path.join(raw, "results.tsv"))
         self.machine = read_machine(os.path.join(raw, "machine.tsv"))
         self.lines = []
         self.losses = {}
         self.compared = {}
+        self.tcp_summary = None
         self.plots = {}
         try:
             import matplotlib
@@ -506,13 +510,101 @@ class Report:
             return
         with open(path, errors="replace") as f:
             text = f.read().strip()
-        self.w("## UDP through AF_XDP on the veth topology")
+        self.w("## UDP on the veth topology: kernel UDP and AF_XDP (scripts/bench-udp)")
         self.w()
-        self.w("Output of `scripts/bench-udp` (or why it did not run):")
+        runs = {}
+        for line in text.splitlines():
+            m = XDP_LINE.match(line)
+            if not m:
+                continue
+            vals = {}
+            for kv in m.group(3).split():
+                k, _, v = kv.partition("=")
+                try:
+                    vals[k] = float(v)
+                except ValueError:
+                    pass
+            if "ops_per_sec" in vals:
+                runs.setdefault(m.group(1), []).append(vals)
+        if not runs:
+            self.w("```text")
+            self.w(text[-3000:] if text else "(no output)")
+            self.w("```")
+            self.w()
+            return
+        head = text.splitlines()[0] if text else ""
+        self.w("`scripts/bench-udp` (another engineer's script, called by `scripts/bench` as root) runs memcached "
+               "`-U`, Petrel's kernel-UDP front end and Petrel's AF_XDP front end in generic and native mode "
+               "in a server network namespace behind a veth pair, same client (`petrel-load --udp` in the "
+               "client namespace), alternating rounds. Its settings: `%s`. Median of the rounds, spread "
+               "min–max; ratios against memcached." % head.replace("`", "'"))
+        self.w()
+        self.w("| server | replies/s (median) | spread | p50 µs | p99 µs | p99.9 µs | max µs | CPU µs/req | "
+               "lost | vs memcached: replies/s | p99 | CPU/req |")
+        self.w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        keys = ("ops_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "server_cpu_us_per_request", "lost")
+        agg = {}
+        for name, rs in runs.items():
+            a = {k: med([r[k] for r in rs if k in r]) for k in keys}
+            a["all"] = {k: [r[k] for r in rs if k in r] for k in keys}
+            agg[name] = a
+        base = agg.get("memcached")
+        order = sorted(agg, key=lambda n: (n != "memcached", n))
+        for name in order:
+            a = agg[name]
+            rs = ["-", "-", "-"]
+            if base and name != "memcached":
+                rs = [fmt_ratio(ratio(a["ops_per_sec"], base["ops_per_sec"])),
+                      fmt_ratio(ratio(a["p99_us"], base["p99_us"])),
+                      fmt_ratio(ratio(a["server_cpu_us_per_request"], base["server_cpu_us_per_request"]))]
+                for k, what, high, fmt in (("ops_per_sec", "throughput", True, "%.0f replies/s"),
+                                           ("p99_us", "p99 latency", False, "%.1f µs"),
+                                           ("p999_us", "p99.9 latency", False, "%.1f µs"),
+                                           ("server_cpu_us_per_request", "server CPU per request", False,
+                                            "%.2f µs")):
+                    cat = "veth UDP %s" % what
+                    self.compared[cat] = self.compared.get(cat, 0) + 1
+                    r = ratio(a[k], base[k])
+                    if (r < 1 - TIE) if high else (r > 1 + TIE):
+                        pa, ma = a["all"][k], base["all"][k]
+                        clear = (max(pa) < min(ma)) if high else (min(pa) > max(ma))
+                        self.loss(cat, "%s: %s vs %s (%.2f×)" % (name, fmt % a[k], fmt % base[k], r), clear)
+            self.w("| %s | %.0f | %s | %.1f | %.1f | %.1f | %.0f | %.2f | %.0f | %s | %s | %s |" % (
+                name, a["ops_per_sec"], spread(a["all"]["ops_per_sec"], "%.0f"), a["p50_us"], a["p99_us"],
+                a["p999_us"], a["max_us"], a["server_cpu_us_per_request"], a["lost"], *rs))
+        self.w()
+        if self.plt:
+            plt = self.plt
+            fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+            vals = [agg[n]["ops_per_sec"] / 1e3 for n in order]
+            lo = [(agg[n]["ops_per_sec"] - min(agg[n]["all"]["ops_per_sec"])) / 1e3 for n in order]
+            hi = [(max(agg[n]["all"]["ops_per_sec"]) - agg[n]["ops_per_sec"]) / 1e3 for n in order]
+            colors = ["tab:orange" if n == "memcached" else "tab:blue" for n in order]
+            ax1.bar(order, vals, yerr=[lo, hi], capsize=3, color=colors)
+            ax1.set_ylabel("thousand replies / s")
+            ax1.set_title("veth UDP throughput (error bars: min–max)", fontsize=9)
+            ax1.tick_params(axis="x", labelsize=8)
+            xs = [-math.log10(1 - q / 100) for _k, q in PCTS] + [4.0]
+            for n in order:
+                a = agg[n]
+                ax2.plot(xs, [a[k] for k, _q in PCTS] + [a["max_us"]], marker="o", ms=3, label=n)
+            ax2.set_yscale("log")
+            ax2.set_xticks(xs)
+            ax2.set_xticklabels(["50", "90", "99", "99.9", "max"], fontsize=8)
+            ax2.set_ylabel("latency µs")
+            ax2.set_title("veth UDP latency by percentile", fontsize=9)
+            ax2.grid(True, which="both", alpha=0.3)
+            ax2.legend(fontsize=7)
+            fig.tight_layout()
+            self.w("![veth UDP](%s)" % self.save(fig, "veth-udp.png"))
+            self.w()
+        self.w("<details><summary>scripts/bench-udp output</summary>")
         self.w()
         self.w("```text")
-        self.w(text[-6000:] if text else "(no output)")
+        self.w(text[-6000:])
         self.w("```")
+        self.w()
+        self.w("</details>")
         self.w()
 
     def memory(self):
@@ -606,7 +698,7 @@ class Report:
         self.w()
         for cat, items in self.losses.items():
             n = self.compared.get(cat)
-            self.w("- **%s**%s:" % (cat, " (%d of %d workloads)" % (len(items), n) if n else ""))
+            self.w("- **%s**%s:" % (cat, " (%d of %d compared)" % (len(items), n) if n else ""))
             for t in items:
                 self.w("  - " + t)
         if any("resident memory" in c for c in self.losses):
@@ -616,6 +708,28 @@ class Report:
                    "request; memcached's grows with the data stored. The memory section compares both when full.")
         self.w()
 
+    def update_readme(self, readme):
+        """Replace the headline block of `readme` (if it has one) with this run's plot and figures."""
+        plot = self.plots.get("tcp-throughput.png")
+        if not plot or not os.path.exists(readme):
+            print("bench_report: README not updated (no TCP plot or no %s)" % readme)
+            return
+        with open(readme) as f:
+            text = f.read()
+        if README_BEGIN not in text or README_END not in text:
+            print("bench_report: %s has no bench-headline block; not updated" % readme)
+            return
+        base = os.path.dirname(os.path.abspath(readme))
+        rel = lambda p: os.path.relpath(os.path.abspath(p), base)
+        ratios = [ratio(p["ops_per_sec"], m["ops_per_sec"]) for _l, _k, p, m in self.tcp_summary or []]
+        cats = ["%s (%d)" % (c, len(v)) if len(v) > 1 else c for c, v in self.losses.items()]
+        block = readme_block(rel(self.out), rel(plot), self.machine, ratios, cats)
+        head, rest = text.split(README_BEGIN, 1)
+        tail = rest.split(README_END, 1)[1]
+        with open(readme, "w") as f:
+            f.write(head + block + tail)
+        print("bench_report: updated the headline in %s" % readme)
+
     def write(self):
         self.header()
         if self.plt is None:
@@ -623,7 +737,7 @@ class Report:
             self.w()
         body_start = len(self.lines)
         self.core()
-        self.network("tcp", "TCP: Petrel vs memcached on loopback",
+        self.tcp_summary = self.network("tcp", "TCP: Petrel vs memcached on loopback",
                      "Same client and workloads for both: `get` with the stated probability, else `set`, "
                      "16 B keys, over 100k keys (32 B values) or 20k keys (1 KiB values), all preloaded. "
                      "Latency is per request, from send to complete reply, including client-side queueing "
@@ -642,6 +756,32 @@ class Report:
         print("bench_report: wrote %s and %d plot(s)" % (self.out, len(self.plots)))
 
 
+README_BEGIN = "<!-- bench-headline: written by scripts/bench, do not edit by hand -->"
+README_END = "<!-- /bench-headline -->"
+
+
+def readme_block(report_rel, plot_rel, machine, tcp_ratios, loss_categories):
+    m = machine
+    lines = [README_BEGIN,
+             "Latest run: `scripts/bench%s` on %s; %s, %s, %s; %s vs %s; %s." % (
+                 " --quick" if m.get("mode") == "quick" else "", m.get("date", "?"), m.get("cpu", "?"),
+                 m.get("cores", "?").split(" (")[0] + " cores", m.get("kernel", "?"), m.get("petrel", "?"),
+                 m.get("memcached", "?"), m.get("pinning", "?")),
+             "Load average before/after the run: %s / %s (the machine is shared; see the spread in the report)." % (
+                 m.get("load_before", "?"), m.get("load_after", "?"))]
+    if tcp_ratios:
+        lines.append("")
+        lines.append("TCP throughput Petrel/memcached over %d workloads: median %.2f×, range %.2f×–%.2f× "
+                     "(full tables, latency, CPU, memory and where Petrel loses: [%s](%s))." % (
+                         len(tcp_ratios), med(tcp_ratios), min(tcp_ratios), max(tcp_ratios), report_rel, report_rel))
+    if loss_categories:
+        lines.append("")
+        lines.append("Petrel is behind its peer (by more than %d %%) on: %s." % (
+            round(TIE * 100), "; ".join(loss_categories)))
+    lines += ["", "![TCP throughput, Petrel vs memcached](%s)" % plot_rel, README_END]
+    return "\n".join(lines)
+
+
 def main(argv):
     if len(argv) >= 2 and argv[1] == "criterion":
         if len(argv) != 6:
@@ -653,8 +793,13 @@ def main(argv):
         ap = argparse.ArgumentParser(prog="bench_report.py report")
         ap.add_argument("--raw", required=True)
         ap.add_argument("--out", required=True)
+        ap.add_argument("--readme", help="README whose headline block (between README_BEGIN and README_END) "
+                                         "is replaced by the headline plot of this report")
         a = ap.parse_args(argv[2:])
-        Report(a.raw, a.out).write()
+        r = Report(a.raw, a.out)
+        r.write()
+        if a.readme:
+            r.update_readme(a.readme)
     elif len(argv) == 2 and os.path.isfile(argv[1]):
         tcp_summary(argv[1])
     else:
