@@ -758,4 +758,24 @@ mod tests {
             .0
             .contains("max-item-size"));
     }
+
+    #[test]
+    fn persist_path_from_flag_or_file() {
+        let f = parse_file("persist = \"/dev/shm/a.pmem\"\n").unwrap();
+        let s = merge(&Cli::default(), &f).unwrap();
+        assert_eq!(s.persist, Some(PathBuf::from("/dev/shm/a.pmem")));
+        let cli = Cli {
+            persist: Some(PathBuf::from("/tmp/b.pmem")),
+            ..Cli::default()
+        };
+        assert_eq!(
+            merge(&cli, &f).unwrap().persist,
+            Some(PathBuf::from("/tmp/b.pmem"))
+        );
+        let none = merge(&Cli::default(), &FileConfig::default()).unwrap();
+        assert_eq!(none.persist, None);
+        let f = parse_file("persist = \"\"\n").unwrap();
+        let e = merge(&Cli::default(), &f).unwrap_err().0;
+        assert!(e.contains("config key `persist`"), "{e}");
+    }
 }
