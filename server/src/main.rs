@@ -15,7 +15,6 @@ mod klog;
 mod limits;
 mod logger;
 mod memory;
-mod persist;
 mod metrics;
 mod metrics_settings;
 mod persist;
