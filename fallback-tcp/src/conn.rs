@@ -80,6 +80,10 @@ pub struct Connection<S: Service> {
     /// event, so no read is tried until one arrives. Saves the read that
     /// would fail with `WouldBlock` after every reply.
     drained: bool,
+    /// The poller reported the peer's close (or an error): the end of the
+    /// stream may already be queued behind the data, and no new readable
+    /// edge will announce it, so reads go on until they return 0.
+    hangup: bool,
 }
 
 impl<S: Service> Connection<S> {
@@ -111,6 +115,7 @@ impl<S: Service> Connection<S> {
             last_active: now,
             overflowed: false,
             drained: false,
+            hangup: false,
             completed: ClassCounts::new(),
             read_at: Instant::now(),
         }
@@ -126,6 +131,12 @@ impl<S: Service> Connection<S> {
             self.wbuf.release_from(RELEASE_ABOVE_BYTES);
         }
         (self.rbuf, self.wbuf)
+    }
+
+    /// Records that the poller reported the peer's close or an error (see
+    /// `hangup`): the connection will read until end of stream.
+    pub fn note_hangup(&mut self) {
+        self.hangup = true;
     }
 
     /// Unix seconds of the last completed request or reply byte written:
@@ -264,7 +275,7 @@ impl<S: Service> Connection<S> {
                 self.overflowed = true;
                 return Drive::Close;
             }
-            if self.drained {
+            if self.drained && !self.hangup {
                 return Drive::WaitRead;
             }
             let room = self.rbuf.len() - self.rend;
@@ -445,6 +456,32 @@ pub(crate) mod tests {
                 other => return other,
             }
         }
+    }
+
+    #[test]
+    fn data_and_close_reported_in_one_event_are_answered_then_closed() {
+        // Found by tests/tests/faults.rs: a client that sends half a value
+        // and closes at once left the server connection in CLOSE-WAIT.
+        let stats = FrontendStats::new();
+        let mut c = Connection::new(&LineService, 4096, 256, 0).unwrap();
+        let mut io = FakeIo::new(b"one\ntw", 4096, usize::MAX);
+        io.eof = true;
+        let mut tr = Traffic::default();
+        // Without the hang-up note a short read means "wait for an edge".
+        c.note_hangup();
+        let r = c.drive(
+            &LineService,
+            &mut io,
+            1,
+            16,
+            true,
+            true,
+            &mut tr,
+            &stats,
+            &LATENCY,
+        );
+        assert_eq!(r, Drive::Close);
+        assert_eq!(io.output, b"one\r\n");
     }
 
     #[test]

@@ -123,6 +123,11 @@ impl<'a, S: Service> Worker<'a, S> {
                     WAKER_TOKEN => self.take_new_connections(now),
                     Token(t) if t >= CONN_BASE => {
                         let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        if ev.is_read_closed() || ev.is_error() {
+                            if let Some(Some(e)) = self.conns.get_mut(t - CONN_BASE) {
+                                e.conn.note_hangup();
+                            }
+                        }
                         self.drive(t - CONN_BASE, now, readable, !stopping)
                     }
                     Token(t) => {
