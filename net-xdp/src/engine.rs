@@ -2,12 +2,17 @@
 
 use crate::service::{Time, UdpProgress, UdpService, UdpStatus};
 use petrel_core::engine::{Engine, Session, Status, Transport};
+use petrel_core::histogram::ClassCounts;
 
 impl UdpService for Engine<'_> {
     type Session = Session;
 
     fn udp_session(&self) -> Session {
         Session::new(Transport::Udp)
+    }
+
+    fn take_completed(&self, session: &mut Session) -> ClassCounts {
+        session.take_completed()
     }
 
     /// Runs [`Engine::process`] and counts the bytes handled in the

@@ -6,6 +6,8 @@
 //! `petrel_core::engine::Engine` implements it; tests may use small services
 //! of their own that follow the same contract.
 
+use petrel_core::histogram::ClassCounts;
+
 /// Unix seconds, as the core expects them.
 pub type Time = u32;
 
@@ -44,6 +46,14 @@ pub trait UdpService: Sync {
 
     /// A fresh session for one request datagram.
     fn udp_session(&self) -> Self::Session;
+
+    /// The requests whose replies `process_udp` finished writing for
+    /// `session`, by command class; resets them. The worker records their
+    /// latency once the replies are on the TX ring. The default reports none.
+    fn take_completed(&self, session: &mut Self::Session) -> ClassCounts {
+        let _ = session;
+        ClassCounts::new()
+    }
 
     /// Executes the complete requests at the start of `input` at time `now`,
     /// writing replies into `out`.

@@ -2,6 +2,7 @@
 //! by the queue's worker (single writer, so the cheap `*_owned` updates are
 //! used), read by anyone, never allocating.
 
+use petrel_core::histogram::LatencyStats;
 use petrel_core::stats::Metric;
 use petrel_core::wire::Error as WireError;
 
@@ -11,22 +12,22 @@ pub const DROP_REASONS: usize = WireError::ALL.len();
 petrel_core::metrics! {
     /// Counters and gauges of one RX/TX queue pair.
     pub struct XdpCounters {
-        rx_frames: Counter "frames taken from the RX ring",
-        rx_requests: Counter "request datagrams handed to the engine",
-        tx_frames: Counter "reply frames placed on the TX ring",
-        tx_completed: Counter "TX frames the kernel completed",
-        tx_ring_full: Counter "reply datagrams dropped because the TX ring stayed full",
-        tx_no_frame: Counter "replies dropped because no free UMEM frame was left for a further datagram",
-        multi_datagram_replies: Counter "replies that needed more than one datagram",
-        incomplete_requests: Counter "request datagrams ending in an incomplete command (that part ignored)",
-        frames_short: Counter "rounds that began with fewer free frames than the reserve kept for multi-datagram replies",
-        tx_wakeups: Counter "sendto() kicks: frames were on the TX ring and it asked for a wakeup, or it was full",
-        rx_wakeups: Counter "poll() calls: sleeping when idle, or waking the kernel when busy polling",
-        frames_in_use: Gauge "UMEM frames not on the worker's free list (fill, RX, TX rings)",
-        kernel_rx_dropped: Gauge "kernel XDP statistics: frames dropped for other reasons",
-        kernel_rx_ring_full: Gauge "kernel XDP statistics: frames dropped because the RX ring was full",
-        kernel_fill_ring_empty: Gauge "kernel XDP statistics: times the fill ring was found empty",
-        kernel_tx_invalid: Gauge "kernel XDP statistics: invalid TX descriptors",
+        rx_frames: Counter("frames") "frames taken from the RX ring",
+        rx_requests: Counter("datagrams") "request datagrams handed to the engine",
+        tx_frames: Counter("frames") "reply frames placed on the TX ring",
+        tx_completed: Counter("frames") "TX frames the kernel completed",
+        tx_ring_full: Counter("datagrams") "reply datagrams dropped because the TX ring stayed full",
+        tx_no_frame: Counter("replies") "replies dropped because no free UMEM frame was left for a further datagram",
+        multi_datagram_replies: Counter("replies") "replies that needed more than one datagram",
+        incomplete_requests: Counter("datagrams") "request datagrams ending in an incomplete command (that part ignored)",
+        frames_short: Counter("rounds") "rounds that began with fewer free frames than the reserve kept for multi-datagram replies",
+        tx_wakeups: Counter("syscalls") "sendto() kicks: frames were on the TX ring and it asked for a wakeup, or it was full",
+        rx_wakeups: Counter("syscalls") "poll() calls: sleeping when idle, or waking the kernel when busy polling",
+        frames_in_use: Gauge("frames") "UMEM frames not on the worker's free list (fill, RX, TX rings)",
+        kernel_rx_dropped: Gauge("frames") "kernel XDP statistics: frames dropped for other reasons",
+        kernel_rx_ring_full: Gauge("frames") "kernel XDP statistics: frames dropped because the RX ring was full",
+        kernel_fill_ring_empty: Gauge("occurrences") "kernel XDP statistics: times the fill ring was found empty",
+        kernel_tx_invalid: Gauge("descriptors") "kernel XDP statistics: invalid TX descriptors",
     }
 }
 
@@ -42,6 +43,9 @@ pub struct QueueStats {
     /// several datagrams (`multi_datagram_request`, dropped as memcached and
     /// the kernel UDP front end do).
     drops: [Metric; DROP_REASONS],
+    /// Request latency by command class, in nanoseconds: from the round's
+    /// RX batch to its replies' push onto the TX ring (single writer).
+    pub latency: LatencyStats,
 }
 
 impl QueueStats {

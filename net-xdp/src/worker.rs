@@ -19,10 +19,11 @@
 
 use crate::service::{UdpService, UdpStatus};
 use crate::stats::QueueStats;
+use petrel_core::histogram::ClassCounts;
 use petrel_core::wire::{self, DatagramSplitter, ParseOptions, ReplyTarget};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
 /// Frames taken from the RX ring (and completions reclaimed) per round.
@@ -70,6 +71,8 @@ pub(crate) struct Worker<'s, S: UdpService> {
     reply: Vec<FrameDesc>,
     /// The request being answered, copied out of its frame.
     request: Vec<u8>,
+    /// Requests of this round answered, by class (for latency).
+    completed: ClassCounts,
     parse: ParseOptions,
 }
 
@@ -108,6 +111,7 @@ impl<'s, S: UdpService> Worker<'s, S> {
             tx_pending: Vec::with_capacity(frame_count),
             reply: Vec::with_capacity(frame_count),
             request: vec![0; REQUEST_MAX_BYTES],
+            completed: ClassCounts::new(),
             parse,
         }
     }
@@ -158,6 +162,8 @@ impl<'s, S: UdpService> Worker<'s, S> {
         // SAFETY: the descriptors are written by the kernel's RX ring of this
         // socket and refer to frames of `self.umem`, now owned by us.
         let n = unsafe { self.rx.consume(&mut self.rx_descs) };
+        // one clock read per batch: the requests are complete from here on
+        let batch_at = if n > 0 { Some(Instant::now()) } else { None };
         if n > 0 {
             self.stats().counters.rx_frames.add_owned(n as u64);
             for i in 0..n {
@@ -166,6 +172,13 @@ impl<'s, S: UdpService> Worker<'s, S> {
             }
         }
         self.flush_tx();
+        if let Some(t) = batch_at {
+            if !self.completed.is_empty() {
+                let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let done = self.completed.take();
+                self.stats().latency.record_owned(&done, ns);
+            }
+        }
         self.stats()
             .counters
             .frames_in_use
@@ -314,6 +327,8 @@ impl<'s, S: UdpService> Worker<'s, S> {
         if splitter.total() > 1 {
             self.stats().counters.multi_datagram_replies.incr_owned();
         }
+        self.completed
+            .merge(&self.p.service.take_completed(&mut session));
         for i in 0..self.reply.len() {
             let mut d = self.reply[i];
             // SAFETY: the reply frames are ours until pushed to TX below.

@@ -17,6 +17,7 @@ mod logger;
 mod memory;
 mod metrics;
 mod metrics_settings;
+mod metrics_xdp;
 mod persist;
 mod privileges;
 mod udp_guard;
@@ -214,7 +215,7 @@ fn run() -> Result<(), Exit> {
     let observed = metrics::Sources {
         engine: &engine,
         frontend: frontend.stats(),
-        extra: Vec::new(),
+        extra: metrics_xdp::sources(xdp.as_ref()),
         started: std::time::Instant::now(),
     };
     admin::observe(&settings.observability, admin_listener, observed, || {
