@@ -25,6 +25,12 @@
 //!   the counter: items with a smaller cas are invisible, removed lazily.
 //! * Statistics are per shard (single writer under the shard lock) and
 //!   summed by [`Store::stats`].
+//! * Warm restart: the only state outside the arena is the cas counter,
+//!   the flush state, each shard's free-list heads and random state, and
+//!   the statistics. [`Store::persist`] writes the first of these into a
+//!   header page at the start of the arena with the layout settings and
+//!   checksums ([`persist`]); [`Store::attach`] validates it and reattaches
+//!   in place, recounting the gauges from the arena (counters restart at 0).
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 

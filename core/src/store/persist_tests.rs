@@ -414,3 +414,31 @@ fn rejects_inconsistent_metadata_with_valid_checksums() {
         }
     );
 }
+
+/// Time of persist and attach on a 1 GiB store held in process memory (no
+/// page faults: the CPU cost of the checks and checksums alone).
+/// `cargo test --release -p petrel-core --lib attach_time_1gib -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn attach_time_1gib() {
+    let c = StoreConfig {
+        item_memory_bytes: 1 << 30,
+        shards: 8,
+        ..StoreConfig::default()
+    };
+    let mut a = vec![0u8; c.required_bytes().unwrap()];
+    let value = [b'v'; 1000];
+    {
+        let s = Store::new(&c, &mut a).unwrap();
+        for i in 0..1_000_000u32 {
+            let k = std::format!("k{i:015}");
+            s.store(&set_req(k.as_bytes(), &value), T0).unwrap();
+        }
+        let t = std::time::Instant::now();
+        let sum = s.persist(T0);
+        std::eprintln!("persist {} items: {:?}", sum.items, t.elapsed());
+    }
+    let t = std::time::Instant::now();
+    let s = Store::attach(&c, &mut a, T0).unwrap();
+    std::eprintln!("attach {} items: {:?}", s.stats().items.get(), t.elapsed());
+}
