@@ -68,7 +68,11 @@ fuzz_target!(|data: &[u8]| {
                 written,
                 status,
             } = engine.process(&mut session, &buf, &mut out, now);
-            assert!(consumed <= buf.len(), "consumed {consumed} of {}", buf.len());
+            assert!(
+                consumed <= buf.len(),
+                "consumed {consumed} of {}",
+                buf.len()
+            );
             assert!(written <= out.len(), "wrote {written} into {}", out.len());
             buf.drain(..consumed);
             match status {

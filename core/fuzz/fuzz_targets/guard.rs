@@ -39,14 +39,26 @@ fuzz_target!(|data: &[u8]| {
         let src = match op[0] & 3 {
             0 => IpAddr::V4(Ipv4Addr::new(10, op[1], 0, 1)),
             1 => IpAddr::V4(Ipv4Addr::new(192, 0, 2, op[1] & 1)),
-            2 => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(op[1]))),
+            2 => IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0,
+                0,
+                0,
+                0,
+                0,
+                u16::from(op[1]),
+            )),
             _ => IpAddr::V6(Ipv4Addr::new(127, 0, 0, op[1]).to_ipv6_mapped()),
         };
         let size = usize::from(u16::from_le_bytes([op[2], op[3]]));
         let a = g.admit(src, size, now);
         let trusted = cfg.allow.iter().any(|c| c.contains(src));
         assert_eq!(matches!(a, Admission::Trusted), trusted);
-        if let Admission::Checked { max_reply_bytes, .. } = a {
+        if let Admission::Checked {
+            max_reply_bytes, ..
+        } = a
+        {
             if amp > 0 {
                 assert_eq!(max_reply_bytes, size.saturating_mul(amp as usize));
             }

@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
     let opts = ParseOptions {
         verify_ipv4_checksum: opts_byte & 1 != 0,
         verify_udp_checksum: opts_byte & 2 != 0,
-        port: if opts_byte & 4 != 0 { Some(11211) } else { None },
+        port: if opts_byte & 4 != 0 {
+            Some(11211)
+        } else {
+            None
+        },
     };
     if let Ok(req) = parse_request_frame(frame, &opts) {
         assert!(req.payload_offset + req.payload_len <= frame.len());
@@ -32,12 +36,20 @@ fuzz_target!(|data: &[u8]| {
     for at in [0usize, 14, 34, 42, 54, 62] {
         let Some(b) = frame.get(at..) else { continue };
         let eth = EthernetFrame::new_unchecked(b);
-        let _ = (eth.dst_addr(), eth.src_addr(), eth.ethertype(), eth.payload().len());
+        let _ = (
+            eth.dst_addr(),
+            eth.src_addr(),
+            eth.ethertype(),
+            eth.payload().len(),
+        );
         if let Ok(r) = EthernetRepr::parse(&eth) {
             let mut buf = [0u8; 14];
             let mut out = EthernetFrame::new_unchecked(&mut buf[..]);
             r.emit(&mut out).expect("emit fits");
-            assert_eq!(EthernetRepr::parse(&EthernetFrame::new_unchecked(&buf[..])), Ok(r));
+            assert_eq!(
+                EthernetRepr::parse(&EthernetFrame::new_unchecked(&buf[..])),
+                Ok(r)
+            );
         }
 
         let ip4 = Ipv4Packet::new_unchecked(b);
@@ -55,7 +67,10 @@ fuzz_target!(|data: &[u8]| {
             let mut buf = vec![0u8; 20 + r.payload_len];
             r.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]))
                 .expect("emit fits");
-            assert_eq!(Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&buf[..]), true), Ok(r));
+            assert_eq!(
+                Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&buf[..]), true),
+                Ok(r)
+            );
         }
 
         let ip6 = Ipv6Packet::new_unchecked(b);
@@ -75,7 +90,13 @@ fuzz_target!(|data: &[u8]| {
         }
 
         let udp = UdpPacket::new_unchecked(b);
-        let _ = (udp.src_port(), udp.dst_port(), udp.len(), udp.checksum(), udp.payload().len());
+        let _ = (
+            udp.src_port(),
+            udp.dst_port(),
+            udp.len(),
+            udp.checksum(),
+            udp.payload().len(),
+        );
         let ips = IpPair::V4 {
             src: petrel_core::wire::Ipv4Address::new(198, 18, 0, 1),
             dst: petrel_core::wire::Ipv4Address::new(198, 18, 0, 2),
@@ -91,10 +112,19 @@ fuzz_target!(|data: &[u8]| {
         }
 
         let mc = MemcacheUdpFrame::new_unchecked(b);
-        let _ = (mc.request_id(), mc.sequence(), mc.total(), mc.reserved(), mc.payload().len());
+        let _ = (
+            mc.request_id(),
+            mc.sequence(),
+            mc.total(),
+            mc.reserved(),
+            mc.payload().len(),
+        );
         if let Ok(h) = FrameHeader::parse(&mc) {
             let bytes = h.to_bytes();
-            assert_eq!(FrameHeader::parse(&MemcacheUdpFrame::new_unchecked(&bytes[..])), Ok(h));
+            assert_eq!(
+                FrameHeader::parse(&MemcacheUdpFrame::new_unchecked(&bytes[..])),
+                Ok(h)
+            );
             let _ = FrameHeader::parse_request(&mc);
         }
     }
