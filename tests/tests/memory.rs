@@ -153,7 +153,7 @@ fn set_flood_of_ten_times_memory_keeps_rss_flat_and_hot_keys_hitting() {
     eprintln!(
         "flood: {} MiB written into -m {mib} in {:.1}s; RSS after warm-up {lo}..{hi} KiB \
          ({:+.1}%); {evictions} evictions; hot-key hit ratio {:.3}",
-        rounds * per_round * 1060 >> 20,
+        (rounds * per_round * 1060) >> 20,
         started.elapsed().as_secs_f64(),
         (hi as f64 - lo as f64) * 100.0 / lo as f64,
         hit_ratio
