@@ -119,3 +119,27 @@ mod tests {
         }
     }
 }
+#[cfg(test)]
+mod speed {
+    #[test]
+    #[ignore]
+    fn xxh64_speed() {
+        let buf = std::vec![7u8; 1 << 20];
+        let t = std::time::Instant::now();
+        let mut h = 0;
+        for _ in 0..200 {
+            h = super::xxh64(&buf, h);
+        }
+        std::eprintln!(
+            "in cache: {:.2} GB/s",
+            200.0 * (1u64 << 20) as f64 / t.elapsed().as_secs_f64() / 1e9
+        );
+        let big = std::vec![7u8; 160 << 20];
+        let t = std::time::Instant::now();
+        let h2 = super::xxh64(&big, h);
+        std::eprintln!(
+            "160 MB: {:.2} GB/s {h2}",
+            (160u64 << 20) as f64 / t.elapsed().as_secs_f64() / 1e9
+        );
+    }
+}

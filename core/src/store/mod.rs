@@ -589,9 +589,6 @@ impl<'a> Store<'a> {
         for i in 0..l.shards {
             let r = carve_shard(&mut carver, &l, true).ok_or(too_small)?;
             let rec = persist::shard_record(store.header, i);
-            if shard::metadata_checksum(r.buckets, r.segs, r.ttl) != rec.checksum {
-                return Err(AttachError::MetadataChecksum { shard: i });
-            }
             let stats = StoreStats::new();
             let buckets_addr = r.buckets.as_ptr() as usize;
             let shard = Shard::attach(
@@ -606,7 +603,12 @@ impl<'a> Store<'a> {
                 &rec,
                 &stats,
             )
-            .map_err(|what| AttachError::Inconsistent { shard: i, what })?;
+            .map_err(|f| match f {
+                shard::AttachFault::Checksum => AttachError::MetadataChecksum { shard: i },
+                shard::AttachFault::Inconsistent(what) => {
+                    AttachError::Inconsistent { shard: i, what }
+                }
+            })?;
             if stats.items.get() != rec.items {
                 return Err(AttachError::Inconsistent {
                     shard: i,

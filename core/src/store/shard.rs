@@ -94,11 +94,118 @@ enum Cause {
 /// Signal that an operation needs a free segment first.
 struct NeedRoom;
 
-/// XXH64 over a shard's metadata regions, chained in a fixed order.
+/// Hash buckets per step of the metadata checksum (64 KiB): attach checks
+/// each piece while it is still in cache.
+const CHECKSUM_CHUNK_BUCKETS: usize = 1024;
+
+/// A shard's metadata checksum: XXH64 chained (each result seeds the next)
+/// over the segment headers, the TTL buckets, then the hash table in
+/// pieces of [`CHECKSUM_CHUNK_BUCKETS`].
 pub(crate) fn metadata_checksum(buckets: &[Bucket], segs: &[SegHeader], ttl: &[TtlBucket]) -> u64 {
-    let h = xxh64(pod_bytes(buckets), 0);
-    let h = xxh64(pod_bytes(segs), h);
-    xxh64(pod_bytes(ttl), h)
+    let mut h = xxh64(pod_bytes(segs), 0);
+    h = xxh64(pod_bytes(ttl), h);
+    for chunk in buckets.chunks(CHECKSUM_CHUNK_BUCKETS) {
+        h = xxh64(pod_bytes(chunk), h);
+    }
+    h
+}
+
+/// Why [`Shard::attach`] refused a shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AttachFault {
+    /// The metadata does not match its saved checksum.
+    Checksum,
+    /// The checksum matches but the links or counts do not add up.
+    Inconsistent(&'static str),
+}
+
+/// Counts from the segment headers, for the gauges.
+struct SegCounts {
+    free: usize,
+    used: usize,
+    items: u64,
+    bytes: u64,
+    written: u64,
+}
+
+/// Check the segment headers, the free list and the TTL chains of a saved
+/// shard. Indices are range-checked before use: never panics.
+fn check_segments(
+    segs: &[SegHeader],
+    ttl: &[TtlBucket],
+    layout: &Layout,
+    eviction: Eviction,
+    saved: &ShardState,
+) -> Result<SegCounts, &'static str> {
+    let n = segs.len();
+    let seg_bytes = 1usize << layout.seg_shift;
+    let in_range = |s: u32| s == NONE || (s as usize) < n;
+    let merge = matches!(eviction, Eviction::Merge { .. });
+    if !in_range(saved.free_head) || !in_range(saved.reserve) {
+        return Err("free list head out of range");
+    }
+    if !merge && saved.reserve != NONE {
+        return Err("merge reserve without merge eviction");
+    }
+    // Free list: only FREE segments, no cycle.
+    let mut free = 0usize;
+    let mut s = saved.free_head;
+    while s != NONE {
+        if free >= n || segs[s as usize].state != FREE || s == saved.reserve {
+            return Err("free segment list");
+        }
+        free += 1;
+        s = segs[s as usize].next;
+        if !in_range(s) {
+            return Err("free segment list");
+        }
+    }
+    if saved.reserve != NONE {
+        if segs[saved.reserve as usize].state != FREE {
+            return Err("merge reserve segment is not free");
+        }
+        free += 1;
+    }
+    let mut c = SegCounts {
+        free,
+        used: 0,
+        items: 0,
+        bytes: 0,
+        written: 0,
+    };
+    for h in segs.iter() {
+        match h.state {
+            FREE => continue,
+            OPEN | SEALED => {}
+            _ => return Err("segment state"),
+        }
+        if h.write_offset as usize > seg_bytes
+            || h.live_bytes > h.write_offset
+            || h.ttl_bucket as usize >= TTL_BUCKETS
+            || !in_range(h.next)
+            || !in_range(h.prev)
+        {
+            return Err("segment header");
+        }
+        c.used += 1;
+        c.items += h.live_items as u64;
+        c.bytes += h.live_bytes as u64;
+        c.written += h.write_offset as u64;
+    }
+    if c.used + c.free != n {
+        return Err("free segments not all on the free list");
+    }
+    let mut chained = 0u64;
+    for t in ttl.iter() {
+        if !in_range(t.head) || !in_range(t.tail) {
+            return Err("ttl bucket");
+        }
+        chained += t.segments as u64;
+    }
+    if chained != c.used as u64 {
+        return Err("ttl chains");
+    }
+    Ok(c)
 }
 
 pub(crate) struct Shard<'a> {
@@ -191,10 +298,11 @@ impl<'a> Shard<'a> {
     }
 
     /// Reattach to a shard's regions as a clean shutdown left them
-    /// ([`Shard::saved_state`]): nothing is initialised; the links and
-    /// counts are validated (so a consistent-looking but wrong state is
-    /// refused instead of trusted) and the gauges in `st` recomputed.
-    /// Errors name what did not add up.
+    /// ([`Shard::saved_state`]): nothing is initialised or written. One
+    /// pass over the metadata computes its checksum (compared with
+    /// `saved.checksum` first) and validates the links and counts (so a
+    /// consistent-looking but wrong state is refused instead of trusted);
+    /// the gauges in `st` are recomputed.
     #[allow(clippy::too_many_arguments)]
     pub fn attach(
         index: u16,
@@ -207,114 +315,71 @@ impl<'a> Shard<'a> {
         eviction: Eviction,
         saved: &ShardState,
         st: &StoreStats,
-    ) -> Result<Self, &'static str> {
-        let n = segs.len();
+    ) -> Result<Self, AttachFault> {
         let nmain = layout.main_buckets;
         let total = buckets.len();
-        let seg_bytes = 1usize << layout.seg_shift;
-        let in_range = |s: u32| s == NONE || (s as usize) < n;
-        let merge = matches!(eviction, Eviction::Merge { .. });
-        if !in_range(saved.free_head) || !in_range(saved.reserve) {
-            return Err("free list head out of range");
-        }
-        if !merge && saved.reserve != NONE {
-            return Err("merge reserve without merge eviction");
-        }
-        // Free list: only FREE segments, no cycle.
-        let mut free = 0usize;
-        let mut s = saved.free_head;
-        while s != NONE {
-            if free >= n || segs[s as usize].state != FREE || s == saved.reserve {
-                return Err("free segment list");
-            }
-            free += 1;
-            s = segs[s as usize].next;
-            if !in_range(s) {
-                return Err("free segment list");
-            }
-        }
-        if saved.reserve != NONE {
-            if segs[saved.reserve as usize].state != FREE {
-                return Err("merge reserve segment is not free");
-            }
-            free += 1;
-        }
-        let (mut used, mut items, mut bytes, mut written) = (0usize, 0u64, 0u64, 0u64);
-        for h in segs.iter() {
-            match h.state {
-                FREE => continue,
-                OPEN | SEALED => {}
-                _ => return Err("segment state"),
-            }
-            if h.write_offset as usize > seg_bytes
-                || h.live_bytes > h.write_offset
-                || h.ttl_bucket as usize >= TTL_BUCKETS
-                || !in_range(h.next)
-                || !in_range(h.prev)
-            {
-                return Err("segment header");
-            }
-            used += 1;
-            items += h.live_items as u64;
-            bytes += h.live_bytes as u64;
-            written += h.write_offset as u64;
-        }
-        if used + free != n {
-            return Err("free segments not all on the free list");
-        }
-        let mut chained = 0u64;
-        for t in ttl.iter() {
-            if !in_range(t.head) || !in_range(t.tail) {
-                return Err("ttl bucket");
-            }
-            chained += t.segments as u64;
-        }
-        if chained != used as u64 {
-            return Err("ttl chains");
-        }
-        // Hash table: every pointer into a used segment below its write
-        // offset, every link to an overflow bucket.
-        let mut slots = 0u64;
-        for b in buckets.iter() {
-            let next = next_of(b);
-            if next != 0 && (next < nmain || next >= total) {
-                return Err("hash chain link");
-            }
-            for &p in &b.0[1..] {
-                if p == 0 {
-                    continue;
+        let mut h = xxh64(pod_bytes(segs), 0);
+        h = xxh64(pod_bytes(ttl), h);
+        // Segments, free list, TTL chains (small); judged after the checksum.
+        let seg_check = check_segments(segs, ttl, layout, eviction, saved);
+        // Hash table: checksum and check each piece while it is in cache.
+        let n = segs.len();
+        let (mut slots, mut bad) = (0u64, None);
+        for chunk in buckets.chunks(CHECKSUM_CHUNK_BUCKETS) {
+            h = xxh64(pod_bytes(chunk), h);
+            for b in chunk {
+                let next = next_of(b);
+                if next != 0 && (next < nmain || next >= total) {
+                    bad = bad.or(Some("hash chain link"));
                 }
-                let seg = ptr_seg(p) as usize;
-                match segs.get(seg) {
-                    Some(h) if h.state != FREE && ptr_offset(p) < h.write_offset => {}
-                    _ => return Err("item pointer"),
+                for &p in &b.0[1..] {
+                    if p == 0 {
+                        continue;
+                    }
+                    let seg = ptr_seg(p) as usize;
+                    let ok = seg < n
+                        && segs[seg].state != FREE
+                        && ptr_offset(p) < segs[seg].write_offset;
+                    if !ok {
+                        bad = bad.or(Some("item pointer"));
+                    }
+                    slots += 1;
                 }
-                slots += 1;
             }
         }
-        if slots != items {
-            return Err("item count (hash slots vs segment live items)");
+        if h != saved.checksum {
+            return Err(AttachFault::Checksum);
+        }
+        let c = seg_check.map_err(AttachFault::Inconsistent)?;
+        if let Some(what) = bad {
+            return Err(AttachFault::Inconsistent(what));
+        }
+        if slots != c.items {
+            return Err(AttachFault::Inconsistent(
+                "item count (hash slots vs segment live items)",
+            ));
         }
         let ovf_total = total - nmain;
-        let ovf_free = usize::try_from(saved.ovf_free).map_err(|_| "overflow free list")?;
+        let bad_pool = AttachFault::Inconsistent("overflow free list");
+        let ovf_free = usize::try_from(saved.ovf_free).map_err(|_| bad_pool)?;
         let mut pool = 0usize;
         let mut b = ovf_free;
         while b != 0 {
             if pool >= ovf_total || b < nmain || b >= total {
-                return Err("overflow free list");
+                return Err(bad_pool);
             }
             if buckets[b].0[1..].iter().any(|&p| p != 0) {
-                return Err("overflow free list holds items");
+                return Err(AttachFault::Inconsistent("overflow free list holds items"));
             }
             pool += 1;
             b = (buckets[b].0[0] & NEXT_MASK) as usize;
         }
         st.segments_total.set(n as u64);
-        st.segments_free.set(free as u64);
-        st.segments_used.set(used as u64);
-        st.segment_bytes_written.set(written);
-        st.items.set(items);
-        st.item_bytes.set(bytes);
+        st.segments_free.set(c.free as u64);
+        st.segments_used.set(c.used as u64);
+        st.segment_bytes_written.set(c.written);
+        st.items.set(c.items);
+        st.item_bytes.set(c.bytes);
         st.hash_buckets.set(nmain as u64);
         st.hash_slots_used.set(slots);
         st.overflow_buckets_total.set(ovf_total as u64);
