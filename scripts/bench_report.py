@@ -383,7 +383,8 @@ class Report:
             agg = {}
             for server, runs in servers.items():
                 keys = ("ops_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "max_us",
-                        "server_cpu_us_per_req", "rss_kb", "errors", "misses", "lost", "other_cpu_pct")
+                        "server_cpu_us_per_req", "rss_kb", "errors", "misses", "lost", "other_cpu_pct",
+                        "steal_pct", "tries")
                 a = {k: med([r[k] for r in runs if k in r]) for k in keys}
                 a["all"] = {k: [r[k] for r in runs if k in r] for k in keys}
                 a["runs"] = a["all"]["ops_per_sec"]
@@ -437,9 +438,17 @@ class Report:
                               min(b for _, b in worse) / 1024, max(b for _, b in worse) / 1024,
                               len(worse), len(summary)))
         other = [v for _l, _k, p, m in summary for a in (p, m) for v in a["all"]["other_cpu_pct"]]
+        steal = [v for _l, _k, p, m in summary for a in (p, m) for v in a["all"]["steal_pct"]]
+        tries = [v for _l, _k, p, m in summary for a in (p, m) for v in a["all"]["tries"]]
         if other:
-            self.w("Interference: other work on the server's core (busy time not spent in the server) was "
-                   "median %.0f %%, max %.0f %% of the core during the measured cells." % (med(other), max(other)))
+            self.w("Interference on the server's core during the kept measurements: other processes' "
+                   "user+system time median %.0f %%, max %.0f %% of the core%s. A measurement with more than "
+                   "25 %% interference is repeated (up to 3 tries in full mode, 2 in quick mode; the least disturbed "
+                   "is kept): %d of %d "
+                   "measurements needed a repeat." % (
+                       med(other), max(other),
+                       "; hypervisor steal median %.0f %%, max %.0f %%" % (med(steal), max(steal)) if steal else "",
+                       sum(1 for t in tries if t > 1), len(tries)))
             self.w()
         if summary:
             ratios = [ratio(p["ops_per_sec"], m["ops_per_sec"]) for _l, _k, p, m in summary]
