@@ -152,16 +152,17 @@ mod tests {
         );
     }
 
+    /// (command, key, value bytes, reply head) of each record.
+    type Seen = std::vec::Vec<(
+        &'static str,
+        std::vec::Vec<u8>,
+        Option<usize>,
+        std::vec::Vec<u8>,
+    )>;
+
     struct Collect {
         every: bool,
-        seen: std::sync::Mutex<
-            std::vec::Vec<(
-                &'static str,
-                std::vec::Vec<u8>,
-                Option<usize>,
-                std::vec::Vec<u8>,
-            )>,
-        >,
+        seen: std::sync::Mutex<Seen>,
     }
 
     impl CommandLog for Collect {
