@@ -22,7 +22,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use petrel_core::engine::{Engine, EngineConfig};
+use petrel_core::engine::{Engine, EngineConfig, StatsSource};
 use petrel_core::store::{persist::check_header, PERSIST_HEADER_BYTES};
 
 use crate::memory::MemoryReport;
@@ -38,6 +38,20 @@ pub enum Start {
     },
     /// Started empty, for this reason.
     Cold(String),
+}
+
+/// How this process started, in `stats` as `persist_warm_restart` (1 or 0)
+/// and `persist_restored_items`.
+struct RestartStats {
+    warm: bool,
+    items: u64,
+}
+
+impl StatsSource for RestartStats {
+    fn for_each_stat(&self, f: &mut dyn FnMut(&str, &str, u64)) {
+        f("persist_", "warm_restart", self.warm as u64);
+        f("persist_", "restored_items", self.items);
+    }
 }
 
 /// The open, locked, mapped persist file. Lives until the process exits.
@@ -239,6 +253,17 @@ pub fn start(
             (engine, Start::Cold(reason))
         }
     };
+    let figures = match start {
+        Start::Warm { items } => RestartStats { warm: true, items },
+        Start::Cold(_) => RestartStats {
+            warm: false,
+            items: 0,
+        },
+    };
+    // One small allocation for the life of the process (the engine is too).
+    if !engine.add_stats_source(Box::leak(Box::new(figures))) {
+        log::warn!("persist: no room for the warm-restart figures in stats");
+    }
     advise_and_lock(pf.ptr, pf.len, lock, &mut report);
     Ok((engine, pf, report, start))
 }

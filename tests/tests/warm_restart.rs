@@ -153,6 +153,23 @@ impl Client {
     }
 }
 
+/// One figure of `stats`.
+fn stat(s: &Server, name: &str) -> Option<u64> {
+    let mut c = Client::connect(s);
+    c.wr.write_all(b"stats\r\n").unwrap();
+    let mut found = None;
+    loop {
+        let l = c.line();
+        if l == "END" {
+            return found;
+        }
+        let mut t = l.split(' ');
+        if t.next() == Some("STAT") && t.next() == Some(name) {
+            found = t.next().and_then(|v| v.parse().ok());
+        }
+    }
+}
+
 fn start(target: &Target, file: &Path, memory_mib: u32) -> Server {
     target
         .builder()
@@ -187,6 +204,7 @@ fn assert_cold(s: &Server, reason: &str) {
 }
 
 fn assert_empty(s: &Server, items: &[Item]) {
+    assert_eq!(stat(s, "persist_warm_restart"), Some(0));
     let got = Client::connect(s).read_all(&items[..2000]);
     assert!(got.iter().all(Option::is_none), "cold start kept items");
 }
@@ -233,6 +251,8 @@ fn warm_restart_and_every_reason_to_start_cold() {
     let s = start(&target, &file.0, MEMORY_MIB);
     let log = s.log();
     assert!(log.contains("warm restart: "), "{log}");
+    assert_eq!(stat(&s, "persist_warm_restart"), Some(1));
+    assert!(stat(&s, "persist_restored_items").unwrap() >= 90_000);
     let after = Client::connect(&s).read_all(&items);
     let (mut kept, mut expired) = (0, 0);
     for (i, it) in items.iter().enumerate() {
