@@ -8,8 +8,10 @@
 //! kernel, Debian's `memcaslap -U`; the `stats` figures and the server
 //! namespace's kernel UDP counters show the replies went through AF_XDP and
 //! not the kernel socket; after SIGTERM the exit status is 0 and no XDP
-//! program is left on the interface. Without privileges, petrel serves UDP
-//! over the kernel socket, or exits 71 when AF_XDP is required.
+//! program is left on the interface. With `--xdp-queues 0` of two queues,
+//! the flows hashed to queue 1 are answered by the kernel UDP socket.
+//! Without privileges, petrel serves UDP over the kernel socket, or exits 71
+//! when AF_XDP is required.
 //!
 //! Skips with a note when not root, or when the release binary is missing
 //! (outside CI). Traffic goes only to 198.18.0.0/15 addresses of the
@@ -471,3 +473,66 @@ fn without_privileges_petrel_serves_kernel_udp_or_exits_when_required() {
     let status = server.finish(Some(libc::SIGTERM));
     assert!(status.success(), "{status}: {}", server.log());
 }
+
+#[test]
+fn queues_left_unserved_are_answered_by_the_kernel_udp_socket() {
+    let Some(bin) = binary() else {
+        return;
+    };
+    let topo = Topology::up("q", 53);
+    let port = 11211;
+    let mut server = Petrel::spawn(
+        &topo,
+        &[],
+        &bin,
+        // Native: veth records the RX queue only with native XDP (in
+        // generic mode every frame arrives on queue 0).
+        &args(&topo, port, &["--xdp-queues", "0", "--xdp-mode", "native"]),
+        "q",
+    );
+    server.wait_for("AF_XDP serving");
+    assert!(
+        server
+            .log()
+            .contains("queues [1] left to the kernel UDP socket"),
+        "{}",
+        server.log()
+    );
+    let mut c = topo.client("python3");
+    c.args(["-c", FLOWS, &topo.server_addr, &port.to_string()]);
+    let line = ok(&c.output().expect("flows client"), "flows", &server);
+    let kernel = topo.kernel_udp();
+    let xdp = num(&topo.stats(port), "xdp_rx_requests");
+    eprintln!(
+        "{}: {xdp} through AF_XDP; kernel UDP in/out {kernel:?}",
+        line.trim()
+    );
+    assert!(line.starts_with("ok answered=64"), "{line}");
+    assert!(
+        xdp > 0 && xdp < 64,
+        "{xdp} of 64 flows through AF_XDP: flows did not spread over both queues"
+    );
+    // The rest went through the kernel's UDP stack (the stats request is TCP).
+    assert!(kernel.0 >= 64 - xdp, "{kernel:?}");
+    let status = server.finish(Some(libc::SIGTERM));
+    assert!(status.success(), "{status}: {}", server.log());
+}
+
+/// 64 gets, each from a socket of its own (its own flow, so flows spread
+/// over the RX queues); every one must be answered.
+const FLOWS: &str = r#"
+import socket, struct, sys
+host, port = sys.argv[1], int(sys.argv[2])
+ok = 0
+for i in range(64):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.connect((host, port))
+    s.send(struct.pack("!HHHH", i, 0, 1, 0) + b"get nothing\r\n")
+    d = s.recv(2048)
+    if d != struct.pack("!HHHH", i, 0, 1, 0) + b"END\r\n":
+        sys.exit("flow %d: %r" % (i, d))
+    ok += 1
+    s.close()
+print("ok answered=%d" % ok)
+"#;
