@@ -346,7 +346,8 @@ pub struct UdpGuard {
 /// `stats` prints the guard's counters as `udp_guard_<name>`.
 impl crate::engine::StatsSource for UdpGuard {
     fn for_each_stat(&self, f: &mut dyn FnMut(&str, &str, u64)) {
-        self.stats.for_each(|name, _, _, v| f("udp_guard_", name, v));
+        self.stats
+            .for_each(|name, _, _, v| f("udp_guard_", name, v));
     }
 }
 

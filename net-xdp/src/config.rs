@@ -201,6 +201,10 @@ pub struct XdpConfig {
     /// Drop incoming datagrams whose UDP checksum does not verify (off by
     /// default: NICs verify it, and veth passes partial checksums).
     pub verify_udp_checksum: bool,
+    /// The UDP amplification guard every request passes (allowlist, reply
+    /// size cap, per-source rate; `petrel_core::guard`), shared with the
+    /// kernel UDP path. None = no limits.
+    pub udp_guard: Option<std::sync::Arc<petrel_core::guard::UdpGuard>>,
 }
 
 impl XdpConfig {
@@ -217,6 +221,7 @@ impl XdpConfig {
             frame_count: 4096,
             frame_size: 2048,
             verify_udp_checksum: false,
+            udp_guard: None,
         }
     }
 }

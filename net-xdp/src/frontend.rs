@@ -172,6 +172,7 @@ impl XdpFrontend {
             port: cfg.port,
             busy_poll: cfg.busy_poll,
             verify_udp_checksum: cfg.verify_udp_checksum,
+            guard: cfg.udp_guard.clone(),
         };
         Worker::new(params, p.umem, p.frames, p.fill, p.comp, p.tx, p.rx)
     }

@@ -19,8 +19,12 @@
 
 use crate::service::{UdpService, UdpStatus};
 use crate::stats::QueueStats;
+use petrel_core::guard::{Admission, Outcome, UdpGuard, TOO_LARGE_REPLY};
 use petrel_core::histogram::ClassCounts;
-use petrel_core::wire::{self, DatagramSplitter, ParseOptions, ReplyTarget};
+use petrel_core::wire::{
+    self, DatagramSplitter, IpPair, ParseOptions, ReplyAddressing, ReplyTarget,
+    UDP_FRAME_HEADER_BYTES,
+};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -46,6 +50,9 @@ pub(crate) struct WorkerParams<'s, S: UdpService> {
     pub port: u16,
     pub busy_poll: bool,
     pub verify_udp_checksum: bool,
+    /// The process's UDP amplification guard (shared with the kernel UDP
+    /// path); None = no limits.
+    pub guard: Option<Arc<UdpGuard>>,
 }
 
 /// One queue's worker: owns the queue's UMEM and rings.
@@ -267,6 +274,28 @@ impl<'s, S: UdpService> Worker<'s, S> {
             return;
         }
         self.request[..input_len].copy_from_slice(req.payload(buf));
+        // The UDP guard: allowlist, amplification cap, per-source rate.
+        let admission = match &self.p.guard {
+            Some(g) => g.admit(
+                client_ip(&req.reply.ips),
+                UDP_FRAME_HEADER_BYTES + input_len,
+                monotonic_ms(),
+            ),
+            None => Admission::Trusted,
+        };
+        let max_reply_bytes = match admission {
+            Admission::Trusted => usize::MAX,
+            Admission::Checked {
+                max_reply_bytes, ..
+            } => max_reply_bytes,
+            Admission::RateLimited => {
+                // Counted by the guard; not even executed.
+                self.free.push(desc);
+                return;
+            }
+        };
+        let mut reply_bytes = 0usize;
+        let mut over_cap = false;
 
         let mut splitter = DatagramSplitter::new(ReplyTarget::Frame(req.reply));
         let mut session = self.p.service.udp_session();
@@ -293,6 +322,11 @@ impl<'s, S: UdpService> Worker<'s, S> {
             if pr.len > 0 {
                 set_len(&self.umem, &mut cur, pr.len);
                 self.reply.push(cur);
+                reply_bytes += UDP_FRAME_HEADER_BYTES + pr.value.written;
+                if reply_bytes > max_reply_bytes {
+                    over_cap = true;
+                    break false;
+                }
             } else {
                 self.free.push(cur);
             }
@@ -322,7 +356,20 @@ impl<'s, S: UdpService> Worker<'s, S> {
         if !ok {
             self.free.extend_from_slice(&self.reply);
             self.reply.clear();
+            if let Some(g) = self.p.guard.clone() {
+                let outcome = if !over_cap {
+                    Outcome::Sent(0)
+                } else if UdpGuard::error_fits(admission) && self.send_too_large(&req.reply) {
+                    Outcome::Replaced
+                } else {
+                    Outcome::Dropped
+                };
+                g.settle(admission, outcome, monotonic_ms());
+            }
             return;
+        }
+        if let Some(g) = &self.p.guard {
+            g.settle(admission, Outcome::Sent(self.reply.len()), monotonic_ms());
         }
         if splitter.total() > 1 {
             self.stats().counters.multi_datagram_replies.incr_owned();
@@ -341,6 +388,38 @@ impl<'s, S: UdpService> Worker<'s, S> {
             self.tx_pending.push(self.reply[i]);
         }
         self.reply.clear();
+    }
+
+    /// Queues one datagram of `SERVER_ERROR reply too large for UDP` to
+    /// `addr` (a reply that exceeded the UDP guard's cap). False when no
+    /// frame was free.
+    fn send_too_large(&mut self, addr: &ReplyAddressing) -> bool {
+        let Some(mut d) = self.free.pop() else {
+            self.stats().counters.tx_no_frame.incr_owned();
+            return false;
+        };
+        // SAFETY: `d` came off the free list: ours alone.
+        let buf = unsafe { frame_mut(&self.umem, &mut d) };
+        let mut splitter = DatagramSplitter::new(ReplyTarget::Frame(*addr));
+        let produced = splitter.next(buf, |area| {
+            let n = TOO_LARGE_REPLY.len().min(area.len());
+            area[..n].copy_from_slice(&TOO_LARGE_REPLY[..n]);
+            (n, ())
+        });
+        match produced {
+            Ok(p) if p.len > 0 && splitter.finish(buf).is_ok() => {
+                set_len(&self.umem, &mut d, p.len);
+                if self.tx_pending.len() == self.tx_pending.capacity() {
+                    self.flush_tx();
+                }
+                self.tx_pending.push(d);
+                true
+            }
+            _ => {
+                self.free.push(d);
+                false
+            }
+        }
     }
 
     /// Puts pending replies on the TX ring and kicks the kernel if asked.
@@ -425,6 +504,26 @@ fn set_len(umem: &Umem, desc: &mut FrameDesc, len: usize) {
     // touched.
     let mut data = unsafe { umem.data_mut(desc) };
     data.cursor().set_pos(len);
+}
+
+/// The client of a request: the destination of its reply.
+fn client_ip(ips: &IpPair) -> std::net::IpAddr {
+    match ips {
+        IpPair::V4 { dst, .. } => std::net::IpAddr::from(dst.0),
+        IpPair::V6 { dst, .. } => std::net::IpAddr::from(dst.0),
+    }
+}
+
+/// Milliseconds of `CLOCK_MONOTONIC`, the clock the UDP guard's users share
+/// (the kernel UDP path reads the same one).
+fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to write into; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
 }
 
 /// Current Unix time in whole seconds.

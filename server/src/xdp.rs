@@ -339,9 +339,13 @@ fn unavailable(s: &XdpSettings, why: String) -> Result<Option<Attachment>, Strin
 /// `--xdp-iface` was given. Call before privileges are dropped. `Err` is
 /// the one-line reason to exit (AF_XDP required but unavailable).
 #[cfg(all(feature = "xdp", target_os = "linux"))]
-pub fn attach(s: Option<&XdpSettings>) -> Result<Option<Attachment>, String> {
+pub fn attach(
+    s: Option<&XdpSettings>,
+    udp_guard: Option<std::sync::Arc<petrel_core::guard::UdpGuard>>,
+) -> Result<Option<Attachment>, String> {
     let Some(s) = s else { return Ok(None) };
     let mut cfg = petrel_xdp::XdpConfig::new(s.iface.clone(), s.port);
+    cfg.udp_guard = udp_guard;
     cfg.mode = petrel_xdp::XdpMode {
         attach: match s.mode {
             Mode::Auto => petrel_xdp::AttachMode::Auto,
@@ -374,7 +378,10 @@ pub fn attach(s: Option<&XdpSettings>) -> Result<Option<Attachment>, String> {
 
 /// Without AF_XDP built in: unavailable, fatal only when required.
 #[cfg(not(all(feature = "xdp", target_os = "linux")))]
-pub fn attach(s: Option<&XdpSettings>) -> Result<Option<Attachment>, String> {
+pub fn attach(
+    s: Option<&XdpSettings>,
+    _udp_guard: Option<std::sync::Arc<petrel_core::guard::UdpGuard>>,
+) -> Result<Option<Attachment>, String> {
     match s {
         None => Ok(None),
         Some(s) => unavailable(

@@ -190,3 +190,196 @@ fn rate_limit_kicks_in_per_source_and_refills() {
         .expect("tokens refill at 20/s");
     assert_eq!(r.bytes, b"VALUE s 0 1\r\nv\r\nEND\r\n");
 }
+
+/// The same guard on the AF_XDP path: petrel with `--xdp-iface` in a
+/// server namespace (scripts/netns), clients in a client namespace (not
+/// loopback, and `--udp-allow none` anyway). Root only; skips otherwise.
+#[test]
+fn af_xdp_path_applies_the_same_guard() {
+    use petrel_tests::server::{is_root, petrel_path, workspace_root};
+    use std::process::{Command, Stdio};
+    if !is_root() {
+        eprintln!("SKIPPED: AF_XDP needs root (netns, veth, XDP)");
+        return;
+    }
+    if petrel().is_none() {
+        return;
+    }
+    let bin = petrel_path();
+    let help = Command::new(&bin)
+        .arg("--help")
+        .output()
+        .expect("petrel --help");
+    if !String::from_utf8_lossy(&help.stdout).contains("--xdp-iface") {
+        eprintln!("SKIPPED: this petrel has no --xdp-iface");
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let env = [
+        ("SERVER_NS", format!("petrel-guard-s{id}")),
+        ("CLIENT_NS", format!("petrel-guard-c{id}")),
+        ("SERVER_IF", format!("pgs{id}")),
+        ("CLIENT_IF", format!("pgc{id}")),
+        ("SERVER_ADDR", "198.18.77.1".to_string()),
+        ("CLIENT_ADDR", "198.18.77.2".to_string()),
+        ("QUEUES", "1".to_string()),
+    ];
+    let netns = |action: &str| {
+        Command::new(workspace_root().join("scripts/netns"))
+            .arg(action)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    struct Down<F: Fn(&str) -> bool>(F);
+    impl<F: Fn(&str) -> bool> Drop for Down<F> {
+        fn drop(&mut self) {
+            (self.0)("down");
+        }
+    }
+    assert!(netns("up"), "scripts/netns up");
+    let _down = Down(netns);
+    let port = 11311u16.to_string();
+    let log = std::env::temp_dir().join(format!("petrel-guard-xdp-{id}.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(
+        Command::new("ip")
+            .args(["netns", "exec", &format!("petrel-guard-s{id}")])
+            .arg(&bin)
+            .args([
+                "-l",
+                "198.18.77.1",
+                "-p",
+                &port,
+                "-U",
+                &port,
+                "-m",
+                "64",
+                "-t",
+                "1",
+            ])
+            .args(["--admin-port", "0", "--xdp-iface", &format!("pgs{id}")])
+            .args(["--xdp-mode", "generic", "--xdp-required"])
+            .args([
+                "--udp-allow",
+                "none",
+                "--udp-rate",
+                "50",
+                "--udp-burst",
+                "10",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("spawn petrel"),
+    );
+    // The client: sets over TCP, then UDP gets, then stats; prints what it saw.
+    const CLIENT: &str = r#"
+import socket, struct, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+for _ in range(300):
+    try:
+        t = socket.create_connection((host, port), timeout=5); break
+    except OSError:
+        time.sleep(0.05)
+t.sendall(b"set small 0 0 10\r\n0123456789\r\nset big 0 0 5000\r\n" + b"x" * 5000 + b"\r\n")
+b = b""
+while b.count(b"STORED") < 2:
+    b += t.recv(4096)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.connect((host, port))
+u.settimeout(0.5)
+def ask(rid, req):
+    u.send(struct.pack("!HHHH", rid, 0, 1, 0) + req)
+def collect(window):
+    out = []
+    end = time.time() + window
+    while time.time() < end:
+        try:
+            out.append(u.recv(65536))
+        except socket.timeout:
+            break
+    return out
+ask(1, b"get small\r\n")
+r = collect(0.5)
+print("small", len(r), r[0][8:] if r else b"")
+ask(2, b"get big\r\n")
+r = collect(0.5)
+print("big", len(r), r[0][8:] if r else b"")
+for i in range(60):
+    ask(100 + i, b"get small\r\n")
+r = collect(0.5)
+print("burst", len(r))
+t.sendall(b"stats\r\n")
+b = b""
+while not b.endswith(b"END\r\n"):
+    b += t.recv(65536)
+for line in b.decode().splitlines():
+    if line.startswith("STAT udp_guard_") or line.startswith("STAT xdp_rx_requests"):
+        print(line)
+"#;
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            "ip",
+            "netns",
+            "exec",
+            &format!("petrel-guard-c{id}"),
+            "python3",
+            "-c",
+        ])
+        .arg(CLIENT)
+        .args(["198.18.77.1", &port])
+        .output()
+        .expect("client");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        out.status.success(),
+        "client failed: {}\n{text}\nserver log:\n{server_log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    let stat = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}\n{server_log}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        text.contains("small 1 b'VALUE small 0 10\\r\\n0123456789\\r\\nEND\\r\\n'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("big 1 b'SERVER_ERROR reply too large for UDP\\r\\n'"),
+        "{text}"
+    );
+    let burst: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("burst "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 10 tokens, 2 spent, 50/s over well under a second of sending.
+    assert!((5..45).contains(&burst), "{burst} of 60 answered\n{text}");
+    assert!(
+        stat("xdp_rx_requests") >= 62,
+        "served through AF_XDP:\n{text}"
+    );
+    assert_eq!(stat("udp_guard_replies_replaced"), 1);
+    assert_eq!(stat("udp_guard_requests_trusted"), 0);
+    assert_eq!(stat("udp_guard_dropped_rate_limited"), 60 - burst);
+    assert_eq!(stat("udp_guard_requests_checked"), 1 + burst);
+}
