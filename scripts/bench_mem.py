@@ -15,7 +15,9 @@ Workloads:
 
 The last line printed is machine-readable:
   RESULT stored=.. items_before_eviction=.. curr_items=.. evictions=.. hits=.. hit_value_bytes=..
-         stored_value_bytes=.. set_failures=.. fill_secs=.. scan_secs=..
+         stored_value_bytes=.. set_failures=.. keys_sent=.. hash_full_evictions=.. fill_secs=.. scan_secs=..
+(hash_full_evictions: Petrel's `store_hash_full_evictions` stat, items dropped because their hash
+bucket chain was full, which its `evictions` does not count; 0 for memcached)
 The fill is bounded (--max-bytes of values sent, --timeout seconds); hitting a bound without
 any eviction is reported (evictions=0) and is not an error.
 """
@@ -134,6 +136,7 @@ def main():
     items_before = 0
     evictions = 0
     curr_items = 0
+    hash_full = 0
     while n < max_items and sent_bytes < args.max_bytes and time.monotonic() - t0 < args.timeout:
         m = min(batch, max_items - n)
         parts = []
@@ -153,6 +156,8 @@ def main():
         st = c.stats()
         evictions = int(st.get("evictions", "0"))
         curr_items = int(st.get("curr_items", "0"))
+        # Petrel only: items dropped because their hash bucket chain was full (not in `evictions`)
+        hash_full = int(st.get("store_hash_full_evictions", "0"))
         if evictions > 0 or curr_items < ok:
             break
         items_before = curr_items
@@ -192,8 +197,9 @@ def main():
         return 1
     print(
         "RESULT stored=%d items_before_eviction=%d curr_items=%d evictions=%d hits=%d hit_value_bytes=%d "
-        "stored_value_bytes=%d set_failures=%d keys_sent=%d fill_secs=%.2f scan_secs=%.2f"
-        % (ok, items_before, curr_items, evictions, hits, hit_bytes, stored_bytes, failures, n, fill_secs, scan_secs)
+        "stored_value_bytes=%d set_failures=%d keys_sent=%d hash_full_evictions=%d fill_secs=%.2f scan_secs=%.2f"
+        % (ok, items_before, curr_items, evictions, hits, hit_bytes, stored_bytes, failures, n, hash_full,
+           fill_secs, scan_secs)
     )
     return 0
 

@@ -637,6 +637,7 @@ class Report:
         for _s, server, _r, v in mem:
             by.setdefault(v["workload"], {}).setdefault(server, []).append(v)
         plot = []
+        notes = []
         for wl in ("small", "mix"):
             servers = by.get(wl, {})
             agg = {s: {k: med([r[k] for r in rs]) for k in
@@ -654,11 +655,13 @@ class Report:
                     wl, server, a["hits"], spread(a["runs"], "%d"), a["items_before_eviction"],
                     a["hit_value_bytes"] / 2**20, a["rss_kb"] / 1024, rr))
                 if a["evictions"] == 0:
-                    self.w()
-                    self.w("Note: %s / %s stopped without an eviction counted: items went missing "
-                           "(`curr_items` below the successful stores) before any eviction was reported." % (
-                               wl, server))
-                    self.w()
+                    hf = med([r["hash_full_evictions"] for r in servers[server] if "hash_full_evictions" in r])
+                    notes.append("Note: %s / %s stopped without an eviction counted: items went missing "
+                           "(`curr_items` below the successful stores) before any eviction was reported%s." % (
+                               wl, server,
+                               "; its `store_hash_full_evictions` was %d: items dropped because their hash bucket "
+                               "chain was full (the hash table, not the segments, was the limit), which "
+                               "`evictions` does not count" % hf if hf and not math.isnan(hf) else ""))
             if p and m:
                 plot.append((wl, p, m))
                 cat = "Memory efficiency"
@@ -673,6 +676,18 @@ class Report:
                               "`%s`: Petrel's first eviction drops many items at once (it evicts whole "
                               "segments): %d items before it, %d after" % (wl, p["items_before_eviction"], p["hits"]))
         self.w()
+        core_items = [v["items"] for sec, store, _r, v in self.rows if sec == "corememory" and store == "petrel"]
+        p_small = by.get("small", {}).get("petrel", [])
+        hf = med([r.get("hash_full_evictions", 0) for r in p_small]) if p_small else 0
+        if core_items and p_small and hf > 0:
+            notes.append("For comparison, the core bench above fills the same store in process, with a hash "
+                         "table of 2^18 buckets instead of the server's automatic size, to %d items of 16+32 B "
+                         "before its first eviction; the server's hash table sizing (one slot per 96 bytes of "
+                         "item memory) is what limits it to %d here." % (med(core_items),
+                                                                        med([r["hits"] for r in p_small])))
+        for n in notes:
+            self.w(n)
+            self.w()
         if self.plt and plot:
             plt = self.plt
             fig, axes = plt.subplots(1, len(plot), figsize=(4 * len(plot), 3.6), squeeze=False)
