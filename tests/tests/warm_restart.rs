@@ -184,8 +184,13 @@ fn start(target: &Target, file: &Path, memory_mib: u32) -> Server {
 }
 
 /// SIGTERM, wait for a clean exit, return the log.
-fn stop(mut s: Server) -> String {
-    s.signal(libc::SIGTERM);
+fn stop(s: Server) -> String {
+    stop_with(s, libc::SIGTERM)
+}
+
+/// `signal` (SIGTERM or SIGINT), wait for a clean exit, return the log.
+fn stop_with(mut s: Server, signal: i32) -> String {
+    s.signal(signal);
     let status = s.wait_timeout(Duration::from_secs(20)).expect("exits");
     let log = s.log();
     assert!(status.success(), "{status}; log:\n{log}");
@@ -301,8 +306,30 @@ fn warm_restart_and_every_reason_to_start_cold() {
     let s = start(&target, &file.0, MEMORY_MIB);
     assert_cold(&s, "configuration changed: item memory bytes");
     Client::connect(&s).store_all(&mut items[..2000]);
-    stop(s);
-    // (a clean stop with the same configuration is warm again)
+    // A second server on the same file is refused while the first runs.
+    let port = petrel_tests::server::free_port_pair();
+    let e = target
+        .builder()
+        .memory_mib(MEMORY_MIB)
+        .no_udp()
+        .arg("--admin-port")
+        .arg("0")
+        .arg("--persist")
+        .arg(file.0.to_str().unwrap())
+        .try_start(port, port)
+        .err()
+        .expect("a second server on the same file must not start");
+    assert!(e.contains("in use by another process"), "{e}");
+    // SIGINT saves like SIGTERM: the same configuration is warm again.
+    let log = stop_with(s, libc::SIGINT);
+    // (200 of the 2000 have a 2 s TTL: their segment may be reclaimed first)
+    let saved: u64 = log
+        .split("saved ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no saved line: {log}"));
+    assert!((1800..=2000).contains(&saved), "{log}");
     let s = start(&target, &file.0, MEMORY_MIB);
     assert!(s.log().contains("warm restart: "), "{}", s.log());
     let got = Client::connect(&s).read_all(&items[..1]);
