@@ -317,8 +317,7 @@ fn warm_restart_and_every_reason_to_start_cold() {
         .arg("--persist")
         .arg(file.0.to_str().unwrap())
         .try_start(port, port)
-        .err()
-        .expect("a second server on the same file must not start");
+        .expect_err("a second server on the same file must not start");
     assert!(e.contains("in use by another process"), "{e}");
     // SIGINT saves like SIGTERM: the same configuration is warm again.
     let log = stop_with(s, libc::SIGINT);
