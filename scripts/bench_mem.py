@@ -11,7 +11,7 @@ Workloads:
   small  16-byte keys, 32-byte values
   mix    32-byte keys, values 64 B - 4 KiB skewed small: a size class is drawn with weights
          64 B 35 %, 128 B 25 %, 256 B 17 %, 512 B 11 %, 1 KiB 7 %, 2 KiB 3 %, 4 KiB 2 %, then a
-         size uniformly within [class, 2 x class) capped at 4096 (mean about 420 B)
+         size uniformly within [class, 2 x class) capped at 4096 (mean about 510 B)
 
 The last line printed is machine-readable:
   RESULT stored=.. items_before_eviction=.. curr_items=.. evictions=.. hits=.. hit_value_bytes=..

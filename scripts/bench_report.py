@@ -620,15 +620,18 @@ class Report:
         mem = [r for r in self.rows if r[0] == "mem"]
         if not mem:
             return
+        means = [v["stored_value_bytes"] / v["stored"] for _s, _n, _r, v in mem
+                 if v.get("workload") == "mix" and v.get("stored")]
+        mix_mean = "%.0f B" % med(means) if means else "?"
         self.w("## Memory efficiency: items kept with `-m 64`")
         self.w()
         self.w("`scripts/bench_mem.py` fills a fresh server (`-m 64 -t 1`) with `set`s until its `stats` show "
                "the first eviction (or `curr_items` falling behind the stores that succeeded), then reads every "
                "key it stored with multi-key `get`s and checks each value; *hits* is what the server still "
                "holds. Workloads: **small** = 16 B keys + 32 B values; **mix** = 32 B keys with values "
-               "64 B–4 KiB, skewed small (35 %% 64–127 B … 2 %% 4 KiB, mean ≈ 420 B). %s round(s); median "
+               "64 B–4 KiB, skewed small (35 %% 64–127 B … 2 %% 4 KiB; mean of the values stored: %s). %s round(s); median "
                "quoted, spread min–max. Item memory is `-m`; both servers keep their hash table outside it, "
-               "so RSS is shown too." % self.machine.get("mem_rounds", "?"))
+               "so RSS is shown too." % (mix_mean, self.machine.get("mem_rounds", "?")))
         self.w()
         self.w("| workload | server | hits after fill (median) | spread | items before first eviction | "
                "value MiB held | RSS MiB | Petrel/peer hits |")
