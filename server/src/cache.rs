@@ -2,7 +2,6 @@
 //! the effective [`Settings`].
 
 use petrel_core::engine::{Engine, EngineConfig};
-use petrel_core::proto::GET_LINE_MAX_BYTES;
 use petrel_core::store::{ConfigError, StoreConfig, MAX_SHARDS};
 use petrel_tcp::{FrontendConfig, READ_BUFFER_LINE_BYTES};
 
@@ -57,7 +56,8 @@ pub fn engine_config(s: &Settings, started_at: u32) -> Result<(EngineConfig, usi
         udp_port: s.udp_port,
         item_size_max_bytes: max_item,
         // memcached takes multi-gets of any length; ours may fill the read buffer.
-        get_line_max_bytes: max_item.max(GET_LINE_MAX_BYTES),
+        // (The read buffer holds one: it is at least max(-I, 64k) + 2k.)
+        get_line_max_bytes: (s.read_buffer_bytes as usize).saturating_sub(READ_BUFFER_LINE_BYTES),
         ..EngineConfig::default()
     };
     // Fewer shards if the memory cannot give each one enough segments.
@@ -102,7 +102,8 @@ pub fn frontend_config(s: &Settings) -> FrontendConfig {
     f.max_connections = s.conn_limit as usize;
     f.idle_timeout_secs = s.idle_timeout_secs;
     // One maximum-size item with its command line, or the longest get line.
-    f.read_buffer_bytes = max_item.max(GET_LINE_MAX_BYTES) + READ_BUFFER_LINE_BYTES;
+    f.read_buffer_bytes = s.read_buffer_bytes as usize;
+    f.write_buffer_bytes = s.write_buffer_bytes as usize;
     f.expire_budget = EXPIRE_BUDGET_SEGMENTS;
     f
 }
@@ -111,6 +112,7 @@ pub fn frontend_config(s: &Settings) -> FrontendConfig {
 mod tests {
     use super::*;
     use crate::config::{parse_args, Parsed};
+    use petrel_core::proto::GET_LINE_MAX_BYTES;
 
     fn settings(args: &[&str]) -> Settings {
         let mut v = vec!["petrel"];

@@ -118,6 +118,15 @@ pub struct Cli {
     /// Burst of UDP reply datagrams per other source (token bucket size) [default: 1000]
     #[arg(long = "udp-burst", value_name = "N")]
     pub udp_burst: Option<u32>,
+    /// Per-connection read buffer: the longest request (an item with its
+    /// command line, or a multi-get line); longer ones close the connection
+    /// [default: max(-I, 64k) + 2k]
+    #[arg(long = "read-buffer", value_name = "SIZE")]
+    pub read_buffer: Option<String>,
+    /// Per-connection write buffer: what a client that does not read its
+    /// replies can make the server hold [default: 64k]
+    #[arg(long = "write-buffer", value_name = "SIZE")]
+    pub write_buffer: Option<String>,
     /// Write the log to this file instead of stderr
     #[arg(long = "log-file", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
@@ -203,6 +212,10 @@ pub struct FileConfig {
     pub udp_rate: Option<u32>,
     /// See `--udp-burst`.
     pub udp_burst: Option<u32>,
+    /// See `--read-buffer`.
+    pub read_buffer: Option<SizeValue>,
+    /// See `--write-buffer`.
+    pub write_buffer: Option<SizeValue>,
     /// See `--log-file`.
     pub log_file: Option<PathBuf>,
     /// See `--persist`.
@@ -252,6 +265,10 @@ pub struct Settings {
     pub idle_timeout_secs: u32,
     /// The UDP amplification guard.
     pub udp_guard: crate::udp_guard::GuardSettings,
+    /// Per-connection read buffer in bytes.
+    pub read_buffer_bytes: u64,
+    /// Per-connection write buffer in bytes.
+    pub write_buffer_bytes: u64,
     /// Log file; None = stderr.
     pub log_file: Option<PathBuf>,
     /// Item memory file for warm restarts; None = anonymous memory.
@@ -596,6 +613,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Settings, ConfigError> {
     }
     let xdp = crate::xdp::settings(cli, file, udp_port.value)?;
     let udp_guard = crate::udp_guard::settings(cli, file)?;
+    let (read_buffer_bytes, write_buffer_bytes) = buffer_sizes(cli, file, item.value)?;
     let observability = crate::metrics_settings::settings(cli, file)?;
 
     Ok(Settings {
@@ -612,11 +630,82 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Settings, ConfigError> {
         observability,
         idle_timeout_secs: idle.value,
         udp_guard,
+        read_buffer_bytes,
+        write_buffer_bytes,
         log_file,
         persist,
         config_file: cli.config.clone(),
         xdp,
     })
+}
+
+/// Bytes of command line a read buffer holds beyond the largest item.
+pub const READ_BUFFER_LINE_BYTES: u64 = 2048;
+/// Default per-connection write buffer.
+pub const WRITE_BUFFER_DEFAULT_BYTES: u64 = 64 << 10;
+/// Smallest write buffer (one reply line of the engine must fit).
+pub const WRITE_BUFFER_MIN_BYTES: u64 = 4 << 10;
+/// Largest buffer of either kind.
+pub const BUFFER_MAX_BYTES: u64 = (1 << 30) + READ_BUFFER_LINE_BYTES;
+
+/// `--read-buffer` and `--write-buffer` (or their keys) in bytes, checked
+/// against the item size limit.
+fn buffer_sizes(cli: &Cli, file: &FileConfig, max_item: u64) -> Result<(u64, u64), ConfigError> {
+    let size = |flag: &Option<String>,
+                name: &str,
+                key: &Option<SizeValue>|
+     -> Result<Option<(u64, String)>, ConfigError> {
+        if let Some(t) = flag {
+            return match parse_size(t) {
+                Some(v) => Ok(Some((v, format!("--{name}")))),
+                None => err(
+                    &format!("--{name}"),
+                    format!("invalid size '{t}' (use bytes or a k/m suffix)"),
+                ),
+            };
+        }
+        match key {
+            Some(SizeValue::Bytes(b)) => Ok(Some((*b, format!("config key `{name}`")))),
+            Some(SizeValue::Text(t)) => match parse_size(t) {
+                Some(v) => Ok(Some((v, format!("config key `{name}`")))),
+                None => err(
+                    &format!("config key `{name}`"),
+                    format!("invalid size '{t}'"),
+                ),
+            },
+            None => Ok(None),
+        }
+    };
+    let read = match size(&cli.read_buffer, "read-buffer", &file.read_buffer)? {
+        None => {
+            max_item.max(petrel_core::proto::GET_LINE_MAX_BYTES as u64) + READ_BUFFER_LINE_BYTES
+        }
+        Some((v, origin)) => {
+            let min = max_item + READ_BUFFER_LINE_BYTES;
+            if v < min || v > BUFFER_MAX_BYTES {
+                return err(
+                    &origin,
+                    format!("must hold the largest item plus its command line: between {min} and {BUFFER_MAX_BYTES} bytes"),
+                );
+            }
+            v
+        }
+    };
+    let write = match size(&cli.write_buffer, "write-buffer", &file.write_buffer)? {
+        None => WRITE_BUFFER_DEFAULT_BYTES,
+        Some((v, origin)) => {
+            if !(WRITE_BUFFER_MIN_BYTES..=BUFFER_MAX_BYTES).contains(&v) {
+                return err(
+                    &origin,
+                    format!(
+                        "must be between {WRITE_BUFFER_MIN_BYTES} and {BUFFER_MAX_BYTES} bytes"
+                    ),
+                );
+            }
+            v
+        }
+    };
+    Ok((read, write))
 }
 
 #[cfg(test)]
@@ -712,6 +801,32 @@ mod tests {
             assert!(e.contains(needle), "{args:?}: {e}");
             assert_eq!(e.lines().count(), 1, "{e}");
         }
+    }
+
+    #[test]
+    fn buffer_sizes_default_follow_the_item_size_and_are_checked() {
+        let s = run(&[]).unwrap();
+        assert_eq!(s.read_buffer_bytes, (1 << 20) + 2048);
+        assert_eq!(s.write_buffer_bytes, 64 << 10);
+        let s = run(&["-I", "2k"]).unwrap();
+        assert_eq!(s.read_buffer_bytes, (64 << 10) + 2048);
+        let s = run(&["--read-buffer", "4m", "--write-buffer", "16k"]).unwrap();
+        assert_eq!(
+            (s.read_buffer_bytes, s.write_buffer_bytes),
+            (4 << 20, 16 << 10)
+        );
+        for (args, needle) in [
+            (&["--read-buffer", "1m"][..], "--read-buffer"),
+            (&["--read-buffer", "x"][..], "--read-buffer"),
+            (&["--write-buffer", "1k"][..], "--write-buffer"),
+            (&["--write-buffer", "2g"][..], "--write-buffer"),
+        ] {
+            let e = run(args).unwrap_err().0;
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
+        let f = parse_file("read-buffer = \"2m\"\nwrite-buffer = 8192\n").unwrap();
+        let s = merge(&Cli::default(), &f).unwrap();
+        assert_eq!((s.read_buffer_bytes, s.write_buffer_bytes), (2 << 20, 8192));
     }
 
     #[test]

@@ -526,3 +526,94 @@ fn sigkill_then_restart_on_the_same_port_at_once() {
     assert!(up < Duration::from_secs(5), "restart took {up:?}");
     eprintln!("restart on the same port: accepting after {up:?}");
 }
+
+/// A free loopback TCP port (for the admin endpoint).
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `stats` from the admin endpoint (the front end's counters live there).
+fn admin_stat(port: u16, name: &str) -> u64 {
+    stat(SocketAddr::from(([127, 0, 0, 1], port)), name)
+}
+
+#[test]
+fn limits_answer_like_memcached_and_are_counted() {
+    let Some(target) = petrel() else { return };
+    let admin = free_tcp_port();
+    let server = target
+        .builder()
+        .no_udp()
+        .max_item("2k")
+        .conn_limit(4)
+        .arg("--read-buffer")
+        .arg("8k")
+        .arg("--write-buffer")
+        .arg("4k")
+        .arg("--idle-timeout")
+        .arg("2")
+        .arg("--admin-port")
+        .arg(&admin.to_string())
+        .start();
+    let addr = server.tcp_addr();
+    let mut c = Conn::connect(addr);
+    // Item size: memcached's reply, the data swallowed, the connection kept.
+    c.check(
+        &storage_cmd("set", "big", 0, 0, &[b'x'; 3000], false),
+        b"SERVER_ERROR object too large for cache\r\n",
+    );
+    c.check(&storage_cmd("set", "k", 0, 0, b"v", false), b"STORED\r\n");
+    // A multi-get line within the 8k read buffer less 2k (about 3,000
+    // keys)...
+    let mut line = b"get".to_vec();
+    while line.len() < 6000 {
+        line.extend_from_slice(b" k");
+    }
+    line.extend_from_slice(b"\r\n");
+    let keys = (line.len() - 5) / 2;
+    c.send(&line);
+    let reply = c.read_until_suffix(b"END\r\n", Duration::from_secs(10));
+    assert_eq!(
+        reply,
+        b"VALUE k 0 1\r\nv\r\n"
+            .repeat(keys)
+            .into_iter()
+            .chain(b"END\r\n".iter().copied())
+            .collect::<Vec<u8>>()
+    );
+    // ... and one that does not: closed, as memcached closes on lines it
+    // cannot hold.
+    let mut long = Conn::connect(addr);
+    let mut line = b"get".to_vec();
+    while line.len() < 7000 {
+        line.extend_from_slice(b" k");
+    }
+    line.extend_from_slice(b"\r\n");
+    long.send(&line);
+    assert_eq!(long.read_to_eof(Duration::from_secs(5)), Some(Vec::new()));
+    // Any other line over 2048 bytes without a newline: closed (memcached).
+    let mut junk = Conn::connect(addr);
+    junk.send(&[b'x'; 2100]);
+    assert_eq!(junk.read_to_eof(Duration::from_secs(5)), Some(Vec::new()));
+    // Connections: 4 allowed (c + three more), the fifth is told and closed.
+    let _a = Conn::connect(addr);
+    let _b = Conn::connect(addr);
+    let _d = Conn::connect(addr);
+    let mut over = Conn::connect(addr);
+    assert_eq!(
+        over.read_to_eof(Duration::from_secs(5)),
+        Some(b"SERVER_ERROR too many open connections\r\n".to_vec())
+    );
+    drop((_a, _b, _d));
+    wait_connections(addr, 2, Duration::from_secs(5));
+    assert_eq!(stat(addr, "petrel_error_closed"), 2);
+    assert_eq!(admin_stat(admin, "frontend_rejected_connections"), 1);
+    assert_eq!(stat(addr, "store_too_large"), 1);
+    // Idle: the first connection, unused since, is closed after 2 s.
+    assert_eq!(c.read_to_eof(Duration::from_secs(5)), Some(Vec::new()));
+    assert!(admin_stat(admin, "frontend_idle_closed") >= 1);
+}
