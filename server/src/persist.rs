@@ -235,11 +235,19 @@ pub fn start(
             // The header says DIRTY now: make that durable before serving.
             pf.sync(PERSIST_HEADER_BYTES).map_err(named)?;
             let items = engine.store().stats().items.get();
+            let saved_at = engine.store().saved_at().unwrap_or(now);
             log::info!(
-                "warm restart: {items} items from {} (attached in {} ms)",
+                "warm restart: {items} items from {} (saved {} s ago, attached in {} ms)",
                 path.display(),
+                now.saturating_sub(saved_at),
                 t0.elapsed().as_millis()
             );
+            if now < saved_at {
+                log::warn!(
+                    "the clock is {} s behind the time the cache was saved at: items live that much longer",
+                    saved_at - now
+                );
+            }
             (engine, Start::Warm { items })
         }
         Err(reason) => {

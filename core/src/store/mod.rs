@@ -444,6 +444,8 @@ pub struct Store<'a> {
     header: &'a mut [u8],
     /// Where shard 0 starts in the arena.
     shard_offset: usize,
+    /// When the state this store was attached to had been saved.
+    saved_at: Option<Time>,
 }
 
 /// One shard's regions carved from the arena.
@@ -516,6 +518,7 @@ impl<'a> Store<'a> {
             seed: cfg.seed,
             header,
             shard_offset: arena_len - carver.remaining(),
+            saved_at: None,
         };
         for i in 0..l.shards {
             let r = carve_shard(&mut carver, &l, false).ok_or(too_small)?;
@@ -585,6 +588,7 @@ impl<'a> Store<'a> {
             seed: cfg.seed,
             header,
             shard_offset,
+            saved_at: Some(saved.saved_at),
         };
         for i in 0..l.shards {
             let r = carve_shard(&mut carver, &l, true).ok_or(too_small)?;
@@ -896,6 +900,12 @@ impl<'a> Store<'a> {
     /// The resolved layout.
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// For a store built by [`Store::attach`]: the `now` its state was
+    /// saved at ([`Store::persist`]); `None` for a store built by `new`.
+    pub fn saved_at(&self) -> Option<Time> {
+        self.saved_at
     }
 
     /// Recount every structure from scratch and compare with the

@@ -113,6 +113,7 @@ fn round_trip(eviction: Eviction, shards: usize) {
     // Restart 60 s later: items with short TTLs are gone.
     let later = T0 + 60;
     let s = Store::attach(&c, &mut a, later).unwrap();
+    assert_eq!(s.saved_at(), Some(T0));
     s.audit().unwrap();
     let after = snapshot(&s, n, later);
     let mut kept = 0;
