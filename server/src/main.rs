@@ -55,6 +55,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Lines still queued for the log writer go first (bounded wait).
+            log::logger().flush();
             // Always one line on stderr; also in the log file if there is one.
             eprintln!("{}", e.message);
             if logging_to_file() {
