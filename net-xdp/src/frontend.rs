@@ -171,6 +171,7 @@ impl XdpFrontend {
             service,
             port: cfg.port,
             busy_poll: cfg.busy_poll,
+            idle_spin: std::time::Duration::from_micros(u64::from(cfg.idle_spin_micros)),
             verify_udp_checksum: cfg.verify_udp_checksum,
             guard: cfg.udp_guard.clone(),
         };

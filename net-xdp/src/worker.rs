@@ -15,7 +15,9 @@
 //! of free frames for multi-datagram replies), take up to [`BATCH`] frames
 //! from RX and answer each, push the replies to TX in batches, kick the
 //! kernel only when the TX ring's `need_wakeup` flag asks for it. A round
-//! that found nothing sleeps in `poll()` (or spins, with `busy_poll`).
+//! that found nothing is followed by more rounds for up to `idle_spin`
+//! (none by default), then the worker sleeps in `poll()` (or spins, with
+//! `busy_poll`).
 
 use crate::service::{UdpService, UdpStatus};
 use crate::stats::QueueStats;
@@ -49,6 +51,8 @@ pub(crate) struct WorkerParams<'s, S: UdpService> {
     pub service: &'s S,
     pub port: u16,
     pub busy_poll: bool,
+    /// Rings polled this long after an empty round before sleeping.
+    pub idle_spin: std::time::Duration,
     pub verify_udp_checksum: bool,
     /// The process's UDP amplification guard (shared with the kernel UDP
     /// path); None = no limits.
@@ -148,15 +152,28 @@ impl<'s, S: UdpService> Worker<'s, S> {
     fn run(mut self) {
         log::debug!("AF_XDP queue {}: worker running", self.p.queue);
         let mut rounds: u32 = 0;
+        // When the current run of empty rounds began (spinning before sleep).
+        let mut idle_since: Option<Instant> = None;
         while !self.p.stop.load(Relaxed) {
             let got = self.round(unix_now());
             rounds = rounds.wrapping_add(1);
             if rounds & (KERNEL_STATS_ROUNDS - 1) == 0 {
                 self.refresh_kernel_stats();
             }
-            if got == 0 {
-                self.idle();
+            if got > 0 {
+                idle_since = None;
+                continue;
             }
+            if !self.p.busy_poll && !self.p.idle_spin.is_zero() {
+                let now = Instant::now();
+                let since = *idle_since.get_or_insert(now);
+                if now.duration_since(since) < self.p.idle_spin {
+                    std::hint::spin_loop();
+                    continue;
+                }
+            }
+            idle_since = None;
+            self.idle();
         }
         self.refresh_kernel_stats();
         log::debug!("AF_XDP queue {}: worker stopped", self.p.queue);

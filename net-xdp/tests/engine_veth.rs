@@ -45,6 +45,10 @@ fn run(mode: &str, tag: &str, subnet: u8) {
     let mut cfg = XdpConfig::new(topo.host_if.clone(), port);
     cfg.mode = mode.parse::<XdpMode>().unwrap();
     cfg.frame_count = 1024;
+    // Native mode also exercises the spin before sleeping when idle.
+    if mode == "native" {
+        cfg.idle_spin_micros = 50;
+    }
     XdpFrontend::serve(cfg, engine, |fe| check(&topo, fe, engine, mode, port, tcp))
         .unwrap_or_else(|e| panic!("start {mode}: {e}"));
     assert!(!topo.xdp_attached(), "XDP program left on {}", topo.host_if);

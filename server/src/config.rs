@@ -156,6 +156,9 @@ pub struct Cli {
     /// Exit (status 71) if AF_XDP cannot be set up, instead of serving UDP over the kernel socket only
     #[arg(long = "xdp-required")]
     pub xdp_required: bool,
+    /// Microseconds an idle AF_XDP worker keeps polling its rings before it sleeps, 0 = sleep at once [default: 0]
+    #[arg(long = "xdp-idle-spin-us", value_name = "US")]
+    pub xdp_idle_spin_us: Option<u32>,
 }
 
 /// A size as written in the config file: bytes, or a string like "1m".
@@ -234,6 +237,8 @@ pub struct FileConfig {
     pub xdp_cpus: Option<String>,
     /// See `--xdp-required`.
     pub xdp_required: Option<bool>,
+    /// See `--xdp-idle-spin-us`.
+    pub xdp_idle_spin_us: Option<u32>,
 }
 
 /// The effective configuration.

@@ -36,6 +36,10 @@ const IFACE_NAME_MAX_BYTES: usize = 15;
 const CPU_ID_MAX: u32 = 1023;
 /// Highest RX queue id accepted in `--xdp-queues`.
 const QUEUE_ID_MAX: u32 = 4095;
+/// Default of `--xdp-idle-spin-us` (`petrel_xdp`'s default).
+pub const IDLE_SPIN_US_DEFAULT: u32 = 0;
+/// Largest `--xdp-idle-spin-us` accepted (1 s).
+const IDLE_SPIN_US_MAX: u32 = 1_000_000;
 
 /// Where the XDP program runs (`--xdp-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +101,8 @@ pub struct XdpSettings {
     pub cpus: Vec<u32>,
     /// A failure to set AF_XDP up is fatal (see the module docs).
     pub required: bool,
+    /// Microseconds an idle worker polls before sleeping.
+    pub idle_spin_us: u32,
     /// The UDP port served (the server's `--udp-port`).
     pub port: u16,
 }
@@ -160,6 +166,7 @@ pub fn settings(
     let cpus = cli.xdp_cpus.clone().or_else(|| file.xdp_cpus.clone());
     let busy_poll = cli.xdp_busy_poll || file.xdp_busy_poll.unwrap_or(false);
     let required = cli.xdp_required || file.xdp_required.unwrap_or(false);
+    let idle_spin_us = cli.xdp_idle_spin_us.or(file.xdp_idle_spin_us);
 
     let Some(iface) = iface else {
         // Any other AF_XDP setting without an interface is a mistake.
@@ -193,6 +200,11 @@ pub fn settings(
                 cli.xdp_required,
                 "--xdp-required",
                 file.xdp_required.is_some(),
+            ),
+            (
+                cli.xdp_idle_spin_us.is_some(),
+                "--xdp-idle-spin-us",
+                file.xdp_idle_spin_us.is_some(),
             ),
         ] {
             if given || file_given {
@@ -263,6 +275,13 @@ pub fn settings(
             .or_else(|e| bad(&origin(cli.xdp_cpus.is_some(), "--xdp-cpus"), e))?,
         None => Vec::new(),
     };
+    let idle_spin_us = idle_spin_us.unwrap_or(IDLE_SPIN_US_DEFAULT);
+    if idle_spin_us > IDLE_SPIN_US_MAX {
+        return bad(
+            &origin(cli.xdp_idle_spin_us.is_some(), "--xdp-idle-spin-us"),
+            format!("at most {IDLE_SPIN_US_MAX} microseconds"),
+        );
+    }
     let forced = mode != Mode::Auto || zero_copy == ZeroCopy::On;
     Ok(Some(XdpSettings {
         iface,
@@ -272,6 +291,7 @@ pub fn settings(
         busy_poll,
         cpus,
         required: required || forced,
+        idle_spin_us,
         port: udp_port,
     }))
 }
@@ -360,6 +380,7 @@ pub fn attach(
     };
     cfg.queues = s.queues.clone();
     cfg.busy_poll = s.busy_poll;
+    cfg.idle_spin_micros = s.idle_spin_us;
     cfg.cores = s.cpus.iter().map(|&c| c as usize).collect();
     match petrel_xdp::XdpFrontend::attach(cfg) {
         Ok(a) => Ok(Some(a)),
@@ -499,6 +520,11 @@ mod tests {
         assert_eq!((s.mode, s.zero_copy), (Mode::Auto, ZeroCopy::Auto));
         assert_eq!(s.queues, None);
         assert!(s.cpus.is_empty() && !s.busy_poll && !s.required);
+        assert_eq!(s.idle_spin_us, IDLE_SPIN_US_DEFAULT);
+        let s = xdp(&["--xdp-iface", "e", "--xdp-idle-spin-us", "20"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.idle_spin_us, 20);
     }
 
     #[test]
@@ -583,6 +609,11 @@ mod tests {
             (&["--xdp-queues", "0"][..], "--xdp-queues"),
             (&["--xdp-busy-poll"][..], "--xdp-busy-poll"),
             (&["--xdp-required"][..], "--xdp-required"),
+            (&["--xdp-idle-spin-us", "5"][..], "--xdp-idle-spin-us"),
+            (
+                &["--xdp-iface", "e", "--xdp-idle-spin-us", "2000000"][..],
+                "--xdp-idle-spin-us",
+            ),
         ] {
             let e = xdp(args).unwrap_err().0;
             assert!(e.contains(needle), "{args:?}: {e}");
