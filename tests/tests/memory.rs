@@ -102,7 +102,7 @@ fn stat(addr: SocketAddr, name: &str) -> u64 {
 #[test]
 fn set_flood_of_ten_times_memory_keeps_rss_flat_and_hot_keys_hitting() {
     let Some(target) = petrel() else { return };
-    let mib = 16u64;
+    let mib = 32u64;
     let server = target
         .builder()
         .no_udp()
