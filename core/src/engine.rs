@@ -528,13 +528,14 @@ impl<'a> Engine<'a> {
                     }
                 }
                 Parsed::Request { request, consumed } => {
-                    let (class, command, key, value_bytes) = klog::describe(&request);
+                    let class = klog::class_of(&request);
                     // a resumed reply was offered to the log when it began
                     let sampled = session.resume.is_none() && self.klog.is_some_and(|k| k.sample());
                     let mark = w.pos();
                     let exec = self.execute(session, request, &mut w, now);
                     if sampled && (w.pos() > mark || !matches!(exec, Exec::Full)) {
                         if let Some(log) = self.klog {
+                            let (_, command, key, value_bytes) = klog::describe(&request);
                             let reply = &w.written()[mark..];
                             log.record(&CommandRecord {
                                 now,

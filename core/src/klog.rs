@@ -60,6 +60,30 @@ pub trait CommandLog: Sync {
     fn record(&self, record: &CommandRecord<'_>);
 }
 
+/// A parsed request's [`CommandClass`] (what the engine computes for every
+/// request; [`describe`] is for sampled ones).
+#[inline]
+pub fn class_of(req: &Request<'_>) -> CommandClass {
+    match req {
+        Request::Get { touch: None, .. } => CommandClass::Get,
+        Request::Get { .. } => CommandClass::Gat,
+        Request::Store(_) | Request::TooLarge { .. } => CommandClass::Set,
+        Request::Delete { .. } => CommandClass::Delete,
+        Request::Arith { .. } => CommandClass::Arith,
+        Request::Touch { .. } => CommandClass::Touch,
+        Request::FlushAll { .. }
+        | Request::Version
+        | Request::Verbosity { .. }
+        | Request::Quit
+        | Request::Stats(_) => CommandClass::Admin,
+        Request::MetaNoop | Request::MetaDebug { .. } => CommandClass::MetaOther,
+        Request::MetaGet(_) => CommandClass::MetaGet,
+        Request::MetaSet(..) => CommandClass::MetaSet,
+        Request::MetaDelete(_) => CommandClass::MetaDelete,
+        Request::MetaArith(_) => CommandClass::MetaArith,
+    }
+}
+
 /// A parsed request's class, command name, first key and stored value
 /// bytes.
 pub fn describe<'r>(req: &Request<'r>) -> (CommandClass, &'static str, &'r [u8], Option<usize>) {
@@ -116,6 +140,7 @@ mod tests {
         match parse(line, &ParseConfig::default()) {
             Parsed::Request { request, .. } => {
                 let (c, n, k, v) = describe(&request);
+                assert_eq!(class_of(&request), c);
                 (c, n, k.to_vec(), v)
             }
             other => panic!("{other:?}"),
