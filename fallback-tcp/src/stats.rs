@@ -40,7 +40,12 @@ mod tests {
         assert!(seen.contains(&("tcp_bytes_read", "bytes read from TCP connections", 5)));
         assert!(seen.iter().all(|(_, d, _)| !d.is_empty()));
         for d in FrontendStats::DESCS {
-            assert_ne!(d.unit, petrel_core::stats::DEFAULT_UNIT, "{} needs a unit", d.name);
+            assert_ne!(
+                d.unit,
+                petrel_core::stats::DEFAULT_UNIT,
+                "{} needs a unit",
+                d.name
+            );
         }
     }
 }
