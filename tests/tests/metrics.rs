@@ -78,6 +78,11 @@ fn scrape(admin: SocketAddr) -> Scrape {
     assert_eq!(st, 200);
     let (st, json) = http_get(admin, "/metrics.json");
     assert_eq!(st, 200);
+    parse(&prom, &json)
+}
+
+/// Both expositions through the Python parsers.
+fn parse(prom: &str, json: &str) -> Scrape {
     static SCRAPES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir();
     let n = format!(
@@ -87,8 +92,8 @@ fn scrape(admin: SocketAddr) -> Scrape {
     );
     let pp = dir.join(format!("petrel-metrics-{n}.prom"));
     let jp = dir.join(format!("petrel-metrics-{n}.json"));
-    std::fs::write(&pp, &prom).unwrap();
-    std::fs::write(&jp, &json).unwrap();
+    std::fs::write(&pp, prom).unwrap();
+    std::fs::write(&jp, json).unwrap();
     let out = Command::new("python3")
         .arg("-c")
         .arg(PARSER)
@@ -486,4 +491,190 @@ fn command_log_samples_one_in_n_and_rotates() {
     drop(c);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two network namespaces joined by a veth pair (`scripts/netns`), removed on drop.
+struct Netns {
+    env: Vec<(&'static str, String)>,
+}
+
+impl Netns {
+    fn script(&self, action: &str) -> bool {
+        Command::new(petrel_tests::server::workspace_root().join("scripts/netns"))
+            .arg(action)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+    fn var(&self, k: &str) -> &str {
+        &self.env.iter().find(|(n, _)| *n == k).unwrap().1
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.script("down");
+    }
+}
+
+/// The server process in its namespace; killed by PID and reaped on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `/metrics` and `/metrics.json` fetched inside the server namespace.
+fn scrape_in(ns: &str, admin_port: u16) -> Option<Scrape> {
+    let fetch = |path: &str| {
+        let out = Command::new("timeout")
+            .args(["10", "ip", "netns", "exec", ns, "curl", "-sf"])
+            .arg(format!("http://127.0.0.1:{admin_port}{path}"))
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    Some(parse(&fetch("/metrics")?, &fetch("/metrics.json")?))
+}
+
+fn sum(s: &Scrape, prefix: &str, must_contain: &str) -> f64 {
+    s.prom
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix) && k.contains(must_contain))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Through AF_XDP (root only): the worker's latency (transport `xdp`), its
+/// per-queue counters and its drops by reason move as the datagrams sent say.
+#[test]
+fn af_xdp_latency_and_queue_counters() {
+    if !petrel_tests::server::is_root() {
+        eprintln!("SKIPPED: AF_XDP needs root (CAP_NET_ADMIN, CAP_BPF)");
+        return;
+    }
+    let Some(target) = Target::petrel() else {
+        return;
+    };
+    let id = std::process::id() % 100_000;
+    let net = Netns {
+        env: vec![
+            ("SERVER_NS", format!("petrel-m-s{id}")),
+            ("CLIENT_NS", format!("petrel-m-c{id}")),
+            ("SERVER_IF", format!("pms{id}")),
+            ("CLIENT_IF", format!("pmc{id}")),
+            ("SERVER_ADDR", "198.18.61.1".into()),
+            ("CLIENT_ADDR", "198.18.61.2".into()),
+            ("QUEUES", "2".into()),
+        ],
+    };
+    assert!(net.script("up"), "scripts/netns up failed");
+    let (ns, cns, iface) = (
+        net.var("SERVER_NS").to_string(),
+        net.var("CLIENT_NS").to_string(),
+        net.var("SERVER_IF").to_string(),
+    );
+    let (port, admin) = (11311u16, 11312u16);
+    let log = std::env::temp_dir().join(format!("petrel-metrics-xdp-{id}.log"));
+    let _server = Child(
+        Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(&target.path)
+            .args([
+                "-l",
+                "198.18.61.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                &port.to_string(),
+            ])
+            .args(["-t", "2", "-m", "64", "--admin-port", &admin.to_string()])
+            .args(["--udp-allow", "198.18.0.0/15", "--xdp-iface", &iface])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("ip netns exec petrel"),
+    );
+    let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let before = loop {
+        if let Some(s) = scrape_in(&ns, admin) {
+            if server_log().contains("AF_XDP serving") {
+                break s;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no AF_XDP within 15 s:\n{}",
+            server_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    const GETS: usize = 50;
+    const RUNTS: usize = 3;
+    let client = format!(
+        r#"
+import socket
+t = socket.create_connection(("198.18.61.1", {port}), timeout=5)
+t.sendall(b"set k 0 0 3\r\nabc\r\n")
+assert t.recv(100) == b"STORED\r\n"
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(5)
+for i in range({GETS}):
+    u.sendto(b"\x00\x01\x00\x00\x00\x01\x00\x00get k\r\n", ("198.18.61.1", {port}))
+    d = u.recv(2000)
+    assert d.endswith(b"VALUE k 0 3\r\nabc\r\nEND\r\n"), d
+for i in range({RUNTS}):
+    u.sendto(b"\x00\x01\x00\x00", ("198.18.61.1", {port}))
+"#
+    );
+    let out = Command::new("timeout")
+        .args(["60", "ip", "netns", "exec", &cns, "python3", "-c", &client])
+        .output()
+        .expect("client");
+    assert!(
+        out.status.success(),
+        "client: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server_log()
+    );
+    let key = "petrel_request_duration_seconds_count{class=get,transport=xdp}";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        let s = scrape_in(&ns, admin).expect("admin endpoint");
+        let runts = sum(&s, "petrel_xdp_dropped_frames_total", "reason=truncated");
+        if (s.get(key) - before.get(key) >= GETS as f64 && runts >= RUNTS as f64)
+            || Instant::now() > deadline
+        {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(after.get(key) - before.get(key), GETS as f64, "{key}");
+    let p99 = after.get("petrel_request_duration_seconds{class=get,quantile=0.99,transport=xdp}");
+    assert!(p99 > 0.0 && p99 < 1.0, "xdp get p99 {p99}");
+    let rx = |s: &Scrape| sum(s, "petrel_xdp_rx_requests_total", "queue=");
+    assert_eq!(
+        rx(&after) - rx(&before),
+        GETS as f64,
+        "AF_XDP request datagrams"
+    );
+    let runts = |s: &Scrape| sum(s, "petrel_xdp_dropped_frames_total", "reason=truncated");
+    assert_eq!(
+        runts(&after) - runts(&before),
+        RUNTS as f64,
+        "runt datagrams dropped"
+    );
+    // the kernel UDP socket answered none of them
+    assert_eq!(
+        after.get(&plain("petrel_frontend_udp_datagrams_received_total")),
+        before.get(&plain("petrel_frontend_udp_datagrams_received_total"))
+    );
+    let _ = std::fs::remove_file(&log);
 }
