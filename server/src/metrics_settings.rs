@@ -196,6 +196,30 @@ mod tests {
     }
 
     #[test]
+    fn config_file_keys_and_flag_precedence() {
+        use crate::config::{merge, parse_file, Cli};
+        let f = parse_file(
+            "admin-listen = \"::1\"\nstats-log-interval = 30\nklog-file = \"/tmp/k\"\nklog-sample = 7\nklog-max-bytes = \"2m\"\n",
+        )
+        .unwrap();
+        let s = merge(&Cli::default(), &f).unwrap().observability;
+        assert_eq!(s.admin_listen.to_string(), "::1");
+        assert_eq!(s.stats_log_interval_secs, 30);
+        let k = s.klog.unwrap();
+        assert_eq!((k.sample, k.max_bytes), (7, 2 << 20));
+        let mut cli = Cli::default();
+        cli.observability.klog_sample = Some(0);
+        assert_eq!(
+            merge(&cli, &f).unwrap().observability.klog,
+            None,
+            "flag wins"
+        );
+        let f = parse_file("klog-max-bytes = 100\nklog-file = \"/tmp/k\"\n").unwrap();
+        let e = merge(&Cli::default(), &f).unwrap_err().0;
+        assert!(e.contains("config key `klog-max-bytes`"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_flag() {
         for (args, needle) in [
             (&["--admin-listen", "nowhere"][..], "--admin-listen"),
