@@ -292,11 +292,16 @@ impl<'s, S: UdpService> Worker<'s, S> {
         }
         self.request[..input_len].copy_from_slice(req.payload(buf));
         // The UDP guard: allowlist, amplification cap, per-source rate.
+        let now_ms = if self.p.guard.is_some() {
+            monotonic_ms()
+        } else {
+            0
+        };
         let admission = match &self.p.guard {
             Some(g) => g.admit(
                 client_ip(&req.reply.ips),
                 UDP_FRAME_HEADER_BYTES + input_len,
-                monotonic_ms(),
+                now_ms,
             ),
             None => Admission::Trusted,
         };
@@ -381,12 +386,12 @@ impl<'s, S: UdpService> Worker<'s, S> {
                 } else {
                     Outcome::Dropped
                 };
-                g.settle(admission, outcome, monotonic_ms());
+                g.settle(admission, outcome, now_ms);
             }
             return;
         }
         if let Some(g) = &self.p.guard {
-            g.settle(admission, Outcome::Sent(self.reply.len()), monotonic_ms());
+            g.settle(admission, Outcome::Sent(self.reply.len()), now_ms);
         }
         if splitter.total() > 1 {
             self.stats().counters.multi_datagram_replies.incr_owned();
