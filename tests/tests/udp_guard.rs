@@ -162,7 +162,7 @@ fn rate_limit_kicks_in_per_source_and_refills() {
     for _ in 0..sent {
         send(&mut u, b"get s\r\n");
     }
-    let got = u.drain(Duration::from_millis(400));
+    let got = u.drain(Duration::from_millis(1000));
     let elapsed = started.elapsed().as_secs_f64();
     let allowed = 10.0 + 20.0 * elapsed + 1.0;
     assert!(
@@ -174,14 +174,12 @@ fn rate_limit_kicks_in_per_source_and_refills() {
         assert_eq!(&d[8..], b"VALUE s 0 1\r\nv\r\nEND\r\n");
     }
     let limited = stat(&server, "udp_guard_dropped_rate_limited");
-    assert_eq!(
-        limited,
-        sent - got.len() as u64,
-        "every request is accounted for"
-    );
-    assert_eq!(
-        stat(&server, "udp_guard_requests_checked"),
-        got.len() as u64
+    let checked = stat(&server, "udp_guard_requests_checked");
+    assert_eq!(limited + checked, sent, "every request is accounted for");
+    assert!(
+        checked >= got.len() as u64 && checked as f64 <= allowed,
+        "{checked} answered, {} received, at most {allowed:.0} allowed",
+        got.len()
     );
     // (Every loopback client is 127.0.0.1: one source, one bucket.)
     std::thread::sleep(Duration::from_millis(600));
