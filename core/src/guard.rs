@@ -291,12 +291,12 @@ impl fmt::Display for GuardConfigError {
 crate::metrics! {
     /// Every decision of a [`UdpGuard`].
     pub struct GuardStats {
-        requests_trusted: Counter "UDP requests from allowlisted sources (no limits applied)",
-        requests_checked: Counter "UDP requests from other sources, answered within the amplification cap and rate limit",
-        dropped_rate_limited: Counter "UDP requests dropped unanswered: the source's token bucket was empty",
-        replies_replaced: Counter "UDP replies over the amplification cap replaced by SERVER_ERROR reply too large for UDP",
-        replies_dropped_too_large: Counter "UDP replies over the amplification cap dropped (even the error would exceed it)",
-        reply_datagrams_checked: Counter "reply datagrams sent to sources outside the allowlist",
+        requests_trusted: Counter("requests") "UDP requests from allowlisted sources (no limits applied)",
+        requests_checked: Counter("requests") "UDP requests from other sources, answered within the amplification cap and rate limit",
+        dropped_rate_limited: Counter("requests") "UDP requests dropped unanswered: the source's token bucket was empty",
+        replies_replaced: Counter("replies") "UDP replies over the amplification cap replaced by SERVER_ERROR reply too large for UDP",
+        replies_dropped_too_large: Counter("replies") "UDP replies over the amplification cap dropped (even the error would exceed it)",
+        reply_datagrams_checked: Counter("datagrams") "reply datagrams sent to sources outside the allowlist",
     }
 }
 
