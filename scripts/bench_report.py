@@ -287,6 +287,19 @@ class Report:
 
     def core(self):
         core = [r for r in self.rows if r[0] == "core"]
+        err = os.path.join(self.raw, "core-error.txt")
+        if os.path.exists(err):
+            with open(err, errors="replace") as f:
+                text = f.read().strip()
+            self.w("## Core store, in process (criterion): failed")
+            self.w()
+            self.w("The store benches did not complete in this run%s:" % (
+                "; the table below holds the runs that did" if core else ""))
+            self.w()
+            self.w("```text")
+            self.w(text[-3000:])
+            self.w("```")
+            self.w()
         if not core:
             return
         self.w("## Core store, in process (criterion)")
