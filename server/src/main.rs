@@ -199,7 +199,12 @@ fn run() -> Result<(), Exit> {
         .map_err(|e| os_error(format!("petrel: cannot bind: {e}")))?;
     let admin_listener = admin::bind(&settings).map_err(os_error)?;
     // AF_XDP needs its privileges: attach before they are dropped.
-    let xdp = xdp::attach(settings.xdp.as_ref(), Some(udp_guard.clone())).map_err(os_error)?;
+    let xdp = xdp::attach(
+        settings.xdp.as_ref(),
+        &settings.listen,
+        Some(udp_guard.clone()),
+    )
+    .map_err(os_error)?;
 
     if let Some(u) = &user {
         if privileges::is_root() && u.uid != 0 {
@@ -218,6 +223,7 @@ fn run() -> Result<(), Exit> {
         engine: &engine,
         frontend: frontend.stats(),
         extra: metrics_xdp::sources(xdp.as_ref()),
+        guard: Some(udp_guard.clone()),
         started: std::time::Instant::now(),
     };
     admin::observe(&settings.observability, admin_listener, observed, || {

@@ -27,6 +27,7 @@
 //! which is fatal only when required.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use crate::config::{Cli, ConfigError, FileConfig};
 
@@ -361,9 +362,11 @@ fn unavailable(s: &XdpSettings, why: String) -> Result<Option<Attachment>, Strin
 #[cfg(all(feature = "xdp", target_os = "linux"))]
 pub fn attach(
     s: Option<&XdpSettings>,
+    listen: &[IpAddr],
     udp_guard: Option<std::sync::Arc<petrel_core::guard::UdpGuard>>,
 ) -> Result<Option<Attachment>, String> {
     let Some(s) = s else { return Ok(None) };
+    warn_if_kernel_socket_misses(s, listen);
     let mut cfg = petrel_xdp::XdpConfig::new(s.iface.clone(), s.port);
     cfg.udp_guard = udp_guard;
     cfg.mode = petrel_xdp::XdpMode {
@@ -401,16 +404,91 @@ pub fn attach(
 #[cfg(not(all(feature = "xdp", target_os = "linux")))]
 pub fn attach(
     s: Option<&XdpSettings>,
+    listen: &[IpAddr],
     _udp_guard: Option<std::sync::Arc<petrel_core::guard::UdpGuard>>,
 ) -> Result<Option<Attachment>, String> {
     match s {
         None => Ok(None),
-        Some(s) => unavailable(
-            s,
-            "this petrel was built without AF_XDP (cargo feature `xdp`, Linux only); \
+        Some(s) => {
+            warn_if_kernel_socket_misses(s, listen);
+            unavailable(
+                s,
+                "this petrel was built without AF_XDP (cargo feature `xdp`, Linux only); \
              rebuild with `cargo build --release -p petrel --features xdp`"
-                .to_string(),
-        ),
+                    .to_string(),
+            )
+        }
+    }
+}
+
+/// The IPv4 and IPv6 addresses of interface `name` (empty if it has none
+/// or they cannot be read).
+fn interface_addresses(name: &str) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return out;
+    }
+    let mut at = list;
+    while !at.is_null() {
+        // SAFETY: `at` is a node of the list getifaddrs returned, alive
+        // until freeifaddrs; its name is a NUL-terminated string and its
+        // address, when not null, a sockaddr of the family it names.
+        unsafe {
+            let ifa = &*at;
+            let same = !ifa.ifa_name.is_null()
+                && std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() == name.as_bytes();
+            if same && !ifa.ifa_addr.is_null() {
+                match i32::from((*ifa.ifa_addr).sa_family) {
+                    libc::AF_INET => {
+                        let a = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(u32::from_be(a.sin_addr.s_addr).to_be_bytes()));
+                    }
+                    libc::AF_INET6 => {
+                        let a = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        out.push(IpAddr::from(a.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            at = ifa.ifa_next;
+        }
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    out
+}
+
+/// Whether a kernel UDP socket bound to `listen` receives datagrams sent
+/// to one of `iface_addrs` (an unspecified address receives all).
+fn listen_covers(listen: &[IpAddr], iface_addrs: &[IpAddr]) -> bool {
+    iface_addrs.is_empty()
+        || listen
+            .iter()
+            .any(|l| l.is_unspecified() || iface_addrs.contains(l))
+}
+
+/// Warns when the kernel UDP socket is not bound to any address of the
+/// AF_XDP interface: then UDP on queues without an AF_XDP socket (or all
+/// of it, if AF_XDP is unavailable) is not answered there.
+fn warn_if_kernel_socket_misses(s: &XdpSettings, listen: &[IpAddr]) {
+    let addrs = interface_addresses(&s.iface);
+    if !listen_covers(listen, &addrs) {
+        let list = |v: &[IpAddr]| {
+            v.iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        log::warn!(
+            "--xdp-iface {}: the kernel UDP socket listens on {} but not on the interface's \
+             addresses ({}): UDP it gets (queues without an AF_XDP socket, or all of it if \
+             AF_XDP is unavailable) goes unanswered; add one of them to -l/--listen",
+            s.iface,
+            list(listen),
+            list(&addrs)
+        );
     }
 }
 
@@ -650,6 +728,22 @@ mod tests {
             e.contains("config key `xdp-cpus`") && e.contains("--xdp-iface"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn kernel_socket_coverage_of_the_interface() {
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        let on_if = [ip("198.18.0.1"), ip("fe80::1")];
+        assert!(listen_covers(&[ip("198.18.0.1")], &on_if));
+        assert!(listen_covers(&[ip("127.0.0.1"), ip("0.0.0.0")], &on_if));
+        assert!(listen_covers(&[ip("::")], &on_if));
+        assert!(!listen_covers(&[ip("127.0.0.1")], &on_if));
+        assert!(
+            listen_covers(&[ip("127.0.0.1")], &[]),
+            "no addresses: nothing to say"
+        );
+        assert!(interface_addresses("lo").contains(&ip("127.0.0.1")));
+        assert!(interface_addresses("no-such-if").is_empty());
     }
 
     #[test]
