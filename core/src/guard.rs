@@ -327,6 +327,10 @@ pub enum Outcome {
     Replaced,
     /// The reply was over the cap and nothing was sent.
     Dropped,
+    /// The request was dropped for another reason (malformed, part of a
+    /// multi-datagram request, no room to build the reply): the token goes
+    /// back and the front end counts the reason.
+    Unanswered,
 }
 
 /// The guard: allowlist, amplification cap, per-source rate table and
@@ -446,6 +450,7 @@ impl UdpGuard {
                 self.stats.replies_dropped_too_large.incr();
                 0
             }
+            Outcome::Unanswered => 0,
         };
         self.stats.reply_datagrams_checked.add(datagrams as u64);
         if bucket < RATE_TABLE_BUCKETS && datagrams != 1 {
@@ -626,6 +631,7 @@ mod tests {
         g.settle(a, Outcome::Replaced, 0);
         g.settle(tiny, Outcome::Dropped, 0);
         g.settle(a, Outcome::Sent(1), 0);
+        g.settle(a, Outcome::Unanswered, 0);
         assert_eq!(g.stats().replies_replaced.get(), 1);
         assert_eq!(g.stats().replies_dropped_too_large.get(), 1);
         assert_eq!(g.stats().requests_checked.get(), 1);

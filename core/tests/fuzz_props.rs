@@ -161,7 +161,7 @@ proptest! {
         burst in 1u32..20,
         amp in 0u32..20,
         none in any::<bool>(),
-        ops in prop::collection::vec((0u8..4, any::<u8>(), any::<u16>(), 0u8..3, 0u8..4, 0u8..16), 0..300),
+        ops in prop::collection::vec((0u8..4, any::<u8>(), any::<u16>(), 0u8..4, 0u8..4, 0u8..16), 0..300),
     ) {
         let mut cfg = GuardConfig {
             rate_per_sec: rate,
@@ -198,7 +198,8 @@ proptest! {
             let outcome = match outcome {
                 0 => Outcome::Sent(usize::from(datagrams)),
                 1 => Outcome::Replaced,
-                _ => Outcome::Dropped,
+                2 => Outcome::Dropped,
+                _ => Outcome::Unanswered,
             };
             let sent = matches!(outcome, Outcome::Replaced | Outcome::Sent(1..));
             if sent && matches!(a, Admission::Checked { .. }) && src == watched {

@@ -338,7 +338,7 @@ impl UdpPort {
                             UdpDrop::MultiDatagram => stats.udp_dropped_multi_datagram.incr(),
                             _ => stats.udp_dropped_reply_too_large.incr(),
                         }
-                        Outcome::Sent(0)
+                        Outcome::Unanswered
                     }
                 };
                 if let Some(g) = &self.guard {

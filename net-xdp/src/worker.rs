@@ -380,7 +380,7 @@ impl<'s, S: UdpService> Worker<'s, S> {
             self.reply.clear();
             if let Some(g) = self.p.guard.clone() {
                 let outcome = if !over_cap {
-                    Outcome::Sent(0)
+                    Outcome::Unanswered
                 } else if UdpGuard::error_fits(admission) && self.send_too_large(&req.reply) {
                     Outcome::Replaced
                 } else {

@@ -63,10 +63,11 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(max_reply_bytes, size.saturating_mul(amp as usize));
             }
         }
-        let outcome = match op[4] % 3 {
+        let outcome = match op[4] % 4 {
             0 => Outcome::Sent(usize::from(op[5] % 4)),
             1 => Outcome::Replaced,
-            _ => Outcome::Dropped,
+            2 => Outcome::Dropped,
+            _ => Outcome::Unanswered,
         };
         // Replies that sent something cost at least one token each (a
         // reply of nothing gives its token back).
