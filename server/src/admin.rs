@@ -483,6 +483,7 @@ mod tests {
             engine,
             frontend: f.stats(),
             extra: Vec::new(),
+            guard: None,
             started: std::time::Instant::now(),
         }
     }

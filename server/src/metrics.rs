@@ -21,7 +21,10 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use petrel_core::engine::{Engine, EngineStats};
+use petrel_core::guard::{GuardStats, UdpGuard};
 use petrel_core::histogram::{CommandClass, LatencyStats, Summary, QUANTILES_PPM};
 use petrel_core::stats::{Desc, Kind, StoreStats};
 use petrel_tcp::{FrontendStats, StatsHandle};
@@ -118,6 +121,11 @@ pub const GROUPS: &[Group] = &[
         descs: &FrontendStats::DESCS,
     },
     Group {
+        prefix: "udp_guard",
+        about: "the UDP amplification guard shared by the UDP paths",
+        descs: &GuardStats::DESCS,
+    },
+    Group {
         prefix: "log",
         about: "the debug log (`log` records, written by a background thread)",
         descs: &LogStats::DESCS,
@@ -146,6 +154,8 @@ pub struct Sources<'e> {
     pub frontend: StatsHandle,
     /// More families (AF_XDP queues, ...).
     pub extra: Vec<ExtraSource>,
+    /// The UDP amplification guard, when UDP is served.
+    pub guard: Option<Arc<UdpGuard>>,
     /// When the server started.
     pub started: Instant,
 }
@@ -248,6 +258,14 @@ impl Sources<'_> {
             .for_each_desc(|d, v| out.push(scalar_family("store", d, v)));
         self.frontend
             .for_each_desc(|d, v| out.push(scalar_family("frontend", d, v)));
+        match &self.guard {
+            Some(g) => g
+                .stats()
+                .for_each_desc(|d, v| out.push(scalar_family("udp_guard", d, v))),
+            None => {
+                GuardStats::new().for_each_desc(|d, v| out.push(scalar_family("udp_guard", d, v)))
+            }
+        }
         crate::logger::stats().for_each_desc(|d, v| out.push(scalar_family("log", d, v)));
         crate::klog::stats().for_each_desc(|d, v| out.push(scalar_family("klog", d, v)));
         out.extend(latency_families(&[

@@ -292,6 +292,11 @@ fn every_counter_moves_as_the_requests_say() {
         (lat("tcp", "invalid"), 1.0),
         (lat("tcp", "admin"), 1.0),
         (lat("udp", "get"), udp_gets as f64),
+        // from 127.0.0.1, allowlisted by default
+        (
+            plain("petrel_udp_guard_requests_trusted_total"),
+            udp_gets as f64,
+        ),
     ];
     // engine bytes count TCP bytes and UDP payload bytes handled
     let deadline = Instant::now() + Duration::from_secs(5);
