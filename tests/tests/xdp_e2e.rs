@@ -536,3 +536,35 @@ for i in range(64):
     s.close()
 print("ok answered=%d" % ok)
 "#;
+
+#[test]
+fn bad_xdp_flags_exit_64_naming_the_flag() {
+    let path = petrel_path();
+    if !path.is_file() {
+        assert!(!in_ci(), "{} does not exist (CI is set)", path.display());
+        eprintln!("SKIPPED: {} does not exist", path.display());
+        return;
+    }
+    for (args, flag) in [
+        (
+            &["--xdp-iface", "lo", "--xdp-mode", "fast"][..],
+            "--xdp-mode",
+        ),
+        (&["--xdp-queues", "0"][..], "--xdp-queues"),
+        (&["--xdp-iface", "lo", "-U", "0"][..], "--xdp-iface"),
+        (
+            &["--xdp-iface", "lo", "--xdp-cpus", "1,1"][..],
+            "--xdp-cpus",
+        ),
+    ] {
+        let out = Command::new(&path)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run petrel");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+}
