@@ -748,6 +748,12 @@ class Report:
                    "request; memcached's grows with the data stored. The memory section compares both when full.")
         self.w()
 
+    def interference(self):
+        """Median share of the server's core used by other processes during network cells, or None."""
+        vals = [v["other_cpu_pct"] for sec, _n, _r, v in self.rows
+                if sec in ("tcp", "udp") and isinstance(v.get("other_cpu_pct"), float)]
+        return med(vals) if vals else None
+
     def update_readme(self, readme):
         """Replace the headline block of `readme` (if it has one) with this run's plot and figures."""
         plot = self.plots.get("tcp-throughput.png")
@@ -763,7 +769,7 @@ class Report:
         rel = lambda p: os.path.relpath(os.path.abspath(p), base)
         ratios = [ratio(p["ops_per_sec"], m["ops_per_sec"]) for _l, _k, p, m in self.tcp_summary or []]
         cats = ["%s (%d)" % (c, len(v)) if len(v) > 1 else c for c, v in self.losses.items()]
-        block = readme_block(rel(self.out), rel(plot), self.machine, ratios, cats)
+        block = readme_block(rel(self.out), rel(plot), self.machine, ratios, cats, self.interference())
         head, rest = text.split(README_BEGIN, 1)
         tail = rest.split(README_END, 1)[1]
         with open(readme, "w") as f:
@@ -789,6 +795,13 @@ class Report:
         self.memory()
         body = self.lines[body_start:]
         self.lines = self.lines[:body_start]
+        other = self.interference()
+        if other is not None and other > 25:
+            self.w("> **Caution: a disturbed run.** Other processes used a median %.0f %% of the server's core "
+                   "while the network cells were measured (see each section). The medians and spreads below are "
+                   "what was measured, but they say more about this shared machine than about the servers; rerun "
+                   "`scripts/bench` on an otherwise idle machine for figures to rely on." % other)
+            self.w()
         self.losses_section()
         self.lines += body
         with open(self.out, "w") as f:
@@ -800,15 +813,18 @@ README_BEGIN = "<!-- bench-headline: written by scripts/bench, do not edit by ha
 README_END = "<!-- /bench-headline -->"
 
 
-def readme_block(report_rel, plot_rel, machine, tcp_ratios, loss_categories):
+def readme_block(report_rel, plot_rel, machine, tcp_ratios, loss_categories, other_pct):
     m = machine
     lines = [README_BEGIN,
              "Latest run: `scripts/bench%s` on %s; %s, %s, %s; %s vs %s; %s." % (
                  " --quick" if m.get("mode") == "quick" else "", m.get("date", "?"), m.get("cpu", "?"),
                  m.get("cores", "?").split(" (")[0] + " cores", m.get("kernel", "?"), m.get("petrel", "?"),
                  m.get("memcached", "?"), m.get("pinning", "?")),
-             "Load average before/after the run: %s / %s (the machine is shared; see the spread in the report)." % (
-                 m.get("load_before", "?"), m.get("load_after", "?"))]
+             "Load average before/after the run: %s / %s%s." % (
+                 m.get("load_before", "?"), m.get("load_after", "?"),
+                 "; other processes used a median %.0f %% of the server's core during the network cells, so "
+                 "these figures are indicative only" % other_pct if other_pct is not None and other_pct > 25
+                 else "")]
     if tcp_ratios:
         lines.append("")
         lines.append("TCP throughput Petrel/memcached over %d workloads: median %.2f×, range %.2f×–%.2f× "
