@@ -797,10 +797,12 @@ class Report:
         self.lines = self.lines[:body_start]
         other = self.interference()
         if other is not None and other > 25:
+            stopped = self.machine.get("repeats_stopped")
             self.w("> **Caution: a disturbed run.** Other processes used a median %.0f %% of the server's core "
-                   "while the network cells were measured (see each section). The medians and spreads below are "
+                   "while the network cells were measured (see each section)%s. The medians and spreads below are "
                    "what was measured, but they say more about this shared machine than about the servers; rerun "
-                   "`scripts/bench` on an otherwise idle machine for figures to rely on." % other)
+                   "`scripts/bench` on an otherwise idle machine for figures to rely on." % (
+                       other, "; repeating disturbed cells stopped %s" % stopped if stopped else ""))
             self.w()
         self.losses_section()
         self.lines += body
