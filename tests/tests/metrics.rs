@@ -367,7 +367,7 @@ fn every_counter_moves_as_the_requests_say() {
 
 #[test]
 fn admin_text_protocol_and_http_errors() {
-    let Some((_server, admin)) = start(&[]) else {
+    let Some((server, admin)) = start(&["--stats-log-interval", "1"]) else {
         return;
     };
     let mut c = Conn::connect(admin);
@@ -416,6 +416,16 @@ fn admin_text_protocol_and_http_errors() {
         String::from_utf8_lossy(&r)
     );
     assert_eq!(http_get(admin, "/metrics").0, 200);
+    // the periodic one-line stats log
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("stats: curr_connections=") {
+        assert!(
+            Instant::now() < deadline,
+            "no stats line:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
