@@ -416,6 +416,45 @@ fn admin_text_protocol_and_http_errors() {
         String::from_utf8_lossy(&r)
     );
     assert_eq!(http_get(admin, "/metrics").0, 200);
+    // at most 8 admin connections at once: a 9th is refused with a line, and
+    // once they are gone the endpoint serves again
+    drop(c);
+    std::thread::sleep(Duration::from_millis(300));
+    let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(admin).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = TcpStream::connect(admin).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut r = String::new();
+    let _ = extra.read_to_string(&mut r);
+    assert_eq!(r, "SERVER_ERROR too many admin connections\r\n");
+    for mut i in &idle {
+        // the 8 were accepted: nothing to read, no refusal
+        i.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut b = [0u8; 64];
+        assert!(
+            i.read(&mut b).is_err(),
+            "an admin connection within the bound was refused"
+        );
+    }
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = TcpStream::connect(admin).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"version\r\nquit\r\n").unwrap();
+        let mut r = String::new();
+        let _ = c.read_to_string(&mut r);
+        if r.starts_with("VERSION ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "admin endpoint did not recover: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // the periodic one-line stats log
     let deadline = Instant::now() + Duration::from_secs(5);
     while !server.log().contains("stats: curr_connections=") {
