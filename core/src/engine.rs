@@ -25,7 +25,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::histogram::{ClassCounts, CommandClass};
-use crate::klog::{self, CommandLog, CommandRecord, REPLY_HEAD_BYTES};
+use crate::klog::{self, Client, CommandLog, CommandRecord, REPLY_HEAD_BYTES};
 use crate::proto::admin::StatsCommand;
 use crate::proto::compose::{Full, Writer};
 use crate::proto::meta::decode_key;
@@ -186,6 +186,8 @@ pub struct Session {
     resume: Option<Resume>,
     /// Requests answered since [`Session::take_completed`], by class.
     completed: ClassCounts,
+    /// The peer, for the command log (set by front ends that know it).
+    client: Option<Client>,
 }
 
 impl Session {
@@ -196,7 +198,13 @@ impl Session {
             swallow: 0,
             resume: None,
             completed: ClassCounts::new(),
+            client: None,
         }
+    }
+
+    /// Records the peer this session serves, for the command log.
+    pub fn set_client(&mut self, client: Client) {
+        self.client = Some(client);
     }
 
     /// The requests whose replies [`Engine::process`] finished writing since
@@ -540,6 +548,7 @@ impl<'a> Engine<'a> {
                             log.record(&CommandRecord {
                                 now,
                                 transport: session.transport,
+                                client: session.client,
                                 command,
                                 key,
                                 value_bytes,

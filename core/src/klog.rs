@@ -29,6 +29,17 @@ use crate::Time;
 /// status line and a `VALUE <key> <flags> <bytes>` header of a short key.
 pub const REPLY_HEAD_BYTES: usize = 96;
 
+/// A peer's address as a front end knows it (fixed size, no allocation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client {
+    /// IPv4 in the first 4 bytes (when `v4`), else IPv6.
+    pub ip: [u8; 16],
+    /// The address is IPv4.
+    pub v4: bool,
+    /// The port.
+    pub port: u16,
+}
+
 /// What the engine reports about one sampled request.
 #[derive(Clone, Copy, Debug)]
 pub struct CommandRecord<'r> {
@@ -36,6 +47,9 @@ pub struct CommandRecord<'r> {
     pub now: Time,
     /// TCP or UDP.
     pub transport: Transport,
+    /// The peer, when the front end told the session
+    /// ([`Session::set_client`](crate::engine::Session::set_client)).
+    pub client: Option<Client>,
     /// The command as the client spelled it (`get`, `gats`, `ms`, ...).
     pub command: &'static str,
     /// The first key as sent (base64 for meta commands with `b`); empty for

@@ -139,6 +139,11 @@ impl<S: Service> Connection<S> {
         self.hangup = true;
     }
 
+    /// Tells the session which peer it serves (for the command log).
+    pub fn set_client(&mut self, service: &S, peer: std::net::SocketAddr) {
+        service.set_client(&mut self.session, peer);
+    }
+
     /// Unix seconds of the last completed request or reply byte written:
     /// what the idle timeout measures.
     pub fn last_active(&self) -> Time {

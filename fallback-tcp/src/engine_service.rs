@@ -47,6 +47,25 @@ impl<'a> Service for Engine<'a> {
         session.take_completed()
     }
 
+    fn set_client(&self, session: &mut engine::Session, peer: std::net::SocketAddr) {
+        let mut ip = [0u8; 16];
+        let v4 = match peer.ip() {
+            std::net::IpAddr::V4(a) => {
+                ip[..4].copy_from_slice(&a.octets());
+                true
+            }
+            std::net::IpAddr::V6(a) => {
+                ip = a.octets();
+                false
+            }
+        };
+        session.set_client(petrel_core::klog::Client {
+            ip,
+            v4,
+            port: peer.port(),
+        });
+    }
+
     fn connection_event(&self, event: ConnectionEvent) {
         let s = self.stats();
         match event {

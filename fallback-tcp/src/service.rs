@@ -98,6 +98,12 @@ pub trait Service: Sync {
         ClassCounts::new()
     }
 
+    /// Tells `session` which peer it serves (for the command log). Called
+    /// once per accepted TCP connection. The default ignores it.
+    fn set_client(&self, session: &mut Self::Session, peer: std::net::SocketAddr) {
+        let _ = (session, peer);
+    }
+
     /// Records a connection event in the service's statistics.
     fn connection_event(&self, event: ConnectionEvent) {
         let _ = event;

@@ -211,7 +211,7 @@ impl<'a, S: Service> Worker<'a, S> {
     }
 
     fn add(&mut self, mut stream: TcpStream, now: Time) -> io::Result<()> {
-        let conn = match self.pool.pop() {
+        let mut conn = match self.pool.pop() {
             Some((r, w)) => Connection::with_buffers(self.service, r, w, now),
             None => Connection::new(
                 self.service,
@@ -220,6 +220,9 @@ impl<'a, S: Service> Worker<'a, S> {
                 now,
             )?,
         };
+        if let Ok(peer) = stream.peer_addr() {
+            conn.set_client(self.service, peer);
+        }
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {

@@ -15,8 +15,8 @@
 //! ```
 //!
 //! A line: `<time> <client> <transport> <command> <key> <result> <size>`,
-//! for example `2026-11-30T03:22:03Z - tcp get user:42 HIT 120`.
-//! `client` is `-` (the engine does not know the peer); `key` is the first
+//! for example `2026-11-30T03:22:03Z 127.0.0.1:50412 tcp get user:42 HIT 120`.
+//! `client` is the TCP peer (`ip:port`), `-` over UDP; `key` is the first
 //! key as sent, bytes outside printable ASCII written `\xNN` (`-` for
 //! commands without a key); `result` is the first word of the reply, with
 //! `VALUE`/`VA` written `HIT` and a get's bare `END`/`EN` written `MISS`,
@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use petrel_core::engine::Transport;
-use petrel_core::klog::{CommandLog, CommandRecord, REPLY_HEAD_BYTES};
+use petrel_core::klog::{Client, CommandLog, CommandRecord, REPLY_HEAD_BYTES};
 use petrel_core::proto::KEY_MAX_BYTES;
 
 /// Entries the queue holds before new ones are dropped.
@@ -61,6 +61,7 @@ pub fn stats() -> &'static KlogStats {
 struct Entry {
     now: u32,
     udp: bool,
+    client: Option<Client>,
     command: &'static str,
     key: [u8; KEY_MAX_BYTES],
     key_len: u8,
@@ -141,6 +142,7 @@ impl CommandLog for Klog {
         let mut e = Entry {
             now: r.now,
             udp: r.transport == Transport::Udp,
+            client: r.client,
             command: r.command,
             key: [0; KEY_MAX_BYTES],
             key_len: 0,
@@ -207,6 +209,18 @@ fn escape_key(bytes: &[u8]) -> String {
     s
 }
 
+/// `ip:port` (`[ip]:port` for IPv6), or `-` when the peer is not known.
+fn client_text(c: Option<Client>) -> String {
+    match c {
+        None => "-".into(),
+        Some(c) if c.v4 => {
+            let ip = std::net::Ipv4Addr::new(c.ip[0], c.ip[1], c.ip[2], c.ip[3]);
+            format!("{ip}:{}", c.port)
+        }
+        Some(c) => format!("[{}]:{}", std::net::Ipv6Addr::from(c.ip), c.port),
+    }
+}
+
 /// Formats one log line (with its newline).
 fn format_line(e: &Entry) -> String {
     let stamp = crate::logger::format_utc(u64::from(e.now), 0);
@@ -218,7 +232,8 @@ fn format_line(e: &Entry) -> String {
         &e.reply[..usize::from(e.reply_len)],
     );
     format!(
-        "{stamp} - {} {} {} {result} {size}\n",
+        "{stamp} {} {} {} {} {result} {size}\n",
+        client_text(e.client),
         if e.udp { "udp" } else { "tcp" },
         e.command,
         escape_key(&e.key[..usize::from(e.key_len)]),
@@ -331,6 +346,17 @@ mod tests {
         );
         assert_eq!(escape_key(b"a b\\\x01"), "a\\x20b\\x5c\\x01");
         assert_eq!(escape_key(b""), "-");
+        assert_eq!(client_text(None), "-");
+        let mut ip = [0u8; 16];
+        ip[15] = 1;
+        assert_eq!(
+            client_text(Some(Client {
+                ip,
+                v4: false,
+                port: 7
+            })),
+            "[::1]:7"
+        );
     }
 
     #[test]
@@ -371,6 +397,11 @@ mod tests {
             k.record(&CommandRecord {
                 now: 1_795_603_714,
                 transport: Transport::Tcp,
+                client: Some(Client {
+                    ip: [10, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                    v4: true,
+                    port: 4242,
+                }),
                 command: "set",
                 key: key.as_bytes(),
                 value_bytes: Some(i),
@@ -388,7 +419,7 @@ mod tests {
             old.len()
         );
         assert!(
-            cur.ends_with("2026-11-25T10:48:34Z - tcp set key99 STORED 99\n"),
+            cur.ends_with("2026-11-25T10:48:34Z 10.1.2.3:4242 tcp set key99 STORED 99\n"),
             "{cur}"
         );
         assert!(old.lines().all(|l| l.split(' ').count() == 7), "{old}");

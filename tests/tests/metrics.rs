@@ -513,6 +513,7 @@ fn command_log_samples_one_in_n_and_rotates() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(sampled, logged + dropped);
+    let peer = format!("127.0.0.1:{}", c.stream().local_addr().unwrap().port());
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
     let cur = read(&path);
     let old = read(&dir.join("klog.1"));
@@ -529,9 +530,9 @@ fn command_log_samples_one_in_n_and_rotates() {
         let w: Vec<&str> = l.split(' ').collect();
         assert_eq!(w.len(), 7, "{l}");
         if w[3] == "set" {
-            assert_eq!(&w[1..], ["-", "tcp", "set", "hot", "STORED", "3"], "{l}");
+            assert_eq!(&w[1..], [&peer, "tcp", "set", "hot", "STORED", "3"], "{l}");
         } else {
-            assert_eq!(&w[1..], ["-", "tcp", "get", "hot", "HIT", "3"], "{l}");
+            assert_eq!(&w[1..], [&peer, "tcp", "get", "hot", "HIT", "3"], "{l}");
         }
     }
     // 1 in 10 at random: binomial(n, 0.1) within 5 sigma
