@@ -1619,7 +1619,12 @@ impl<'a> Engine<'a> {
         s.num(b"bytes", st.item_bytes.get());
         s.num(b"curr_items", st.items.get());
         s.num(b"total_items", st.stores.get() + st.ariths.get());
-        s.num(b"evictions", st.evicted_items.get());
+        // memcached's `evictions`: live items removed to make room, whatever
+        // the cause (segment eviction or a full hash chain).
+        s.num(
+            b"evictions",
+            st.evicted_items.get() + st.hash_full_evictions.get(),
+        );
         s.num(
             b"reclaimed",
             st.expired_lazy.get() + st.expired_segment_items.get(),
