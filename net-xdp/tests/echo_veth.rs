@@ -52,8 +52,8 @@ impl UdpService for Echo {
 
 static ECHO: Echo = Echo;
 
-fn run(mode: &str, busy_poll: bool, tag: &str, subnet: u8) -> ResolvedMode {
-    let topo = Topology::up(tag, subnet, 2);
+fn run(mode: &str, busy_poll: bool) -> ResolvedMode {
+    let topo = Topology::up(2);
     let (port, tcp) = port_with_tcp_pong(&topo.host_addr);
     let mut cfg = XdpConfig::new(topo.host_if.clone(), port);
     cfg.mode = mode.parse::<XdpMode>().unwrap();
@@ -110,11 +110,11 @@ fn echo_over_veth_in_each_mode() {
         eprintln!("skipped: AF_XDP end-to-end tests need root (netns, veth, XDP)");
         return;
     }
-    assert_eq!(run("generic", false, "eg", 42), ResolvedMode::GenericCopy);
-    assert_eq!(run("native", false, "en", 43), ResolvedMode::NativeCopy);
+    assert_eq!(run("generic", false), ResolvedMode::GenericCopy);
+    assert_eq!(run("native", false), ResolvedMode::NativeCopy);
     // veth has no zero-copy: auto falls back to native copy.
-    assert_eq!(run("auto", false, "ea", 46), ResolvedMode::NativeCopy);
-    assert_eq!(run("native", true, "eb", 47), ResolvedMode::NativeCopy);
+    assert_eq!(run("auto", false), ResolvedMode::NativeCopy);
+    assert_eq!(run("native", true), ResolvedMode::NativeCopy);
 }
 
 /// Answers memcache-UDP echo requests ("1..." payloads) on a kernel UDP
@@ -146,7 +146,7 @@ fn unserved_queues_are_left_to_the_kernel_socket() {
         eprintln!("skipped: AF_XDP end-to-end tests need root (netns, veth, XDP)");
         return;
     }
-    let topo = Topology::up("eq", 49, 2);
+    let topo = Topology::up(2);
     let udp = std::net::UdpSocket::bind((topo.host_addr.as_str(), 0)).unwrap();
     let port = udp.local_addr().unwrap().port();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

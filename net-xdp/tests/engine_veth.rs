@@ -26,8 +26,8 @@ fn preload(engine: &Engine<'_>, key: &str, flags: u32, value: &[u8], now: u32) {
     );
 }
 
-fn run(mode: &str, tag: &str, subnet: u8) {
-    let topo = Topology::up(tag, subnet, 2);
+fn run(mode: &str) {
+    let topo = Topology::up(2);
     // A borrowed engine, as in the server: served through the scoped API.
     let cfg = EngineConfig::default();
     let mut arena = vec![0u8; Engine::required_bytes(&cfg).expect("engine size")];
@@ -118,6 +118,6 @@ fn engine_over_veth_in_generic_and_native_mode() {
         eprintln!("skipped: AF_XDP end-to-end tests need root (netns, veth, XDP)");
         return;
     }
-    run("generic", "mg", 44);
-    run("native", "mn", 45);
+    run("generic");
+    run("native");
 }

@@ -27,7 +27,7 @@ fn missing_privileges_are_reported_with_the_fix_and_leave_nothing_attached() {
     }
     let bin = xdp_serve();
     assert!(bin.is_file(), "{} not built", bin.display());
-    let topo = Topology::up("pv", 48, 1);
+    let topo = Topology::up(1);
     let bin = bin.to_string_lossy().into_owned();
     let cases: [(&str, Vec<&str>); 2] = [
         // Root without CAP_NET_RAW: the program loads, the socket is refused.

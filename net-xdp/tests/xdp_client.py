@@ -249,13 +249,16 @@ icmp.sendto(struct.pack("!BBHHH", 8, 0, csum, 0x1234, 1) + payload, (HOST, 0))
 pong = False
 deadline = time.time() + TIMEOUT_S
 while time.time() < deadline:
-    data, addr = icmp.recvfrom(2048)
+    try:
+        data, addr = icmp.recvfrom(2048)
+    except socket.timeout:
+        break
     ihl = (data[0] & 0x0F) * 4
     if addr[0] == HOST and data[ihl] == 0 and data[ihl + 8:] == payload:
         pong = True
         break
 if not pong:
-    fail("no ICMP echo reply")
+    fail("no ICMP echo reply from %s in %.0f s" % (HOST, TIMEOUT_S))
 
 # 6. TCP to the same port is the kernel's
 if MODE == "server":

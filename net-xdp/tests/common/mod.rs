@@ -3,12 +3,14 @@
 #![allow(dead_code)]
 
 use petrel_xdp::{QueueStats, XdpFrontend};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// True when running as root; AF_XDP, namespaces and veth need it.
 pub fn is_root() -> bool {
@@ -20,6 +22,96 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Subnets the veth tests take, `198.19.N.0/24` for N in this range. The
+/// server end of a topology lives in the root namespace, where the host
+/// routes by subnet: two topologies with the same subnet at once (two test
+/// processes on one machine, e.g. CI and a developer) make the kernel's
+/// replies (ICMP, the kernel UDP socket's) leave through the other one's
+/// interface and get lost. So each topology holds a machine-wide lock on
+/// its subnet for its whole life.
+const SUBNETS: std::ops::RangeInclusive<u8> = 100..=227;
+/// How long `Topology::up` waits for a free subnet before giving up.
+const SUBNET_WAIT: Duration = Duration::from_secs(60);
+
+/// An exclusive `flock` on one subnet's lock file; released when dropped
+/// (or when the process dies, so a crashed run never blocks a subnet).
+struct SubnetLock {
+    subnet: u8,
+    _file: File,
+}
+
+fn lock_dir() -> PathBuf {
+    let run = PathBuf::from("/run/lock");
+    if run.is_dir() {
+        run
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Interface and namespace names of the topology on `subnet`: derived from
+/// the subnet only, so a run that holds the subnet's lock owns them, and
+/// `scripts/netns up` removes whatever a crashed earlier run left.
+fn names(subnet: u8) -> (String, String, String) {
+    (
+        format!("pxt{subnet}h"),
+        format!("pxt{subnet}p"),
+        format!("petrel-xdp-{subnet}"),
+    )
+}
+
+/// Whether an address of `198.19.SUBNET.0/24` is on an interface of the
+/// root namespace other than `ours` (someone not taking the locks).
+fn subnet_used_elsewhere(subnet: u8, ours: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "to"])
+        .arg(format!("198.19.{subnet}.0/24"))
+        .output()
+        .expect("ip addr show");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .any(|name| name.split('@').next() != Some(ours))
+}
+
+/// Takes the first free subnet (starting at a per-process offset), waiting
+/// up to [`SUBNET_WAIT`] when all are taken.
+fn claim_subnet() -> SubnetLock {
+    let dir = lock_dir();
+    let count = SUBNETS.len();
+    let offset = std::process::id() as usize % count;
+    let deadline = Instant::now() + SUBNET_WAIT;
+    loop {
+        for i in 0..count {
+            let subnet = SUBNETS.start() + ((offset + i) % count) as u8;
+            let path = dir.join(format!("petrel-xdp-test-198.19.{subnet}.lock"));
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+            // SAFETY: flock on a descriptor owned by `file`, which outlives the call.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                continue;
+            }
+            if subnet_used_elsewhere(subnet, &names(subnet).0) {
+                continue;
+            }
+            return SubnetLock {
+                subnet,
+                _file: file,
+            };
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no free test subnet 198.19.{SUBNETS:?}.0/24 in {SUBNET_WAIT:?} (locks in {})",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A veth topology made by `scripts/netns`, removed on drop.
 pub struct Topology {
     env: Vec<(&'static str, String)>,
@@ -27,17 +119,20 @@ pub struct Topology {
     pub host_if: String,
     pub peer_if: String,
     pub host_addr: String,
+    /// Held until the topology is gone (declared last: dropped after `drop`
+    /// has removed the interfaces).
+    _lock: SubnetLock,
 }
 
 impl Topology {
-    /// Creates namespace `petrel-xdp-TAG-PID` joined to host interface
-    /// `pxTAGhPID` (198.18.SUBNET.1) by a veth with `queues` queues a side.
-    pub fn up(tag: &str, subnet: u8, queues: u32) -> Topology {
-        let id = std::process::id() % 100_000;
-        let host_if = format!("px{tag}h{id}");
-        let ns = format!("petrel-xdp-{tag}-{id}");
-        let host_addr = format!("198.18.{subnet}.1");
-        let peer_if = format!("px{tag}p{id}");
+    /// Takes a free subnet N (see [`SUBNETS`]) and creates namespace
+    /// `petrel-xdp-N` joined to host interface `pxtNh` (198.19.N.1) by a
+    /// veth with `queues` queues a side.
+    pub fn up(queues: u32) -> Topology {
+        let lock = claim_subnet();
+        let subnet = lock.subnet;
+        let (host_if, peer_if, ns) = names(subnet);
+        let host_addr = format!("198.19.{subnet}.1");
         // The server end stays in this (the root) namespace, where the
         // tests attach XDP in-process; the client end gets a namespace.
         let env = vec![
@@ -46,7 +141,7 @@ impl Topology {
             ("SERVER_IF", host_if.clone()),
             ("CLIENT_IF", peer_if.clone()),
             ("SERVER_ADDR", host_addr.clone()),
-            ("CLIENT_ADDR", format!("198.18.{subnet}.2")),
+            ("CLIENT_ADDR", format!("198.19.{subnet}.2")),
             ("QUEUES", queues.to_string()),
         ];
         let t = Topology {
@@ -55,6 +150,7 @@ impl Topology {
             host_if,
             peer_if,
             host_addr,
+            _lock: lock,
         };
         let status = t.script("up");
         assert!(status, "scripts/netns up failed");
