@@ -267,3 +267,23 @@ pub fn dump(fe: &XdpFrontend) {
         eprintln!("queue {q}: {s}");
     }
 }
+
+/// How long [`settle`] waits for the workers to catch up.
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until `fe`'s workers have taken at least `frames` frames to the
+/// end (answered or dropped with a reason) and put at least `tx_frames`
+/// replies on the TX rings, for up to [`SETTLE_WAIT`]. The client does not
+/// wait for frames that get no reply to it (malformed datagrams, hand-made
+/// frames), and they may ride a queue whose worker has not run yet when
+/// the client exits; the tests' exact assertions follow either way.
+pub fn settle(fe: &XdpFrontend, frames: u64, tx_frames: u64) {
+    let deadline = Instant::now() + SETTLE_WAIT;
+    while Instant::now() < deadline {
+        let done = sum(fe, |s| s.counters.rx_requests.get() + s.drops_total());
+        if done >= frames && sum(fe, |s| s.counters.tx_frames.get()) >= tx_frames {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
