@@ -452,3 +452,12 @@ pub fn run_to_exit(path: &Path, args: &[&str], timeout: Duration) -> (ExitStatus
     let _ = std::fs::remove_file(&log_path);
     (status, out)
 }
+
+/// Resident memory of process `pid` in KiB (`VmRSS`), if it can be read.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}

@@ -195,3 +195,36 @@ pub fn value_reply(key: &str, flags: u32, value: &[u8]) -> Vec<u8> {
     v.extend_from_slice(b"\r\nEND\r\n");
     v
 }
+
+/// The `stats` value `name` (a number), asked over a fresh connection to
+/// `addr` (which itself counts in `curr_connections`). Panics if absent.
+pub fn stat(addr: SocketAddr, name: &str) -> u64 {
+    let mut c = Conn::connect(addr);
+    c.send(b"stats\r\n");
+    let text = c.read_until_suffix(b"END\r\n", REPLY_TIMEOUT);
+    let text = String::from_utf8_lossy(&text);
+    text.lines()
+        .find(|l| l.starts_with(&format!("STAT {name} ")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no STAT {name}"))
+}
+
+/// Makes `s` reset (RST) instead of closing gracefully when dropped.
+pub fn set_linger_zero(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket fd and a linger struct of the stated size.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}

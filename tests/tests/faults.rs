@@ -9,11 +9,10 @@
 //! accounting returns to where it was, and shutdown is clean.
 
 use petrel_tests::rng::Rng;
-use petrel_tests::server::{free_port_pair, Kind, Server, Target};
-use petrel_tests::tcp::{storage_cmd, value_reply, Conn};
+use petrel_tests::server::{free_port_pair, rss_kib, Kind, Server, Target};
+use petrel_tests::tcp::{set_linger_zero, stat, storage_cmd, value_reply, Conn};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,19 +24,6 @@ fn petrel() -> Option<Target> {
         return None;
     }
     Some(t)
-}
-
-/// `stats` value `name` over a fresh connection.
-fn stat(addr: SocketAddr, name: &str) -> u64 {
-    let mut c = Conn::connect(addr);
-    c.send(b"stats\r\n");
-    let text = c.read_until_suffix(b"END\r\n", Duration::from_secs(10));
-    let text = String::from_utf8_lossy(&text);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("STAT {name} ")))
-        .unwrap_or_else(|| panic!("no STAT {name}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 /// Waits until `curr_connections` is `n` (the stats connection itself
@@ -54,34 +40,6 @@ fn wait_connections(addr: SocketAddr, n: u64, timeout: Duration) {
             "curr_connections stayed {c}, expected {n}"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Resident memory of `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
-}
-
-/// A connection that resets (RST) instead of closing gracefully when dropped.
-fn set_linger_zero(s: &TcpStream) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket fd and a linger struct of the stated size.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
     }
 }
 
@@ -180,7 +138,7 @@ fn client_that_never_reads_costs_bounded_memory_and_is_closed() {
     let pid = server.pid().unwrap();
     let big = stamped("big", 1, 256 * 1024);
     set(addr, "big", &big);
-    let before = rss_kib(pid);
+    let before = rss_kib(pid).expect("VmRSS");
     // Ask for 1,000 x 256 KiB (250 MiB) of replies and never read them.
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_write_timeout(Some(Duration::from_millis(300)))
@@ -194,7 +152,7 @@ fn client_that_never_reads_costs_bounded_memory_and_is_closed() {
         }
     }
     std::thread::sleep(Duration::from_millis(500));
-    let stuck = rss_kib(pid);
+    let stuck = rss_kib(pid).expect("VmRSS");
     // Another client is served meanwhile.
     let mut other = Conn::connect(addr);
     other.check(b"mn\r\n", b"MN\r\n");
@@ -353,7 +311,7 @@ fn garbage_at_line_rate_is_bounded_and_others_are_served() {
     let addr = server.tcp_addr();
     let pid = server.pid().unwrap();
     set(addr, "k", b"v");
-    let before = rss_kib(pid);
+    let before = rss_kib(pid).expect("VmRSS");
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let blasters: Vec<_> = (0..2)
@@ -405,7 +363,7 @@ fn garbage_at_line_rate_is_bounded_and_others_are_served() {
         let t = Instant::now();
         c.check(b"get k\r\n", b"VALUE k 0 1\r\nv\r\nEND\r\n");
         worst = worst.max(t.elapsed());
-        peak = peak.max(rss_kib(pid));
+        peak = peak.max(rss_kib(pid).expect("VmRSS"));
         std::thread::sleep(Duration::from_millis(50));
     }
     stop.store(true, Ordering::Relaxed);

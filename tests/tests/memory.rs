@@ -5,10 +5,10 @@
 //! Figures are printed (`cargo test --release -p petrel-tests --test memory
 //! -- --nocapture`); the README's "Limits and safety" section quotes them.
 
-use petrel_tests::server::{Kind, Target};
-use petrel_tests::tcp::{storage_cmd, Conn};
+use petrel_tests::server::{rss_kib, Kind, Target};
+use petrel_tests::tcp::{stat, storage_cmd, Conn};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn petrel() -> Option<Target> {
@@ -18,16 +18,6 @@ fn petrel() -> Option<Target> {
         return None;
     }
     Some(t)
-}
-
-/// Resident memory of `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
 }
 
 /// Sends `n` noreply sets of `value_len`-byte values under fresh keys
@@ -87,18 +77,6 @@ fn read_hot(c: &mut Conn, hot: &[(String, Vec<u8>)]) -> usize {
     hits
 }
 
-fn stat(addr: SocketAddr, name: &str) -> u64 {
-    let mut c = Conn::connect(addr);
-    c.send(b"stats\r\n");
-    let text = c.read_until_suffix(b"END\r\n", Duration::from_secs(10));
-    let text = String::from_utf8_lossy(&text);
-    text.lines()
-        .find(|l| l.starts_with(&format!("STAT {name} ")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no STAT {name}"))
-}
-
 #[test]
 fn set_flood_of_ten_times_memory_keeps_rss_flat_and_hot_keys_hitting() {
     let Some(target) = petrel() else { return };
@@ -137,7 +115,7 @@ fn set_flood_of_ten_times_memory_keeps_rss_flat_and_hot_keys_hitting() {
             hits += read_hot(&mut c, &hot);
             reads += hot.len();
         }
-        samples.push(rss_kib(pid));
+        samples.push(rss_kib(pid).expect("VmRSS"));
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "flood too slow: round {r} after {:?}",
@@ -208,7 +186,7 @@ fn a_thousand_connections_cost_bounded_memory_beyond_m() {
         &storage_cmd("set", "k", 0, 0, &[b'v'; 100], false),
         b"STORED\r\n",
     );
-    let idle = rss_kib(pid);
+    let idle = rss_kib(pid).expect("VmRSS");
     // 1,000 connections, each with a get and a set answered (buffers used).
     let mut conns = Vec::new();
     for i in 0..1000 {
@@ -229,7 +207,7 @@ fn a_thousand_connections_cost_bounded_memory_beyond_m() {
         assert!(buf.ends_with(b"END\r\n"));
     }
     assert_eq!(stat(addr, "curr_connections"), 1002);
-    let busy = rss_kib(pid);
+    let busy = rss_kib(pid).expect("VmRSS");
     let beyond_kib = busy as i64 - (mib as i64) * 1024;
     eprintln!(
         "1000 connections: RSS {busy} KiB (idle {idle} KiB) with -m {mib}: {} KiB beyond -m, \

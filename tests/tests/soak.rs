@@ -17,12 +17,11 @@
 
 use hdrhistogram::Histogram;
 use petrel_tests::rng::Rng;
-use petrel_tests::server::{Kind, Target};
-use petrel_tests::tcp::Conn;
+use petrel_tests::server::{rss_kib, Kind, Target};
+use petrel_tests::tcp::{set_linger_zero, Conn};
 use petrel_tests::udp::{ends_with_end, UdpClient, UdpError};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -271,23 +270,6 @@ fn udp_client(sh: Arc<Shared>, seed: u64) {
     sh.latency.lock().unwrap().add(&local).ok();
 }
 
-fn linger_zero(s: &TcpStream) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket fd and a linger struct of the stated size.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-}
-
 fn fault_client(sh: Arc<Shared>, seed: u64) {
     let mut rng = Rng::new(seed);
     let mut step = 0u64;
@@ -316,7 +298,7 @@ fn fault_client(sh: Arc<Shared>, seed: u64) {
                 let _ = s.write_all(&req);
                 let mut buf = [0u8; 700];
                 let _ = s.read(&mut buf);
-                linger_zero(&s);
+                set_linger_zero(&s);
             }
             // Garbage: noise and junk lines for a moment.
             2 => {
@@ -351,18 +333,6 @@ fn fault_client(sh: Arc<Shared>, seed: u64) {
         step += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn env_secs(name: &str, default: u64) -> u64 {
@@ -425,7 +395,7 @@ fn soak_mixed_workload_with_faults() {
             h.reset();
             p
         };
-        let r = rss_kib(pid);
+        let r = rss_kib(pid).unwrap_or(0);
         rss.push(r);
         let t = &sh.totals;
         eprintln!(
