@@ -444,6 +444,30 @@ pub(crate) mod tests {
         }
     }
 
+    /// One `drive` call whose traffic figures the test does not check.
+    fn drive_once(
+        c: &mut Connection<LineService>,
+        io: &mut FakeIo,
+        now: Time,
+        budget: usize,
+        readable: bool,
+        accept_input: bool,
+        stats: &FrontendStats,
+    ) -> Drive {
+        let mut t = Traffic::default();
+        c.drive(
+            &LineService,
+            io,
+            now,
+            budget,
+            readable,
+            accept_input,
+            &mut t,
+            stats,
+            &LATENCY,
+        )
+    }
+
     fn run_to_wait(
         c: &mut Connection<LineService>,
         io: &mut FakeIo,
@@ -620,17 +644,7 @@ pub(crate) mod tests {
         let mut c = Connection::new(&LineService, 4096, 8, 0).unwrap();
         let mut io = FakeIo::new(b"1000\n", 4096, usize::MAX);
         assert_eq!(
-            c.drive(
-                &LineService,
-                &mut io,
-                0,
-                3,
-                true,
-                true,
-                &mut Traffic::default(),
-                &stats,
-                &LATENCY
-            ),
+            drive_once(&mut c, &mut io, 0, 3, true, true, &stats),
             Drive::Yield
         );
         assert!(io.output.len() < 1002);
@@ -645,17 +659,7 @@ pub(crate) mod tests {
         io.input.extend_from_slice(b"\nc\n");
         let reads = io.reads;
         assert_eq!(
-            c.drive(
-                &LineService,
-                &mut io,
-                0,
-                100,
-                true,
-                false,
-                &mut Traffic::default(),
-                &stats,
-                &LATENCY
-            ),
+            drive_once(&mut c, &mut io, 0, 100, true, false, &stats),
             Drive::Close
         );
         assert_eq!(io.reads, reads);
@@ -687,49 +691,19 @@ pub(crate) mod tests {
         let mut c = Connection::new(&LineService, 4096, 64, 0).unwrap();
         let mut io = FakeIo::new(b"a\n", 4096, usize::MAX);
         assert_eq!(
-            c.drive(
-                &LineService,
-                &mut io,
-                0,
-                16,
-                true,
-                true,
-                &mut Traffic::default(),
-                &stats,
-                &LATENCY
-            ),
+            drive_once(&mut c, &mut io, 0, 16, true, true, &stats),
             Drive::WaitRead
         );
         assert_eq!(io.reads, 1, "no read after a short read");
         io.input.extend_from_slice(b"b\n");
         // Driven without a readable event (e.g. writable): still no read.
         assert_eq!(
-            c.drive(
-                &LineService,
-                &mut io,
-                0,
-                16,
-                false,
-                true,
-                &mut Traffic::default(),
-                &stats,
-                &LATENCY
-            ),
+            drive_once(&mut c, &mut io, 0, 16, false, true, &stats),
             Drive::WaitRead
         );
         assert_eq!(io.reads, 1);
         assert_eq!(
-            c.drive(
-                &LineService,
-                &mut io,
-                0,
-                16,
-                true,
-                true,
-                &mut Traffic::default(),
-                &stats,
-                &LATENCY
-            ),
+            drive_once(&mut c, &mut io, 0, 16, true, true, &stats),
             Drive::WaitRead
         );
         assert_eq!(io.output, b"a\r\nb\r\n");
