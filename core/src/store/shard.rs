@@ -855,6 +855,18 @@ impl<'a> Shard<'a> {
         Ok(cas)
     }
 
+    /// Record a fetch of the item at `at` (whose header `view` was read
+    /// before any move): the fetched bit and the access time. Only dirties
+    /// the item's cache line when something changes.
+    fn mark_fetched(&mut self, at: usize, view: &ItemView, now: Time) {
+        if view.info & INFO_FETCHED == 0 {
+            item::set_info(self.data, at, INFO_FETCHED, 0);
+        }
+        if view.atime != now as u16 {
+            item::set_atime(self.data, at, now);
+        }
+    }
+
     /// Re-append an item with a new expiry, keeping its cas and state.
     fn relocate(&mut self, cx: &Ctx, f: &Found, expire_at: Time) -> Result<Found, NeedRoom> {
         let v = f.view;
@@ -1371,13 +1383,7 @@ impl<'a> Shard<'a> {
             }
         }
         if opts.update_access && !created {
-            // Only dirty the item's cache line when something changes.
-            if info & INFO_FETCHED == 0 {
-                item::set_info(self.data, fd.view.at, INFO_FETCHED, 0);
-            }
-            if fd.view.atime != cx.now as u16 {
-                item::set_atime(self.data, fd.view.at, cx.now);
-            }
+            self.mark_fetched(fd.view.at, &fd.view, cx.now);
             let r = self.rand();
             let freq = ptr_freq(fd.ptr);
             let nf = bump_freq(freq, r);
@@ -1611,10 +1617,7 @@ impl<'a> Shard<'a> {
                     f.view.at
                 };
                 // memcached counts a touch as a fetch (meta `h`, LRU bump).
-                if f.view.info & INFO_FETCHED == 0 {
-                    item::set_info(self.data, at, INFO_FETCHED, 0);
-                }
-                item::set_atime(self.data, at, cx.now);
+                self.mark_fetched(at, &f.view, cx.now);
             }
             cx.st.touches.incr_owned();
             return Ok(());
