@@ -82,8 +82,14 @@ pub struct EngineConfig {
     /// memcached's `-I`: item size limit in memcached's accounting (see
     /// [`proto::item_too_large`]). Should not exceed what the store holds.
     pub item_size_max_bytes: usize,
-    /// Longest `get` line accepted while waiting for its newline.
+    /// Longest `get` line accepted while waiting for its newline (never
+    /// below `line_max_bytes`).
     pub get_line_max_bytes: usize,
+    /// Longest other request line accepted while waiting for its newline;
+    /// a longer one closes the connection without a reply and counts
+    /// `error_closed`. Default [`proto::LINE_MAX_BYTES`], memcached's fixed
+    /// 2048. See [`ParseConfig::line_max_bytes`].
+    pub line_max_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -99,6 +105,7 @@ impl Default for EngineConfig {
             udp_port: 0,
             item_size_max_bytes: proto::ITEM_SIZE_MAX_BYTES,
             get_line_max_bytes: proto::GET_LINE_MAX_BYTES,
+            line_max_bytes: proto::LINE_MAX_BYTES,
         }
     }
 }
@@ -434,6 +441,7 @@ impl<'a> Engine<'a> {
             parse: ParseConfig {
                 item_size_max_bytes: cfg.item_size_max_bytes,
                 get_line_max_bytes: cfg.get_line_max_bytes,
+                line_max_bytes: cfg.line_max_bytes,
             },
             stats: EngineStats::new(),
             verbosity: AtomicU32::new(0),

@@ -95,6 +95,7 @@ fn check_parser(input: &[u8]) {
     let cfg = ParseConfig {
         item_size_max_bytes: 4096,
         get_line_max_bytes: 4096,
+        ..ParseConfig::default()
     };
     let mut pos = 0;
     let mut steps = 0;

@@ -58,6 +58,10 @@ pub fn engine_config(s: &Settings, started_at: u32) -> Result<(EngineConfig, usi
         // memcached takes multi-gets of any length; ours may fill the read buffer.
         // (The read buffer holds one: it is at least max(-I, 64k) + 2k.)
         get_line_max_bytes: (s.read_buffer_bytes as usize).saturating_sub(READ_BUFFER_LINE_BYTES),
+        // Other lines: memcached's 2048 unless --max-line-bytes (checked to
+        // be at most the get bound above).
+        line_max_bytes: usize::try_from(s.max_line_bytes)
+            .map_err(|_| "--max-line-bytes: too large".to_string())?,
         ..EngineConfig::default()
     };
     // Fewer shards if the memory cannot give each one enough segments.
@@ -155,5 +159,17 @@ mod tests {
         assert!(f.read_buffer_bytes >= GET_LINE_MAX_BYTES + 2048);
         let s = settings(&[]);
         assert_eq!(frontend_config(&s).read_buffer_bytes, (1 << 20) + 2048);
+    }
+
+    #[test]
+    fn line_limit_reaches_the_engine() {
+        let (cfg, _) = engine_config(&settings(&[]), 0).unwrap();
+        assert_eq!(cfg.line_max_bytes, petrel_core::proto::LINE_MAX_BYTES);
+        let s = settings(&["-I", "2k", "--max-line-bytes", "64k"]);
+        let (cfg, _) = engine_config(&s, 0).unwrap();
+        assert_eq!(cfg.line_max_bytes, 64 << 10);
+        // Never above the get bound, so the read buffer holds one byte more.
+        assert!(cfg.line_max_bytes <= cfg.get_line_max_bytes);
+        assert!(cfg.line_max_bytes < frontend_config(&s).read_buffer_bytes);
     }
 }

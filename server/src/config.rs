@@ -127,6 +127,11 @@ pub struct Cli {
     /// replies can make the server hold [default: 64k]
     #[arg(long = "write-buffer", value_name = "SIZE")]
     pub write_buffer: Option<String>,
+    /// Longest request line other than get/gets (512 up to the read buffer
+    /// less 2k); a longer one closes the connection, no reply [default:
+    /// 2048, memcached's fixed limit]
+    #[arg(long = "max-line-bytes", value_name = "SIZE")]
+    pub max_line_bytes: Option<String>,
     /// Write the log to this file instead of stderr
     #[arg(long = "log-file", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
@@ -219,6 +224,8 @@ pub struct FileConfig {
     pub read_buffer: Option<SizeValue>,
     /// See `--write-buffer`.
     pub write_buffer: Option<SizeValue>,
+    /// See `--max-line-bytes`.
+    pub max_line_bytes: Option<SizeValue>,
     /// See `--log-file`.
     pub log_file: Option<PathBuf>,
     /// See `--persist`.
@@ -274,6 +281,8 @@ pub struct Settings {
     pub read_buffer_bytes: u64,
     /// Per-connection write buffer in bytes.
     pub write_buffer_bytes: u64,
+    /// Longest request line other than `get`/`gets`, in bytes.
+    pub max_line_bytes: u64,
     /// Log file; None = stderr.
     pub log_file: Option<PathBuf>,
     /// Item memory file for warm restarts; None = anonymous memory.
@@ -619,6 +628,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Settings, ConfigError> {
     let xdp = crate::xdp::settings(cli, file, udp_port.value)?;
     let udp_guard = crate::udp_guard::settings(cli, file)?;
     let (read_buffer_bytes, write_buffer_bytes) = buffer_sizes(cli, file, item.value)?;
+    let max_line_bytes = max_line_bytes(cli, file, read_buffer_bytes)?;
     let observability = crate::metrics_settings::settings(cli, file)?;
 
     Ok(Settings {
@@ -637,6 +647,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Settings, ConfigError> {
         udp_guard,
         read_buffer_bytes,
         write_buffer_bytes,
+        max_line_bytes,
         log_file,
         persist,
         config_file: cli.config.clone(),
@@ -653,35 +664,67 @@ pub const WRITE_BUFFER_MIN_BYTES: u64 = 4 << 10;
 /// Largest buffer of either kind.
 pub const BUFFER_MAX_BYTES: u64 = (1 << 30) + READ_BUFFER_LINE_BYTES;
 
+/// Smallest `--max-line-bytes`: every classic command with a 250-byte key
+/// and all its arguments fits.
+pub const MAX_LINE_MIN_BYTES: u64 = 512;
+
+/// A size flag (`--{name}`) over its config key (`{name}`), with where it
+/// came from; None when neither is given.
+fn size_setting(
+    flag: &Option<String>,
+    name: &str,
+    key: &Option<SizeValue>,
+) -> Result<Option<(u64, String)>, ConfigError> {
+    if let Some(t) = flag {
+        return match parse_size(t) {
+            Some(v) => Ok(Some((v, format!("--{name}")))),
+            None => err(
+                &format!("--{name}"),
+                format!("invalid size '{t}' (use bytes or a k/m suffix)"),
+            ),
+        };
+    }
+    match key {
+        Some(SizeValue::Bytes(b)) => Ok(Some((*b, format!("config key `{name}`")))),
+        Some(SizeValue::Text(t)) => match parse_size(t) {
+            Some(v) => Ok(Some((v, format!("config key `{name}`")))),
+            None => err(
+                &format!("config key `{name}`"),
+                format!("invalid size '{t}'"),
+            ),
+        },
+        None => Ok(None),
+    }
+}
+
+/// `--max-line-bytes` (or its key): at least [`MAX_LINE_MIN_BYTES`] and at
+/// most the read buffer less the [`READ_BUFFER_LINE_BYTES`] it keeps beyond
+/// the largest item (the multi-get bound), so that the first byte over the
+/// limit always fits the read buffer and the line is refused as too long.
+/// Unset, it is memcached's fixed 2048 whatever the read buffer.
+fn max_line_bytes(cli: &Cli, file: &FileConfig, read_buffer: u64) -> Result<u64, ConfigError> {
+    match size_setting(&cli.max_line_bytes, "max-line-bytes", &file.max_line_bytes)? {
+        None => Ok(petrel_core::proto::LINE_MAX_BYTES as u64),
+        Some((v, origin)) => {
+            let max = read_buffer.saturating_sub(READ_BUFFER_LINE_BYTES);
+            if v < MAX_LINE_MIN_BYTES || v > max {
+                return err(
+                    &origin,
+                    format!(
+                        "must be between {MAX_LINE_MIN_BYTES} and {max} bytes (the read buffer \
+                         less {READ_BUFFER_LINE_BYTES}; raise --read-buffer for longer lines)"
+                    ),
+                );
+            }
+            Ok(v)
+        }
+    }
+}
+
 /// `--read-buffer` and `--write-buffer` (or their keys) in bytes, checked
 /// against the item size limit.
 fn buffer_sizes(cli: &Cli, file: &FileConfig, max_item: u64) -> Result<(u64, u64), ConfigError> {
-    let size = |flag: &Option<String>,
-                name: &str,
-                key: &Option<SizeValue>|
-     -> Result<Option<(u64, String)>, ConfigError> {
-        if let Some(t) = flag {
-            return match parse_size(t) {
-                Some(v) => Ok(Some((v, format!("--{name}")))),
-                None => err(
-                    &format!("--{name}"),
-                    format!("invalid size '{t}' (use bytes or a k/m suffix)"),
-                ),
-            };
-        }
-        match key {
-            Some(SizeValue::Bytes(b)) => Ok(Some((*b, format!("config key `{name}`")))),
-            Some(SizeValue::Text(t)) => match parse_size(t) {
-                Some(v) => Ok(Some((v, format!("config key `{name}`")))),
-                None => err(
-                    &format!("config key `{name}`"),
-                    format!("invalid size '{t}'"),
-                ),
-            },
-            None => Ok(None),
-        }
-    };
-    let read = match size(&cli.read_buffer, "read-buffer", &file.read_buffer)? {
+    let read = match size_setting(&cli.read_buffer, "read-buffer", &file.read_buffer)? {
         None => {
             max_item.max(petrel_core::proto::GET_LINE_MAX_BYTES as u64) + READ_BUFFER_LINE_BYTES
         }
@@ -696,7 +739,7 @@ fn buffer_sizes(cli: &Cli, file: &FileConfig, max_item: u64) -> Result<(u64, u64
             v
         }
     };
-    let write = match size(&cli.write_buffer, "write-buffer", &file.write_buffer)? {
+    let write = match size_setting(&cli.write_buffer, "write-buffer", &file.write_buffer)? {
         None => WRITE_BUFFER_DEFAULT_BYTES,
         Some((v, origin)) => {
             if !(WRITE_BUFFER_MIN_BYTES..=BUFFER_MAX_BYTES).contains(&v) {
@@ -832,6 +875,51 @@ mod tests {
         let f = parse_file("read-buffer = \"2m\"\nwrite-buffer = 8192\n").unwrap();
         let s = merge(&Cli::default(), &f).unwrap();
         assert_eq!((s.read_buffer_bytes, s.write_buffer_bytes), (2 << 20, 8192));
+    }
+
+    #[test]
+    fn max_line_bytes_default_range_and_key() {
+        assert_eq!(run(&[]).unwrap().max_line_bytes, 2048);
+        // Unset, memcached's 2048 even when the read buffer's get bound is smaller.
+        let s = run(&["-I", "1k", "--read-buffer", "3k"]).unwrap();
+        assert_eq!(s.max_line_bytes, 2048);
+        assert_eq!(
+            run(&["--max-line-bytes", "512"]).unwrap().max_line_bytes,
+            512
+        );
+        assert_eq!(
+            run(&["--max-line-bytes", "16k"]).unwrap().max_line_bytes,
+            16 << 10
+        );
+        // At most the read buffer less 2k: 1m with the default 1m + 2k buffer.
+        assert_eq!(
+            run(&["--max-line-bytes", "1m"]).unwrap().max_line_bytes,
+            1 << 20
+        );
+        let s = run(&["-I", "2k", "--max-line-bytes", "64k"]).unwrap();
+        assert_eq!(s.max_line_bytes, 64 << 10);
+        for args in [
+            &["--max-line-bytes", "511"][..],
+            &["--max-line-bytes", "0"][..],
+            &["--max-line-bytes", "x"][..],
+            &["--max-line-bytes", "1025k"][..],
+            &["-I", "2k", "--max-line-bytes", "65537"][..],
+            &["--read-buffer", "2m", "--max-line-bytes", "3m"][..],
+        ] {
+            let e = run(args).unwrap_err().0;
+            assert!(e.contains("--max-line-bytes"), "{args:?}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        let f = parse_file("max-line-bytes = \"4k\"\n").unwrap();
+        assert_eq!(merge(&Cli::default(), &f).unwrap().max_line_bytes, 4096);
+        let f = parse_file("max-line-bytes = 100\n").unwrap();
+        let e = merge(&Cli::default(), &f).unwrap_err().0;
+        assert!(e.contains("config key `max-line-bytes`"), "{e}");
+        let cli = Cli {
+            max_line_bytes: Some("1000".into()),
+            ..Cli::default()
+        };
+        assert_eq!(merge(&cli, &f).unwrap().max_line_bytes, 1000, "flag wins");
     }
 
     #[test]

@@ -56,6 +56,27 @@ fn bad_flags_exit_64_naming_the_flag() {
     expect_usage_error(&t, &["-p", p, "-I", "100"], &["--max-item-size", "-I"]);
     expect_usage_error(&t, &["-p", p, "-I", "2g"], &["--max-item-size", "-I"]);
     expect_usage_error(&t, &["-p", p, "-l", "not-an-address"], &["--listen", "-l"]);
+    // The request line limit: 512 up to the read buffer less 2k (1m by default).
+    expect_usage_error(
+        &t,
+        &["-p", p, "--max-line-bytes", "511"],
+        &["--max-line-bytes"],
+    );
+    expect_usage_error(
+        &t,
+        &["-p", p, "--max-line-bytes", "2m"],
+        &["--max-line-bytes"],
+    );
+    expect_usage_error(
+        &t,
+        &["-p", p, "--max-line-bytes", "lots"],
+        &["--max-line-bytes"],
+    );
+    expect_usage_error(
+        &t,
+        &["-p", p, "-I", "2k", "--max-line-bytes", "65537"],
+        &["--max-line-bytes"],
+    );
 }
 
 #[test]
@@ -69,6 +90,7 @@ fn bad_config_files_exit_64_naming_the_key() {
         ("threads", "threads = 0\n", &["threads"]),
         ("memory", "memory-limit = \"lots\"\n", &["memory-limit"]),
         ("itemsize", "max-item-size = \"12q\"\n", &["max-item-size"]),
+        ("maxline", "max-line-bytes = 100\n", &["max-line-bytes"]),
         (
             "syntax",
             "port = \n[[[\n",

@@ -1,8 +1,8 @@
-//! Pipelining, large multi-gets, the item size limit, many connections and the connection
-//! limit, over TCP against the real binary.
+//! Pipelining, large multi-gets, the item size limit, the request line limit, many
+//! connections and the connection limit, over TCP against the real binary.
 
 use petrel_tests::server::{Kind, Target};
-use petrel_tests::tcp::{storage_cmd, value_reply, Conn};
+use petrel_tests::tcp::{stat, storage_cmd, value_reply, Conn};
 use std::time::Duration;
 
 /// 1,000 requests in one write: every reply arrives, in order, byte for byte.
@@ -129,6 +129,89 @@ fn values_at_and_over_the_default_item_limit() {
 #[test]
 fn values_at_and_over_a_2m_item_limit() {
     item_limit_case(Some("2m"), 2 << 20);
+}
+
+/// A `gat 0 k k ...` line with exactly `len` bytes before its `\n` (the
+/// `\r` included), and its reply when `k` holds `v` (the one `kk` that may
+/// pad the length is absent).
+fn gat_line(len: usize) -> (Vec<u8>, Vec<u8>) {
+    let body = len - 1;
+    let mut line = b"gat 0".to_vec();
+    let pad = body.is_multiple_of(2);
+    let keys = (body - line.len() - if pad { 3 } else { 0 }) / 2;
+    line.extend_from_slice(&b" k".repeat(keys));
+    if pad {
+        line.extend_from_slice(b" kk");
+    }
+    line.extend_from_slice(b"\r\n");
+    assert_eq!(line.len(), len + 1);
+    let mut reply = b"VALUE k 0 1\r\nv\r\n".repeat(keys);
+    reply.extend_from_slice(b"END\r\n");
+    (line, reply)
+}
+
+/// `--max-line-bytes LIMIT`: a non-get line (a multi-key `gat`) of exactly
+/// LIMIT bytes before its newline is served; one byte more, with or without
+/// the newline, closes the connection without a reply (memcached's answer to
+/// its fixed 2048) and counts `petrel_error_closed`; `get` lines keep their
+/// own, larger bound.
+fn line_limit_case(limit: usize) {
+    let Some(target) = Target::from_env() else {
+        return;
+    };
+    if target.kind != Kind::Petrel {
+        eprintln!("SKIPPED: memcached's request line limit is fixed at 2048 (no --max-line-bytes)");
+        return;
+    }
+    let server = target
+        .builder()
+        .no_udp()
+        .arg("--max-line-bytes")
+        .arg(&limit.to_string())
+        .start();
+    let addr = server.tcp_addr();
+    let mut c = Conn::connect(addr);
+    c.check(&storage_cmd("set", "k", 0, 0, b"v", false), b"STORED\r\n");
+    let (at, reply) = gat_line(limit);
+    c.check(&at, &reply);
+    // A get line past the limit is still served.
+    let mut get = b"get".to_vec();
+    while get.len() < limit + 100 {
+        get.extend_from_slice(b" k");
+    }
+    get.extend_from_slice(b"\r\n");
+    let mut want = b"VALUE k 0 1\r\nv\r\n".repeat((get.len() - 5) / 2);
+    want.extend_from_slice(b"END\r\n");
+    c.check(&get, &want);
+    assert_eq!(stat(addr, "petrel_error_closed"), 0);
+    // One byte over, newline included: closed, no reply.
+    let mut over = Conn::connect(addr);
+    over.send(&gat_line(limit + 1).0);
+    assert_eq!(over.read_to_eof(Duration::from_secs(5)), Some(Vec::new()));
+    // One byte over with no newline yet: closed too.
+    let mut partial = Conn::connect(addr);
+    let (line, _) = gat_line(limit + 2);
+    partial.send(&line[..limit + 1]);
+    assert_eq!(
+        partial.read_to_eof(Duration::from_secs(5)),
+        Some(Vec::new())
+    );
+    assert_eq!(stat(addr, "petrel_error_closed"), 2);
+    // The first connection is unaffected.
+    c.check(&at, &reply);
+    c.check_quiet();
+}
+
+/// Below memcached's 2048: a 601-byte line is refused.
+#[test]
+fn request_line_limit_lowered_with_max_line_bytes() {
+    line_limit_case(600);
+}
+
+/// Above memcached's 2048: a 5000-byte line is served, a 5001-byte one refused.
+#[test]
+fn request_line_limit_raised_with_max_line_bytes() {
+    line_limit_case(5000);
 }
 
 /// 500 connections open at once, each storing and reading its own key.

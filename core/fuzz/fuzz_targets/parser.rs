@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
             ParseConfig {
                 item_size_max_bytes: 1024 + usize::from(*b) * 16,
                 get_line_max_bytes: 256 + usize::from(*b),
+                line_max_bytes: 64 + usize::from(*b) * 8,
             },
             rest,
         ),

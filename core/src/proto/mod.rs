@@ -42,11 +42,12 @@ use token::Tokens;
 
 /// memcached's `KEY_MAX_LENGTH`.
 pub const KEY_MAX_BYTES: usize = 250;
-/// A request line longer than this (without its `\n`) closes the connection,
-/// except for `get`/`gets`, which may be longer: memcached closes when more
-/// than this arrived without a newline (Petrel applies the rule however the
-/// bytes were split into reads, so a longer line is refused even when its
-/// newline arrived in the same read).
+/// memcached's fixed request line limit, the default of
+/// [`ParseConfig::line_max_bytes`]: a request line longer than this (without
+/// its `\n`) closes the connection, except for `get`/`gets`, which may be
+/// longer. memcached closes when more than this arrived without a newline
+/// (Petrel applies the rule however the bytes were split into reads, so a
+/// longer line is refused even when its newline arrived in the same read).
 pub const LINE_MAX_BYTES: usize = 2048;
 /// Default bound on a `get`/`gets` line still waiting for its `\n`.
 pub const GET_LINE_MAX_BYTES: usize = 64 * 1024;
@@ -64,8 +65,14 @@ pub struct ParseConfig {
     /// Items (memcached's accounting, see [`item_too_large`]) above this size
     /// are refused with `SERVER_ERROR object too large for cache`.
     pub item_size_max_bytes: usize,
-    /// Longest `get`/`gets` line accepted while waiting for its `\n`.
+    /// Longest `get`/`gets` line accepted while waiting for its `\n` (the
+    /// bound is never below [`line_max_bytes`](Self::line_max_bytes)).
     pub get_line_max_bytes: usize,
+    /// Longest other request line (without its `\n`): when more than this
+    /// arrived without a newline the request is [`ErrorKind::LineTooLong`]
+    /// (the connection is closed, no reply). Default [`LINE_MAX_BYTES`],
+    /// memcached's fixed limit.
+    pub line_max_bytes: usize,
 }
 
 impl Default for ParseConfig {
@@ -73,6 +80,7 @@ impl Default for ParseConfig {
         ParseConfig {
             item_size_max_bytes: ITEM_SIZE_MAX_BYTES,
             get_line_max_bytes: GET_LINE_MAX_BYTES,
+            line_max_bytes: LINE_MAX_BYTES,
         }
     }
 }
@@ -228,7 +236,8 @@ pub enum ErrorKind {
     MetaArithMode,
     /// `CLIENT_ERROR error decoding key`
     MetaKeyDecode,
-    /// No newline within [`LINE_MAX_BYTES`] (or the get line bound): close.
+    /// No newline within [`ParseConfig::line_max_bytes`] (or the get line
+    /// bound): close.
     LineTooLong,
     /// An HTTP request line: memcached closes the connection silently.
     Http,
@@ -360,15 +369,15 @@ fn is_long_get(input: &[u8]) -> bool {
 
 /// Parses the first request in `input`. See the module docs for the contract.
 pub fn parse<'a>(input: &'a [u8], cfg: &ParseConfig) -> Parsed<'a> {
-    // memcached closes a connection that sent more than 2048 bytes without a
-    // newline, unless the line is a get/gets. Searching only that far also
-    // keeps the work per call bounded.
+    // memcached closes a connection that sent more than 2048 bytes (here
+    // `line_max_bytes`) without a newline, unless the line is a get/gets.
+    // Searching only that far also keeps the work per call bounded.
     let limit = if is_long_get(input) {
-        cfg.get_line_max_bytes.max(LINE_MAX_BYTES)
+        cfg.get_line_max_bytes.max(cfg.line_max_bytes)
     } else {
-        LINE_MAX_BYTES
+        cfg.line_max_bytes
     };
-    let nl = match find_newline(&input[..input.len().min(limit + 1)]) {
+    let nl = match find_newline(&input[..input.len().min(limit.saturating_add(1))]) {
         Some(nl) => nl,
         None => {
             if input.len() > limit {
@@ -502,6 +511,79 @@ mod tests {
         assert_eq!(error_of(&long), ErrorKind::LineTooLong);
         long[2048] = b'\n';
         assert_eq!(error_of(&long), ErrorKind::UnknownCommand);
+    }
+
+    /// A configured limit of `n`: a line of `n` bytes before its newline
+    /// parses, one of `n + 1` closes, with or without its newline yet, and
+    /// a `get` line may still be longer.
+    #[test]
+    fn configured_line_limit_on_both_sides() {
+        for n in [300, 2047, 2049, 5000] {
+            let cfg = ParseConfig {
+                line_max_bytes: n,
+                get_line_max_bytes: 1024,
+                ..ParseConfig::default()
+            };
+            let line = |len: usize, tail: &[u8]| {
+                let mut l = b"version ".to_vec();
+                l.resize(len, b'x');
+                l.extend_from_slice(tail);
+                l
+            };
+            for tail in [&b"\n"[..], b"\r\n"] {
+                // `\r` counts: it is part of what arrived before the `\n`.
+                let at = line(n + 1 - tail.len(), tail);
+                assert_eq!(at.len(), n + 1, "{n}");
+                assert_eq!(
+                    parse(&at, &cfg),
+                    Parsed::Request {
+                        request: Request::Version,
+                        consumed: n + 1
+                    },
+                    "{n} {tail:?}"
+                );
+                let over = line(n + 2 - tail.len(), tail);
+                assert_eq!(
+                    parse(&over, &cfg),
+                    Parsed::Error(ParseError {
+                        kind: ErrorKind::LineTooLong,
+                        noreply: false,
+                        skip: over.len()
+                    }),
+                    "{n} {tail:?}"
+                );
+            }
+            // No newline yet: waiting at `n` bytes, closed at `n + 1`.
+            let partial = line(n + 1, b"");
+            assert_eq!(parse(&partial[..n], &cfg), Parsed::NeedMore, "{n}");
+            match parse(&partial, &cfg) {
+                Parsed::Error(e) => {
+                    assert_eq!((e.kind, e.skip), (ErrorKind::LineTooLong, n + 1), "{n}")
+                }
+                other => panic!("{n}: {other:?}"),
+            }
+            // A get line is bounded by the larger of the two limits: exactly
+            // that many bytes before its newline parse, one more closes.
+            let get_limit = n.max(1024);
+            let mut get = b"get".to_vec();
+            while get.len() < get_limit - 2 {
+                get.extend_from_slice(b" k");
+            }
+            if get.len() == get_limit - 2 {
+                get.push(b'k');
+            }
+            get.extend_from_slice(b"\r\n");
+            assert_eq!(get.len(), get_limit + 1, "{n}");
+            assert!(
+                matches!(parse(&get, &cfg), Parsed::Request { consumed, .. } if consumed == get.len()),
+                "{n}"
+            );
+            get.insert(4, b'k');
+            assert!(
+                matches!(parse(&get, &cfg), Parsed::Error(e) if e.kind == ErrorKind::LineTooLong),
+                "{n}"
+            );
+        }
     }
 
     #[test]
