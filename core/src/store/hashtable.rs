@@ -122,10 +122,12 @@ pub fn set_next(b: &mut Bucket, next: usize) {
 }
 
 /// Approximate frequency increment: +1 below 16, then with probability
-/// 1/freq (using `rand`), saturating at 255.
+/// 1/freq (when the low 32 bits of `rand`, as a fraction of 2^32, fall
+/// below 1/freq: a multiply instead of a division on every hit),
+/// saturating at 255.
 #[inline]
 pub fn bump_freq(freq: u8, rand: u64) -> u8 {
-    if freq < 16 || (freq < 255 && rand.is_multiple_of(freq as u64)) {
+    if freq < 16 || (freq < 255 && (rand as u32 as u64) * (freq as u64) < 1 << 32) {
         freq + 1
     } else {
         freq
@@ -166,7 +168,29 @@ mod tests {
     fn freq_saturates() {
         assert_eq!(bump_freq(0, 1), 1);
         assert_eq!(bump_freq(255, 0), 255);
-        assert_eq!(bump_freq(100, 1), 100);
-        assert_eq!(bump_freq(100, 200), 101);
+        assert_eq!(bump_freq(100, 1), 101);
+        assert_eq!(bump_freq(100, u32::MAX as u64), 100);
+        assert_eq!(bump_freq(100, (1 << 32) / 100 - 1), 101);
+        assert_eq!(bump_freq(100, (1 << 32) / 100 + 1), 100);
+    }
+
+    #[test]
+    fn freq_increments_with_probability_one_over_freq() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for freq in [16u8, 50, 200] {
+            let n = 200_000u32;
+            let mut bumps = 0u32;
+            for _ in 0..n {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                bumps += (bump_freq(freq, x) != freq) as u32;
+            }
+            let want = n / freq as u32;
+            assert!(
+                bumps.abs_diff(want) < want / 10 + 20,
+                "freq {freq}: {bumps} of {n}"
+            );
+        }
     }
 }

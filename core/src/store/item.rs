@@ -95,10 +95,21 @@ pub struct ItemView {
 impl ItemView {
     /// Decode the item at `at`. The caller guarantees an item was written
     /// there; out-of-range reads yield zeros rather than panicking.
-    #[inline]
+    #[inline(always)]
     pub fn read(data: &[u8], at: usize) -> Self {
-        let b = |i: usize| data.get(at + i).copied().unwrap_or(0);
-        let info = b(OFF_INFO);
+        // The fixed header in one unaligned 8-byte load (the byte after it
+        // is ignored); byte by byte only at the very end of the data.
+        let h = match data.get(at..at + 8) {
+            Some(s) => u64::from_le_bytes(get_array(s, 0)),
+            None => {
+                let mut b = [0u8; 8];
+                for (i, x) in b.iter_mut().take(HEADER_BYTES).enumerate() {
+                    *x = data.get(at + i).copied().unwrap_or(0);
+                }
+                u64::from_le_bytes(b)
+            }
+        };
+        let info = (h >> (8 * OFF_INFO)) as u8;
         let mut p = at + HEADER_BYTES;
         let mut flags = 0;
         if info & INFO_FLAGS != 0 {
@@ -117,14 +128,12 @@ impl ItemView {
         Self {
             at,
             info,
-            klen: b(OFF_KLEN) as usize,
-            vlen: b(OFF_VLEN) as usize
-                | (b(OFF_VLEN + 1) as usize) << 8
-                | (b(OFF_VLEN + 2) as usize) << 16,
+            klen: (h >> (8 * OFF_KLEN)) as u8 as usize,
+            vlen: ((h >> (8 * OFF_VLEN)) & 0xFF_FFFF) as usize,
             flags,
             exp_delta,
             cas,
-            atime: u16::from_le_bytes([b(OFF_ATIME), b(OFF_ATIME + 1)]),
+            atime: (h >> (8 * OFF_ATIME)) as u16,
         }
     }
 
@@ -157,6 +166,32 @@ fn get_array<const N: usize>(data: &[u8], at: usize) -> [u8; N] {
         out.copy_from_slice(s);
     }
     out
+}
+
+/// `a == b`, inline for the short keys a cache sees most (up to 32 bytes:
+/// overlapping 8-byte compares instead of a call to `memcmp`).
+#[inline(always)]
+pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let w = |s: &[u8], i: usize| u64::from_le_bytes(get_array(s, i));
+    match n {
+        0..=3 => a == b,
+        4..=7 => {
+            let v = |s: &[u8], i: usize| u32::from_le_bytes(get_array(s, i));
+            v(a, 0) == v(b, 0) && v(a, n - 4) == v(b, n - 4)
+        }
+        8..=16 => w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8),
+        17..=32 => {
+            w(a, 0) == w(b, 0)
+                && w(a, 8) == w(b, 8)
+                && w(a, n - 16) == w(b, n - 16)
+                && w(a, n - 8) == w(b, n - 8)
+        }
+        _ => a == b,
+    }
 }
 
 /// Write a header plus optional fields at `at`; returns the key position.
@@ -312,6 +347,22 @@ mod tests {
         write_header(&mut d, 0, 1, 2, 0, 0, 0, 0, 9);
         let v = ItemView::read(&d, 0);
         assert_eq!((v.flags, v.cas, v.size()), (0, None, 10));
+    }
+
+    #[test]
+    fn bytes_eq_agrees_with_slice_eq_at_every_length_and_position() {
+        let a: [u8; 48] = core::array::from_fn(|i| i as u8 * 7 + 1);
+        for n in 0..=a.len() {
+            assert!(bytes_eq(&a[..n], &a[..n]));
+            for i in 0..n {
+                let mut b = a;
+                b[i] ^= 0x20;
+                assert!(!bytes_eq(&a[..n], &b[..n]), "len {n}, byte {i}");
+            }
+            if n > 0 {
+                assert!(!bytes_eq(&a[..n], &a[..n - 1]));
+            }
+        }
     }
 
     #[test]

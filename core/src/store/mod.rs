@@ -409,20 +409,22 @@ impl ShardSlot<'_> {
     /// lock is being acquired. A pure hint: no memory is read or written.
     #[inline(always)]
     fn prefetch(&self, hash: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let addr = self.buckets_addr + ((hash as usize) & self.bucket_mask) * 64;
-            // SAFETY: PREFETCHT0 is a hint; it never faults and has no
-            // architectural effect, whatever the address.
-            unsafe {
-                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                    addr as *const i8,
-                )
-            };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = hash;
+        prefetch(self.buckets_addr + ((hash as usize) & self.bucket_mask) * 64);
     }
+}
+
+/// Start loading the cache line holding `addr`. A pure hint: nothing is
+/// read or written, whatever the address (a no-op off x86_64).
+#[inline(always)]
+pub(crate) fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint; it never faults and has no
+    // architectural effect, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 /// The store: a sharded Segcache inside one caller-provided arena.

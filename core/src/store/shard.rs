@@ -460,7 +460,8 @@ impl<'a> Shard<'a> {
         }
         let info = d.get(at + 4).copied().unwrap_or(0);
         let k = at + HEADER_BYTES + item::optional_bytes(info);
-        d.get(k..k + key.len()) == Some(key)
+        d.get(k..k + key.len())
+            .is_some_and(|s| item::bytes_eq(s, key))
     }
 
     fn key_hash(&self, view: &ItemView, seed: u64) -> u64 {
@@ -471,20 +472,27 @@ impl<'a> Shard<'a> {
     // ----- hash table ------------------------------------------------------
 
     /// Find the slot whose item has `key` (no liveness checks).
-    #[inline]
+    #[inline(always)]
     fn find(&self, key: &[u8], hash: u64) -> Option<(usize, usize, usize, u64)> {
         let tag = tag_of(hash);
         let mut prev = NO_BUCKET;
         let mut b = self.home(hash);
         loop {
             let bucket = self.buckets.get(b)?;
-            for s in 1..=SLOTS {
-                let p = bucket.0[s];
-                if p != 0
-                    && ptr_tag(p) == tag
-                    && self.key_matches(self.pos(ptr_seg(p), ptr_offset(p)), key)
-                {
-                    return Some((prev, b, s, p));
+            for (i, &p) in bucket.0[1..].iter().enumerate() {
+                // A pointer is never 0 and an empty slot's tag is 0 while
+                // `tag` is not: the tag test alone skips empty slots.
+                if ptr_tag(p) == tag {
+                    let at = self.pos(ptr_seg(p), ptr_offset(p));
+                    // The key's last byte (when the item has no optional
+                    // fields) may sit on the next cache line: ask for that
+                    // line now rather than after the header arrives.
+                    super::prefetch(
+                        self.data.as_ptr() as usize + at + HEADER_BYTES + key.len() - 1,
+                    );
+                    if self.key_matches(at, key) {
+                        return Some((prev, b, i + 1, p));
+                    }
                 }
             }
             let n = next_of(bucket);
@@ -858,6 +866,7 @@ impl<'a> Shard<'a> {
     /// Record a fetch of the item at `at` (whose header `view` was read
     /// before any move): the fetched bit and the access time. Only dirties
     /// the item's cache line when something changes.
+    #[inline(always)]
     fn mark_fetched(&mut self, at: usize, view: &ItemView, now: Time) {
         if view.info & INFO_FETCHED == 0 {
             item::set_info(self.data, at, INFO_FETCHED, 0);
@@ -1289,17 +1298,123 @@ impl<'a> Shard<'a> {
         vlen > item::MAX_VALUE_BYTES || item_bytes(info, klen, vlen) > self.max_item_bytes
     }
 
-    fn location(&self, f: &Found) -> ValueLocation {
-        ValueLocation {
-            shard: self.index,
-            segment: f.seg,
-            value_offset: (f.view.value_at() - self.pos(f.seg, 0)) as u32,
-            value_len: f.view.vlen as u32,
-            generation: self.segs[f.seg as usize].cas_base,
+    /// The client's view of the live item `view` in segment `seg`, as of
+    /// before this access (the caller sets the meta state bits).
+    #[inline(always)]
+    fn item_ref(
+        &self,
+        seg: u32,
+        view: &ItemView,
+        cas: u64,
+        expire_at: Time,
+        now: Time,
+    ) -> ItemRef<'_> {
+        let k = view.key_at();
+        let v = k + view.klen;
+        ItemRef {
+            key: &self.data[k..v],
+            value: &self.data[v..v + view.vlen],
+            flags: view.flags,
+            cas,
+            expire_at,
+            last_access: item::last_access(view.atime, now),
+            fetched: view.info & INFO_FETCHED != 0,
+            stale: view.info & INFO_STALE != 0,
+            won: false,
+            token_sent: false,
+            created: false,
+            location: ValueLocation {
+                shard: self.index,
+                segment: seg,
+                value_offset: (v - self.pos(seg, 0)) as u32,
+                value_len: view.vlen as u32,
+                generation: self.segs[seg as usize].cas_base,
+            },
         }
     }
 
+    /// A fetch of the item that slot `s` of bucket `b` (pointer `ptr`)
+    /// links: its fetched bit and access time, and its frequency counter.
+    #[inline(always)]
+    fn record_access(&mut self, b: usize, s: usize, ptr: u64, view: &ItemView, now: Time) {
+        self.mark_fetched(view.at, view, now);
+        let r = self.rand();
+        let freq = ptr_freq(ptr);
+        let nf = bump_freq(freq, r);
+        if nf != freq {
+            self.buckets[b].0[s] = with_freq(ptr, nf);
+        }
+    }
+
+    /// `get` for a plain lookup (no touch, vivify or recache), the hot
+    /// path: no `Found` is built and moved around. Falls back to the
+    /// general path (handing `f` back) for an item that is dead (expired or
+    /// flushed: the general path removes and counts it) or stale (a meta
+    /// win token may have to be handed out).
+    #[inline(always)]
+    fn get_plain<R, F: FnOnce(&ItemRef<'_>) -> R>(
+        &mut self,
+        cx: &Ctx,
+        hash: u64,
+        key: &[u8],
+        opts: &GetOptions,
+        f: F,
+    ) -> Result<Option<R>, F> {
+        let Some((_, b, s, ptr)) = self.find(key, hash) else {
+            if opts.count {
+                cx.st.gets.incr_owned();
+                cx.st.get_misses.incr_owned();
+            }
+            return Ok(None);
+        };
+        let seg = ptr_seg(ptr);
+        let off = ptr_offset(ptr);
+        let view = ItemView::read(self.data, self.pos(seg, off));
+        let h = &self.segs[seg as usize];
+        let e = h.item_expiry(view.exp_delta);
+        let cas = match view.cas {
+            Some(c) => c,
+            None => h.cas_base + off as u64,
+        };
+        if (e != 0 && e <= cx.now) || cas < cx.flush_cas || view.info & INFO_STALE != 0 {
+            return Err(f);
+        }
+        if opts.count {
+            cx.st.gets.incr_owned();
+            cx.st.get_hits.incr_owned();
+        }
+        if opts.update_access {
+            self.record_access(b, s, ptr, &view, cx.now);
+        }
+        let mut item = self.item_ref(seg, &view, cas, e, cx.now);
+        item.token_sent = view.info & INFO_TOKEN_SENT != 0;
+        Ok(Some(f(&item)))
+    }
+
+    #[inline(always)]
     pub fn get<R>(
+        &mut self,
+        cx: &Ctx,
+        hash: u64,
+        key: &[u8],
+        opts: &GetOptions,
+        f: impl FnOnce(&ItemRef<'_>) -> R,
+    ) -> Option<R> {
+        let f = if opts.touch.is_none() && opts.vivify.is_none() && opts.recache_below.is_none() {
+            match self.get_plain(cx, hash, key, opts, f) {
+                Ok(r) => return r,
+                Err(f) => f,
+            }
+        } else {
+            f
+        };
+        self.get_general(cx, hash, key, opts, f)
+    }
+
+    /// `get` with touch, vivify or recache, or on a dead or stale item.
+    /// Kept out of line so that the plain path stays small.
+    #[inline(never)]
+    fn get_general<R>(
         &mut self,
         cx: &Ctx,
         hash: u64,
@@ -1383,35 +1498,17 @@ impl<'a> Shard<'a> {
             }
         }
         if opts.update_access && !created {
-            self.mark_fetched(fd.view.at, &fd.view, cx.now);
-            let r = self.rand();
-            let freq = ptr_freq(fd.ptr);
-            let nf = bump_freq(freq, r);
-            if nf != freq {
-                self.buckets[fd.b].0[fd.s] = with_freq(fd.ptr, nf);
-            }
+            self.record_access(fd.b, fd.s, fd.ptr, &fd.view, cx.now);
         }
-        let location = self.location(&fd);
-        let k = fd.view.key_at();
-        let v = fd.view.value_at();
-        let item = ItemRef {
-            key: &self.data[k..k + fd.view.klen],
-            value: &self.data[v..v + fd.view.vlen],
-            flags: fd.view.flags,
-            cas: fd.cas,
-            expire_at: if expire_after {
-                opts.touch.unwrap_or(fd.e)
-            } else {
-                fd.e
-            },
-            last_access: item::last_access(fd.view.atime, cx.now),
-            fetched: info & INFO_FETCHED != 0,
-            stale,
-            won,
-            token_sent,
-            created,
-            location,
+        let expire_at = if expire_after {
+            opts.touch.unwrap_or(fd.e)
+        } else {
+            fd.e
         };
+        let mut item = self.item_ref(fd.seg, &fd.view, fd.cas, expire_at, cx.now);
+        item.won = won;
+        item.token_sent = token_sent;
+        item.created = created;
         let r = f(&item);
         if expire_after {
             if let Some(fd) = self.lookup(cx, key, hash) {
