@@ -1,5 +1,12 @@
 //! Parse + execute cost of `get`, `set` and a 10-key multi-get through the
 //! engine (in-memory, no I/O), reported by criterion as time per request.
+//!
+//! Group `keys_600k`: 100 random keys out of 600,000 (a store larger than
+//! the CPU caches), fetched as one 100-key `get` (the engine overlaps the
+//! keys' cache misses) and as 100 one-key `get` lines in one read (no
+//! overlap); reported per key.
+
+mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use petrel_core::engine::{Engine, EngineConfig, Session, Status, Transport};
@@ -68,5 +75,64 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn bench_large(c: &mut Criterion) {
+    const KEYS: u64 = 600_000;
+    const PER_LINE: usize = 100;
+    const LINES: usize = 64;
+    let cfg = EngineConfig {
+        store: StoreConfig {
+            item_memory_bytes: 64 << 20,
+            hash_power: 18,
+            ..StoreConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let arena = common::arena(Engine::required_bytes(&cfg).expect("config"));
+    let engine = Engine::new(&cfg, arena).expect("engine");
+    let mut out = vec![0u8; 64 * 1024];
+    let value = "v".repeat(32);
+    for chunk in 0..KEYS / 1000 {
+        let mut preload = Vec::new();
+        for i in chunk * 1000..(chunk + 1) * 1000 {
+            preload.extend_from_slice(format!("set key:{i:08} 0 0 32\r\n{value}\r\n").as_bytes());
+        }
+        run(&engine, &preload, &mut out);
+    }
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next_key = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        format!("key:{:08}", x % KEYS)
+    };
+    let (mut multi, mut single) = (Vec::new(), Vec::new());
+    for _ in 0..LINES {
+        let (mut m, mut s) = (b"get".to_vec(), Vec::new());
+        for _ in 0..PER_LINE {
+            let k = next_key();
+            m.extend_from_slice(format!(" {k}").as_bytes());
+            s.extend_from_slice(format!("get {k}\r\n").as_bytes());
+        }
+        m.extend_from_slice(b"\r\n");
+        multi.push(m);
+        single.push(s);
+    }
+    let mut g = c.benchmark_group("keys_600k");
+    g.throughput(Throughput::Elements(PER_LINE as u64));
+    g.sample_size(20);
+    for (name, inputs) in [("multiget_100", &multi), ("get_x100_lines", &single)] {
+        let mut i = 0;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) % LINES;
+                let n = run(&engine, std::hint::black_box(&inputs[i]), &mut out);
+                assert!(out[..n].ends_with(b"END\r\n"));
+                n
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_large);
 criterion_main!(benches);

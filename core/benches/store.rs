@@ -14,6 +14,8 @@
 //!
 //! Run: `cargo bench -p petrel-core --bench store -- --warm-up-time 1 --measurement-time 3`
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -69,39 +71,9 @@ fn petrel_cfg(eviction: Eviction) -> StoreConfig {
     }
 }
 
-/// The arena, mapped the way the server maps it (`server/src/memory.rs`):
-/// anonymous memory with transparent huge pages requested. Falls back to
-/// the heap when mmap fails.
-fn arena(bytes: usize) -> &'static mut [u8] {
-    const HUGE: usize = 2 << 20;
-    let len = bytes.div_ceil(HUGE) * HUGE;
-    // SAFETY: a fresh private anonymous mapping, never unmapped: it lives
-    // for the rest of the process, like the leaked Vec it replaces.
-    unsafe {
-        let p = libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return vec![0u8; bytes].leak();
-        }
-        let thp = libc::madvise(p, len, libc::MADV_HUGEPAGE) == 0;
-        if std::env::var_os("PETREL_BENCH_NO_THP").is_some() {
-            libc::madvise(p, len, libc::MADV_NOHUGEPAGE);
-        } else if !thp {
-            eprintln!("bench arena: transparent huge pages unavailable");
-        }
-        core::slice::from_raw_parts_mut(p.cast(), len)
-    }
-}
-
 fn petrel(eviction: Eviction) -> Store<'static> {
     let cfg = petrel_cfg(eviction);
-    Store::new(&cfg, arena(cfg.required_bytes().unwrap())).unwrap()
+    Store::new(&cfg, common::arena(cfg.required_bytes().unwrap())).unwrap()
 }
 
 fn segcache(policy: Policy) -> Segcache {
@@ -182,6 +154,30 @@ fn batch_loop(b: &mut criterion::Bencher<'_>, order: &[u64], mut op: impl FnMut(
     });
 }
 
+/// Keys ahead that the `petrel_prefetch` variants hint: item of key i + D
+/// and hash bucket of key i + 2D while key i is served (how a multi-get
+/// or a batch of pipelined requests is served).
+const LOOKAHEAD: usize = 8;
+
+fn prefetch_loop(
+    b: &mut criterion::Bencher<'_>,
+    s: &Store<'_>,
+    order: &[u64],
+    offset: u64,
+    mut op: impl FnMut(u64),
+) {
+    let mut c = 0usize;
+    let at = |c: usize| order[c % ORDER_LEN] + offset;
+    b.iter(|| {
+        for _ in 0..BATCH {
+            s.prefetch_bucket(&key_of(at(c + 2 * LOOKAHEAD)));
+            s.prefetch_item(&key_of(at(c + LOOKAHEAD)));
+            op(at(c));
+            c += 1;
+        }
+    });
+}
+
 fn group<'c>(
     c: &'c mut Criterion,
     name: &str,
@@ -199,6 +195,11 @@ fn bench_get(c: &mut Criterion) {
     let mut g = group(c, "get_hit_32B_700k_keys");
     g.bench_function("petrel", |b| {
         batch_loop(b, &hit, |i| {
+            black_box(petrel_get(&t.petrel, &key_of(i)));
+        })
+    });
+    g.bench_function("petrel_prefetch", |b| {
+        prefetch_loop(b, &t.petrel, &hit, 0, |i| {
             black_box(petrel_get(&t.petrel, &key_of(i)));
         })
     });
@@ -228,6 +229,11 @@ fn bench_get(c: &mut Criterion) {
     g.bench_function("petrel", |b| {
         batch_loop(b, &hit, |i| {
             black_box(petrel_get(&t.petrel, &key_of(i + KEYS)));
+        })
+    });
+    g.bench_function("petrel_prefetch", |b| {
+        prefetch_loop(b, &t.petrel, &hit, KEYS, |i| {
+            black_box(petrel_get(&t.petrel, &key_of(i)));
         })
     });
     g.bench_function("segcache", |b| {

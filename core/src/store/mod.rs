@@ -743,6 +743,30 @@ impl<'a> Store<'a> {
         shard.get(&cx, h, key, &opts, f)
     }
 
+    /// A hint for a coming `get` of `key`: start loading its hash bucket.
+    /// Takes no lock and reads nothing. With [`Store::prefetch_item`] a
+    /// caller that knows its next keys (a multi-get, pipelined requests)
+    /// overlaps their cache misses: bucket of key i+2d, item of key i+d,
+    /// get of key i.
+    #[inline]
+    pub fn prefetch_bucket(&self, key: &[u8]) {
+        let h = hash::hash(self.seed, key);
+        self.shard_of(h).prefetch(h);
+    }
+
+    /// A hint for a coming `get` of `key`: start loading the item that its
+    /// hash bucket points to (the bucket is read under the shard lock; if
+    /// it is not cached, this waits for it, so call
+    /// [`Store::prefetch_bucket`] some keys earlier). Changes nothing.
+    #[inline]
+    pub fn prefetch_item(&self, key: &[u8]) {
+        if !Self::valid_key(key) {
+            return;
+        }
+        let h = hash::hash(self.seed, key);
+        self.shard_of(h).lock.lock().prefetch_item(h);
+    }
+
     /// Store an item (set/add/replace/append/prepend, with optional cas
     /// compare); returns the new version's cas. Errors: `TooLarge` (item
     /// above `max_item_bytes`; a failed `Set` also removes the old value, as

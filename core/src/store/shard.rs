@@ -471,6 +471,22 @@ impl<'a> Shard<'a> {
 
     // ----- hash table ------------------------------------------------------
 
+    /// Start loading the first item in the home bucket whose tag matches
+    /// `hash`: the cache line of its header and the next one (the rest of
+    /// a small item: key and value). A hint: nothing changes.
+    #[inline]
+    pub fn prefetch_item(&self, hash: u64) {
+        let tag = tag_of(hash);
+        let Some(bucket) = self.buckets.get(self.home(hash)) else {
+            return;
+        };
+        if let Some(&p) = bucket.0[1..].iter().find(|&&p| ptr_tag(p) == tag) {
+            let addr = self.data.as_ptr() as usize + self.pos(ptr_seg(p), ptr_offset(p));
+            super::prefetch(addr);
+            super::prefetch(addr + 64);
+        }
+    }
+
     /// Find the slot whose item has `key` (no liveness checks).
     #[inline(always)]
     fn find(&self, key: &[u8], hash: u64) -> Option<(usize, usize, usize, u64)> {

@@ -579,3 +579,34 @@ fn shards_and_threads() {
     assert_eq!(s.stats().items.get(), 20_000);
     s.audit().unwrap();
 }
+
+#[test]
+fn prefetch_hints_change_nothing() {
+    let cfg = cfg_small(Eviction::Fifo);
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    s.store(&set(b"here", b"v", 0), T0).unwrap();
+    let long = [b'x'; 300];
+    let before = |s: &Store<'_>| {
+        let st = s.stats();
+        [
+            st.gets.get(),
+            st.get_hits.get(),
+            st.get_misses.get(),
+            st.items.get(),
+        ]
+    };
+    let counts = before(&s);
+    for key in [&b"here"[..], b"absent", b"", &long[..]] {
+        s.prefetch_bucket(key);
+        s.prefetch_item(key);
+    }
+    assert_eq!(before(&s), counts, "a hint counted as an access");
+    // Not seen as a fetch either: the first real get reports "not fetched".
+    let fetched = s.get(b"here", T0, GetOptions::default(), |i| {
+        (i.fetched(), i.value().to_vec())
+    });
+    assert_eq!(fetched, Some((false, b"v".to_vec())));
+    assert_eq!(get(&s, b"absent", T0), None);
+    s.audit().unwrap();
+}
