@@ -61,7 +61,9 @@ impl fmt::Display for ConfigError {
 #[command(
     name = "petrel",
     version,
-    about = "A memcached-compatible cache server"
+    about = "A memcached-compatible cache server",
+    // `-m -5` is a bad value for -m (named in the error), not an unknown flag.
+    allow_negative_numbers = true
 )]
 pub struct Cli {
     /// TCP port to listen on [default: 11211]

@@ -77,6 +77,14 @@ fn bad_flags_exit_64_naming_the_flag() {
         &["-p", p, "-I", "2k", "--max-line-bytes", "65537"],
         &["--max-line-bytes"],
     );
+    // A negative number is a bad value of its flag, not an unknown flag.
+    expect_usage_error(
+        &t,
+        &["-p", p, "--max-line-bytes", "-1"],
+        &["--max-line-bytes"],
+    );
+    expect_usage_error(&t, &["-p", p, "-m", "-5"], &["--memory-limit", "-m"]);
+    expect_usage_error(&t, &["-p", "-1"], &["--port", "-p"]);
 }
 
 #[test]
