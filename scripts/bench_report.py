@@ -306,14 +306,18 @@ class Report:
         self.w()
         self.w("`core/benches/store.rs`: Petrel's store vs Pelikan's `segcache` crate (same item memory, "
                "segment size, hash table size and merge eviction) vs a `hashbrown::HashMap<Vec<u8>, Vec<u8>>` "
-               "(`hashbrown_locked`: the same map behind a lock, as a shared cache would need). Time per "
+               "(`hashbrown_locked`: the same map behind a lock, as a shared cache would need). "
+               "`petrel_prefetch` is Petrel's store used the way a multi-key get is served: while key i "
+               "is looked up, the item of key i+8 and the hash bucket of key i+16 are hinted "
+               "(`Store::prefetch_item`, `Store::prefetch_bucket`). The ratio column compares plain "
+               "`petrel` with each peer. Time per "
                "operation: median over criterion's samples (%s criterion run(s)); spread: the middle 80 %% "
                "of the samples (p10–p90) over all runs." % self.machine.get("core_runs", "?"))
         self.w()
         groups = {}
         for _s, fn, _r, v in core:
             groups.setdefault(v["group"], {}).setdefault(fn, []).append(v)
-        fns_order = ["petrel", "segcache", "hashbrown", "hashbrown_locked"]
+        fns_order = ["petrel", "petrel_prefetch", "segcache", "hashbrown", "hashbrown_locked"]
         self.w("| benchmark | store | ns/op (median) | p10–p90 ns/op | Mops/s | Petrel/this (speed) |")
         self.w("| --- | --- | ---: | ---: | ---: | ---: |")
         plot = []
@@ -331,12 +335,15 @@ class Report:
             pns = stats_.get("petrel", (float("nan"),))[0]
             for fn in sorted(stats_, key=lambda f: fns_order.index(f) if f in fns_order else 9):
                 ns, p10, p90 = stats_[fn]
-                rel = "" if fn == "petrel" else fmt_ratio(ratio(ns, pns))
+                ours = fn.startswith("petrel")
+                rel = "" if ours else fmt_ratio(ratio(ns, pns))
                 self.w("| %s | %s | %.1f | %.1f–%.1f | %.2f | %s |" % (g, fn, ns, p10, p90, 1e3 / ns, rel))
-                if fn != "petrel" and not math.isnan(pns) and ns < pns:
+                if not ours and not math.isnan(pns) and ns < pns:
+                    pf = stats_.get("petrel_prefetch")
+                    also = ("; with prefetch hints %.1f ns/op (%.2f×)" % (pf[0], ns / pf[0])) if pf else ""
                     self.loss("Core store, in process (Petrel slower)",
-                              "`%s`: %s %.1f vs Petrel %.1f ns/op (Petrel at %.2f× its speed)" % (
-                                  g, fn, ns, pns, ns / pns), clear=stats_["petrel"][1] > p90)
+                              "`%s`: %s %.1f vs Petrel %.1f ns/op (Petrel at %.2f× its speed%s)" % (
+                                  g, fn, ns, pns, ns / pns, also), clear=stats_["petrel"][1] > p90)
             plot.append((g, stats_))
         self.w()
         mem = [r for r in self.rows if r[0] == "corememory"]
