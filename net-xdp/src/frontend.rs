@@ -1,12 +1,18 @@
 //! Setting up and tearing down the AF_XDP front end: XDP program, link,
 //! XSKMAP, one UMEM and socket per served queue, one pinned worker each.
+//!
+//! A socket goes into the XSKMAP (from then on the program redirects its
+//! queue's frames to it) only once it is complete: bound, its fill ring
+//! full ([`QueueRings::prime`]), its socket options set. Frames that
+//! arrive before its worker runs wait on its RX ring instead of being
+//! dropped for want of a fill-ring frame.
 
 use crate::bpf::{program, sys};
 use crate::config::{ResolvedMode, XdpConfig, XdpError};
 use crate::iface;
 use crate::service::UdpService;
-use crate::stats::{QueueStats, XdpStats};
-use crate::worker::{Worker, WorkerParams};
+use crate::stats::{QueueStats, RingLevels, XdpStats};
+use crate::worker::{QueueRings, Worker, WorkerParams};
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +21,7 @@ use std::thread::JoinHandle;
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
-use xsk_rs::{CompQueue, FillQueue, RxQueue, Socket, TxQueue, Umem};
+use xsk_rs::{Socket, Umem};
 
 /// `SO_BUSY_POLL`: microseconds to busy-poll the device in blocking calls.
 const SO_BUSY_POLL: libc::c_int = 46;
@@ -43,20 +49,9 @@ pub struct XdpFrontend {
     _map: OwnedFd,
 }
 
-/// One queue's socket and rings, set up but not yet running.
-struct QueueParts {
-    queue: u32,
-    umem: Umem,
-    frames: Vec<xsk_rs::FrameDesc>,
-    tx: TxQueue,
-    rx: RxQueue,
-    fill: FillQueue,
-    comp: CompQueue,
-}
-
 /// What [`XdpFrontend::attach`] hands to the worker spawner.
 struct PendingWorker {
-    parts: QueueParts,
+    parts: QueueRings,
     stats_index: usize,
     cpu: usize,
 }
@@ -77,7 +72,8 @@ impl std::fmt::Debug for PendingWorker {
         write!(
             f,
             "PendingWorker(queue {}, cpu {})",
-            self.parts.queue, self.cpu
+            self.parts.queue(),
+            self.cpu
         )
     }
 }
@@ -86,6 +82,15 @@ impl XdpAttachment {
     /// The front end to be: mode, queues, (zero) counters.
     pub fn frontend(&self) -> &XdpFrontend {
         &self.frontend
+    }
+
+    /// Where each served queue's frames are now, read from its rings, in
+    /// the order of [`XdpFrontend::queues`]. Before the workers start,
+    /// every frame but the reserve is on the fill ring, so frames that
+    /// arrive meanwhile wait on the RX ring (`rx`) and none is dropped for
+    /// an empty fill ring (`kernel.rx_fill_ring_empty_descs`).
+    pub fn ring_levels(&mut self) -> Vec<RingLevels> {
+        self.workers.iter_mut().map(|w| w.parts.levels()).collect()
     }
 
     /// Starts one worker thread per served queue, each answering
@@ -160,11 +165,11 @@ impl XdpFrontend {
         &self,
         cfg: &XdpConfig,
         service: &'s S,
-        p: QueueParts,
+        p: QueueRings,
         stats_index: usize,
     ) -> Worker<'s, S> {
         let params = WorkerParams {
-            queue: p.queue,
+            queue: p.queue(),
             stats_index,
             stats: self.stats.clone(),
             stop: self.stop.clone(),
@@ -175,7 +180,7 @@ impl XdpFrontend {
             verify_udp_checksum: cfg.verify_udp_checksum,
             guard: cfg.udp_guard.clone(),
         };
-        Worker::new(params, p.umem, p.frames, p.fill, p.comp, p.tx, p.rx)
+        Worker::new(params, p)
     }
 
     /// Checks `cfg`, loads the XDP program and attaches it to
@@ -250,7 +255,7 @@ impl XdpFrontend {
         } else {
             cfg.cores.clone()
         };
-        let workers = parts
+        let workers: Vec<PendingWorker> = parts
             .into_iter()
             .enumerate()
             .map(|(i, parts)| PendingWorker {
@@ -270,6 +275,12 @@ impl XdpFrontend {
             _prog: prog,
             _map: map,
         };
+        for w in &workers {
+            frontend.stats[w.stats_index]
+                .counters
+                .frames_in_use
+                .set(w.parts.frames_in_use() as u64);
+        }
         Ok(XdpAttachment {
             frontend,
             workers,
@@ -356,7 +367,7 @@ fn setup_mode(
     queues: &[u32],
     prog: &OwnedFd,
     map: &OwnedFd,
-) -> Result<(OwnedFd, Vec<QueueParts>), SetupError> {
+) -> Result<(OwnedFd, Vec<QueueRings>), SetupError> {
     let (xdp_flags, bind) = match mode {
         ResolvedMode::NativeZeroCopy => (sys::XDP_FLAGS_DRV_MODE, BindFlags::XDP_ZEROCOPY),
         ResolvedMode::NativeCopy => (sys::XDP_FLAGS_DRV_MODE, BindFlags::XDP_COPY),
@@ -372,12 +383,13 @@ fn setup_mode(
     })?;
     let mut parts = Vec::with_capacity(queues.len());
     for &q in queues {
+        // Bound and primed (fill ring full): only then reachable.
         let p = open_queue(cfg, q, bind)?;
-        sys::xskmap_set(map, q, p.tx.fd().as_raw_fd())
-            .map_err(|e| SetupError::Mode(format!("queue {q}: XSKMAP update: {e}")))?;
         if cfg.busy_poll {
-            set_busy_poll(p.tx.fd().as_raw_fd(), q);
+            set_busy_poll(p.socket_fd(), q);
         }
+        sys::xskmap_set(map, q, p.socket_fd())
+            .map_err(|e| SetupError::Mode(format!("queue {q}: XSKMAP update: {e}")))?;
         parts.push(p);
     }
     Ok((link, parts))
@@ -404,7 +416,9 @@ fn classify(what: String, err: &(dyn std::error::Error + 'static)) -> SetupError
     }
 }
 
-fn open_queue(cfg: &XdpConfig, queue: u32, bind: BindFlags) -> Result<QueueParts, SetupError> {
+/// Creates queue `queue`'s UMEM and socket, binds it and primes its fill
+/// ring; not yet in the XSKMAP.
+fn open_queue(cfg: &XdpConfig, queue: u32, bind: BindFlags) -> Result<QueueRings, SetupError> {
     let config = |e: String| SetupError::Fatal(XdpError::Setup(e));
     let ring = QueueSize::new(cfg.frame_count).map_err(|e| config(e.to_string()))?;
     let umem_cfg = UmemConfig::builder()
@@ -435,15 +449,8 @@ fn open_queue(cfg: &XdpConfig, queue: u32, bind: BindFlags) -> Result<QueueParts
             "queue {queue}: socket came without fill/completion rings"
         ))
     })?;
-    Ok(QueueParts {
-        queue,
-        umem,
-        frames,
-        tx,
-        rx,
-        fill,
-        comp,
-    })
+    QueueRings::prime(queue, umem, frames, fill, comp, tx, rx, cfg.frame_count)
+        .map_err(|e| SetupError::Fatal(XdpError::Setup(format!("queue {queue}: {e}"))))
 }
 
 fn set_busy_poll(fd: i32, queue: u32) {

@@ -35,6 +35,12 @@
 //! Counters: [`XdpFrontend::stats`] per queue, [`XdpFrontend::for_each_total`]
 //! and [`XdpFrontend::for_each_drop_total`] summed.
 //!
+//! A socket is put in the XSKMAP only once its fill ring is full (every
+//! UMEM frame but the multi-datagram reserve), so frames that arrive
+//! between [`XdpFrontend::attach`] and the workers' first round wait on the
+//! RX ring; [`XdpAttachment::ring_levels`] shows the rings and the kernel's
+//! socket statistics in that window.
+//!
 //! # Testing
 //!
 //! `scripts/netns up|down` builds the veth topology (two namespaces, or
@@ -56,4 +62,4 @@ mod worker;
 pub use config::{parse_id_list, AttachMode, ResolvedMode, XdpConfig, XdpError, XdpMode, ZeroCopy};
 pub use frontend::{XdpAttachment, XdpFrontend};
 pub use service::{Time, UdpProgress, UdpService, UdpStatus};
-pub use stats::{QueueStats, XdpStats};
+pub use stats::{KernelSocketStats, QueueStats, RingLevels, XdpStats};

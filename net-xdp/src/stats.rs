@@ -76,6 +76,64 @@ impl QueueStats {
     }
 }
 
+/// The kernel's statistics of one AF_XDP socket (`XDP_STATISTICS`), read
+/// at one moment: every field of `struct xdp_statistics`. The worker keeps
+/// four of them in [`XdpCounters`] (`kernel_*`); all six are here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelSocketStats {
+    /// Frames dropped for other reasons than those below.
+    pub rx_dropped: u64,
+    /// Frames dropped because of an invalid fill-ring descriptor.
+    pub rx_invalid_descs: u64,
+    /// Frames dropped because the RX ring was full.
+    pub rx_ring_full: u64,
+    /// Frames that found the fill ring empty (dropped: no frame to receive into).
+    pub rx_fill_ring_empty_descs: u64,
+    /// Invalid TX descriptors.
+    pub tx_invalid_descs: u64,
+    /// Times the kernel found the TX ring empty when asked to send.
+    pub tx_ring_empty_descs: u64,
+}
+
+impl From<xsk_rs::socket::XdpStatistics> for KernelSocketStats {
+    fn from(k: xsk_rs::socket::XdpStatistics) -> Self {
+        KernelSocketStats {
+            rx_dropped: k.rx_dropped(),
+            rx_invalid_descs: k.rx_invalid_descs(),
+            rx_ring_full: k.rx_ring_full(),
+            rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs(),
+            tx_invalid_descs: k.tx_invalid_descs(),
+            tx_ring_empty_descs: k.tx_ring_empty_descs(),
+        }
+    }
+}
+
+/// Where one queue's UMEM frames are, read from the rings themselves (the
+/// shared producer and consumer positions), not from the worker's own
+/// bookkeeping: what [`XdpAttachment::ring_levels`] reports before the
+/// workers start.
+///
+/// The kernel publishes its consumption of the fill ring lazily, so once
+/// frames have arrived `fill` can count some that are already on the RX
+/// ring; with no traffic yet, `fill + rx + free == frames` exactly.
+///
+/// [`XdpAttachment::ring_levels`]: crate::XdpAttachment::ring_levels
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingLevels {
+    /// The RX queue.
+    pub queue: u32,
+    /// UMEM frames of the queue.
+    pub frames: u32,
+    /// Frames on the fill ring: the kernel's to receive into.
+    pub fill: u32,
+    /// Received frames waiting on the RX ring for the worker.
+    pub rx: u32,
+    /// Frames on the free list (the reserve for multi-datagram replies).
+    pub free: u32,
+    /// The socket's kernel statistics (None if the call failed).
+    pub kernel: Option<KernelSocketStats>,
+}
+
 /// A reader's handle on every served queue's [`QueueStats`], cheap to
 /// clone, valid for as long as it is held (also after the front end
 /// stopped): what a server keeps to print the figures in `stats` or export

@@ -11,6 +11,12 @@
 //!     +---------------------------------------+
 //! ```
 //!
+//! A queue starts primed ([`QueueRings::prime`]): every frame but the
+//! reserve is on the fill ring before the socket is put in the XSKMAP,
+//! so no frame redirected to it finds the fill ring empty while its
+//! worker is still starting (the kernel would drop it and count
+//! `rx_fill_ring_empty_descs`).
+//!
 //! One round: reclaim completions, top up the fill ring (keeping a reserve
 //! of free frames for multi-datagram replies), take up to [`BATCH`] frames
 //! from RX and answer each, push the replies to TX in batches, kick the
@@ -20,7 +26,7 @@
 //! `busy_poll`).
 
 use crate::service::{UdpService, UdpStatus};
-use crate::stats::QueueStats;
+use crate::stats::{KernelSocketStats, QueueStats, RingLevels};
 use petrel_core::guard::{Admission, Outcome, UdpGuard, TOO_LARGE_REPLY};
 use petrel_core::histogram::ClassCounts;
 use petrel_core::wire::{
@@ -41,6 +47,133 @@ const KERNEL_STATS_ROUNDS: u32 = 4096;
 
 /// Largest request payload copied out of a frame: a whole 4096-byte frame.
 const REQUEST_MAX_BYTES: usize = 4096;
+
+/// Free frames a queue keeps out of its fill ring for multi-datagram
+/// replies: a quarter of its UMEM frames.
+pub(crate) fn reserve_for(frame_count: usize) -> usize {
+    frame_count / 4
+}
+
+/// Moves the frames of `free` beyond the first `reserve` onto the fill
+/// ring, as many as it has room for; returns how many moved (they are off
+/// `free` and the kernel's from then on).
+fn fill_from(fill: &mut FillQueue, free: &mut Vec<FrameDesc>, reserve: usize) -> usize {
+    let spare = free.len().saturating_sub(reserve);
+    if spare == 0 {
+        return 0;
+    }
+    let room = fill.nb_free(spare as u32) as usize;
+    let k = room.min(spare);
+    if k == 0 {
+        return 0;
+    }
+    let from = free.len() - k;
+    // SAFETY: the frames are ours (on the free list) and belong to the
+    // UMEM of this fill ring; the ones produced are the kernel's after
+    // the call, so they are removed from the free list below.
+    let done = unsafe { fill.produce(&free[from..]) };
+    // `produce` hands over a prefix of the slice (libxdp: all or none).
+    free.drain(from..from + done);
+    done
+}
+
+/// One queue's UMEM, socket and rings, primed: every frame but the reserve
+/// on the fill ring, the rest on the free list. What setup hands to the
+/// queue's [`Worker`].
+pub(crate) struct QueueRings {
+    queue: u32,
+    umem: Umem,
+    fill: FillQueue,
+    comp: CompQueue,
+    tx: TxQueue,
+    rx: RxQueue,
+    /// Slots of the fill ring.
+    fill_size: u32,
+    frame_count: usize,
+    /// Frames owned by user space; capacity `frame_count`.
+    free: Vec<FrameDesc>,
+    /// Frames given to the fill ring and not yet taken off the RX ring.
+    rx_side: usize,
+}
+
+impl QueueRings {
+    /// Takes a freshly bound socket's rings and every frame of its UMEM
+    /// (`frames`), and fills the fill ring with all of them but the
+    /// reserve ([`reserve_for`]), waking the kernel if the ring asks for
+    /// it. Call before the socket is put in the XSKMAP. Fails if the fill
+    /// ring (`fill_size` slots) did not take them all.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn prime(
+        queue: u32,
+        umem: Umem,
+        frames: Vec<FrameDesc>,
+        mut fill: FillQueue,
+        comp: CompQueue,
+        tx: TxQueue,
+        mut rx: RxQueue,
+        fill_size: u32,
+    ) -> Result<Self, String> {
+        let frame_count = frames.len();
+        let reserve = reserve_for(frame_count);
+        let mut free = frames;
+        let want = frame_count - reserve;
+        let rx_side = fill_from(&mut fill, &mut free, reserve);
+        if rx_side != want {
+            return Err(format!(
+                "the fill ring ({fill_size} slots) took {rx_side} of {want} frames"
+            ));
+        }
+        if fill.needs_wakeup() {
+            fill.wakeup(rx.fd_mut(), 0)
+                .map_err(|e| format!("fill ring wakeup: {e}"))?;
+        }
+        Ok(QueueRings {
+            queue,
+            umem,
+            fill,
+            comp,
+            tx,
+            rx,
+            fill_size,
+            frame_count,
+            free,
+            rx_side,
+        })
+    }
+
+    /// The RX queue.
+    pub(crate) fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// The socket's descriptor (for the XSKMAP and socket options).
+    pub(crate) fn socket_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.rx.fd().as_raw_fd()
+    }
+
+    /// Frames not on the free list (fill, RX, TX rings).
+    pub(crate) fn frames_in_use(&self) -> usize {
+        self.frame_count - self.free.len()
+    }
+
+    /// Where the frames are, read from the rings (see [`RingLevels`]).
+    pub(crate) fn levels(&mut self) -> RingLevels {
+        RingLevels {
+            queue: self.queue,
+            frames: self.frame_count as u32,
+            fill: self.fill_size - self.fill.nb_free_exact(),
+            rx: self.rx.nb_avail_exact(),
+            free: self.free.len() as u32,
+            kernel: self
+                .rx
+                .fd()
+                .xdp_statistics()
+                .ok()
+                .map(KernelSocketStats::from),
+        }
+    }
+}
 
 /// What a worker needs besides its rings.
 pub(crate) struct WorkerParams<'s, S: UdpService> {
@@ -72,6 +205,9 @@ pub(crate) struct Worker<'s, S: UdpService> {
     free: Vec<FrameDesc>,
     /// Free frames kept out of the fill ring for multi-datagram replies.
     reserve: usize,
+    /// Frames given to the fill ring and not yet taken off the RX ring
+    /// (on the fill ring, or received and waiting on the RX ring).
+    rx_side: usize,
     rx_descs: Vec<FrameDesc>,
     comp_descs: Vec<FrameDesc>,
     /// Frames on the TX ring not yet completed.
@@ -88,19 +224,20 @@ pub(crate) struct Worker<'s, S: UdpService> {
 }
 
 impl<'s, S: UdpService> Worker<'s, S> {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        p: WorkerParams<'s, S>,
-        umem: Umem,
-        // Every frame of the UMEM; holds exactly that many, so it never
-        // grows as the free list.
-        frames: Vec<FrameDesc>,
-        fill: FillQueue,
-        comp: CompQueue,
-        tx: TxQueue,
-        rx: RxQueue,
-    ) -> Self {
-        let frame_count = frames.len();
+    /// A worker for a primed queue (its fill ring already full).
+    pub(crate) fn new(p: WorkerParams<'s, S>, rings: QueueRings) -> Self {
+        let QueueRings {
+            queue: _,
+            umem,
+            fill,
+            comp,
+            tx,
+            rx,
+            fill_size: _,
+            frame_count,
+            free,
+            rx_side,
+        } = rings;
         let parse = ParseOptions {
             verify_ipv4_checksum: true,
             verify_udp_checksum: p.verify_udp_checksum,
@@ -114,8 +251,9 @@ impl<'s, S: UdpService> Worker<'s, S> {
             tx,
             rx,
             frame_count,
-            free: frames,
-            reserve: frame_count / 4,
+            free,
+            reserve: reserve_for(frame_count),
+            rx_side,
             rx_descs: vec![FrameDesc::default(); BATCH],
             comp_descs: vec![FrameDesc::default(); BATCH],
             tx_in_flight: 0,
@@ -176,6 +314,16 @@ impl<'s, S: UdpService> Worker<'s, S> {
             self.idle();
         }
         self.refresh_kernel_stats();
+        if !self.frames_accounted() {
+            log::error!(
+                "AF_XDP queue {}: frame accounting broken: {} frames, {} free, {} fill/RX, {} TX",
+                self.p.queue,
+                self.frame_count,
+                self.free.len(),
+                self.rx_side,
+                self.tx_in_flight
+            );
+        }
         log::debug!("AF_XDP queue {}: worker stopped", self.p.queue);
     }
 
@@ -186,6 +334,7 @@ impl<'s, S: UdpService> Worker<'s, S> {
         // SAFETY: the descriptors are written by the kernel's RX ring of this
         // socket and refer to frames of `self.umem`, now owned by us.
         let n = unsafe { self.rx.consume(&mut self.rx_descs) };
+        self.rx_side -= n;
         // one clock read per batch: the requests are complete from here on
         let batch_at = if n > 0 { Some(Instant::now()) } else { None };
         if n > 0 {
@@ -207,7 +356,14 @@ impl<'s, S: UdpService> Worker<'s, S> {
             .counters
             .frames_in_use
             .set((self.frame_count - self.free.len()) as u64);
+        debug_assert!(self.frames_accounted());
         n
+    }
+
+    /// Between rounds every UMEM frame is in exactly one place: the free
+    /// list, the fill or RX ring, or the TX ring (until completed).
+    fn frames_accounted(&self) -> bool {
+        self.free.len() + self.rx_side + self.tx_in_flight == self.frame_count
     }
 
     fn idle(&mut self) {
@@ -248,23 +404,7 @@ impl<'s, S: UdpService> Worker<'s, S> {
         if self.free.len() < self.reserve {
             self.stats().counters.frames_short.incr_owned();
         }
-        let spare = self.free.len().saturating_sub(self.reserve);
-        if spare == 0 {
-            return;
-        }
-        let room = self.fill.nb_free(spare as u32) as usize;
-        let k = room.min(spare);
-        if k == 0 {
-            return;
-        }
-        let from = self.free.len() - k;
-        // SAFETY: the frames are ours (on the free list) and belong to this
-        // UMEM; after a successful produce they are the kernel's, so they
-        // are removed from the free list.
-        let done = unsafe { self.fill.produce(&self.free[from..]) };
-        if done > 0 {
-            self.free.truncate(from);
-        }
+        self.rx_side += fill_from(&mut self.fill, &mut self.free, self.reserve);
     }
 
     /// Answers the request in `desc` (or drops it, counting why). Consumes
