@@ -25,9 +25,11 @@ petrel_core::metrics! {
         rx_wakeups: Counter("syscalls") "poll() calls: sleeping when idle, or waking the kernel when busy polling",
         frames_in_use: Gauge("frames") "UMEM frames not on the worker's free list (fill, RX, TX rings)",
         kernel_rx_dropped: Gauge("frames") "kernel XDP statistics: frames dropped for other reasons",
+        kernel_rx_invalid: Gauge("descriptors") "kernel XDP statistics: invalid RX descriptors",
         kernel_rx_ring_full: Gauge("frames") "kernel XDP statistics: frames dropped because the RX ring was full",
         kernel_fill_ring_empty: Gauge("occurrences") "kernel XDP statistics: times the fill ring was found empty",
         kernel_tx_invalid: Gauge("descriptors") "kernel XDP statistics: invalid TX descriptors",
+        kernel_tx_ring_empty: Gauge("occurrences") "kernel XDP statistics: times the TX ring was found empty",
     }
 }
 
@@ -78,7 +80,7 @@ impl QueueStats {
 
 /// The kernel's statistics of one AF_XDP socket (`XDP_STATISTICS`), read
 /// at one moment: every field of `struct xdp_statistics`. The worker keeps
-/// four of them in [`XdpCounters`] (`kernel_*`); all six are here.
+/// all six in [`XdpCounters`] as well (`kernel_*`, refreshed now and then).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelSocketStats {
     /// Frames dropped for other reasons than those below.
@@ -224,5 +226,38 @@ mod tests {
             "rx_frames=1 tx_frames=3 drop_truncated=2 drop_too_many_datagrams=1"
         );
         assert_eq!(QueueStats::default().to_string(), "");
+    }
+
+    /// Every field of `struct xdp_statistics` has its `kernel_*` gauge, in
+    /// the kernel's order, with the unit of what it counts.
+    #[test]
+    fn all_six_kernel_statistics_are_exported() {
+        let kernel: Vec<(&str, &str)> = XdpCounters::DESCS
+            .iter()
+            .filter(|d| d.name.starts_with("kernel_"))
+            .map(|d| (d.name, d.unit))
+            .collect();
+        assert_eq!(
+            kernel,
+            [
+                ("kernel_rx_dropped", "frames"),
+                ("kernel_rx_invalid", "descriptors"),
+                ("kernel_rx_ring_full", "frames"),
+                ("kernel_fill_ring_empty", "occurrences"),
+                ("kernel_tx_invalid", "descriptors"),
+                ("kernel_tx_ring_empty", "occurrences"),
+            ]
+        );
+        for d in XdpCounters::DESCS
+            .iter()
+            .filter(|d| d.name.starts_with("kernel_"))
+        {
+            assert_eq!(d.kind, petrel_core::stats::Kind::Gauge, "{}", d.name);
+            assert!(
+                d.description.starts_with("kernel XDP statistics: "),
+                "{}",
+                d.name
+            );
+        }
     }
 }

@@ -631,9 +631,11 @@ impl<'s, S: UdpService> Worker<'s, S> {
         if let Ok(k) = self.rx.fd().xdp_statistics() {
             let c = &self.stats().counters;
             c.kernel_rx_dropped.set(k.rx_dropped());
+            c.kernel_rx_invalid.set(k.rx_invalid_descs());
             c.kernel_rx_ring_full.set(k.rx_ring_full());
             c.kernel_fill_ring_empty.set(k.rx_fill_ring_empty_descs());
             c.kernel_tx_invalid.set(k.tx_invalid_descs());
+            c.kernel_tx_ring_empty.set(k.tx_ring_empty_descs());
         }
     }
 }

@@ -731,5 +731,32 @@ for i in range({RUNTS}):
         after.get(&plain("petrel_frontend_udp_datagrams_received_total")),
         before.get(&plain("petrel_frontend_udp_datagrams_received_total"))
     );
+    // every field of the kernel's XDP_STATISTICS is a gauge of each queue,
+    // in both expositions; no RX or TX descriptor was invalid
+    for name in [
+        "rx_dropped",
+        "rx_invalid",
+        "rx_ring_full",
+        "fill_ring_empty",
+        "tx_invalid",
+        "tx_ring_empty",
+    ] {
+        for q in 0..2 {
+            let key = format!("petrel_xdp_kernel_{name}{{queue={q}}}");
+            let v = after.get(&key);
+            assert_eq!(
+                after.kind.get(&key).map(String::as_str),
+                Some("gauge"),
+                "{key}"
+            );
+            assert!(
+                after.json.contains_key(&key),
+                "{key} missing from /metrics.json"
+            );
+            eprintln!("{key} {v}");
+        }
+    }
+    assert_eq!(sum(&after, "petrel_xdp_kernel_rx_invalid", "queue="), 0.0);
+    assert_eq!(sum(&after, "petrel_xdp_kernel_tx_invalid", "queue="), 0.0);
     let _ = std::fs::remove_file(&log);
 }

@@ -368,6 +368,20 @@ fn run(bin: &Path, mode: &str, tag: &str, subnet: u8) {
         "kernel UDP in/out {udp_before:?} -> {udp_after:?}"
     );
     assert!(num(&stats, "get_hits") >= GETS as u64);
+    // The kernel's XDP_STATISTICS, all six (tx_ring_empty is checked after
+    // memcaslap); no RX or TX descriptor was invalid.
+    for k in [
+        "rx_dropped",
+        "rx_invalid",
+        "rx_ring_full",
+        "fill_ring_empty",
+        "tx_invalid",
+        "tx_ring_empty",
+    ] {
+        num(&stats, &format!("xdp_kernel_{k}"));
+    }
+    assert_eq!(num(&stats, "xdp_kernel_rx_invalid"), 0, "{stats:?}");
+    assert_eq!(num(&stats, "xdp_kernel_tx_invalid"), 0, "{stats:?}");
 
     // Debian's memcaslap over UDP: a short bounded run without errors.
     let out = topo
@@ -393,6 +407,20 @@ fn run(bin: &Path, mode: &str, tag: &str, subnet: u8) {
         rx2 >= rx + ops / 2,
         "{mode}: memcaslap's {ops} operations: AF_XDP requests {rx} -> {rx2}"
     );
+    // The kernel counts each time its TX loop, having sent what was on the
+    // ring, finds it empty: not a fault, and certain after these replies.
+    // The workers read the kernel's figures when idle for a poll timeout.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let tx_empty = loop {
+        let v = num(&topo.stats(port), "xdp_kernel_tx_ring_empty");
+        if v >= 1 || Instant::now() >= deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("{mode}: xdp_kernel_tx_ring_empty={tx_empty}");
+    assert!(tx_empty >= 1, "{mode}: xdp_kernel_tx_ring_empty {tx_empty}");
+    assert_eq!(num(&topo.stats(port), "xdp_kernel_rx_invalid"), 0);
 
     let status = server.finish(Some(libc::SIGTERM));
     assert!(
