@@ -220,6 +220,62 @@ pub enum StoreError {
     BadKey,
 }
 
+/// A broken invariant found by [`Store::audit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditError {
+    /// The shard it was found in.
+    pub shard: usize,
+    /// What is broken.
+    pub failure: AuditFailure,
+}
+
+/// What [`Store::audit`] found broken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditFailure {
+    /// A hash slot links an item marked deleted.
+    DeletedItemLinked {
+        /// Bucket index (in the shard's bucket array).
+        bucket: usize,
+        /// Slot in the bucket (1..=7).
+        slot: usize,
+    },
+    /// A hash slot points into a free segment.
+    FreeSegmentLinked {
+        /// Bucket index (in the shard's bucket array).
+        bucket: usize,
+        /// Slot in the bucket (1..=7).
+        slot: usize,
+    },
+    /// A recount disagrees with the incremental accounting.
+    Mismatch {
+        /// The quantity (a counter name, or a per-segment total).
+        what: &'static str,
+        /// Recounted from the structures.
+        counted: u64,
+        /// Held by the accounting.
+        recorded: u64,
+    },
+}
+
+impl core::fmt::Display for AuditError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "shard {}: ", self.shard)?;
+        match self.failure {
+            AuditFailure::DeletedItemLinked { bucket, slot } => {
+                write!(f, "bucket {bucket} slot {slot} links a deleted item")
+            }
+            AuditFailure::FreeSegmentLinked { bucket, slot } => {
+                write!(f, "bucket {bucket} slot {slot} points into a free segment")
+            }
+            AuditFailure::Mismatch {
+                what,
+                counted,
+                recorded,
+            } => write!(f, "{what}: counted {counted}, accounted {recorded}"),
+        }
+    }
+}
+
 /// Options of a lookup (memcached `get`/`gat` and meta `mg` flags).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GetOptions {
@@ -936,9 +992,12 @@ impl<'a> Store<'a> {
 
     /// Recount every structure from scratch and compare with the
     /// incremental accounting (O(memory); for tests and debugging).
-    pub fn audit(&self) -> Result<(), &'static str> {
-        for slot in self.shards.iter() {
-            slot.lock.lock().audit(&slot.stats)?;
+    pub fn audit(&self) -> Result<(), AuditError> {
+        for (shard, slot) in self.shards.iter().enumerate() {
+            slot.lock
+                .lock()
+                .audit(&slot.stats)
+                .map_err(|failure| AuditError { shard, failure })?;
         }
         Ok(())
     }

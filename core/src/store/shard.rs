@@ -19,7 +19,8 @@ use super::persist::ShardState;
 use super::segment::{SegHeader, FREE, NONE, OPEN, SEALED};
 use super::ttl::{bucket_index, bucket_width, expiry_delta, TtlBucket, TTL_BUCKETS};
 use super::{
-    ArithRequest, Eviction, GetOptions, ItemRef, StoreError, StoreMode, StoreRequest, ValueLocation,
+    ArithRequest, AuditFailure, Eviction, GetOptions, ItemRef, StoreError, StoreMode, StoreRequest,
+    ValueLocation,
 };
 use crate::arena::pod_bytes;
 use crate::stats::StoreStats;
@@ -1857,7 +1858,7 @@ impl<'a> Shard<'a> {
 
     /// Consistency check used by tests: recount everything from scratch and
     /// compare with the incremental accounting.
-    pub fn audit(&self, st: &StoreStats) -> Result<(), &'static str> {
+    pub fn audit(&self, st: &StoreStats) -> Result<(), AuditFailure> {
         let mut slots = 0u64;
         let mut ovf = 0u64;
         let mut items = 0u64;
@@ -1871,10 +1872,10 @@ impl<'a> Shard<'a> {
                         slots += 1;
                         let v = ItemView::read(self.data, self.pos(ptr_seg(p), ptr_offset(p)));
                         if v.deleted() {
-                            return Err("slot points at a deleted item");
+                            return Err(AuditFailure::DeletedItemLinked { bucket: c, slot: s });
                         }
                         if self.segs[ptr_seg(p) as usize].state == FREE {
-                            return Err("slot points into a free segment");
+                            return Err(AuditFailure::FreeSegmentLinked { bucket: c, slot: s });
                         }
                         items += 1;
                         bytes += v.size() as u64;
@@ -1902,29 +1903,36 @@ impl<'a> Shard<'a> {
         }
         let chained: u64 = self.ttl.iter().map(|t| t.segments as u64).sum();
         let checks = [
-            (slots == st.hash_slots_used.get(), "hash_slots_used"),
+            ("hash_slots_used", slots, st.hash_slots_used.get()),
+            ("overflow_buckets_used", ovf, st.overflow_buckets_used.get()),
+            ("items", items, st.items.get()),
+            ("item_bytes", bytes, st.item_bytes.get()),
+            ("segment live_items (vs linked items)", live_items, items),
             (
-                ovf == st.overflow_buckets_used.get(),
-                "overflow_buckets_used",
+                "segment live_bytes (vs linked item bytes)",
+                live_bytes,
+                bytes,
             ),
-            (items == st.items.get(), "items"),
-            (bytes == st.item_bytes.get(), "item_bytes"),
-            (live_items == items, "segment live_items"),
-            (live_bytes == bytes, "segment live_bytes"),
-            (used == st.segments_used.get(), "segments_used"),
-            (chained == used, "ttl chains"),
+            ("segments_used", used, st.segments_used.get()),
+            ("segments in ttl chains (vs used)", chained, used),
             (
-                used + st.segments_free.get() == self.segs.len() as u64,
                 "segments_free",
+                self.segs.len() as u64 - used,
+                st.segments_free.get(),
             ),
             (
-                written == st.segment_bytes_written.get(),
                 "segment_bytes_written",
+                written,
+                st.segment_bytes_written.get(),
             ),
         ];
-        for (ok, what) in checks {
-            if !ok {
-                return Err(what);
+        for (what, counted, recorded) in checks {
+            if counted != recorded {
+                return Err(AuditFailure::Mismatch {
+                    what,
+                    counted,
+                    recorded,
+                });
             }
         }
         Ok(())

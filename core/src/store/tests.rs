@@ -1,5 +1,6 @@
 //! Unit tests of the store's operations.
 
+use std::string::ToString;
 use std::vec;
 use std::vec::Vec;
 
@@ -609,4 +610,29 @@ fn prefetch_hints_change_nothing() {
     assert_eq!(fetched, Some((false, b"v".to_vec())));
     assert_eq!(get(&s, b"absent", T0), None);
     s.audit().unwrap();
+}
+
+#[test]
+fn audit_names_a_broken_counter_with_both_figures() {
+    let cfg = cfg_small(Eviction::Fifo);
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    for i in 0..10u32 {
+        s.store(&set(&i.to_le_bytes(), b"value", 0), T0).unwrap();
+    }
+    s.audit().unwrap();
+    s.shards[0].stats.items.add_owned(1);
+    let e = s.audit().unwrap_err();
+    assert_eq!(
+        e,
+        AuditError {
+            shard: 0,
+            failure: AuditFailure::Mismatch {
+                what: "items",
+                counted: 10,
+                recorded: 11
+            }
+        }
+    );
+    assert_eq!(e.to_string(), "shard 0: items: counted 10, accounted 11");
 }
