@@ -32,6 +32,10 @@ const MAX_ROOM_ATTEMPTS: usize = 8;
 const NO_BUCKET: usize = usize::MAX;
 /// Bytes an item may grow when moved (explicit cas + expiry delta).
 const MOVE_GROWTH_BYTES: usize = 10;
+/// How many segments (over all TTL chains, oldest first) merge eviction
+/// tries as the start of a run it can compact (free without evicting)
+/// before it evicts at the head of a chain.
+const COMPACT_SCAN_SEGMENTS: usize = 256;
 
 /// Per-call context: the shard's stats and store-wide state.
 pub(crate) struct Ctx<'g> {
@@ -1079,17 +1083,72 @@ impl<'a> Shard<'a> {
         n
     }
 
+    /// Bytes the live items of segment `s` need when moved.
+    fn move_need(&self, s: u32) -> usize {
+        let h = &self.segs[s as usize];
+        h.live_bytes as usize + h.live_items as usize * MOVE_GROWTH_BYTES
+    }
+
+    /// The first run (from the oldest of each TTL chain; at most
+    /// [`COMPACT_SCAN_SEGMENTS`] starting points in all) of at least
+    /// `min_run` consecutive sealed segments whose live items together fit
+    /// in one segment: compacting it frees space without evicting anything.
+    fn find_compactable(&self, min_run: usize, max: usize) -> Option<(usize, u32)> {
+        let sb = self.seg_bytes();
+        let want = max.min(MAX_MERGE_RUN);
+        let mut scanned = 0;
+        for b in 0..TTL_BUCKETS {
+            if self.ttl[b].segments < min_run as u32 {
+                continue;
+            }
+            let mut start = self.ttl[b].head;
+            while start != NONE {
+                if scanned == COMPACT_SCAN_SEGMENTS {
+                    return None;
+                }
+                let (mut s, mut k, mut need) = (start, 0, 0);
+                while s != NONE && k < want {
+                    let h = &self.segs[s as usize];
+                    if h.state != SEALED || h.ttl_bucket as usize != b {
+                        break;
+                    }
+                    need += self.move_need(s);
+                    if need > sb {
+                        break;
+                    }
+                    k += 1;
+                    s = h.next;
+                }
+                if k >= min_run {
+                    return Some((b, start));
+                }
+                start = self.segs[start as usize].next;
+                scanned += 1;
+            }
+        }
+        None
+    }
+
     /// Segcache merge eviction: pick a TTL bucket round-robin, take a run of
     /// consecutive sealed segments, and either compact them (all live items
     /// fit in one segment) or merge `merge` of them into one, keeping the
     /// most frequently accessed items. Falls back to FIFO if no bucket has
     /// two consecutive sealed segments.
+    ///
+    /// Dead space is reclaimed before live items are evicted: if a run
+    /// near the head of a chain can be compacted (overwritten and deleted
+    /// items leave segments sparse), that run is compacted instead.
     fn merge_evict(&mut self, cx: &Ctx, max: usize, merge: usize, compact: usize) -> bool {
         if self.reserve == NONE {
             return self.evict_one(cx, Eviction::Fifo);
         }
         let want = max.max(merge);
         let mut run = [NONE; MAX_MERGE_RUN];
+        if let Some((b, start)) = self.find_compactable(compact.max(2), max) {
+            let len = self.collect_run(b, start, max, &mut run);
+            self.merge_run(cx, b, &run[..len], max, merge, compact);
+            return true;
+        }
         for i in 0..TTL_BUCKETS {
             let b = (self.merge_bucket + i) % TTL_BUCKETS;
             if self.ttl[b].segments < 2 {
@@ -1122,8 +1181,7 @@ impl<'a> Shard<'a> {
         let mut k = 0;
         let mut need_total = 0;
         for &s in run.iter().take(max) {
-            let h = &self.segs[s as usize];
-            let need = h.live_bytes as usize + h.live_items as usize * MOVE_GROWTH_BYTES;
+            let need = self.move_need(s);
             if need_total + need > sb {
                 break;
             }

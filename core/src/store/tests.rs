@@ -502,11 +502,17 @@ fn eviction_policies_free_memory() {
 
 #[test]
 fn merge_keeps_hot_items_and_compacts() {
-    let cfg = cfg_small(Eviction::Merge {
-        max: 8,
-        merge: 4,
-        compact: 2,
-    });
+    // A hash table large enough that no item is dropped from a full chain:
+    // segments stay dense, so room comes from merging (evicting), not from
+    // compacting dead space.
+    let cfg = StoreConfig {
+        hash_power: 10,
+        ..cfg_small(Eviction::Merge {
+            max: 8,
+            merge: 4,
+            compact: 2,
+        })
+    };
     let mut a = arena(&cfg);
     let s = Store::new(&cfg, &mut a).unwrap();
     for i in 0..5000u32 {
@@ -635,4 +641,43 @@ fn audit_names_a_broken_counter_with_both_figures() {
         }
     );
     assert_eq!(e.to_string(), "shard 0: items: counted 10, accounted 11");
+}
+
+#[test]
+fn merge_compacts_overwritten_space_before_evicting_live_items() {
+    // Every key fits with room to spare, but overwrites of some keys leave
+    // dead copies behind the oldest segments, which hold keys written once
+    // and still live: the store must reclaim the dead copies rather than
+    // evict the live keys at the head.
+    let cfg = StoreConfig {
+        hash_power: 10,
+        ..cfg_small(Eviction::Merge {
+            max: 8,
+            merge: 4,
+            compact: 2,
+        })
+    };
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    let (stable, hot) = (500u32, 100u32); // about 28 KiB of 64 KiB
+    for i in 0..stable {
+        s.store(&set(&i.to_le_bytes(), &[7u8; 40], 0), T0).unwrap();
+    }
+    for round in 1..=40u32 {
+        for i in stable..stable + hot {
+            s.store(&set(&i.to_le_bytes(), &[round as u8; 40], 0), T0 + round)
+                .unwrap();
+        }
+    }
+    let st = s.stats();
+    assert_eq!(st.evicted_items.get(), 0, "a live item was evicted");
+    assert_eq!(st.items.get(), (stable + hot) as u64);
+    assert!(st.compactions.get() > 0);
+    for i in 0..stable {
+        assert_eq!(get(&s, &i.to_le_bytes(), T0 + 41).unwrap(), vec![7u8; 40]);
+    }
+    for i in stable..stable + hot {
+        assert_eq!(get(&s, &i.to_le_bytes(), T0 + 41).unwrap(), vec![40u8; 40]);
+    }
+    s.audit().unwrap();
 }
