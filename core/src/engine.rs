@@ -937,6 +937,29 @@ impl<'a> Engine<'a> {
         Ok(pv.offset == len + 2)
     }
 
+    /// memcached's counters for one key of a get/gets (or gat/gats).
+    fn count_get(&self, touch: bool, hit: bool) {
+        let s = &self.stats;
+        match (touch, hit) {
+            (true, true) => {
+                s.cmd_touch.incr();
+                s.touch_hits.incr();
+            }
+            (true, false) => {
+                s.cmd_touch.incr();
+                s.touch_misses.incr();
+            }
+            (false, true) => {
+                s.cmd_get.incr();
+                s.get_hits.incr();
+            }
+            (false, false) => {
+                s.cmd_get.incr();
+                s.get_misses.incr();
+            }
+        }
+    }
+
     fn exec_get(
         &self,
         session: &mut Session,
@@ -967,6 +990,22 @@ impl<'a> Engine<'a> {
             touch: touch.map(|e| expire_at(e, now)),
             ..GetOptions::default()
         };
+        if let Some(bad) = keys.first_too_long() {
+            // As memcached: the keys before the long one are fetched (and
+            // touched, and counted), then the error replaces the values.
+            const ERR: &[u8] = b"CLIENT_ERROR bad command line format";
+            if w.remaining() < ERR.len() + 2 {
+                return Exec::Full;
+            }
+            for key in keys.iter().take(bad) {
+                let hit = self.store.get(key, now, opts, |_| ()).is_some();
+                self.count_get(touch.is_some(), hit);
+            }
+            self.stats.error_bad_format.incr();
+            // space was checked above
+            let _ = w.line(ERR);
+            return Exec::Done;
+        }
         // Multi-key gets overlap their cache misses: while key i is served,
         // the item of key i + GET_LOOKAHEAD and the hash bucket of key
         // i + 2 * GET_LOOKAHEAD are already on their way (a single key gets
@@ -1027,24 +1066,7 @@ impl<'a> Engine<'a> {
                     })
                 }
             });
-            match (touch.is_some(), hit.is_some()) {
-                (true, true) => {
-                    self.stats.cmd_touch.incr();
-                    self.stats.touch_hits.incr();
-                }
-                (true, false) => {
-                    self.stats.cmd_touch.incr();
-                    self.stats.touch_misses.incr();
-                }
-                (false, true) => {
-                    self.stats.cmd_get.incr();
-                    self.stats.get_hits.incr();
-                }
-                (false, false) => {
-                    self.stats.cmd_get.incr();
-                    self.stats.get_misses.incr();
-                }
-            }
+            self.count_get(touch.is_some(), hit.is_some());
             if let Some(Some(pv)) = hit {
                 session.resume = Some(Resume {
                     item: index,

@@ -344,3 +344,37 @@ STORED\r\n13\r\nSTORED\r\n1234567891\r\nSTORED\r\n100\r\n5\r\nVALUE n 0 3\r\n5  
         );
     });
 }
+
+#[test]
+fn long_key_after_others_fetches_and_touches_those_first_like_memcached() {
+    with_engine(|e| {
+        let long = "k".repeat(251);
+        let out = run(
+            e,
+            format!("set a 0 0 1\r\n1\r\nset b 0 0 1\r\n2\r\ngat 100 a b {long} c\r\nmg a t v\r\nmg b t\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "STORED\r\nSTORED\r\nCLIENT_ERROR bad command line format\r\nVA 1 t100\r\n1\r\nHD t100\r\n"
+        );
+        // Counted as memcached counts them: two touch hits before the error.
+        let stats = String::from_utf8_lossy(&run(e, b"stats\r\n")).into_owned();
+        assert!(stats.contains("STAT cmd_touch 2\r\n"), "{stats}");
+        assert!(stats.contains("STAT touch_hits 2\r\n"), "{stats}");
+    });
+    with_engine(|e| {
+        // A long first key: nothing is fetched.
+        let long = "k".repeat(251);
+        let out = run(
+            e,
+            format!("set a 0 0 1\r\n1\r\nget {long} a\r\nstats\r\n").as_bytes(),
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("STORED\r\nCLIENT_ERROR bad command line format\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("STAT get_hits 0\r\n"), "{text}");
+    });
+}

@@ -25,6 +25,13 @@ impl<'a> Keys<'a> {
     pub fn iter(&self) -> Words<'a> {
         Words::new(self.words)
     }
+
+    /// Index of the first key longer than memcached's 250 bytes, if any.
+    /// memcached processes the keys before it (counting, touching) and then
+    /// answers `CLIENT_ERROR bad command line format` instead of the values.
+    pub fn first_too_long(&self) -> Option<usize> {
+        self.iter().position(|k| k.len() > KEY_MAX_BYTES)
+    }
 }
 
 pub(super) fn parse<'a>(t: &Tokens<'a>, n: usize, cas: bool, touch: bool) -> Parsed<'a> {
@@ -40,7 +47,10 @@ pub(super) fn parse<'a>(t: &Tokens<'a>, n: usize, cas: bool, touch: bool) -> Par
         (None, 1)
     };
     let keys = Keys::new(t.from(first_key));
-    if keys.iter().any(|k| k.len() > KEY_MAX_BYTES) {
+    // A key over the limit is an error; memcached has already fetched (and
+    // for gat touched) the keys before it, so only a long first key is
+    // rejected here: the engine serves the rest (`Keys::first_too_long`).
+    if keys.iter().next().is_some_and(|k| k.len() > KEY_MAX_BYTES) {
         return err(ErrorKind::BadFormat, false, n);
     }
     Parsed::Request {
@@ -117,6 +127,13 @@ mod tests {
         ok[254..].copy_from_slice(b"\r\n");
         let (keys, _, _, _) = get(&ok);
         assert_eq!(keys.iter().next().map(|k| k.len()), Some(250));
+        assert_eq!(keys.first_too_long(), None);
+        // A long key after the first: parsed, the engine answers the error.
+        let mut later = b"gat 0 a b ".to_vec();
+        later.extend_from_slice(&[b'k'; 251]);
+        later.extend_from_slice(b" c\r\n");
+        let (keys, _, touch, _) = get(&later);
+        assert_eq!((keys.first_too_long(), touch), (Some(2), Some(0)));
         assert_eq!(
             parse(b"get\r\n", &ParseConfig::default()),
             err(ErrorKind::UnknownCommand, false, 5)
