@@ -93,12 +93,15 @@ pub enum Eviction {
     /// Evict the segment that expires soonest, "closest to expiry"
     /// (non-expiring segments last, sealed segments first).
     Cte,
-    /// Segcache's merge-based eviction (the default). A TTL bucket is chosen
-    /// round-robin among those with at least two consecutive sealed segments
-    /// at the head of their chain (the oldest). If the live items of at least
-    /// `compact` (and at most `max`) of them fit in one segment, they are all
-    /// copied into one segment (compaction: nothing is evicted). Otherwise
-    /// `merge` segments are merged into one: from each, the items with the
+    /// Segcache's merge-based eviction (the default). Dead space goes
+    /// first: if, within the first 256 segments of the TTL chains (oldest
+    /// first), a run of at least `compact` (and at most `max`) consecutive
+    /// sealed segments has live items that fit in one segment, they are all
+    /// copied into one segment (compaction: nothing is evicted). Otherwise a
+    /// TTL bucket is chosen round-robin among those with at least two
+    /// consecutive sealed segments at the head of their chain (the oldest)
+    /// and `merge` segments at its head are merged into one: from each, the
+    /// items with the
     /// highest access frequency are copied until that source's share
     /// (1/`merge` of a segment) is used, the rest are evicted; while the
     /// destination is less than 3/4 full, further segments of the run (up to
