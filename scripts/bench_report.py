@@ -127,6 +127,8 @@ def criterion_lines(crit_dir, rnd, log, start):
             meta["function_id"], rnd, group, ns, 1e9 / ns, ",".join("%.2f" % v for v in per_op)))
     with open(log, errors="replace") as f:
         for line in f:
+            if line.startswith("mix hit ratio:"):
+                out.append("corenote\t-\t%s\ttext=%s" % (rnd, line.strip().replace(" ", "_")))
             m = MEMORY_LINE.match(line)
             if m:
                 out.append("corememory\t%s\t%s\titems=%s overhead_segment_b=%s overhead_total_b=%s" % (
@@ -346,6 +348,10 @@ class Report:
                                   g, fn, ns, pns, ns / pns, also), clear=stats_["petrel"][1] > p90)
             plot.append((g, stats_))
         self.w()
+        for _s, _fn, _r, v in [r for r in self.rows if r[0] == "corenote"]:
+            self.w("%s (every key fits in every store, so a get should hit; misses would be cheaper "
+                   "than hits)." % str(v["text"]).replace("_", " ").rstrip("."))
+            self.w()
         mem = [r for r in self.rows if r[0] == "corememory"]
         if mem:
             self.w("In-process memory report (16 B keys + 32 B values into 64 MiB of segments until the first "
