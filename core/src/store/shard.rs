@@ -627,10 +627,10 @@ impl<'a> Shard<'a> {
 
     // ----- lookup ----------------------------------------------------------
 
-    /// Find a live item; dead matches (expired, flushed) are removed.
-    #[inline]
-    fn lookup(&mut self, cx: &Ctx, key: &[u8], hash: u64) -> Option<Found> {
-        let (prev, b, s, ptr) = self.find(key, hash)?;
+    /// The item `ptr` points at: its segment, header, absolute expiry and
+    /// cas (explicit, or the segment's base plus the item's offset).
+    #[inline(always)]
+    fn read_item(&self, ptr: u64) -> (u32, ItemView, Time, u64) {
         let seg = ptr_seg(ptr);
         let off = ptr_offset(ptr);
         let view = ItemView::read(self.data, self.pos(seg, off));
@@ -640,6 +640,14 @@ impl<'a> Shard<'a> {
             Some(c) => c,
             None => h.cas_base + off as u64,
         };
+        (seg, view, e, cas)
+    }
+
+    /// Find a live item; dead matches (expired, flushed) are removed.
+    #[inline]
+    fn lookup(&mut self, cx: &Ctx, key: &[u8], hash: u64) -> Option<Found> {
+        let (prev, b, s, ptr) = self.find(key, hash)?;
+        let (seg, view, e, cas) = self.read_item(ptr);
         let f = Found {
             prev,
             b,
@@ -1442,15 +1450,7 @@ impl<'a> Shard<'a> {
             }
             return Ok(None);
         };
-        let seg = ptr_seg(ptr);
-        let off = ptr_offset(ptr);
-        let view = ItemView::read(self.data, self.pos(seg, off));
-        let h = &self.segs[seg as usize];
-        let e = h.item_expiry(view.exp_delta);
-        let cas = match view.cas {
-            Some(c) => c,
-            None => h.cas_base + off as u64,
-        };
+        let (seg, view, e, cas) = self.read_item(ptr);
         if (e != 0 && e <= cx.now) || cas < cx.flush_cas || view.info & INFO_STALE != 0 {
             return Err(f);
         }

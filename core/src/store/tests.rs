@@ -19,6 +19,19 @@ fn cfg_small(eviction: Eviction) -> StoreConfig {
     }
 }
 
+/// Merge eviction with a hash table large enough that no item is dropped
+/// from a full chain: segments hold only what the test leaves dead.
+fn cfg_merge_no_hash_drops() -> StoreConfig {
+    StoreConfig {
+        hash_power: 10,
+        ..cfg_small(Eviction::Merge {
+            max: 8,
+            merge: 4,
+            compact: 2,
+        })
+    }
+}
+
 fn arena(cfg: &StoreConfig) -> Vec<u8> {
     vec![0u8; cfg.required_bytes().unwrap()]
 }
@@ -502,17 +515,7 @@ fn eviction_policies_free_memory() {
 
 #[test]
 fn merge_keeps_hot_items_and_compacts() {
-    // A hash table large enough that no item is dropped from a full chain:
-    // segments stay dense, so room comes from merging (evicting), not from
-    // compacting dead space.
-    let cfg = StoreConfig {
-        hash_power: 10,
-        ..cfg_small(Eviction::Merge {
-            max: 8,
-            merge: 4,
-            compact: 2,
-        })
-    };
+    let cfg = cfg_merge_no_hash_drops();
     let mut a = arena(&cfg);
     let s = Store::new(&cfg, &mut a).unwrap();
     for i in 0..5000u32 {
@@ -649,14 +652,7 @@ fn merge_compacts_overwritten_space_before_evicting_live_items() {
     // dead copies behind the oldest segments, which hold keys written once
     // and still live: the store must reclaim the dead copies rather than
     // evict the live keys at the head.
-    let cfg = StoreConfig {
-        hash_power: 10,
-        ..cfg_small(Eviction::Merge {
-            max: 8,
-            merge: 4,
-            compact: 2,
-        })
-    };
+    let cfg = cfg_merge_no_hash_drops();
     let mut a = arena(&cfg);
     let s = Store::new(&cfg, &mut a).unwrap();
     let (stable, hot) = (500u32, 100u32); // about 28 KiB of 64 KiB
