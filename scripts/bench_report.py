@@ -309,9 +309,10 @@ class Report:
         self.w("`core/benches/store.rs`: Petrel's store vs Pelikan's `segcache` crate (same item memory, "
                "segment size, hash table size and merge eviction) vs a `hashbrown::HashMap<Vec<u8>, Vec<u8>>` "
                "(`hashbrown_locked`: the same map behind a lock, as a shared cache would need). "
-               "`petrel_prefetch` is Petrel's store used the way a multi-key get is served: while key i "
+               "`petrel_prefetch` is Petrel's store driven by a caller that knows its next keys: while key i "
                "is looked up, the item of key i+8 and the hash bucket of key i+16 are hinted "
-               "(`Store::prefetch_item`, `Store::prefetch_bucket`). The ratio column compares plain "
+               "(`Store::prefetch_item`, `Store::prefetch_bucket`; the engine does not do this). The ratio "
+               "column compares plain "
                "`petrel` with each peer. Time per "
                "operation: median over criterion's samples (%s criterion run(s)); spread: the middle 80 %% "
                "of the samples (p10–p90) over all runs." % self.machine.get("core_runs", "?"))

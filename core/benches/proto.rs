@@ -2,9 +2,8 @@
 //! engine (in-memory, no I/O), reported by criterion as time per request.
 //!
 //! Group `keys_600k`: 100 random keys out of 600,000 (a store larger than
-//! the CPU caches), fetched as one 100-key `get` (the engine overlaps the
-//! keys' cache misses) and as 100 one-key `get` lines in one read (no
-//! overlap); reported per key.
+//! the CPU caches), fetched as one 100-key `get` and as 100 one-key `get`
+//! lines in one read; reported per key.
 
 mod common;
 

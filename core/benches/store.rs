@@ -155,8 +155,8 @@ fn batch_loop(b: &mut criterion::Bencher<'_>, order: &[u64], mut op: impl FnMut(
 }
 
 /// Keys ahead that the `petrel_prefetch` variants hint: item of key i + D
-/// and hash bucket of key i + 2D while key i is served (how a multi-get
-/// or a batch of pipelined requests is served).
+/// and hash bucket of key i + 2D while key i is served (what a caller that
+/// knows its next keys can do).
 const LOOKAHEAD: usize = 8;
 
 fn prefetch_loop(

@@ -43,11 +43,6 @@ use crate::Time;
 /// line (a `VALUE`/`VA` header with every meta flag, an error) fits.
 pub const MIN_OUTPUT_BYTES: usize = 1024;
 
-/// How many keys ahead a multi-key get prefetches items (and twice as many
-/// ahead, hash buckets): enough misses in flight to hide memory latency,
-/// few enough that the hinted lines are still cached when used.
-const GET_LOOKAHEAD: usize = 4;
-
 /// An absolute expiry in the past: memcached's "already expired".
 const EXPIRED: Time = 1;
 
@@ -1006,34 +1001,11 @@ impl<'a> Engine<'a> {
             let _ = w.line(ERR);
             return Exec::Done;
         }
-        // Multi-key gets overlap their cache misses: while key i is served,
-        // the item of key i + GET_LOOKAHEAD and the hash bucket of key
-        // i + 2 * GET_LOOKAHEAD are already on their way (a single key gets
-        // no hints: nothing to overlap).
-        let mut bucket_ahead = keys.iter().skip(start as usize);
-        let mut item_ahead = bucket_ahead.clone();
-        let pipelined = bucket_ahead.clone().nth(1).is_some();
-        if pipelined {
-            for k in bucket_ahead.by_ref().take(2 * GET_LOOKAHEAD) {
-                self.store.prefetch_bucket(k);
-            }
-            for k in item_ahead.by_ref().take(GET_LOOKAHEAD) {
-                self.store.prefetch_item(k);
-            }
-        }
         let mut index = 0u32;
         for key in keys.iter() {
             if index < start {
                 index += 1;
                 continue;
-            }
-            if pipelined {
-                if let Some(k) = bucket_ahead.next() {
-                    self.store.prefetch_bucket(k);
-                }
-                if let Some(k) = item_ahead.next() {
-                    self.store.prefetch_item(k);
-                }
             }
             // a header line: "VALUE " key " " flags " " len " " cas "\r\n"
             if w.remaining() < key.len() + 64 {
