@@ -94,10 +94,11 @@ pub enum Eviction {
     /// (non-expiring segments last, sealed segments first).
     Cte,
     /// Segcache's merge-based eviction (the default). Dead space goes
-    /// first: if, within the first 256 segments of the TTL chains (oldest
-    /// first), a run of at least `compact` (and at most `max`) consecutive
-    /// sealed segments has live items that fit in one segment, they are all
-    /// copied into one segment (compaction: nothing is evicted). Otherwise a
+    /// first: of the runs of `compact` consecutive sealed segments starting
+    /// within the first 256 segments of the TTL chains (oldest first), the
+    /// one with the fewest live bytes, if they fit in one segment, is
+    /// copied into one segment (compaction: nothing is evicted, and as
+    /// little as possible is moved while the shard is locked). Otherwise a
     /// TTL bucket is chosen round-robin among those with at least two
     /// consecutive sealed segments at the head of their chain (the oldest)
     /// and `merge` segments at its head are merged into one: from each, the

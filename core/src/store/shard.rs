@@ -1097,44 +1097,43 @@ impl<'a> Shard<'a> {
         h.live_bytes as usize + h.live_items as usize * MOVE_GROWTH_BYTES
     }
 
-    /// The first run (from the oldest of each TTL chain; at most
-    /// [`COMPACT_SCAN_SEGMENTS`] starting points in all) of at least
-    /// `min_run` consecutive sealed segments whose live items together fit
-    /// in one segment: compacting it frees space without evicting anything.
-    fn find_compactable(&self, min_run: usize, max: usize) -> Option<(usize, u32)> {
+    /// The cheapest run to compact: of the runs of `min_run` consecutive
+    /// sealed segments starting at one of the first
+    /// [`COMPACT_SCAN_SEGMENTS`] segments of the TTL chains (oldest first),
+    /// the one with the fewest live bytes, if they fit in one segment.
+    /// Compacting it frees `min_run - 1` segments without evicting anything,
+    /// moving as little as possible while the shard is locked.
+    fn find_compactable(&self, min_run: usize) -> Option<(usize, u32)> {
         let sb = self.seg_bytes();
-        let want = max.min(MAX_MERGE_RUN);
+        let mut best: Option<(usize, usize, u32)> = None;
         let mut scanned = 0;
-        for b in 0..TTL_BUCKETS {
+        'chains: for b in 0..TTL_BUCKETS {
             if self.ttl[b].segments < min_run as u32 {
                 continue;
             }
             let mut start = self.ttl[b].head;
             while start != NONE {
                 if scanned == COMPACT_SCAN_SEGMENTS {
-                    return None;
+                    break 'chains;
                 }
                 let (mut s, mut k, mut need) = (start, 0, 0);
-                while s != NONE && k < want {
+                while s != NONE && k < min_run {
                     let h = &self.segs[s as usize];
                     if h.state != SEALED || h.ttl_bucket as usize != b {
                         break;
                     }
                     need += self.move_need(s);
-                    if need > sb {
-                        break;
-                    }
                     k += 1;
                     s = h.next;
                 }
-                if k >= min_run {
-                    return Some((b, start));
+                if k == min_run && need <= sb && best.is_none_or(|(n, _, _)| need < n) {
+                    best = Some((need, b, start));
                 }
                 start = self.segs[start as usize].next;
                 scanned += 1;
             }
         }
-        None
+        best.map(|(_, b, start)| (b, start))
     }
 
     /// Segcache merge eviction: pick a TTL bucket round-robin, take a run of
@@ -1143,19 +1142,23 @@ impl<'a> Shard<'a> {
     /// most frequently accessed items. Falls back to FIFO if no bucket has
     /// two consecutive sealed segments.
     ///
-    /// Dead space is reclaimed before live items are evicted: if a run
-    /// near the head of a chain can be compacted (overwritten and deleted
-    /// items leave segments sparse), that run is compacted instead.
+    /// Dead space is reclaimed before live items are evicted: if a run of
+    /// `compact` segments near the heads of the chains can be compacted
+    /// (overwritten and deleted items leave segments sparse), the sparsest
+    /// such run is compacted instead.
     fn merge_evict(&mut self, cx: &Ctx, max: usize, merge: usize, compact: usize) -> bool {
         if self.reserve == NONE {
             return self.evict_one(cx, Eviction::Fifo);
         }
         let want = max.max(merge);
         let mut run = [NONE; MAX_MERGE_RUN];
-        if let Some((b, start)) = self.find_compactable(compact.max(2), max) {
-            let len = self.collect_run(b, start, max, &mut run);
-            self.merge_run(cx, b, &run[..len], max, merge, compact);
-            return true;
+        // (`compact` above `max` leaves compaction off, as merge_run does.)
+        if compact <= max.min(MAX_MERGE_RUN) {
+            if let Some((b, start)) = self.find_compactable(compact) {
+                let len = self.collect_run(b, start, compact, &mut run);
+                self.merge_run(cx, b, &run[..len], max, merge, compact);
+                return true;
+            }
         }
         for i in 0..TTL_BUCKETS {
             let b = (self.merge_bucket + i) % TTL_BUCKETS;
