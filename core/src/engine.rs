@@ -30,8 +30,8 @@ use crate::proto::admin::StatsCommand;
 use crate::proto::compose::{Full, Writer};
 use crate::proto::meta::decode_key;
 use crate::proto::{
-    self, base64, ErrorKind, Keys, MetaRequest, ParseConfig, ParseError, Parsed, Request,
-    StoreCommand, KEY_MAX_BYTES, RELATIVE_EXPTIME_MAX_SECONDS,
+    self, base64, ErrorKind, Keys, MetaRequest, ParseConfig, Parsed, Request, StoreCommand,
+    KEY_MAX_BYTES, RELATIVE_EXPTIME_MAX_SECONDS,
 };
 use crate::store::{
     ArithRequest, AttachError, ConfigError, Eviction, GetOptions, ItemRef, PersistSummary, Store,
@@ -529,7 +529,7 @@ impl<'a> Engine<'a> {
                     if !e.noreply && w.remaining() < e.kind.message().len() + 2 {
                         break Status::OutputFull;
                     }
-                    self.count_error(e);
+                    self.count_error(e.kind);
                     session.completed.add(CommandClass::Invalid);
                     if !e.noreply {
                         // space was checked above
@@ -598,9 +598,9 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn count_error(&self, e: ParseError) {
+    fn count_error(&self, kind: ErrorKind) {
         let s = &self.stats;
-        match e.kind {
+        match kind {
             ErrorKind::UnknownCommand | ErrorKind::ShutdownDisabled => {
                 s.error_unknown_command.incr()
             }
@@ -988,17 +988,17 @@ impl<'a> Engine<'a> {
         if let Some(bad) = keys.first_too_long() {
             // As memcached: the keys before the long one are fetched (and
             // touched, and counted), then the error replaces the values.
-            const ERR: &[u8] = b"CLIENT_ERROR bad command line format";
-            if w.remaining() < ERR.len() + 2 {
+            let err = ErrorKind::BadFormat.message();
+            if w.remaining() < err.len() + 2 {
                 return Exec::Full;
             }
             for key in keys.iter().take(bad) {
                 let hit = self.store.get(key, now, opts, |_| ()).is_some();
                 self.count_get(touch.is_some(), hit);
             }
-            self.stats.error_bad_format.incr();
+            self.count_error(ErrorKind::BadFormat);
             // space was checked above
-            let _ = w.line(ERR);
+            let _ = w.line(err);
             return Exec::Done;
         }
         let mut index = 0u32;

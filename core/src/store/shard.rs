@@ -37,6 +37,20 @@ const MOVE_GROWTH_BYTES: usize = 10;
 /// before it evicts at the head of a chain.
 const COMPACT_SCAN_SEGMENTS: usize = 256;
 
+/// Count one lookup in `gets` and `get_hits` or `get_misses`, unless
+/// `opts` asks for it not to be counted.
+#[inline(always)]
+fn count_lookup(cx: &Ctx, opts: &GetOptions, hit: bool) {
+    if opts.count {
+        cx.st.gets.incr_owned();
+        if hit {
+            cx.st.get_hits.incr_owned();
+        } else {
+            cx.st.get_misses.incr_owned();
+        }
+    }
+}
+
 /// Per-call context: the shard's stats and store-wide state.
 pub(crate) struct Ctx<'g> {
     pub st: &'g StoreStats,
@@ -1107,6 +1121,7 @@ impl<'a> Shard<'a> {
         let sb = self.seg_bytes();
         let mut best: Option<(usize, usize, u32)> = None;
         let mut scanned = 0;
+        let mut run = [NONE; MAX_MERGE_RUN];
         'chains: for b in 0..TTL_BUCKETS {
             if self.ttl[b].segments < min_run as u32 {
                 continue;
@@ -1116,16 +1131,8 @@ impl<'a> Shard<'a> {
                 if scanned == COMPACT_SCAN_SEGMENTS {
                     break 'chains;
                 }
-                let (mut s, mut k, mut need) = (start, 0, 0);
-                while s != NONE && k < min_run {
-                    let h = &self.segs[s as usize];
-                    if h.state != SEALED || h.ttl_bucket as usize != b {
-                        break;
-                    }
-                    need += self.move_need(s);
-                    k += 1;
-                    s = h.next;
-                }
+                let k = self.collect_run(b, start, min_run, &mut run);
+                let need: usize = run[..k].iter().map(|&s| self.move_need(s)).sum();
                 if k == min_run && need <= sb && best.is_none_or(|(n, _, _)| need < n) {
                     best = Some((need, b, start));
                 }
@@ -1447,20 +1454,14 @@ impl<'a> Shard<'a> {
         f: F,
     ) -> Result<Option<R>, F> {
         let Some((_, b, s, ptr)) = self.find(key, hash) else {
-            if opts.count {
-                cx.st.gets.incr_owned();
-                cx.st.get_misses.incr_owned();
-            }
+            count_lookup(cx, opts, false);
             return Ok(None);
         };
         let (seg, view, e, cas) = self.read_item(ptr);
         if (e != 0 && e <= cx.now) || cas < cx.flush_cas || view.info & INFO_STALE != 0 {
             return Err(f);
         }
-        if opts.count {
-            cx.st.gets.incr_owned();
-            cx.st.get_hits.incr_owned();
-        }
+        count_lookup(cx, opts, true);
         if opts.update_access {
             self.record_access(b, s, ptr, &view, cx.now);
         }
@@ -1548,20 +1549,11 @@ impl<'a> Shard<'a> {
             }
         };
         let Some(fd) = found else {
-            if opts.count {
-                cx.st.gets.incr_owned();
-                cx.st.get_misses.incr_owned();
-            }
+            count_lookup(cx, opts, false);
             return None;
         };
-        if opts.count {
-            cx.st.gets.incr_owned();
-            if created {
-                cx.st.get_misses.incr_owned();
-            } else {
-                cx.st.get_hits.incr_owned();
-            }
-        }
+        // A vivified item answers a miss.
+        count_lookup(cx, opts, !created);
         let info = fd.view.info;
         let stale = info & INFO_STALE != 0;
         let token_sent = !created && info & INFO_TOKEN_SENT != 0;
