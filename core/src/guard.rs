@@ -318,6 +318,20 @@ pub enum Admission {
     RateLimited,
 }
 
+impl Admission {
+    /// The cap on the reply's bytes (`usize::MAX` for a trusted source), or
+    /// `None` when the request is to be dropped unanswered.
+    pub fn max_reply_bytes(self) -> Option<usize> {
+        match self {
+            Admission::Trusted => Some(usize::MAX),
+            Admission::Checked {
+                max_reply_bytes, ..
+            } => Some(max_reply_bytes),
+            Admission::RateLimited => None,
+        }
+    }
+}
+
 /// What became of a checked reply (for [`UdpGuard::settle`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -617,6 +631,9 @@ mod tests {
             }
         );
         assert_eq!(g.stats().requests_trusted.get(), 3);
+        assert_eq!(Admission::Trusted.max_reply_bytes(), Some(usize::MAX));
+        assert_eq!(g.admit(ip("192.0.2.1"), 20, 0).max_reply_bytes(), Some(200));
+        assert_eq!(Admission::RateLimited.max_reply_bytes(), None);
     }
 
     #[test]

@@ -311,13 +311,9 @@ impl UdpPort {
                     }
                     None => Admission::Trusted,
                 };
-                let max_reply_bytes = match admission {
-                    Admission::Trusted => usize::MAX,
-                    Admission::Checked {
-                        max_reply_bytes, ..
-                    } => max_reply_bytes,
-                    // Counted by the guard; not even executed.
-                    Admission::RateLimited => continue,
+                let Some(max_reply_bytes) = admission.max_reply_bytes() else {
+                    // Rate limited: counted by the guard; not even executed.
+                    continue;
                 };
                 let r = answer_datagram(
                     service,

@@ -445,16 +445,10 @@ impl<'s, S: UdpService> Worker<'s, S> {
             ),
             None => Admission::Trusted,
         };
-        let max_reply_bytes = match admission {
-            Admission::Trusted => usize::MAX,
-            Admission::Checked {
-                max_reply_bytes, ..
-            } => max_reply_bytes,
-            Admission::RateLimited => {
-                // Counted by the guard; not even executed.
-                self.free.push(desc);
-                return;
-            }
+        let Some(max_reply_bytes) = admission.max_reply_bytes() else {
+            // Rate limited: counted by the guard; not even executed.
+            self.free.push(desc);
+            return;
         };
         let mut reply_bytes = 0usize;
         let mut over_cap = false;
