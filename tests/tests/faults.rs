@@ -29,9 +29,15 @@ fn petrel() -> Option<Target> {
 /// Waits until `curr_connections` is `n` (the stats connection itself
 /// counts as one); panics with the last value after `timeout`.
 fn wait_connections(addr: SocketAddr, n: u64, timeout: Duration) {
+    wait_curr_connections(|| stat(addr, "curr_connections"), n, timeout);
+}
+
+/// Waits until `read` (a `curr_connections` reading) returns `n`; panics
+/// with the last value after `timeout`.
+fn wait_curr_connections(read: impl Fn() -> u64, n: u64, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        let c = stat(addr, "curr_connections");
+        let c = read();
         if c == n {
             return;
         }
@@ -498,18 +504,11 @@ fn free_tcp_port() -> u16 {
 /// Waits until the data port counts `n` open connections, asking on the
 /// admin port (which does not count against `-c`).
 fn wait_admin_connections(admin: u16, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let c = admin_stat(admin, "curr_connections");
-        if c == n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "curr_connections stayed {c}, expected {n}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_curr_connections(
+        || admin_stat(admin, "curr_connections"),
+        n,
+        Duration::from_secs(10),
+    );
 }
 
 /// `stats` from the admin endpoint (the front end's counters live there).
