@@ -19,11 +19,10 @@
 //! [`describe`] gives a parsed request's [`CommandClass`], command name and
 //! first key.
 
-use crate::engine::Transport;
 use crate::histogram::CommandClass;
 use crate::proto::storage::Mode;
 use crate::proto::Request;
-use crate::Time;
+use crate::{Time, Transport};
 
 /// Bytes of the reply a [`CommandRecord`] carries at most: enough for any
 /// status line and a `VALUE <key> <flags> <bytes>` header of a short key.
@@ -189,117 +188,5 @@ mod tests {
             of(b"stats\r\n"),
             (CommandClass::Admin, "stats", std::vec::Vec::new(), None)
         );
-    }
-
-    /// (command, key, value bytes, reply head) of each record.
-    type Seen = std::vec::Vec<(
-        &'static str,
-        std::vec::Vec<u8>,
-        Option<usize>,
-        std::vec::Vec<u8>,
-    )>;
-
-    struct Collect {
-        every: bool,
-        seen: std::sync::Mutex<Seen>,
-    }
-
-    impl CommandLog for Collect {
-        fn sample(&self) -> bool {
-            self.every
-        }
-        fn record(&self, r: &CommandRecord<'_>) {
-            self.seen.lock().unwrap().push((
-                r.command,
-                r.key.to_vec(),
-                r.value_bytes,
-                r.reply_head.to_vec(),
-            ));
-        }
-    }
-
-    #[test]
-    fn engine_reports_completed_classes_and_sampled_records() {
-        use crate::engine::{Engine, EngineConfig, Session};
-        use crate::store::StoreConfig;
-        let cfg = EngineConfig {
-            store: StoreConfig {
-                item_memory_bytes: 4 << 20,
-                ..StoreConfig::default()
-            },
-            ..EngineConfig::default()
-        };
-        let mut arena = std::vec![0u8; Engine::required_bytes(&cfg).unwrap()];
-        let log = Collect {
-            every: true,
-            seen: Default::default(),
-        };
-        let mut e = Engine::new(&cfg, &mut arena).unwrap();
-        e.set_command_log(&log);
-        let mut s = Session::new(Transport::Tcp);
-        let mut out = [0u8; 4096];
-        let input =
-            b"set k 0 0 3\r\nabc\r\nget k\r\nget k\r\nbogus\r\nmn\r\nset q 0 0 1 noreply\r\nx\r\n";
-        let p = e.process(&mut s, input, &mut out, 100);
-        assert_eq!(p.consumed, input.len());
-        let done = s.take_completed();
-        assert_eq!(done.get(CommandClass::Set), 2);
-        assert_eq!(done.get(CommandClass::Get), 2);
-        assert_eq!(done.get(CommandClass::Invalid), 1);
-        assert_eq!(done.get(CommandClass::MetaOther), 1);
-        assert_eq!(done.total(), 6);
-        assert!(s.take_completed().is_empty());
-        let seen = log.seen.lock().unwrap();
-        assert_eq!(seen.len(), 5, "parse errors are not logged");
-        assert_eq!(
-            seen[0],
-            ("set", b"k".to_vec(), Some(3), b"STORED\r\n".to_vec())
-        );
-        assert_eq!(seen[1].0, "get");
-        assert_eq!(seen[1].3, b"VALUE k 0 3\r\nabc\r\nEND\r\n".to_vec());
-        assert_eq!(seen[3].0, "mn");
-        assert_eq!(
-            seen[4],
-            ("set", b"q".to_vec(), Some(1), std::vec::Vec::new())
-        );
-    }
-
-    #[test]
-    fn resumed_replies_are_logged_once_and_counted_when_complete() {
-        use crate::engine::{Engine, EngineConfig, Session, Status, MIN_OUTPUT_BYTES};
-        let cfg = EngineConfig::default();
-        let mut arena = std::vec![0u8; Engine::required_bytes(&cfg).unwrap()];
-        let log = Collect {
-            every: true,
-            seen: Default::default(),
-        };
-        let mut e = Engine::new(&cfg, &mut arena).unwrap();
-        e.set_command_log(&log);
-        let mut s = Session::new(Transport::Udp);
-        let mut out = [0u8; MIN_OUTPUT_BYTES];
-        let mut set = b"set big 0 0 5000\r\n".to_vec();
-        set.extend(core::iter::repeat_n(b'v', 5000));
-        set.extend_from_slice(b"\r\n");
-        let p = e.process(&mut s, &set, &mut std::vec![0u8; 8192], 100);
-        assert_eq!(p.consumed, set.len());
-        s.take_completed();
-        let input = b"get big\r\n";
-        let mut consumed = 0;
-        let mut rounds = 0;
-        loop {
-            let p = e.process(&mut s, &input[consumed..], &mut out, 100);
-            consumed += p.consumed;
-            rounds += 1;
-            if p.status != Status::OutputFull {
-                break;
-            }
-            assert!(s.take_completed().is_empty(), "not complete yet");
-        }
-        assert!(rounds > 4);
-        assert_eq!(s.take_completed().get(CommandClass::Get), 1);
-        let seen = log.seen.lock().unwrap();
-        assert_eq!(seen.len(), 2);
-        assert!(seen[1].3.starts_with(b"VALUE big 0 5000\r\n"));
-        assert_eq!(seen[1].3.len(), REPLY_HEAD_BYTES);
     }
 }

@@ -20,12 +20,20 @@ pub mod store;
 pub mod wire;
 
 // What an embedder needs, at the crate root (see the crate docs).
-pub use engine::{
-    Engine, EngineConfig, EngineStats, Progress, Session, Status, Transport, MIN_OUTPUT_BYTES,
-};
+pub use engine::{Engine, EngineConfig, EngineStats, Progress, Session, Status, MIN_OUTPUT_BYTES};
 pub use store::{ConfigError, Eviction, StoreConfig, StoreStats};
 
 /// Seconds of the host's clock (Unix seconds). The core never reads a clock:
 /// every call that depends on time takes `now: Time`. An absolute expiry
 /// time of `0` means "never expires".
 pub type Time = u32;
+
+/// Which transport a [`Session`] serves (also named in the command log's
+/// records, [`klog::CommandRecord`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A TCP connection (long-lived session).
+    Tcp,
+    /// One UDP datagram (fresh session per request datagram).
+    Udp,
+}

@@ -1,0 +1,263 @@
+//! `flush_all`, `version`, `verbosity` and `stats`.
+
+use core::sync::atomic::Ordering;
+
+use super::session::Resume;
+use super::{expire_at, Engine, Exec, Session, MIN_OUTPUT_BYTES};
+use crate::proto::admin::StatsCommand;
+use crate::proto::compose::{Full, Writer};
+use crate::store::Eviction;
+use crate::Time;
+
+impl Engine<'_> {
+    pub(super) fn exec_flush_all(
+        &self,
+        delay: i32,
+        noreply: bool,
+        w: &mut Writer<'_>,
+        now: Time,
+    ) -> Result<Exec, Full> {
+        self.stats.cmd_flush.incr();
+        let at = if delay > 0 {
+            expire_at(delay, now)
+        } else {
+            now
+        };
+        self.store.flush(at, now);
+        if !noreply {
+            w.line(b"OK")?;
+        }
+        Ok(Exec::Done)
+    }
+
+    pub(super) fn exec_version(&self, w: &mut Writer<'_>) -> Result<Exec, Full> {
+        w.put(b"VERSION ")?;
+        w.line(self.cfg.version.as_bytes())?;
+        Ok(Exec::Done)
+    }
+
+    pub(super) fn exec_verbosity(
+        &self,
+        level: u32,
+        noreply: bool,
+        w: &mut Writer<'_>,
+    ) -> Result<Exec, Full> {
+        self.verbosity.store(level.min(2), Ordering::Relaxed);
+        if !noreply {
+            w.line(b"OK")?;
+        }
+        Ok(Exec::Done)
+    }
+
+    pub(super) fn exec_stats(
+        &self,
+        session: &mut Session,
+        cmd: StatsCommand,
+        w: &mut Writer<'_>,
+        now: Time,
+    ) -> Exec {
+        match cmd {
+            StatsCommand::Reset => {
+                if w.remaining() < MIN_OUTPUT_BYTES {
+                    return Exec::Full;
+                }
+                w.line(b"RESET").ok();
+                Exec::Done
+            }
+            StatsCommand::DetailToggle => {
+                if w.remaining() < MIN_OUTPUT_BYTES {
+                    return Exec::Full;
+                }
+                w.line(b"OK").ok();
+                Exec::Done
+            }
+            StatsCommand::DetailDump | StatsCommand::Empty => {
+                if w.remaining() < MIN_OUTPUT_BYTES {
+                    return Exec::Full;
+                }
+                w.line(b"END").ok();
+                Exec::Done
+            }
+            StatsCommand::General | StatsCommand::Settings => {
+                let skip = session.resume.map_or(0, |r| r.item);
+                let mut sink = StatSink {
+                    w,
+                    skip,
+                    index: 0,
+                    full: false,
+                };
+                if cmd == StatsCommand::General {
+                    self.general_stats(&mut sink, now);
+                } else {
+                    self.settings_stats(&mut sink);
+                }
+                if !sink.full && sink.index >= sink.skip && sink.w.put(b"END\r\n").is_err() {
+                    sink.full = true;
+                }
+                if sink.full {
+                    session.resume = Some(Resume {
+                        item: sink.index,
+                        value: None,
+                    });
+                    return Exec::Full;
+                }
+                Exec::Done
+            }
+        }
+    }
+
+    fn general_stats(&self, s: &mut StatSink<'_, '_>, now: Time) {
+        let e = &self.stats;
+        let st = self.store.stats();
+        s.num(b"pid", u64::from(self.cfg.pid));
+        s.num(
+            b"uptime",
+            u64::from(now.saturating_sub(self.cfg.started_at)),
+        );
+        s.num(b"time", u64::from(now));
+        s.text(b"version", self.cfg.version.as_bytes());
+        s.num(b"pointer_size", (usize::BITS) as u64);
+        s.num(b"max_connections", u64::from(self.cfg.max_connections));
+        s.num(b"curr_connections", e.curr_connections.get());
+        s.num(b"total_connections", e.total_connections.get());
+        s.num(b"rejected_connections", e.rejected_connections.get());
+        s.num(b"cmd_get", e.cmd_get.get());
+        s.num(b"cmd_set", e.cmd_set.get());
+        s.num(b"cmd_flush", e.cmd_flush.get());
+        s.num(b"cmd_touch", e.cmd_touch.get());
+        s.num(b"cmd_meta", e.cmd_meta.get());
+        s.num(b"get_hits", e.get_hits.get());
+        s.num(b"get_misses", e.get_misses.get());
+        s.num(b"get_expired", st.expired_lazy.get());
+        s.num(b"delete_misses", e.delete_misses.get());
+        s.num(b"delete_hits", e.delete_hits.get());
+        s.num(b"incr_misses", e.incr_misses.get());
+        s.num(b"incr_hits", e.incr_hits.get());
+        s.num(b"decr_misses", e.decr_misses.get());
+        s.num(b"decr_hits", e.decr_hits.get());
+        s.num(b"cas_misses", e.cas_misses.get());
+        s.num(b"cas_hits", e.cas_hits.get());
+        s.num(b"cas_badval", e.cas_badval.get());
+        s.num(b"touch_hits", e.touch_hits.get());
+        s.num(b"touch_misses", e.touch_misses.get());
+        s.num(b"store_too_large", e.store_too_large.get());
+        s.num(b"store_no_memory", e.store_no_memory.get());
+        s.num(b"bytes_read", e.bytes_read.get());
+        s.num(b"bytes_written", e.bytes_written.get());
+        s.num(b"limit_maxbytes", self.cfg.store.item_memory_bytes as u64);
+        s.num(b"threads", u64::from(self.cfg.threads));
+        s.num(b"conn_yields", e.conn_yields.get());
+        s.num(b"bytes", st.item_bytes.get());
+        s.num(b"curr_items", st.items.get());
+        s.num(b"total_items", st.stores.get() + st.ariths.get());
+        // memcached's `evictions`: live items removed to make room, whatever
+        // the cause (segment eviction or a full hash chain).
+        s.num(
+            b"evictions",
+            st.evicted_items.get() + st.hash_full_evictions.get(),
+        );
+        s.num(
+            b"reclaimed",
+            st.expired_lazy.get() + st.expired_segment_items.get(),
+        );
+        // Petrel's own counters, prefixed to keep memcached's namespace clean.
+        e.for_each(|name, _, _, v| s.prefixed(b"petrel_", name.as_bytes(), v));
+        st.for_each(|name, _, _, v| s.prefixed(b"store_", name.as_bytes(), v));
+        for source in self.sources.lock().iter() {
+            source.for_each_stat(&mut |prefix, name, v| {
+                s.prefixed(prefix.as_bytes(), name.as_bytes(), v)
+            });
+        }
+    }
+
+    fn settings_stats(&self, s: &mut StatSink<'_, '_>) {
+        let c = &self.cfg;
+        s.num(b"maxbytes", c.store.item_memory_bytes as u64);
+        s.num(b"maxconns", u64::from(c.max_connections));
+        s.num(b"tcpport", u64::from(c.tcp_port));
+        s.num(b"udpport", u64::from(c.udp_port));
+        s.num(
+            b"verbosity",
+            u64::from(self.verbosity.load(Ordering::Relaxed)),
+        );
+        s.text(
+            b"evictions",
+            if c.store.eviction == Eviction::None {
+                b"off"
+            } else {
+                b"on"
+            },
+        );
+        s.num(b"num_threads", u64::from(c.threads));
+        s.text(b"cas_enabled", b"yes");
+        s.num(b"item_size_max", c.item_size_max_bytes as u64);
+        s.text(b"flush_enabled", b"yes");
+        s.num(b"hashpower_init", u64::from(c.store.hash_power));
+        s.num(b"segment_bytes", c.store.segment_bytes as u64);
+        s.num(b"shards", c.store.shards as u64);
+        s.text(
+            b"eviction_policy",
+            match c.store.eviction {
+                Eviction::None => b"none",
+                Eviction::Fifo => b"fifo",
+                Eviction::Random => b"random",
+                Eviction::Cte => b"cte",
+                Eviction::Merge { .. } => b"merge",
+            },
+        );
+    }
+}
+
+/// Writes `STAT name value` lines, skipping the first `skip` (already sent)
+/// and stopping at the first that does not fit.
+struct StatSink<'w, 'o> {
+    w: &'w mut Writer<'o>,
+    skip: u32,
+    index: u32,
+    full: bool,
+}
+
+impl StatSink<'_, '_> {
+    fn emit(&mut self, f: impl FnOnce(&mut Writer<'_>) -> Result<(), Full>) {
+        if self.full {
+            return;
+        }
+        if self.index >= self.skip {
+            let mark = self.w.pos();
+            if f(self.w).is_err() {
+                self.w.rewind(mark);
+                self.full = true;
+                return;
+            }
+        }
+        self.index += 1;
+    }
+    fn num(&mut self, name: &[u8], v: u64) {
+        self.emit(|w| {
+            w.put(b"STAT ")?;
+            w.put(name)?;
+            w.put_byte(b' ')?;
+            w.put_u64(v)?;
+            w.put(b"\r\n")
+        })
+    }
+    fn text(&mut self, name: &[u8], v: &[u8]) {
+        self.emit(|w| {
+            w.put(b"STAT ")?;
+            w.put(name)?;
+            w.put_byte(b' ')?;
+            w.put(v)?;
+            w.put(b"\r\n")
+        })
+    }
+    fn prefixed(&mut self, prefix: &[u8], name: &[u8], v: u64) {
+        self.emit(|w| {
+            w.put(b"STAT ")?;
+            w.put(prefix)?;
+            w.put(name)?;
+            w.put_byte(b' ')?;
+            w.put_u64(v)?;
+            w.put(b"\r\n")
+        })
+    }
+}

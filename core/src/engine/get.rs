@@ -1,0 +1,179 @@
+//! `get`, `gets`, `gat`, `gats`: the multi-key reads, resumable key by key
+//! and inside a value; also the value copy that `mg` shares.
+
+use super::session::{PartialValue, Resume};
+use super::{expire_at, Engine, Exec, Session};
+use crate::proto::compose::Writer;
+use crate::proto::{ErrorKind, Keys};
+use crate::store::{GetOptions, ItemRef};
+use crate::Time;
+
+/// Copies the rest of `value ++ "\r\n"` from `offset`; returns the new offset.
+pub(super) fn put_value_from(w: &mut Writer<'_>, value: &[u8], offset: usize) -> usize {
+    let mut off = offset;
+    if off < value.len() {
+        off += w.put_partial(&value[off..]);
+    }
+    if off >= value.len() {
+        let crlf_done = off - value.len();
+        if crlf_done < 2 {
+            off += w.put_partial(&b"\r\n"[crlf_done..]);
+        }
+    }
+    off
+}
+
+impl Engine<'_> {
+    /// Continues a value saved in the session; `Ok(true)` when complete.
+    pub(super) fn continue_value(
+        &self,
+        pv: &mut PartialValue,
+        w: &mut Writer<'_>,
+        now: Time,
+    ) -> Result<bool, Exec> {
+        let len = pv.loc.len();
+        while pv.offset < len {
+            if w.remaining() == 0 {
+                return Ok(false);
+            }
+            match self.store.read_value(pv.loc, pv.offset, w.spare(), now) {
+                Ok(0) | Err(_) => {
+                    self.stats.resume_gone.incr();
+                    return Err(Exec::Close);
+                }
+                Ok(n) => {
+                    w.advance(n);
+                    pv.offset += n;
+                }
+            }
+        }
+        pv.offset = put_value_from(w, &[], pv.offset - len) + len;
+        Ok(pv.offset == len + 2)
+    }
+
+    /// memcached's counters for one key of a get/gets (or gat/gats).
+    pub(super) fn count_get(&self, touch: bool, hit: bool) {
+        let s = &self.stats;
+        match (touch, hit) {
+            (true, true) => {
+                s.cmd_touch.incr();
+                s.touch_hits.incr();
+            }
+            (true, false) => {
+                s.cmd_touch.incr();
+                s.touch_misses.incr();
+            }
+            (false, true) => {
+                s.cmd_get.incr();
+                s.get_hits.incr();
+            }
+            (false, false) => {
+                s.cmd_get.incr();
+                s.get_misses.incr();
+            }
+        }
+    }
+
+    pub(super) fn exec_get(
+        &self,
+        session: &mut Session,
+        keys: Keys<'_>,
+        cas: bool,
+        touch: Option<i32>,
+        w: &mut Writer<'_>,
+        now: Time,
+    ) -> Exec {
+        let mut start = 0u32;
+        if let Some(r) = session.resume {
+            start = r.item;
+            if let Some(mut pv) = r.value {
+                match self.continue_value(&mut pv, w, now) {
+                    Ok(true) => start += 1,
+                    Ok(false) => {
+                        session.resume = Some(Resume {
+                            item: r.item,
+                            value: Some(pv),
+                        });
+                        return Exec::Full;
+                    }
+                    Err(e) => return e,
+                }
+            }
+        }
+        let opts = GetOptions {
+            touch: touch.map(|e| expire_at(e, now)),
+            ..GetOptions::default()
+        };
+        if let Some(bad) = keys.first_too_long() {
+            // As memcached: the keys before the long one are fetched (and
+            // touched, and counted), then the error replaces the values.
+            let err = ErrorKind::BadFormat.message();
+            if w.remaining() < err.len() + 2 {
+                return Exec::Full;
+            }
+            for key in keys.iter().take(bad) {
+                let hit = self.store.get(key, now, opts, |_| ()).is_some();
+                self.count_get(touch.is_some(), hit);
+            }
+            self.count_error(ErrorKind::BadFormat);
+            // space was checked above
+            let _ = w.line(err);
+            return Exec::Done;
+        }
+        let mut index = 0u32;
+        for key in keys.iter() {
+            if index < start {
+                index += 1;
+                continue;
+            }
+            // a header line: "VALUE " key " " flags " " len " " cas "\r\n"
+            if w.remaining() < key.len() + 64 {
+                session.resume = Some(Resume {
+                    item: index,
+                    value: None,
+                });
+                return Exec::Full;
+            }
+            let hit = self.store.get(key, now, opts, |item: &ItemRef<'_>| {
+                let value = item.value();
+                let _ = w.put(b"VALUE ");
+                let _ = w.put(item.key());
+                let _ = w.put_byte(b' ');
+                let _ = w.put_u64(u64::from(item.flags()));
+                let _ = w.put_byte(b' ');
+                let _ = w.put_u64(value.len() as u64);
+                if cas {
+                    let _ = w.put_byte(b' ');
+                    let _ = w.put_u64(item.cas());
+                }
+                let _ = w.put(b"\r\n");
+                let off = put_value_from(w, value, 0);
+                if off == value.len() + 2 {
+                    None
+                } else {
+                    Some(PartialValue {
+                        loc: item.location(),
+                        offset: off,
+                    })
+                }
+            });
+            self.count_get(touch.is_some(), hit.is_some());
+            if let Some(Some(pv)) = hit {
+                session.resume = Some(Resume {
+                    item: index,
+                    value: Some(pv),
+                });
+                return Exec::Full;
+            }
+            index += 1;
+        }
+        if w.put(b"END\r\n").is_err() {
+            session.resume = Some(Resume {
+                item: index,
+                value: None,
+            });
+            return Exec::Full;
+        }
+        Exec::Done
+    }
+}

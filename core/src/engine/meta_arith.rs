@@ -1,0 +1,116 @@
+//! `ma`: the meta arithmetic command.
+
+use super::meta::{put_meta_key, put_opaque_and_key, ttl_left, KeyBuf};
+use super::{expire_at, peek, Engine, Exec};
+use crate::proto::compose::Writer;
+use crate::proto::{self, ErrorKind, MetaRequest};
+use crate::store::{ArithRequest, StoreError};
+use crate::Time;
+
+impl Engine<'_> {
+    pub(super) fn exec_ma(&self, m: &MetaRequest<'_>, w: &mut Writer<'_>, now: Time) -> Exec {
+        self.stats.cmd_meta.incr();
+        let Some(key) = KeyBuf::new(m.key, m.flags.base64) else {
+            w.line(ErrorKind::MetaInvalidOrDuplicateFlag.message()).ok();
+            return Exec::Done;
+        };
+        let key = key.get();
+        let f = &m.flags;
+        let incr = !matches!(f.mode, b'D' | b'-');
+        let op = ArithRequest {
+            incr,
+            delta: f.delta.unwrap_or(1),
+            cas: f.cas.unwrap_or(0),
+            vivify: f.vivify.map(|n| (f.initial, expire_at(n, now))),
+            // protocol.txt: T updates the TTL (memcached 1.6.18 keeps it only
+            // when the number is updated in place)
+            expire_at: f.ttl.map(|t| expire_at(t, now)),
+        };
+        // memcached answers a vivifying miss even in quiet mode
+        let existed = f.vivify.is_none() || self.exists(key, now);
+        let mut r = self.store.arith(key, &op, now);
+        if r == Err(StoreError::Exists) && self.value_is_empty(key, now) {
+            // memcached rejects an empty value before comparing the CAS
+            r = Err(StoreError::NonNumeric);
+        }
+        self.count_arith(incr, &r);
+        if let (Some(e), false) = (
+            m.late_error,
+            matches!(r, Err(StoreError::NonNumeric) | Err(StoreError::NoMemory)),
+        ) {
+            // memcached reports an arithmetic failure before looking at flags
+            self.stats.error_meta_flags.incr();
+            w.line(e.message()).ok();
+            return Exec::Done;
+        }
+        match r {
+            Ok((value, cas)) => {
+                if f.quiet && existed {
+                    return Exec::Done;
+                }
+                let mut digits = [0u8; proto::number::U64_DIGITS_MAX];
+                let n = proto::number::write_u64(value, &mut digits).unwrap_or(0);
+                if f.value {
+                    let _ = w.put(b"VA ");
+                    let _ = w.put_u64(n as u64);
+                } else {
+                    let _ = w.put(b"HD");
+                }
+                // the TTL as memcached sees it at each flag: a new item
+                // starts at 0 and takes T and N in order
+                let mut exp: Option<Time> = if existed { None } else { Some(0) };
+                for word in m.flag_words {
+                    let _ = match word[0] {
+                        b'T' => {
+                            exp = f.ttl.map(|t| expire_at(t, now)).or(exp);
+                            Ok(())
+                        }
+                        b'N' if !existed => {
+                            exp = f.vivify.map(|t| expire_at(t, now)).or(exp);
+                            Ok(())
+                        }
+                        b'c' => w.put(b" c").and_then(|_| w.put_u64(cas)),
+                        b't' => {
+                            let e = *exp.get_or_insert_with(|| {
+                                self.store
+                                    .get(key, now, peek(), |i| i.expire_at())
+                                    .unwrap_or(0)
+                            });
+                            w.put(b" t").and_then(|_| w.put_i64(ttl_left(e, now)))
+                        }
+                        b'O' => w.put_byte(b' ').and_then(|_| w.put(word)),
+                        b'k' => put_meta_key(w, key, f.base64),
+                        _ => Ok(()),
+                    };
+                }
+                let _ = w.put(b"\r\n");
+                if f.value {
+                    let _ = w.put(&digits[..n]);
+                    let _ = w.put(b"\r\n");
+                }
+            }
+            Err(StoreError::NonNumeric) => {
+                w.line(b"CLIENT_ERROR cannot increment or decrement non-numeric value")
+                    .ok();
+            }
+            Err(StoreError::NotFound) | Err(StoreError::Exists) => {
+                let _ = w.put(if r == Err(StoreError::NotFound) {
+                    b"NF"
+                } else {
+                    b"EX"
+                });
+                let _ = put_opaque_and_key(w, m, key);
+                let _ = w.put(b"\r\n");
+            }
+            Err(StoreError::NotStored) => {
+                let _ = w.put(b"NS");
+                let _ = put_opaque_and_key(w, m, key);
+                let _ = w.put(b"\r\n");
+            }
+            Err(_) => {
+                w.line(b"SERVER_ERROR out of memory").ok();
+            }
+        }
+        Exec::Done
+    }
+}

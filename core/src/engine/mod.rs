@@ -1,0 +1,636 @@
+//! The engine: the one place where the memcache protocol meets the store.
+//!
+//! [`Engine::process`] parses complete requests from the bytes a connection
+//! (or datagram) delivered, executes them against the [`Store`] at the time
+//! the caller passes in, and writes memcached 1.6's replies into the caller's
+//! output buffer. It never allocates, never blocks, and never reads a clock.
+//!
+//! ```text
+//!  input  ──parse──▶ Request ──execute──▶ Store
+//!    ▲                                     │
+//!    └── consumed            out ◀──compose┘  (resumable: Session)
+//! ```
+//!
+//! Replies longer than `out` are resumable: a multi-key `get` remembers the
+//! key it stopped at, a large value the byte offset it reached (continued with
+//! [`Store::read_value`], never copied whole), `stats` the line. The request
+//! whose reply is incomplete is not counted as consumed: the caller drains
+//! `out`, keeps `input[consumed..]` and calls again; the [`Session`] knows
+//! where the reply stopped. Side effects of a request (hits, touches, stores)
+//! happen exactly once.
+//!
+//! `out` must hold at least [`MIN_OUTPUT_BYTES`]; a UDP datagram's payload
+//! area (1392 bytes) does.
+//!
+//! The execution is split by command family, one file each, mirroring
+//! [`crate::proto`]: `get.rs` (get/gets/gat/gats), `storage.rs`
+//! (set/add/replace/append/prepend/cas), `delete.rs`, `touch.rs`, `arith.rs`
+//! (incr/decr), `meta_get.rs`, `meta_set.rs`, `meta_delete.rs`,
+//! `meta_arith.rs`, `meta.rs` (what the meta commands share, `mn`, `me`) and
+//! `admin.rs` (flush_all, version, verbosity, stats). This file holds the
+//! engine, its request loop and the dispatch; `session.rs` the per-connection
+//! state.
+
+mod admin;
+mod arith;
+mod delete;
+mod get;
+mod meta;
+mod meta_arith;
+mod meta_delete;
+mod meta_get;
+mod meta_set;
+mod session;
+mod storage;
+mod touch;
+
+pub use crate::Transport;
+pub use session::{Progress, Session, Status};
+
+use core::sync::atomic::AtomicU32;
+
+use crate::histogram::CommandClass;
+use crate::klog::{self, CommandLog, CommandRecord, REPLY_HEAD_BYTES};
+use crate::proto::compose::{Full, Writer};
+use crate::proto::{self, ErrorKind, ParseConfig, Parsed, Request, RELATIVE_EXPTIME_MAX_SECONDS};
+use crate::store::{AttachError, ConfigError, GetOptions, PersistSummary, Store, StoreConfig};
+use crate::Time;
+
+/// Smallest output buffer [`Engine::process`] works with: any single reply
+/// line (a `VALUE`/`VA` header with every meta flag, an error) fits.
+pub const MIN_OUTPUT_BYTES: usize = 1024;
+
+/// An absolute expiry in the past: memcached's "already expired".
+const EXPIRED: Time = 1;
+
+/// Most [`StatsSource`]s one engine prints in `stats`.
+pub const MAX_STATS_SOURCES: usize = 4;
+
+/// Figures kept outside the engine (e.g. a front end's counters) that
+/// `stats` prints after the engine's own, as `STAT <prefix><name> <value>`.
+///
+/// Contract: every call reports the same figures in the same order (a
+/// `stats` reply that spans several output areas resumes by position); it
+/// never blocks and never allocates.
+pub trait StatsSource: Sync {
+    /// Calls `f(prefix, name, value)` for every figure.
+    fn for_each_stat(&self, f: &mut dyn FnMut(&str, &str, u64));
+}
+
+/// Engine configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineConfig {
+    /// The store.
+    pub store: StoreConfig,
+    /// Reported by `version` and `stats`.
+    pub version: &'static str,
+    /// Process id, for `stats`.
+    pub pid: u32,
+    /// When the server started (Unix seconds), for `stats uptime`.
+    pub started_at: Time,
+    /// Worker threads, for `stats`.
+    pub threads: u32,
+    /// Connection limit, for `stats`.
+    pub max_connections: u32,
+    /// TCP port, for `stats settings` (0 = off).
+    pub tcp_port: u16,
+    /// UDP port, for `stats settings` (0 = off).
+    pub udp_port: u16,
+    /// memcached's `-I`: item size limit in memcached's accounting (see
+    /// [`proto::item_too_large`]). Should not exceed what the store holds.
+    pub item_size_max_bytes: usize,
+    /// Longest `get` line accepted while waiting for its newline (never
+    /// below `line_max_bytes`).
+    pub get_line_max_bytes: usize,
+    /// Longest other request line accepted while waiting for its newline;
+    /// a longer one closes the connection without a reply and counts
+    /// `error_closed`. Default [`proto::LINE_MAX_BYTES`], memcached's fixed
+    /// 2048. See [`ParseConfig::line_max_bytes`].
+    pub line_max_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            store: StoreConfig::default(),
+            version: env!("CARGO_PKG_VERSION"),
+            pid: 0,
+            started_at: 0,
+            threads: 1,
+            max_connections: 1024,
+            tcp_port: 11211,
+            udp_port: 0,
+            item_size_max_bytes: proto::ITEM_SIZE_MAX_BYTES,
+            get_line_max_bytes: proto::GET_LINE_MAX_BYTES,
+            line_max_bytes: proto::LINE_MAX_BYTES,
+        }
+    }
+}
+
+crate::metrics! {
+    /// Protocol-level counters of one [`Engine`], named as memcached's `stats`
+    /// where memcached has the statistic. Front ends update the connection
+    /// gauges and counters.
+    pub struct EngineStats {
+        curr_connections: Gauge("connections") "open connections (front ends update)",
+        total_connections: Counter("connections") "connections accepted (front ends update)",
+        rejected_connections: Counter("connections") "connections refused at the limit (front ends update)",
+        conn_yields: Counter("yields") "times a connection yielded to others with input left (front ends update)",
+        bytes_read: Counter("bytes") "bytes received from clients (front ends update)",
+        bytes_written: Counter("bytes") "bytes sent to clients (front ends update)",
+        cmd_get: Counter("keys") "keys looked up by get/gets/mg",
+        cmd_set: Counter("requests") "storage commands (set add replace append prepend cas ms)",
+        cmd_flush: Counter("requests") "flush_all commands",
+        cmd_touch: Counter("keys") "keys touched by touch/gat/gats/mg T",
+        cmd_meta: Counter("requests") "meta commands (mg ms md ma mn me)",
+        get_hits: Counter("keys") "lookups that found the key",
+        get_misses: Counter("keys") "lookups that did not find the key",
+        delete_hits: Counter("requests") "deletes of a present key",
+        delete_misses: Counter("requests") "deletes of an absent key (or CAS mismatch)",
+        incr_hits: Counter("requests") "incr of a present key",
+        incr_misses: Counter("requests") "incr of an absent key",
+        decr_hits: Counter("requests") "decr of a present key",
+        decr_misses: Counter("requests") "decr of an absent key",
+        cas_hits: Counter("requests") "cas stores that matched",
+        cas_misses: Counter("requests") "cas on an absent key",
+        cas_badval: Counter("requests") "cas with a stale value",
+        touch_hits: Counter("keys") "touches of a present key",
+        touch_misses: Counter("keys") "touches of an absent key",
+        store_stored: Counter("requests") "storage commands that stored",
+        store_not_stored: Counter("requests") "storage commands answered NOT_STORED/NS",
+        store_exists: Counter("requests") "storage commands answered EXISTS/EX",
+        store_not_found: Counter("requests") "storage commands answered NOT_FOUND/NF",
+        store_too_large: Counter("requests") "values refused as too large (data swallowed)",
+        store_no_memory: Counter("requests") "stores that failed for lack of memory",
+        arith_non_numeric: Counter("requests") "incr/decr/ma on a non-numeric value",
+        error_unknown_command: Counter("requests") "requests answered ERROR",
+        error_bad_format: Counter("requests") "requests answered CLIENT_ERROR bad command line format (or delete usage)",
+        error_bad_data_chunk: Counter("requests") "data blocks not ending in \\r\\n",
+        error_bad_argument: Counter("requests") "invalid exptime/delta/stats arguments",
+        error_meta_flags: Counter("requests") "meta commands with invalid flags or tokens",
+        error_closed: Counter("connections") "connections closed for an over-long line or an HTTP request",
+        swallowed_bytes: Counter("bytes") "bytes of refused values discarded",
+        resume_gone: Counter("replies") "replies cut (connection closed) because a value vanished while being sent",
+        replies_resumed: Counter("replies") "times a reply continued in a new output buffer",
+    }
+}
+
+/// Outcome of executing one request.
+pub(super) enum Exec {
+    /// Reply complete.
+    Done,
+    /// Out of output space; the session holds the resume point (or nothing
+    /// was done yet).
+    Full,
+    /// Close the connection after sending what was written.
+    Close,
+}
+
+impl From<Full> for Exec {
+    fn from(_: Full) -> Self {
+        Exec::Full
+    }
+}
+
+/// The engine: one per process, shared by every worker (`Sync`).
+pub struct Engine<'a> {
+    store: Store<'a>,
+    cfg: EngineConfig,
+    parse: ParseConfig,
+    stats: EngineStats,
+    verbosity: AtomicU32,
+    /// Extra figures for `stats` (see [`Engine::add_stats_source`]).
+    sources: spin::Mutex<heapless::Vec<&'a dyn StatsSource, MAX_STATS_SOURCES>>,
+    /// The command log, if one is installed ([`Engine::set_command_log`]).
+    klog: Option<&'a dyn CommandLog>,
+}
+
+/// Converts a memcached exptime to an absolute expiry (0 = never).
+pub fn expire_at(exptime: i32, now: Time) -> Time {
+    if exptime == 0 {
+        0
+    } else if exptime < 0 {
+        EXPIRED
+    } else if exptime > RELATIVE_EXPTIME_MAX_SECONDS {
+        let at = exptime as u32;
+        if at <= now {
+            EXPIRED
+        } else {
+            at
+        }
+    } else {
+        now.saturating_add(exptime as u32)
+    }
+}
+
+/// Lookup options that only look: no access update, no counting, no touch,
+/// vivify or recache (meta flag checks, CAS probes, `me`).
+fn peek() -> GetOptions {
+    GetOptions {
+        update_access: false,
+        count: false,
+        ..GetOptions::default()
+    }
+}
+
+impl<'a> Engine<'a> {
+    /// Arena bytes [`Engine::new`] needs for `cfg`.
+    pub fn required_bytes(cfg: &EngineConfig) -> Result<usize, ConfigError> {
+        cfg.store.required_bytes()
+    }
+
+    /// Builds the engine and its store inside `arena`.
+    pub fn new(cfg: &EngineConfig, arena: &'a mut [u8]) -> Result<Self, ConfigError> {
+        let store = Store::new(&cfg.store, arena)?;
+        Ok(Self::with_store(cfg, store))
+    }
+
+    /// Reattaches to an arena saved by [`Engine::persist`] (see
+    /// [`Store::attach`]): the items, their expiries and cas values come
+    /// back; protocol counters start from zero. On error nothing in the
+    /// arena was written and the caller starts cold with [`Engine::new`].
+    pub fn attach(cfg: &EngineConfig, arena: &'a mut [u8], now: Time) -> Result<Self, AttachError> {
+        let store = Store::attach(&cfg.store, arena, now)?;
+        Ok(Self::with_store(cfg, store))
+    }
+
+    /// Saves the store for a warm restart ([`Store::persist`]) and gives
+    /// up the arena. Call after every front end has stopped.
+    pub fn persist(self, now: Time) -> PersistSummary {
+        self.store.persist(now)
+    }
+
+    fn with_store(cfg: &EngineConfig, store: Store<'a>) -> Self {
+        Engine {
+            store,
+            cfg: *cfg,
+            parse: ParseConfig {
+                item_size_max_bytes: cfg.item_size_max_bytes,
+                get_line_max_bytes: cfg.get_line_max_bytes,
+                line_max_bytes: cfg.line_max_bytes,
+            },
+            stats: EngineStats::new(),
+            verbosity: AtomicU32::new(0),
+            sources: spin::Mutex::new(heapless::Vec::new()),
+            klog: None,
+        }
+    }
+
+    /// Installs the command log: from now on every request is offered to
+    /// `log.sample()`, and sampled ones are given to `log.record()`.
+    pub fn set_command_log(&mut self, log: &'a dyn CommandLog) {
+        self.klog = Some(log);
+    }
+
+    /// Adds figures kept elsewhere to what `stats` prints, after the
+    /// engine's own. Returns `false` (and adds nothing) when
+    /// [`MAX_STATS_SOURCES`] are already registered.
+    pub fn add_stats_source(&self, source: &'a dyn StatsSource) -> bool {
+        self.sources.lock().push(source).is_ok()
+    }
+
+    /// Calls `f(prefix, name, value)` for every figure of every registered
+    /// [`StatsSource`], in the order `stats` prints them (for exporters
+    /// other than `stats`, e.g. an admin endpoint).
+    pub fn for_each_source_stat(&self, f: &mut dyn FnMut(&str, &str, u64)) {
+        for source in self.sources.lock().iter() {
+            source.for_each_stat(f);
+        }
+    }
+
+    /// Protocol counters and connection gauges.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store<'a> {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Reclaims up to `max_segments` expired segments (bounded work).
+    pub fn expire(&self, now: Time, max_segments: usize) -> usize {
+        self.store.expire(now, max_segments)
+    }
+
+    /// Parses and executes the complete requests at the start of `input` at
+    /// time `now`, writing replies into `out`. See [`Status`] for what the
+    /// caller does next. Never panics; `consumed <= input.len()`.
+    pub fn process(
+        &self,
+        session: &mut Session,
+        input: &[u8],
+        out: &mut [u8],
+        now: Time,
+    ) -> Progress {
+        let mut w = Writer::new(out);
+        let mut pos = 0usize;
+        let status = loop {
+            if session.swallow > 0 {
+                let n = session.swallow.min(input.len() - pos);
+                pos += n;
+                session.swallow -= n;
+                self.stats.swallowed_bytes.add(n as u64);
+                if session.swallow > 0 {
+                    break Status::NeedInput;
+                }
+            }
+            if pos >= input.len() {
+                break Status::NeedInput;
+            }
+            match proto::parse(&input[pos..], &self.parse) {
+                Parsed::NeedMore => break Status::NeedInput,
+                Parsed::Error(e) => {
+                    if e.kind.closes() {
+                        self.stats.error_closed.incr();
+                        session.completed.add(CommandClass::Invalid);
+                        session.resume = None;
+                        break Status::Close;
+                    }
+                    if !e.noreply && w.remaining() < e.kind.message().len() + 2 {
+                        break Status::OutputFull;
+                    }
+                    self.count_error(e.kind);
+                    session.completed.add(CommandClass::Invalid);
+                    if !e.noreply {
+                        // space was checked above
+                        let _ = w.line(e.kind.message());
+                    }
+                    let avail = input.len() - pos;
+                    if e.skip > avail {
+                        session.swallow = e.skip - avail;
+                        pos = input.len();
+                    } else {
+                        pos += e.skip;
+                    }
+                }
+                Parsed::Request { request, consumed } => {
+                    let class = klog::class_of(&request);
+                    // a resumed reply was offered to the log when it began
+                    let sampled = session.resume.is_none() && self.klog.is_some_and(|k| k.sample());
+                    let mark = w.pos();
+                    let exec = self.execute(session, request, &mut w, now);
+                    if sampled && (w.pos() > mark || !matches!(exec, Exec::Full)) {
+                        if let Some(log) = self.klog {
+                            let (_, command, key, value_bytes) = klog::describe(&request);
+                            let reply = &w.written()[mark..];
+                            log.record(&CommandRecord {
+                                now,
+                                transport: session.transport,
+                                client: session.client,
+                                command,
+                                key,
+                                value_bytes,
+                                reply_head: &reply[..reply.len().min(REPLY_HEAD_BYTES)],
+                            });
+                        }
+                    }
+                    match exec {
+                        Exec::Done => {
+                            session.resume = None;
+                            session.completed.add(class);
+                            pos += consumed;
+                        }
+                        Exec::Full => {
+                            if w.pos() == 0 {
+                                // not even one reply unit fits: the caller's buffer is too small
+                                session.resume = None;
+                                break Status::Close;
+                            }
+                            if session.resume.is_some() {
+                                self.stats.replies_resumed.incr();
+                            }
+                            break Status::OutputFull;
+                        }
+                        Exec::Close => {
+                            session.resume = None;
+                            session.completed.add(class);
+                            pos += consumed;
+                            break Status::Close;
+                        }
+                    }
+                }
+            }
+        };
+        Progress {
+            consumed: pos,
+            written: w.pos(),
+            status,
+        }
+    }
+
+    fn count_error(&self, kind: ErrorKind) {
+        let s = &self.stats;
+        match kind {
+            ErrorKind::UnknownCommand | ErrorKind::ShutdownDisabled => {
+                s.error_unknown_command.incr()
+            }
+            ErrorKind::BadFormat | ErrorKind::DeleteUsage => s.error_bad_format.incr(),
+            ErrorKind::BadDataChunk => {
+                s.error_bad_data_chunk.incr();
+                s.cmd_set.incr();
+            }
+            ErrorKind::InvalidExptime | ErrorKind::InvalidDelta | ErrorKind::StatsDetailUsage => {
+                s.error_bad_argument.incr()
+            }
+            ErrorKind::LineTooLong | ErrorKind::Http => s.error_closed.incr(),
+            _ => s.error_meta_flags.incr(),
+        }
+    }
+
+    /// Executes one request. Small replies are written whole or not at all
+    /// (space is checked before any side effect); get/mg/stats replies are
+    /// resumable.
+    fn execute(
+        &self,
+        session: &mut Session,
+        req: Request<'_>,
+        w: &mut Writer<'_>,
+        now: Time,
+    ) -> Exec {
+        if !matches!(
+            req,
+            Request::Get { .. } | Request::MetaGet(_) | Request::Stats(_)
+        ) && w.remaining() < MIN_OUTPUT_BYTES
+        {
+            return Exec::Full;
+        }
+        match self.execute_small(session, req, w, now) {
+            Ok(e) => e,
+            Err(Full) => Exec::Full,
+        }
+    }
+
+    /// [`Engine::execute`] after the space check; `Full` cannot happen for
+    /// small replies once [`MIN_OUTPUT_BYTES`] are free.
+    fn execute_small(
+        &self,
+        session: &mut Session,
+        req: Request<'_>,
+        w: &mut Writer<'_>,
+        now: Time,
+    ) -> Result<Exec, Full> {
+        Ok(match req {
+            Request::Get { keys, cas, touch } => self.exec_get(session, keys, cas, touch, w, now),
+            Request::Store(cmd) => self.exec_store(&cmd, w, now),
+            Request::TooLarge {
+                key,
+                base64,
+                unlink,
+                noreply,
+                swallow,
+            } => self.exec_too_large(session, key, base64, unlink, noreply, swallow, w, now)?,
+            Request::Delete { key, noreply } => self.exec_delete(key, noreply, w, now)?,
+            Request::Arith {
+                incr,
+                key,
+                delta,
+                noreply,
+            } => self.exec_arith(incr, key, delta, noreply, w, now)?,
+            Request::Touch {
+                key,
+                exptime,
+                noreply,
+            } => self.exec_touch(key, exptime, noreply, w, now)?,
+            Request::FlushAll { delay, noreply } => self.exec_flush_all(delay, noreply, w, now)?,
+            Request::Version => self.exec_version(w)?,
+            Request::Verbosity { level, noreply } => self.exec_verbosity(level, noreply, w)?,
+            Request::Quit => Exec::Close,
+            Request::Stats(cmd) => self.exec_stats(session, cmd, w, now),
+            Request::MetaNoop => self.exec_mn(w)?,
+            Request::MetaGet(m) => self.exec_mg(session, &m, w, now),
+            Request::MetaSet(m, data) => self.exec_ms(&m, data, w, now),
+            Request::MetaDelete(m) => self.exec_md(&m, w, now),
+            Request::MetaArith(m) => self.exec_ma(&m, w, now),
+            Request::MetaDebug { key, base64 } => self.exec_me(key, base64, w, now),
+        })
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_sync() {
+    fn is_sync<T: Sync>() {}
+    is_sync::<Engine<'static>>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::histogram::CommandClass;
+    use crate::klog::CommandLog;
+
+    /// (command, key, value bytes, reply head) of each record.
+    type Seen = std::vec::Vec<(
+        &'static str,
+        std::vec::Vec<u8>,
+        Option<usize>,
+        std::vec::Vec<u8>,
+    )>;
+
+    struct Collect {
+        every: bool,
+        seen: std::sync::Mutex<Seen>,
+    }
+
+    impl CommandLog for Collect {
+        fn sample(&self) -> bool {
+            self.every
+        }
+        fn record(&self, r: &CommandRecord<'_>) {
+            self.seen.lock().unwrap().push((
+                r.command,
+                r.key.to_vec(),
+                r.value_bytes,
+                r.reply_head.to_vec(),
+            ));
+        }
+    }
+
+    #[test]
+    fn engine_reports_completed_classes_and_sampled_records() {
+        use crate::store::StoreConfig;
+        let cfg = EngineConfig {
+            store: StoreConfig {
+                item_memory_bytes: 4 << 20,
+                ..StoreConfig::default()
+            },
+            ..EngineConfig::default()
+        };
+        let mut arena = std::vec![0u8; Engine::required_bytes(&cfg).unwrap()];
+        let log = Collect {
+            every: true,
+            seen: Default::default(),
+        };
+        let mut e = Engine::new(&cfg, &mut arena).unwrap();
+        e.set_command_log(&log);
+        let mut s = Session::new(Transport::Tcp);
+        let mut out = [0u8; 4096];
+        let input =
+            b"set k 0 0 3\r\nabc\r\nget k\r\nget k\r\nbogus\r\nmn\r\nset q 0 0 1 noreply\r\nx\r\n";
+        let p = e.process(&mut s, input, &mut out, 100);
+        assert_eq!(p.consumed, input.len());
+        let done = s.take_completed();
+        assert_eq!(done.get(CommandClass::Set), 2);
+        assert_eq!(done.get(CommandClass::Get), 2);
+        assert_eq!(done.get(CommandClass::Invalid), 1);
+        assert_eq!(done.get(CommandClass::MetaOther), 1);
+        assert_eq!(done.total(), 6);
+        assert!(s.take_completed().is_empty());
+        let seen = log.seen.lock().unwrap();
+        assert_eq!(seen.len(), 5, "parse errors are not logged");
+        assert_eq!(
+            seen[0],
+            ("set", b"k".to_vec(), Some(3), b"STORED\r\n".to_vec())
+        );
+        assert_eq!(seen[1].0, "get");
+        assert_eq!(seen[1].3, b"VALUE k 0 3\r\nabc\r\nEND\r\n".to_vec());
+        assert_eq!(seen[3].0, "mn");
+        assert_eq!(
+            seen[4],
+            ("set", b"q".to_vec(), Some(1), std::vec::Vec::new())
+        );
+    }
+
+    #[test]
+    fn resumed_replies_are_logged_once_and_counted_when_complete() {
+        let cfg = EngineConfig::default();
+        let mut arena = std::vec![0u8; Engine::required_bytes(&cfg).unwrap()];
+        let log = Collect {
+            every: true,
+            seen: Default::default(),
+        };
+        let mut e = Engine::new(&cfg, &mut arena).unwrap();
+        e.set_command_log(&log);
+        let mut s = Session::new(Transport::Udp);
+        let mut out = [0u8; MIN_OUTPUT_BYTES];
+        let mut set = b"set big 0 0 5000\r\n".to_vec();
+        set.extend(core::iter::repeat_n(b'v', 5000));
+        set.extend_from_slice(b"\r\n");
+        let p = e.process(&mut s, &set, &mut std::vec![0u8; 8192], 100);
+        assert_eq!(p.consumed, set.len());
+        s.take_completed();
+        let input = b"get big\r\n";
+        let mut consumed = 0;
+        let mut rounds = 0;
+        loop {
+            let p = e.process(&mut s, &input[consumed..], &mut out, 100);
+            consumed += p.consumed;
+            rounds += 1;
+            if p.status != Status::OutputFull {
+                break;
+            }
+            assert!(s.take_completed().is_empty(), "not complete yet");
+        }
+        assert!(rounds > 4);
+        assert_eq!(s.take_completed().get(CommandClass::Get), 1);
+        let seen = log.seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert!(seen[1].3.starts_with(b"VALUE big 0 5000\r\n"));
+        assert_eq!(seen[1].3.len(), REPLY_HEAD_BYTES);
+    }
+}

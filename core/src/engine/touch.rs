@@ -1,0 +1,32 @@
+//! `touch`.
+
+use super::{expire_at, Engine, Exec};
+use crate::proto::compose::{Full, Writer};
+use crate::Time;
+
+impl Engine<'_> {
+    pub(super) fn exec_touch(
+        &self,
+        key: &[u8],
+        exptime: i32,
+        noreply: bool,
+        w: &mut Writer<'_>,
+        now: Time,
+    ) -> Result<Exec, Full> {
+        self.stats.cmd_touch.incr();
+        let reply: &[u8] = match self.store.touch(key, expire_at(exptime, now), now) {
+            Ok(()) => {
+                self.stats.touch_hits.incr();
+                b"TOUCHED"
+            }
+            Err(_) => {
+                self.stats.touch_misses.incr();
+                b"NOT_FOUND"
+            }
+        };
+        if !noreply {
+            w.line(reply)?;
+        }
+        Ok(Exec::Done)
+    }
+}
