@@ -126,34 +126,6 @@ impl FromStr for ZeroCopy {
     }
 }
 
-/// Parses a list of ids such as `0,2,4-7` (for `--xdp-queues` and
-/// `--xdp-cpus`): comma-separated ids or inclusive ranges, in the order
-/// given, without duplicates.
-pub fn parse_id_list(s: &str) -> Result<Vec<u32>, String> {
-    let mut out: Vec<u32> = Vec::new();
-    for part in s.split(',').map(str::trim) {
-        let (lo, hi) = match part.split_once('-') {
-            Some((a, b)) => (a.trim(), b.trim()),
-            None => (part, part),
-        };
-        let parse = |v: &str| {
-            v.parse::<u32>()
-                .map_err(|_| format!("bad id {v:?} in list {s:?} (expected e.g. 0,2,4-7)"))
-        };
-        let (lo, hi) = (parse(lo)?, parse(hi)?);
-        if lo > hi || hi - lo >= 4096 {
-            return Err(format!("bad range {part:?} in list {s:?}"));
-        }
-        for id in lo..=hi {
-            if out.contains(&id) {
-                return Err(format!("id {id} appears twice in list {s:?}"));
-            }
-            out.push(id);
-        }
-    }
-    Ok(out)
-}
-
 /// The mode that actually took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResolvedMode {
@@ -308,16 +280,6 @@ impl std::error::Error for XdpError {}
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn id_lists_parse() {
-        assert_eq!(parse_id_list("0").unwrap(), vec![0]);
-        assert_eq!(parse_id_list("3,0-2").unwrap(), vec![3, 0, 1, 2]);
-        assert_eq!(parse_id_list(" 1 , 4-5 ").unwrap(), vec![1, 4, 5]);
-        for bad in ["", "a", "1,", "2-1", "1,1", "0-5000", "-1", "1-"] {
-            assert!(parse_id_list(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn modes_parse_and_expand_in_fallback_order() {

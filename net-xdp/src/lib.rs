@@ -59,7 +59,7 @@ pub mod service;
 pub mod stats;
 mod worker;
 
-pub use config::{parse_id_list, AttachMode, ResolvedMode, XdpConfig, XdpError, XdpMode, ZeroCopy};
+pub use config::{AttachMode, ResolvedMode, XdpConfig, XdpError, XdpMode, ZeroCopy};
 pub use frontend::{XdpAttachment, XdpFrontend};
 pub use service::{Time, UdpProgress, UdpService, UdpStatus};
 pub use stats::{KernelSocketStats, QueueStats, RingLevels, XdpStats};

@@ -2,18 +2,21 @@
 //! the periodic stats line and the command log (`--admin-listen`,
 //! `--stats-log-interval`, `--klog-file`, `--klog-sample`,
 //! `--klog-max-bytes` and their config keys). `--admin-port` itself is in
-//! `config.rs`.
+//! the network section (`config/net.rs`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use serde::Deserialize;
 
-use crate::config::{parse_size, Cli, ConfigError, FileConfig, SizeValue};
+use crate::config::value::{pick, pick_size, ConfigError, SizeValue};
 
-/// Command-line flags (flattened into [`Cli`]).
-#[derive(Args, Debug, Default, Clone)]
-pub struct ObservabilityCli {
+/// The observability flags; each is also a config key of the same name.
+#[derive(Args, Deserialize, Debug, Default, Clone)]
+#[command(next_help_heading = "Observability")]
+#[serde(rename_all = "kebab-case")]
+pub struct ObservabilityArgs {
     /// Address the admin endpoint listens on [default: 127.0.0.1]
     #[arg(long = "admin-listen", value_name = "ADDR")]
     pub admin_listen: Option<String>,
@@ -27,8 +30,8 @@ pub struct ObservabilityCli {
     #[arg(long = "klog-sample", value_name = "N")]
     pub klog_sample: Option<u32>,
     /// Rotate the command log at this size (bytes or k/m/g), keeping one old file [default: 64m]
-    #[arg(long = "klog-max-bytes", value_name = "SIZE")]
-    pub klog_max_bytes: Option<String>,
+    #[arg(long = "klog-max-bytes", value_name = "SIZE", value_parser = SizeValue::from_flag)]
+    pub klog_max_bytes: Option<SizeValue>,
 }
 
 /// The command log's settings.
@@ -60,94 +63,68 @@ pub const DEFAULT_KLOG_SAMPLE: u32 = 100;
 /// Smallest rotation size accepted.
 const KLOG_MAX_BYTES_MIN: u64 = 4096;
 
-fn origin(flag: bool, name: &str) -> String {
-    if flag {
-        format!("--{name}")
-    } else {
-        format!("config key `{name}`")
-    }
-}
-
 /// Reads the observability flags over the config file's keys.
-pub fn settings(cli: &Cli, file: &FileConfig) -> Result<ObservabilitySettings, ConfigError> {
-    let o = &cli.observability;
-    let bad = |at: String, what: String| Err(ConfigError(format!("petrel: {at}: {what}")));
-    let listen_text = o.admin_listen.clone().or_else(|| file.admin_listen.clone());
-    let admin_listen = match &listen_text {
+/// `admin_port_explicit` says whether `--admin-port` (or its key) was given.
+pub fn settings(
+    cli: &ObservabilityArgs,
+    file: &ObservabilityArgs,
+    admin_port_explicit: bool,
+) -> Result<ObservabilitySettings, ConfigError> {
+    let admin_listen = match pick(
+        cli.admin_listen.as_deref(),
+        file.admin_listen.as_deref(),
+        "admin-listen",
+    ) {
         None => IpAddr::from([127, 0, 0, 1]),
-        Some(t) => {
-            let t = t.trim();
+        Some(s) => {
+            let t = s.value.trim();
             let t = t
                 .strip_prefix('[')
                 .and_then(|x| x.strip_suffix(']'))
                 .unwrap_or(t);
             match t.parse::<IpAddr>() {
                 Ok(ip) => ip,
-                Err(_) => {
-                    return bad(
-                        origin(o.admin_listen.is_some(), "admin-listen"),
-                        format!("'{t}' is not an IP address"),
-                    )
-                }
+                Err(_) => return s.origin.fail(format!("'{t}' is not an IP address")),
             }
         }
     };
-    let stats_log_interval_secs = o
-        .stats_log_interval
-        .or(file.stats_log_interval)
-        .unwrap_or(0);
-    if stats_log_interval_secs > 86_400 * 365 {
-        return bad(
-            origin(o.stats_log_interval.is_some(), "stats-log-interval"),
-            "at most one year".into(),
-        );
-    }
-    let path = o.klog_file.clone().or_else(|| file.klog_file.clone());
-    let sample_flag = o.klog_sample.is_some();
-    let sample = o.klog_sample.or(file.klog_sample);
-    let max_flag = o.klog_max_bytes.is_some();
-    let max_bytes = match (&o.klog_max_bytes, &file.klog_max_bytes) {
-        (Some(t), _) | (None, Some(SizeValue::Text(t))) => match parse_size(t) {
-            Some(b) => Some(b),
-            None => {
-                return bad(
-                    origin(max_flag, "klog-max-bytes"),
-                    format!("invalid size '{t}' (use bytes or a k/m/g suffix)"),
-                )
-            }
-        },
-        (None, Some(SizeValue::Bytes(b))) => Some(*b),
-        (None, None) => None,
+    let stats_log_interval_secs = match pick(
+        cli.stats_log_interval,
+        file.stats_log_interval,
+        "stats-log-interval",
+    ) {
+        Some(s) if s.value > 86_400 * 365 => return s.origin.fail("at most one year"),
+        Some(s) => s.value,
+        None => 0,
     };
-    if max_bytes.is_some_and(|b| b < KLOG_MAX_BYTES_MIN) {
-        return bad(
-            origin(max_flag, "klog-max-bytes"),
-            format!("at least {KLOG_MAX_BYTES_MIN} bytes"),
-        );
+    let path = pick(cli.klog_file.clone(), file.klog_file.clone(), "klog-file");
+    let sample = pick(cli.klog_sample, file.klog_sample, "klog-sample");
+    let max_bytes = pick_size(&cli.klog_max_bytes, &file.klog_max_bytes, "klog-max-bytes")?;
+    if let Some(m) = &max_bytes {
+        if m.value < KLOG_MAX_BYTES_MIN {
+            return m
+                .origin
+                .fail(format!("at least {KLOG_MAX_BYTES_MIN} bytes"));
+        }
     }
     let klog = match (path, sample) {
-        (None, Some(n)) if n > 0 => {
-            return bad(
-                origin(sample_flag, "klog-sample"),
-                "the command log needs a file: give --klog-file".into(),
-            )
+        (None, Some(n)) if n.value > 0 => {
+            return n
+                .origin
+                .fail("the command log needs a file: give --klog-file")
         }
-        (None, _) | (_, Some(0)) => None,
-        (Some(p), _) if p.as_os_str().is_empty() => {
-            return bad(
-                origin(o.klog_file.is_some(), "klog-file"),
-                "empty path".into(),
-            )
-        }
+        (None, _) => None,
+        (_, Some(n)) if n.value == 0 => None,
+        (Some(p), _) if p.value.as_os_str().is_empty() => return p.origin.fail("empty path"),
         (Some(p), n) => Some(KlogSettings {
-            path: p,
-            sample: n.unwrap_or(DEFAULT_KLOG_SAMPLE),
-            max_bytes: max_bytes.unwrap_or(crate::klog::DEFAULT_MAX_BYTES),
+            path: p.value,
+            sample: n.map_or(DEFAULT_KLOG_SAMPLE, |n| n.value),
+            max_bytes: max_bytes.map_or(crate::klog::DEFAULT_MAX_BYTES, |m| m.value),
         }),
     };
     Ok(ObservabilitySettings {
         admin_listen,
-        admin_port_explicit: cli.admin_port.is_some() || file.admin_port.is_some(),
+        admin_port_explicit,
         stats_log_interval_secs,
         klog,
     })
@@ -208,7 +185,7 @@ mod tests {
         let k = s.klog.unwrap();
         assert_eq!((k.sample, k.max_bytes), (7, 2 << 20));
         let mut cli = Cli::default();
-        cli.observability.klog_sample = Some(0);
+        cli.flags.observability.klog_sample = Some(0);
         assert_eq!(
             merge(&cli, &f).unwrap().observability.klog,
             None,

@@ -12,7 +12,33 @@ use petrel_core::guard::{
     MAX_ALLOW_ENTRIES, MAX_BURST, MAX_RATE_PER_SEC,
 };
 
-use crate::config::{Cli, ConfigError, FileConfig};
+use clap::{ArgAction, Args};
+use serde::Deserialize;
+
+use crate::config::value::{pick, pick_or, ConfigError};
+
+/// The guard's flags; each is also a config key of the same name.
+#[derive(Args, Deserialize, Debug, Default, Clone)]
+#[command(next_help_heading = "UDP amplification guard")]
+#[serde(rename_all = "kebab-case")]
+pub struct GuardArgs {
+    /// UDP sources answered without the amplification cap and rate limit:
+    /// a CIDR (repeatable, or comma-separated); `none` drops the built-in
+    /// loopback entries [default: 127.0.0.0/8,::1/128]
+    #[arg(long = "udp-allow", value_name = "CIDR", action = ArgAction::Append)]
+    #[serde(default)]
+    pub udp_allow: Vec<String>,
+    /// Largest UDP reply to other sources, in multiples of the request's
+    /// size; 0 = no cap [default: 10]
+    #[arg(long = "udp-max-amplification", value_name = "N")]
+    pub udp_max_amplification: Option<u32>,
+    /// UDP reply datagrams per second per other source; 0 = no limit [default: 1000]
+    #[arg(long = "udp-rate", value_name = "N")]
+    pub udp_rate: Option<u32>,
+    /// Burst of UDP reply datagrams per other source (token bucket size) [default: 1000]
+    #[arg(long = "udp-burst", value_name = "N")]
+    pub udp_burst: Option<u32>,
+}
 
 /// The value of `--udp-allow` that removes the built-in loopback entries.
 pub const ALLOW_NONE: &str = "none";
@@ -44,20 +70,17 @@ impl GuardSettings {
     }
 }
 
-fn err<T>(origin: &str, what: impl std::fmt::Display) -> Result<T, ConfigError> {
-    Err(ConfigError(format!("petrel: {origin}: {what}")))
-}
-
 /// Merges the guard's flags over its config keys over the defaults. A
 /// `--udp-allow` on the command line replaces the file's `udp-allow` list.
-pub fn settings(cli: &Cli, file: &FileConfig) -> Result<GuardSettings, ConfigError> {
-    let (values, origin) = if !cli.udp_allow.is_empty() {
-        (cli.udp_allow.clone(), "--udp-allow")
-    } else {
-        (
-            file.udp_allow.clone().unwrap_or_default(),
-            "config key `udp-allow`",
-        )
+pub fn settings(cli: &GuardArgs, file: &GuardArgs) -> Result<GuardSettings, ConfigError> {
+    let values = pick(
+        (!cli.udp_allow.is_empty()).then_some(&cli.udp_allow),
+        Some(&file.udp_allow),
+        "udp-allow",
+    );
+    let (values, origin) = match values {
+        Some(v) => (v.value.clone(), v.origin),
+        None => (Vec::new(), crate::config::value::Origin::Key("udp-allow")),
     };
     let mut allow = vec![Cidr::LOOPBACK_V4, Cidr::LOOPBACK_V6];
     let mut extra = Vec::new();
@@ -71,10 +94,9 @@ pub fn settings(cli: &Cli, file: &FileConfig) -> Result<GuardSettings, ConfigErr
             match Cidr::parse(p) {
                 Ok(c) => extra.push(c),
                 Err(e) => {
-                    return err(
-                        origin,
-                        format!("'{p}': {e} (expected CIDR, e.g. 10.0.0.0/8, ::1/128, or none)"),
-                    )
+                    return origin.fail(format!(
+                        "'{p}': {e} (expected CIDR, e.g. 10.0.0.0/8, ::1/128, or none)"
+                    ))
                 }
             }
         }
@@ -85,64 +107,41 @@ pub fn settings(cli: &Cli, file: &FileConfig) -> Result<GuardSettings, ConfigErr
         }
     }
     if allow.len() > MAX_ALLOW_ENTRIES {
-        return err(
-            origin,
-            format!("at most {MAX_ALLOW_ENTRIES} networks (got {})", allow.len()),
-        );
+        return origin.fail(format!(
+            "at most {MAX_ALLOW_ENTRIES} networks (got {})",
+            allow.len()
+        ));
     }
-    let (max_amplification, _) = pick(
+    let max_amplification = pick_or(
         cli.udp_max_amplification,
-        "--udp-max-amplification",
         file.udp_max_amplification,
         "udp-max-amplification",
         DEFAULT_MAX_AMPLIFICATION,
-    );
-    let (rate_per_sec, rate_origin) = pick(
+    )
+    .value;
+    let rate = pick_or(
         cli.udp_rate,
-        "--udp-rate",
         file.udp_rate,
         "udp-rate",
         DEFAULT_RATE_PER_SEC,
     );
-    if rate_per_sec > MAX_RATE_PER_SEC {
-        return err(
-            &rate_origin,
-            format!("at most {MAX_RATE_PER_SEC} datagrams per second (0 = no rate limit)"),
-        );
+    if rate.value > MAX_RATE_PER_SEC {
+        return rate.origin.fail(format!(
+            "at most {MAX_RATE_PER_SEC} datagrams per second (0 = no rate limit)"
+        ));
     }
-    let (burst, burst_origin) = pick(
-        cli.udp_burst,
-        "--udp-burst",
-        file.udp_burst,
-        "udp-burst",
-        DEFAULT_BURST,
-    );
-    if rate_per_sec > 0 && (burst == 0 || burst > MAX_BURST) {
-        return err(
-            &burst_origin,
-            format!("must be between 1 and {MAX_BURST} datagrams while --udp-rate is not 0"),
-        );
+    let burst = pick_or(cli.udp_burst, file.udp_burst, "udp-burst", DEFAULT_BURST);
+    if rate.value > 0 && (burst.value == 0 || burst.value > MAX_BURST) {
+        return burst.origin.fail(format!(
+            "must be between 1 and {MAX_BURST} datagrams while --udp-rate is not 0"
+        ));
     }
     Ok(GuardSettings {
         allow,
         max_amplification,
-        rate_per_sec,
-        burst,
+        rate_per_sec: rate.value,
+        burst: burst.value,
     })
-}
-
-fn pick<T>(
-    flag: Option<T>,
-    flag_name: &str,
-    file: Option<T>,
-    key: &str,
-    default: T,
-) -> (T, String) {
-    match (flag, file) {
-        (Some(v), _) => (v, flag_name.to_string()),
-        (None, Some(v)) => (v, format!("config key `{key}`")),
-        (None, None) => (default, flag_name.to_string()),
-    }
 }
 
 /// Builds the process's one guard, with a secret random seed for the
@@ -184,18 +183,18 @@ fn random_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{merge, parse_file};
+    use crate::config::{merge, parse_file, Cli};
 
-    fn cli(args: &[&str]) -> Cli {
+    fn cli(args: &[&str]) -> GuardArgs {
         use clap::Parser;
         let mut v = vec!["petrel"];
         v.extend_from_slice(args);
-        Cli::try_parse_from(v).unwrap()
+        Cli::try_parse_from(v).unwrap().flags.udp_guard
     }
 
     #[test]
     fn defaults_allow_loopback_with_a_10x_cap_and_1000_per_second() {
-        let s = settings(&cli(&[]), &FileConfig::default()).unwrap();
+        let s = settings(&cli(&[]), &GuardArgs::default()).unwrap();
         assert_eq!(s.allow, vec![Cidr::LOOPBACK_V4, Cidr::LOOPBACK_V6]);
         assert_eq!(
             (s.max_amplification, s.rate_per_sec, s.burst),
@@ -216,16 +215,16 @@ mod tests {
                 "--udp-allow",
                 "2001:db8::/32,192.0.2.1",
             ]),
-            &FileConfig::default(),
+            &GuardArgs::default(),
         )
         .unwrap();
         assert_eq!(s.allow.len(), 5);
-        let s = settings(&cli(&["--udp-allow", "none"]), &FileConfig::default()).unwrap();
+        let s = settings(&cli(&["--udp-allow", "none"]), &GuardArgs::default()).unwrap();
         assert!(s.allow.is_empty());
         assert_eq!(s.allow_text(), "none");
         let s = settings(
             &cli(&["--udp-allow", "none", "--udp-allow", "198.18.0.0/15"]),
-            &FileConfig::default(),
+            &GuardArgs::default(),
         )
         .unwrap();
         assert_eq!(s.allow, vec![Cidr::parse("198.18.0.0/15").unwrap()]);
@@ -238,6 +237,7 @@ mod tests {
         )
         .unwrap();
         let s = merge(&Cli::default(), &f).unwrap().udp_guard;
+        let f = f.udp_guard;
         assert_eq!(s.allow, vec![Cidr::parse("10.1.0.0/16").unwrap()]);
         assert_eq!((s.max_amplification, s.rate_per_sec, s.burst), (3, 0, 0));
         let s = settings(
@@ -260,12 +260,12 @@ mod tests {
             (&["--udp-rate", "5", "--udp-burst", "0"][..], "--udp-burst"),
             (&["--udp-rate", "1000000000"][..], "--udp-rate"),
         ] {
-            let e = settings(&cli(args), &FileConfig::default()).unwrap_err().0;
+            let e = settings(&cli(args), &GuardArgs::default()).unwrap_err().0;
             assert!(e.contains(needle), "{args:?}: {e}");
             assert_eq!(e.lines().count(), 1);
         }
         let f = parse_file("udp-allow = [\"300.0.0.0/8\"]\n").unwrap();
-        let e = settings(&Cli::default(), &f).unwrap_err().0;
+        let e = settings(&GuardArgs::default(), &f.udp_guard).unwrap_err().0;
         assert!(e.contains("config key `udp-allow`"), "{e}");
     }
 }

@@ -29,7 +29,10 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::config::{Cli, ConfigError, FileConfig};
+use clap::Args;
+use serde::Deserialize;
+
+use crate::config::value::{parse_id_list, pick, pick_switch, ConfigError, Origin};
 
 /// Longest interface name Linux accepts (`IFNAMSIZ` - 1).
 const IFACE_NAME_MAX_BYTES: usize = 15;
@@ -41,6 +44,40 @@ const QUEUE_ID_MAX: u32 = 4095;
 pub const IDLE_SPIN_US_DEFAULT: u32 = 0;
 /// Largest `--xdp-idle-spin-us` accepted (1 s).
 const IDLE_SPIN_US_MAX: u32 = 1_000_000;
+
+/// The AF_XDP flags; each is also a config key of the same name.
+#[derive(Args, Deserialize, Debug, Default, Clone)]
+#[command(next_help_heading = "AF_XDP")]
+#[serde(rename_all = "kebab-case")]
+pub struct XdpArgs {
+    /// Also serve memcache over UDP from this interface's RX queues through
+    /// AF_XDP (needs root, or CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF)
+    #[arg(long = "xdp-iface", value_name = "IFACE")]
+    pub xdp_iface: Option<String>,
+    /// RX queues to serve through AF_XDP, e.g. 0,2-3 (others reach the kernel UDP socket) [default: all]
+    #[arg(long = "xdp-queues", value_name = "LIST")]
+    pub xdp_queues: Option<String>,
+    /// XDP attach mode: auto, native or generic (a forced mode makes AF_XDP required) [default: auto]
+    #[arg(long = "xdp-mode", value_name = "MODE")]
+    pub xdp_mode: Option<String>,
+    /// AF_XDP zero-copy: auto, on (makes AF_XDP required) or off [default: auto]
+    #[arg(long = "xdp-zero-copy", value_name = "WHEN")]
+    pub xdp_zero_copy: Option<String>,
+    /// AF_XDP workers spin instead of sleeping when idle (dedicated cores only)
+    #[arg(long = "xdp-busy-poll")]
+    #[serde(default)]
+    pub xdp_busy_poll: bool,
+    /// CPUs to pin the AF_XDP workers to, one per queue in turn, e.g. 2-3 [default: all allowed]
+    #[arg(long = "xdp-cpus", value_name = "LIST")]
+    pub xdp_cpus: Option<String>,
+    /// Exit (status 71) if AF_XDP cannot be set up, instead of serving UDP over the kernel socket only
+    #[arg(long = "xdp-required")]
+    #[serde(default)]
+    pub xdp_required: bool,
+    /// Microseconds an idle AF_XDP worker keeps polling its rings before it sleeps, 0 = sleep at once [default: 0]
+    #[arg(long = "xdp-idle-spin-us", value_name = "US")]
+    pub xdp_idle_spin_us: Option<u32>,
+}
 
 /// Where the XDP program runs (`--xdp-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,112 +145,52 @@ pub struct XdpSettings {
     pub port: u16,
 }
 
-/// The flag or the config key a value came from, for error messages.
-fn origin(flag_given: bool, flag: &str) -> String {
-    if flag_given {
-        flag.to_string()
-    } else {
-        format!("config key `{}`", flag.trim_start_matches('-'))
-    }
-}
-
-fn bad<T>(origin: &str, what: impl fmt::Display) -> Result<T, ConfigError> {
-    Err(ConfigError(format!("petrel: {origin}: {what}")))
-}
-
-/// Parses `0,2,4-7`: ids or inclusive ranges, in the order given, no
-/// duplicates, none above `max`.
-pub fn parse_id_list(text: &str, max: u32) -> Result<Vec<u32>, String> {
-    let mut out: Vec<u32> = Vec::new();
-    for part in text.split(',').map(str::trim) {
-        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
-        let num = |v: &str| {
-            v.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("bad id '{v}' in '{text}' (expected e.g. 0,2,4-7)"))
-        };
-        let (lo, hi) = (num(lo)?, num(hi)?);
-        if lo > hi {
-            return Err(format!("bad range '{part}' in '{text}'"));
-        }
-        if hi > max {
-            return Err(format!("id {hi} in '{text}' is above {max}"));
-        }
-        for id in lo..=hi {
-            if out.contains(&id) {
-                return Err(format!("id {id} appears twice in '{text}'"));
-            }
-            out.push(id);
-        }
-    }
-    Ok(out)
-}
-
 /// The AF_XDP settings from flags over config keys over defaults, checked;
 /// `None` without `--xdp-iface`. `udp_port` is the effective UDP port.
 pub fn settings(
-    cli: &Cli,
-    file: &FileConfig,
+    cli: &XdpArgs,
+    file: &XdpArgs,
     udp_port: u16,
 ) -> Result<Option<XdpSettings>, ConfigError> {
-    let iface_origin = origin(cli.xdp_iface.is_some(), "--xdp-iface");
-    let iface = cli.xdp_iface.clone().or_else(|| file.xdp_iface.clone());
-    let queues = cli.xdp_queues.clone().or_else(|| file.xdp_queues.clone());
-    let mode = cli.xdp_mode.clone().or_else(|| file.xdp_mode.clone());
-    let zero_copy = cli
-        .xdp_zero_copy
-        .clone()
-        .or_else(|| file.xdp_zero_copy.clone());
-    let cpus = cli.xdp_cpus.clone().or_else(|| file.xdp_cpus.clone());
-    let busy_poll = cli.xdp_busy_poll || file.xdp_busy_poll.unwrap_or(false);
-    let required = cli.xdp_required || file.xdp_required.unwrap_or(false);
-    let idle_spin_us = cli.xdp_idle_spin_us.or(file.xdp_idle_spin_us);
+    let iface = pick(cli.xdp_iface.clone(), file.xdp_iface.clone(), "xdp-iface");
+    let queues = pick(
+        cli.xdp_queues.clone(),
+        file.xdp_queues.clone(),
+        "xdp-queues",
+    );
+    let mode = pick(cli.xdp_mode.clone(), file.xdp_mode.clone(), "xdp-mode");
+    let zero_copy = pick(
+        cli.xdp_zero_copy.clone(),
+        file.xdp_zero_copy.clone(),
+        "xdp-zero-copy",
+    );
+    let cpus = pick(cli.xdp_cpus.clone(), file.xdp_cpus.clone(), "xdp-cpus");
+    let busy_poll = pick_switch(cli.xdp_busy_poll, file.xdp_busy_poll, "xdp-busy-poll");
+    let required = pick_switch(cli.xdp_required, file.xdp_required, "xdp-required");
+    let idle_spin_us = pick(
+        cli.xdp_idle_spin_us,
+        file.xdp_idle_spin_us,
+        "xdp-idle-spin-us",
+    );
 
     let Some(iface) = iface else {
         // Any other AF_XDP setting without an interface is a mistake.
-        for (given, flag, file_given) in [
-            (
-                cli.xdp_queues.is_some(),
-                "--xdp-queues",
-                file.xdp_queues.is_some(),
-            ),
-            (
-                cli.xdp_mode.is_some(),
-                "--xdp-mode",
-                file.xdp_mode.is_some(),
-            ),
-            (
-                cli.xdp_zero_copy.is_some(),
-                "--xdp-zero-copy",
-                file.xdp_zero_copy.is_some(),
-            ),
-            (
-                cli.xdp_cpus.is_some(),
-                "--xdp-cpus",
-                file.xdp_cpus.is_some(),
-            ),
-            (
-                cli.xdp_busy_poll,
-                "--xdp-busy-poll",
-                file.xdp_busy_poll.is_some(),
-            ),
-            (
-                cli.xdp_required,
-                "--xdp-required",
-                file.xdp_required.is_some(),
-            ),
-            (
-                cli.xdp_idle_spin_us.is_some(),
-                "--xdp-idle-spin-us",
-                file.xdp_idle_spin_us.is_some(),
-            ),
-        ] {
-            if given || file_given {
-                return bad(&origin(given, flag), "needs --xdp-iface");
-            }
+        let given = [
+            queues.as_ref().map(|s| s.origin),
+            mode.as_ref().map(|s| s.origin),
+            zero_copy.as_ref().map(|s| s.origin),
+            cpus.as_ref().map(|s| s.origin),
+            Some(busy_poll.origin),
+            Some(required.origin),
+            idle_spin_us.as_ref().map(|s| s.origin),
+        ];
+        if let Some(origin) = given.into_iter().flatten().find(|o| o.given()) {
+            return origin.fail("needs --xdp-iface");
         }
         return Ok(None);
     };
+    let iface_origin = iface.origin;
+    let iface = iface.value;
     if iface.is_empty()
         || iface.len() > IFACE_NAME_MAX_BYTES
         || iface == "."
@@ -222,76 +199,68 @@ pub fn settings(
             .bytes()
             .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
     {
-        return bad(
-            &iface_origin,
-            format!(
-                "'{iface}' is not an interface name (1 to {IFACE_NAME_MAX_BYTES} bytes, no '/', ':' or spaces)"
-            ),
-        );
+        return iface_origin.fail(format!(
+            "'{iface}' is not an interface name (1 to {IFACE_NAME_MAX_BYTES} bytes, no '/', ':' or spaces)"
+        ));
     }
     if udp_port == 0 {
-        return bad(
-            &iface_origin,
-            "AF_XDP serves memcache over UDP, but UDP is off (-U/--udp-port 0)",
-        );
+        return iface_origin
+            .fail("AF_XDP serves memcache over UDP, but UDP is off (-U/--udp-port 0)");
     }
-    let mode = match mode.as_deref() {
+    let mode_origin = mode
+        .as_ref()
+        .map_or(Origin::Default("xdp-mode"), |m| m.origin);
+    let mode = match mode.as_ref().map(|m| m.value.as_str()) {
         None | Some("auto") => Mode::Auto,
         Some("native") => Mode::Native,
         Some("generic") => Mode::Generic,
         Some(other) => {
-            return bad(
-                &origin(cli.xdp_mode.is_some(), "--xdp-mode"),
-                format!("'{other}' is not a mode (auto, native or generic)"),
-            )
+            return mode_origin.fail(format!("'{other}' is not a mode (auto, native or generic)"))
         }
     };
-    let zc_origin = origin(cli.xdp_zero_copy.is_some(), "--xdp-zero-copy");
-    let zero_copy = match zero_copy.as_deref() {
+    let zc_origin = zero_copy
+        .as_ref()
+        .map_or(Origin::Default("xdp-zero-copy"), |z| z.origin);
+    let zero_copy = match zero_copy.as_ref().map(|z| z.value.as_str()) {
         None | Some("auto") => ZeroCopy::Auto,
         Some("on") => ZeroCopy::On,
         Some("off") => ZeroCopy::Off,
         Some(other) => {
-            return bad(
-                &zc_origin,
-                format!("'{other}' is not a zero-copy setting (auto, on or off)"),
-            )
+            return zc_origin.fail(format!(
+                "'{other}' is not a zero-copy setting (auto, on or off)"
+            ))
         }
     };
     if zero_copy == ZeroCopy::On && mode == Mode::Generic {
-        return bad(
-            &zc_origin,
-            "zero-copy needs native XDP; generic mode (--xdp-mode generic) only copies",
-        );
+        return zc_origin
+            .fail("zero-copy needs native XDP; generic mode (--xdp-mode generic) only copies");
     }
     let queues = match queues {
-        Some(q) => Some(
-            parse_id_list(&q, QUEUE_ID_MAX)
-                .or_else(|e| bad(&origin(cli.xdp_queues.is_some(), "--xdp-queues"), e))?,
-        ),
+        Some(q) => Some(parse_id_list(&q.value, QUEUE_ID_MAX).or_else(|e| q.origin.fail(e))?),
         None => None,
     };
     let cpus = match cpus {
-        Some(c) => parse_id_list(&c, CPU_ID_MAX)
-            .or_else(|e| bad(&origin(cli.xdp_cpus.is_some(), "--xdp-cpus"), e))?,
+        Some(c) => parse_id_list(&c.value, CPU_ID_MAX).or_else(|e| c.origin.fail(e))?,
         None => Vec::new(),
     };
-    let idle_spin_us = idle_spin_us.unwrap_or(IDLE_SPIN_US_DEFAULT);
-    if idle_spin_us > IDLE_SPIN_US_MAX {
-        return bad(
-            &origin(cli.xdp_idle_spin_us.is_some(), "--xdp-idle-spin-us"),
-            format!("at most {IDLE_SPIN_US_MAX} microseconds"),
-        );
-    }
+    let idle_spin_us = match idle_spin_us {
+        Some(s) if s.value > IDLE_SPIN_US_MAX => {
+            return s
+                .origin
+                .fail(format!("at most {IDLE_SPIN_US_MAX} microseconds"))
+        }
+        Some(s) => s.value,
+        None => IDLE_SPIN_US_DEFAULT,
+    };
     let forced = mode != Mode::Auto || zero_copy == ZeroCopy::On;
     Ok(Some(XdpSettings {
         iface,
         queues,
         mode,
         zero_copy,
-        busy_poll,
+        busy_poll: busy_poll.value,
         cpus,
-        required: required || forced,
+        required: required.value || forced,
         idle_spin_us,
         port: udp_port,
     }))
@@ -706,24 +675,26 @@ mod tests {
              xdp-zero-copy = \"off\"\nxdp-busy-poll = true\nxdp-cpus = \"0-1\"\nxdp-required = true\n",
         )
         .unwrap();
-        let s = settings(&Cli::default(), &f, 11211).unwrap().unwrap();
+        let f = f.xdp;
+        let none = XdpArgs::default();
+        let s = settings(&none, &f, 11211).unwrap().unwrap();
         assert_eq!(s.iface, "veth0");
         assert_eq!(s.queues, Some(vec![1]));
         assert_eq!(s.mode, Mode::Generic);
         assert_eq!(s.cpus, vec![0, 1]);
         assert!(s.busy_poll && s.required);
-        let cli = Cli {
+        let cli = XdpArgs {
             xdp_iface: Some("veth9".into()),
             xdp_mode: Some("auto".into()),
-            ..Cli::default()
+            ..XdpArgs::default()
         };
         let s = settings(&cli, &f, 11211).unwrap().unwrap();
         assert_eq!((s.iface.as_str(), s.mode), ("veth9", Mode::Auto));
         let f = parse_file("xdp-mode = \"turbo\"\nxdp-iface = \"e\"\n").unwrap();
-        let e = settings(&Cli::default(), &f, 11211).unwrap_err().0;
+        let e = settings(&none, &f.xdp, 11211).unwrap_err().0;
         assert!(e.contains("config key `xdp-mode`"), "{e}");
         let f = parse_file("xdp-cpus = \"0\"\n").unwrap();
-        let e = settings(&Cli::default(), &f, 11211).unwrap_err().0;
+        let e = settings(&none, &f.xdp, 11211).unwrap_err().0;
         assert!(
             e.contains("config key `xdp-cpus`") && e.contains("--xdp-iface"),
             "{e}"
