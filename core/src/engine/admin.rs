@@ -5,7 +5,7 @@ use core::sync::atomic::Ordering;
 use super::session::Resume;
 use super::{expire_at, Engine, Exec, Session, MIN_OUTPUT_BYTES};
 use crate::proto::admin::StatsCommand;
-use crate::proto::compose::{Full, Writer};
+use crate::proto::compose::{Full, Room, Writer};
 use crate::store::Eviction;
 use crate::Time;
 
@@ -14,9 +14,9 @@ impl Engine<'_> {
         &self,
         delay: i32,
         noreply: bool,
-        w: &mut Writer<'_>,
+        room: &mut Room<'_, '_>,
         now: Time,
-    ) -> Result<Exec, Full> {
+    ) -> Exec {
         self.stats.cmd_flush.incr();
         let at = if delay > 0 {
             expire_at(delay, now)
@@ -25,28 +25,28 @@ impl Engine<'_> {
         };
         self.store.flush(at, now);
         if !noreply {
-            w.line(b"OK")?;
+            room.line(b"OK");
         }
-        Ok(Exec::Done)
+        Exec::Done
     }
 
-    pub(super) fn exec_version(&self, w: &mut Writer<'_>) -> Result<Exec, Full> {
-        w.put(b"VERSION ")?;
-        w.line(self.cfg.version.as_bytes())?;
-        Ok(Exec::Done)
+    pub(super) fn exec_version(&self, room: &mut Room<'_, '_>) -> Exec {
+        room.put(b"VERSION ");
+        room.line(self.cfg.version.as_bytes());
+        Exec::Done
     }
 
     pub(super) fn exec_verbosity(
         &self,
         level: u32,
         noreply: bool,
-        w: &mut Writer<'_>,
-    ) -> Result<Exec, Full> {
+        room: &mut Room<'_, '_>,
+    ) -> Exec {
         self.verbosity.store(level.min(2), Ordering::Relaxed);
         if !noreply {
-            w.line(b"OK")?;
+            room.line(b"OK");
         }
-        Ok(Exec::Done)
+        Exec::Done
     }
 
     pub(super) fn exec_stats(
@@ -57,27 +57,9 @@ impl Engine<'_> {
         now: Time,
     ) -> Exec {
         match cmd {
-            StatsCommand::Reset => {
-                if w.remaining() < MIN_OUTPUT_BYTES {
-                    return Exec::Full;
-                }
-                w.line(b"RESET").ok();
-                Exec::Done
-            }
-            StatsCommand::DetailToggle => {
-                if w.remaining() < MIN_OUTPUT_BYTES {
-                    return Exec::Full;
-                }
-                w.line(b"OK").ok();
-                Exec::Done
-            }
-            StatsCommand::DetailDump | StatsCommand::Empty => {
-                if w.remaining() < MIN_OUTPUT_BYTES {
-                    return Exec::Full;
-                }
-                w.line(b"END").ok();
-                Exec::Done
-            }
+            StatsCommand::Reset => reply_line(w, b"RESET"),
+            StatsCommand::DetailToggle => reply_line(w, b"OK"),
+            StatsCommand::DetailDump | StatsCommand::Empty => reply_line(w, b"END"),
             StatsCommand::General | StatsCommand::Settings => {
                 let skip = session.resume.map_or(0, |r| r.item);
                 let mut sink = StatSink {
@@ -205,6 +187,18 @@ impl Engine<'_> {
                 Eviction::Merge { .. } => b"merge",
             },
         );
+    }
+}
+
+/// A one-line reply, written whole (in [`MIN_OUTPUT_BYTES`] reserved) or not
+/// at all.
+fn reply_line(w: &mut Writer<'_>, line: &[u8]) -> Exec {
+    match w.reserve(MIN_OUTPUT_BYTES) {
+        Ok(mut room) => {
+            room.line(line);
+            Exec::Done
+        }
+        Err(Full) => Exec::Full,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::{peek, Engine, Exec};
 use crate::proto;
-use crate::proto::compose::{Full, Writer};
+use crate::proto::compose::Room;
 use crate::store::{ArithRequest, StoreError};
 use crate::Time;
 
@@ -13,9 +13,9 @@ impl Engine<'_> {
         key: &[u8],
         delta: u64,
         noreply: bool,
-        w: &mut Writer<'_>,
+        room: &mut Room<'_, '_>,
         now: Time,
-    ) -> Result<Exec, Full> {
+    ) -> Exec {
         let op = ArithRequest {
             incr,
             delta,
@@ -23,24 +23,24 @@ impl Engine<'_> {
             vivify: None,
             expire_at: None,
         };
-        let r = self.store.arith(key, &op, now);
-        self.count_arith(incr, &r);
+        let result = self.store.arith(key, &op, now);
+        self.count_arith(incr, &result);
         if noreply {
-            return Ok(Exec::Done);
+            return Exec::Done;
         }
-        match r {
+        match result {
             Ok((v, _)) => {
-                w.put_u64(v)?;
-                w.put(b"\r\n")?;
+                room.put_u64(v);
+                room.put(b"\r\n");
             }
-            Err(StoreError::NotFound) => w.line(b"NOT_FOUND")?,
+            Err(StoreError::NotFound) => room.line(b"NOT_FOUND"),
             Err(StoreError::NonNumeric) => {
-                w.line(b"CLIENT_ERROR cannot increment or decrement non-numeric value")?
+                room.line(b"CLIENT_ERROR cannot increment or decrement non-numeric value")
             }
-            Err(StoreError::BadKey) => w.line(b"CLIENT_ERROR bad command line format")?,
-            Err(_) => w.line(b"SERVER_ERROR out of memory")?,
+            Err(StoreError::BadKey) => room.line(b"CLIENT_ERROR bad command line format"),
+            Err(_) => room.line(b"SERVER_ERROR out of memory"),
         }
-        Ok(Exec::Done)
+        Exec::Done
     }
 
     pub(super) fn count_arith<T>(&self, incr: bool, r: &Result<T, StoreError>) {

@@ -1,7 +1,7 @@
 //! `delete`.
 
 use super::{Engine, Exec};
-use crate::proto::compose::{Full, Writer};
+use crate::proto::compose::Room;
 use crate::Time;
 
 impl Engine<'_> {
@@ -9,9 +9,9 @@ impl Engine<'_> {
         &self,
         key: &[u8],
         noreply: bool,
-        w: &mut Writer<'_>,
+        room: &mut Room<'_, '_>,
         now: Time,
-    ) -> Result<Exec, Full> {
+    ) -> Exec {
         let reply: &[u8] = match self.store.delete(key, 0, now) {
             Ok(()) => {
                 self.stats.delete_hits.incr();
@@ -23,8 +23,8 @@ impl Engine<'_> {
             }
         };
         if !noreply {
-            w.line(reply)?;
+            room.line(reply);
         }
-        Ok(Exec::Done)
+        Exec::Done
     }
 }

@@ -23,6 +23,10 @@ pub(super) fn put_value_from(w: &mut Writer<'_>, value: &[u8], offset: usize) ->
     off
 }
 
+/// A `VALUE` line's bytes besides the key: `VALUE ` (6), flags (10) and
+/// length and CAS (20 each), three spaces and `\r\n` make 61.
+const VALUE_HEADER_MAX_BYTES: usize = 64;
+
 impl Engine<'_> {
     /// Continues a value saved in the session; `Ok(true)` when complete.
     pub(super) fn continue_value(
@@ -108,16 +112,15 @@ impl Engine<'_> {
             // As memcached: the keys before the long one are fetched (and
             // touched, and counted), then the error replaces the values.
             let err = ErrorKind::BadFormat.message();
-            if w.remaining() < err.len() + 2 {
+            let Ok(mut room) = w.reserve(err.len() + 2) else {
                 return Exec::Full;
-            }
+            };
             for key in keys.iter().take(bad) {
                 let hit = self.store.get(key, now, opts, |_| ()).is_some();
                 self.count_get(touch.is_some(), hit);
             }
             self.count_error(ErrorKind::BadFormat);
-            // space was checked above
-            let _ = w.line(err);
+            room.line(err);
             return Exec::Done;
         }
         let mut index = 0u32;
@@ -126,28 +129,27 @@ impl Engine<'_> {
                 index += 1;
                 continue;
             }
-            // a header line: "VALUE " key " " flags " " len " " cas "\r\n"
-            if w.remaining() < key.len() + 64 {
+            let Ok(mut room) = w.reserve(key.len() + VALUE_HEADER_MAX_BYTES) else {
                 session.resume = Some(Resume {
                     item: index,
                     value: None,
                 });
                 return Exec::Full;
-            }
+            };
             let hit = self.store.get(key, now, opts, |item: &ItemRef<'_>| {
                 let value = item.value();
-                let _ = w.put(b"VALUE ");
-                let _ = w.put(item.key());
-                let _ = w.put_byte(b' ');
-                let _ = w.put_u64(u64::from(item.flags()));
-                let _ = w.put_byte(b' ');
-                let _ = w.put_u64(value.len() as u64);
+                room.put(b"VALUE ");
+                room.put(item.key());
+                room.put_byte(b' ');
+                room.put_u64(u64::from(item.flags()));
+                room.put_byte(b' ');
+                room.put_u64(value.len() as u64);
                 if cas {
-                    let _ = w.put_byte(b' ');
-                    let _ = w.put_u64(item.cas());
+                    room.put_byte(b' ');
+                    room.put_u64(item.cas());
                 }
-                let _ = w.put(b"\r\n");
-                let off = put_value_from(w, value, 0);
+                room.put(b"\r\n");
+                let off = put_value_from(room.release(), value, 0);
                 if off == value.len() + 2 {
                     None
                 } else {

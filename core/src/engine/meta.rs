@@ -3,7 +3,7 @@
 //! their own files.
 
 use super::{peek, Engine, Exec};
-use crate::proto::compose::{Full, Writer};
+use crate::proto::compose::Room;
 use crate::proto::meta::decode_key;
 use crate::proto::{self, base64, MetaRequest, KEY_MAX_BYTES};
 use crate::store::ItemRef;
@@ -39,35 +39,35 @@ impl KeyBuf {
 }
 
 /// Writes ` k<key>` (base64 plus ` b` for binary keys).
-pub(super) fn put_meta_key(w: &mut Writer<'_>, key: &[u8], binary: bool) -> Result<(), Full> {
-    w.put(b" k")?;
+pub(super) fn put_meta_key(room: &mut Room<'_, '_>, key: &[u8], binary: bool) {
+    room.put(b" k");
     if binary {
-        let mut enc = [0u8; base64::encoded_len(KEY_MAX_BYTES)];
-        let n = base64::encode(key, &mut enc).ok_or(Full)?;
-        w.put(&enc[..n])?;
-        w.put(b" b")
+        put_base64(room, key);
+        room.put(b" b");
     } else {
-        w.put(key)
+        room.put(key);
     }
 }
 
+/// Writes `key` in base64 (a key is at most [`KEY_MAX_BYTES`]).
+pub(super) fn put_base64(room: &mut Room<'_, '_>, key: &[u8]) {
+    let mut enc = [0u8; base64::encoded_len(KEY_MAX_BYTES)];
+    let n = base64::encode(key, &mut enc).unwrap_or(0);
+    room.put(&enc[..n]);
+}
+
 /// Writes ` O...` and ` k...` flags in request order (the miss/status path).
-pub(super) fn put_opaque_and_key(
-    w: &mut Writer<'_>,
-    m: &MetaRequest<'_>,
-    key: &[u8],
-) -> Result<(), Full> {
+pub(super) fn put_opaque_and_key(room: &mut Room<'_, '_>, m: &MetaRequest<'_>, key: &[u8]) {
     for f in m.flag_words {
         match f[0] {
             b'O' => {
-                w.put_byte(b' ')?;
-                w.put(f)?;
+                room.put_byte(b' ');
+                room.put(f);
             }
-            b'k' => put_meta_key(w, key, m.flags.base64)?,
+            b'k' => put_meta_key(room, key, m.flags.base64),
             _ => {}
         }
     }
-    Ok(())
 }
 
 /// The exptime a new (vivified) item ends with: memcached applies `T` and
@@ -94,52 +94,56 @@ pub(super) fn ttl_left(expire_at: Time, now: Time) -> i64 {
 }
 
 impl Engine<'_> {
-    pub(super) fn exec_mn(&self, w: &mut Writer<'_>) -> Result<Exec, Full> {
+    pub(super) fn exec_mn(&self, room: &mut Room<'_, '_>) -> Exec {
         self.stats.cmd_meta.incr();
-        w.line(b"MN")?;
-        Ok(Exec::Done)
+        room.line(b"MN");
+        Exec::Done
     }
 
-    pub(super) fn exec_me(&self, raw: &[u8], base64: bool, w: &mut Writer<'_>, now: Time) -> Exec {
+    pub(super) fn exec_me(
+        &self,
+        raw: &[u8],
+        base64: bool,
+        room: &mut Room<'_, '_>,
+        now: Time,
+    ) -> Exec {
         self.stats.cmd_meta.incr();
         let Some(key) = KeyBuf::new(raw, base64) else {
-            w.line(b"CLIENT_ERROR bad command line format").ok();
+            room.line(b"CLIENT_ERROR bad command line format");
             return Exec::Done;
         };
         let key = key.get();
         let found = self.store.get(key, now, peek(), |item: &ItemRef<'_>| {
-            let _ = w.put(b"ME ");
+            room.put(b"ME ");
             if base64 {
-                let mut enc = [0u8; base64::encoded_len(KEY_MAX_BYTES)];
-                let n = base64::encode(item.key(), &mut enc).unwrap_or(0);
-                let _ = w.put(&enc[..n]);
+                put_base64(room, item.key());
             } else {
-                let _ = w.put(item.key());
+                room.put(item.key());
             }
-            let _ = w.put(b" exp=");
+            room.put(b" exp=");
             let exp = if item.expire_at() == 0 {
                 -1
             } else {
                 i64::from(now) - i64::from(item.expire_at())
             };
-            let _ = w.put_i64(exp);
-            let _ = w.put(b" la=");
-            let _ = w.put_u64(u64::from(now.saturating_sub(item.last_access())));
-            let _ = w.put(b" cas=");
-            let _ = w.put_u64(item.cas());
-            let _ = w.put(if item.fetched() {
+            room.put_i64(exp);
+            room.put(b" la=");
+            room.put_u64(u64::from(now.saturating_sub(item.last_access())));
+            room.put(b" cas=");
+            room.put_u64(item.cas());
+            room.put(if item.fetched() {
                 &b" fetch=yes"[..]
             } else {
                 b" fetch=no"
             });
-            let _ = w.put(b" cls=1 size=");
-            let _ = w.put_u64(
+            room.put(b" cls=1 size=");
+            room.put_u64(
                 (item.key().len() + item.value().len() + proto::ITEM_OVERHEAD_BYTES) as u64,
             );
-            let _ = w.put(b"\r\n");
+            room.put(b"\r\n");
         });
         if found.is_none() {
-            w.line(b"EN").ok();
+            room.line(b"EN");
         }
         Exec::Done
     }

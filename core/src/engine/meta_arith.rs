@@ -2,16 +2,16 @@
 
 use super::meta::{put_meta_key, put_opaque_and_key, ttl_left, KeyBuf};
 use super::{expire_at, peek, Engine, Exec};
-use crate::proto::compose::Writer;
+use crate::proto::compose::Room;
 use crate::proto::{self, ErrorKind, MetaRequest};
 use crate::store::{ArithRequest, StoreError};
 use crate::Time;
 
 impl Engine<'_> {
-    pub(super) fn exec_ma(&self, m: &MetaRequest<'_>, w: &mut Writer<'_>, now: Time) -> Exec {
+    pub(super) fn exec_ma(&self, m: &MetaRequest<'_>, room: &mut Room<'_, '_>, now: Time) -> Exec {
         self.stats.cmd_meta.incr();
         let Some(key) = KeyBuf::new(m.key, m.flags.base64) else {
-            w.line(ErrorKind::MetaInvalidOrDuplicateFlag.message()).ok();
+            room.line(ErrorKind::MetaInvalidOrDuplicateFlag.message());
             return Exec::Done;
         };
         let key = key.get();
@@ -40,7 +40,7 @@ impl Engine<'_> {
         ) {
             // memcached reports an arithmetic failure before looking at flags
             self.stats.error_meta_flags.incr();
-            w.line(e.message()).ok();
+            room.line(e.message());
             return Exec::Done;
         }
         match r {
@@ -51,64 +51,64 @@ impl Engine<'_> {
                 let mut digits = [0u8; proto::number::U64_DIGITS_MAX];
                 let n = proto::number::write_u64(value, &mut digits).unwrap_or(0);
                 if f.value {
-                    let _ = w.put(b"VA ");
-                    let _ = w.put_u64(n as u64);
+                    room.put(b"VA ");
+                    room.put_u64(n as u64);
                 } else {
-                    let _ = w.put(b"HD");
+                    room.put(b"HD");
                 }
                 // the TTL as memcached sees it at each flag: a new item
                 // starts at 0 and takes T and N in order
                 let mut exp: Option<Time> = if existed { None } else { Some(0) };
                 for word in m.flag_words {
-                    let _ = match word[0] {
-                        b'T' => {
-                            exp = f.ttl.map(|t| expire_at(t, now)).or(exp);
-                            Ok(())
+                    match word[0] {
+                        b'T' => exp = f.ttl.map(|t| expire_at(t, now)).or(exp),
+                        b'N' if !existed => exp = f.vivify.map(|t| expire_at(t, now)).or(exp),
+                        b'c' => {
+                            room.put(b" c");
+                            room.put_u64(cas);
                         }
-                        b'N' if !existed => {
-                            exp = f.vivify.map(|t| expire_at(t, now)).or(exp);
-                            Ok(())
-                        }
-                        b'c' => w.put(b" c").and_then(|_| w.put_u64(cas)),
                         b't' => {
                             let e = *exp.get_or_insert_with(|| {
                                 self.store
                                     .get(key, now, peek(), |i| i.expire_at())
                                     .unwrap_or(0)
                             });
-                            w.put(b" t").and_then(|_| w.put_i64(ttl_left(e, now)))
+                            room.put(b" t");
+                            room.put_i64(ttl_left(e, now));
                         }
-                        b'O' => w.put_byte(b' ').and_then(|_| w.put(word)),
-                        b'k' => put_meta_key(w, key, f.base64),
-                        _ => Ok(()),
-                    };
+                        b'O' => {
+                            room.put_byte(b' ');
+                            room.put(word);
+                        }
+                        b'k' => put_meta_key(room, key, f.base64),
+                        _ => {}
+                    }
                 }
-                let _ = w.put(b"\r\n");
+                room.put(b"\r\n");
                 if f.value {
-                    let _ = w.put(&digits[..n]);
-                    let _ = w.put(b"\r\n");
+                    room.put(&digits[..n]);
+                    room.put(b"\r\n");
                 }
             }
             Err(StoreError::NonNumeric) => {
-                w.line(b"CLIENT_ERROR cannot increment or decrement non-numeric value")
-                    .ok();
+                room.line(b"CLIENT_ERROR cannot increment or decrement non-numeric value");
             }
             Err(StoreError::NotFound) | Err(StoreError::Exists) => {
-                let _ = w.put(if r == Err(StoreError::NotFound) {
+                room.put(if r == Err(StoreError::NotFound) {
                     b"NF"
                 } else {
                     b"EX"
                 });
-                let _ = put_opaque_and_key(w, m, key);
-                let _ = w.put(b"\r\n");
+                put_opaque_and_key(room, m, key);
+                room.put(b"\r\n");
             }
             Err(StoreError::NotStored) => {
-                let _ = w.put(b"NS");
-                let _ = put_opaque_and_key(w, m, key);
-                let _ = w.put(b"\r\n");
+                room.put(b"NS");
+                put_opaque_and_key(room, m, key);
+                room.put(b"\r\n");
             }
             Err(_) => {
-                w.line(b"SERVER_ERROR out of memory").ok();
+                room.line(b"SERVER_ERROR out of memory");
             }
         }
         Exec::Done

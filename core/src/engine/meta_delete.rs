@@ -2,16 +2,16 @@
 
 use super::meta::{put_opaque_and_key, KeyBuf};
 use super::{expire_at, Engine, Exec};
-use crate::proto::compose::Writer;
+use crate::proto::compose::Room;
 use crate::proto::{ErrorKind, MetaRequest};
 use crate::store::StoreError;
 use crate::Time;
 
 impl Engine<'_> {
-    pub(super) fn exec_md(&self, m: &MetaRequest<'_>, w: &mut Writer<'_>, now: Time) -> Exec {
+    pub(super) fn exec_md(&self, m: &MetaRequest<'_>, room: &mut Room<'_, '_>, now: Time) -> Exec {
         self.stats.cmd_meta.incr();
         let Some(key) = KeyBuf::new(m.key, m.flags.base64) else {
-            w.line(ErrorKind::MetaInvalidOrDuplicateFlag.message()).ok();
+            room.line(ErrorKind::MetaInvalidOrDuplicateFlag.message());
             return Exec::Done;
         };
         let key = key.get();
@@ -48,9 +48,9 @@ impl Engine<'_> {
                 b"NF"
             }
         };
-        let _ = w.put(code);
-        let _ = put_opaque_and_key(w, m, key);
-        let _ = w.put(b"\r\n");
+        room.put(code);
+        put_opaque_and_key(room, m, key);
+        room.put(b"\r\n");
         Exec::Done
     }
 }

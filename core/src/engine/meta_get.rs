@@ -12,7 +12,7 @@ use super::get::put_value_from;
 use super::meta::{last_ttl, put_meta_key, put_opaque_and_key, ttl_left, KeyBuf};
 use super::session::{PartialValue, Resume};
 use super::{expire_at, peek, Engine, Exec, Session, MIN_OUTPUT_BYTES};
-use crate::proto::compose::Writer;
+use crate::proto::compose::{Room, Writer};
 use crate::proto::{ErrorKind, MetaRequest};
 use crate::store::{GetOptions, ItemRef};
 use crate::Time;
@@ -46,12 +46,13 @@ impl Engine<'_> {
         if let Some(exec) = self.mg_resume(session, w, now) {
             return exec;
         }
-        if w.remaining() < MIN_OUTPUT_BYTES {
+        // the longest reply line (every flag, a base64 key) fits
+        let Ok(mut room) = w.reserve(MIN_OUTPUT_BYTES) else {
             return Exec::Full;
-        }
+        };
         self.stats.cmd_meta.incr();
         let Some(key) = KeyBuf::new(m.key, m.flags.base64) else {
-            w.line(ErrorKind::MetaKeyDecode.message()).ok();
+            room.line(ErrorKind::MetaKeyDecode.message());
             return Exec::Done;
         };
         let key = key.get();
@@ -63,11 +64,11 @@ impl Engine<'_> {
             if late_error.is_some() {
                 return None;
             }
-            put_mg_hit(w, m, item, now)
+            put_mg_hit(&mut room, m, item, now)
         });
         let outcome = MgOutcome { hit, created };
         self.mg_after_lookup(m, key, &lookup, &outcome, now);
-        self.mg_finish(session, m, key, outcome, w)
+        self.mg_finish(session, m, key, outcome, &mut room)
     }
 
     /// Continues a value a previous call could not finish; `None` when no
@@ -162,11 +163,11 @@ impl Engine<'_> {
         m: &MetaRequest<'_>,
         key: &[u8],
         outcome: MgOutcome,
-        w: &mut Writer<'_>,
+        room: &mut Room<'_, '_>,
     ) -> Exec {
         if let Some(e) = m.late_error {
             self.stats.error_meta_flags.incr();
-            w.line(e.message()).ok();
+            room.line(e.message());
             return Exec::Done;
         }
         match outcome.hit {
@@ -180,9 +181,9 @@ impl Engine<'_> {
             Some(None) => Exec::Done,
             None => {
                 if !m.flags.quiet {
-                    let _ = w.put(b"EN");
-                    let _ = put_opaque_and_key(w, m, key);
-                    let _ = w.put(b"\r\n");
+                    room.put(b"EN");
+                    put_opaque_and_key(room, m, key);
+                    room.put(b"\r\n");
                 }
                 Exec::Done
             }
@@ -194,7 +195,7 @@ impl Engine<'_> {
 /// `Z`/`X`/`W` markers, and as much of the value as fits; returns where the
 /// value stopped when it did not fit.
 fn put_mg_hit(
-    w: &mut Writer<'_>,
+    room: &mut Room<'_, '_>,
     m: &MetaRequest<'_>,
     item: &ItemRef<'_>,
     now: Time,
@@ -202,53 +203,61 @@ fn put_mg_hit(
     let f = &m.flags;
     let value = item.value();
     if f.value {
-        let _ = w.put(b"VA ");
-        let _ = w.put_u64(value.len() as u64);
+        room.put(b"VA ");
+        room.put_u64(value.len() as u64);
     } else {
-        let _ = w.put(b"HD");
+        room.put(b"HD");
     }
     // the TTL as memcached sees it at each flag: a new item starts
     // at 0 and takes T and N in order
     let mut exp = if item.created() { 0 } else { item.expire_at() };
     for word in m.flag_words {
-        let _ = match word[0] {
-            b'T' => {
-                exp = f.ttl.map_or(exp, |t| expire_at(t, now));
-                Ok(())
+        match word[0] {
+            b'T' => exp = f.ttl.map_or(exp, |t| expire_at(t, now)),
+            b'N' if item.created() => exp = f.vivify.map_or(exp, |t| expire_at(t, now)),
+            b's' => {
+                room.put(b" s");
+                room.put_u64(value.len() as u64);
             }
-            b'N' if item.created() => {
-                exp = f.vivify.map_or(exp, |t| expire_at(t, now));
-                Ok(())
+            b't' => {
+                room.put(b" t");
+                room.put_i64(ttl_left(exp, now));
             }
-            b's' => w.put(b" s").and_then(|_| w.put_u64(value.len() as u64)),
-            b't' => w.put(b" t").and_then(|_| w.put_i64(ttl_left(exp, now))),
-            b'c' => w.put(b" c").and_then(|_| w.put_u64(item.cas())),
-            b'f' => w
-                .put(b" f")
-                .and_then(|_| w.put_u64(u64::from(item.flags()))),
-            b'l' => w
-                .put(b" l")
-                .and_then(|_| w.put_u64(u64::from(now.saturating_sub(item.last_access())))),
-            b'h' => w.put(if item.fetched() { b" h1" } else { b" h0" }),
-            b'O' => w.put_byte(b' ').and_then(|_| w.put(word)),
+            b'c' => {
+                room.put(b" c");
+                room.put_u64(item.cas());
+            }
+            b'f' => {
+                room.put(b" f");
+                room.put_u64(u64::from(item.flags()));
+            }
+            b'l' => {
+                room.put(b" l");
+                room.put_u64(u64::from(now.saturating_sub(item.last_access())));
+            }
+            b'h' => room.put(if item.fetched() { b" h1" } else { b" h0" }),
+            b'O' => {
+                room.put_byte(b' ');
+                room.put(word);
+            }
             // memcached marks only items stored with `b` as binary;
             // one created by N prints its key raw
-            b'k' => put_meta_key(w, item.key(), f.base64 && !item.created()),
-            _ => Ok(()),
-        };
+            b'k' => put_meta_key(room, item.key(), f.base64 && !item.created()),
+            _ => {}
+        }
     }
     if item.token_sent() {
-        let _ = w.put(b" Z");
+        room.put(b" Z");
     }
     if item.stale() {
-        let _ = w.put(b" X");
+        room.put(b" X");
     }
     if item.won() {
-        let _ = w.put(b" W");
+        room.put(b" W");
     }
-    let _ = w.put(b"\r\n");
+    room.put(b"\r\n");
     if f.value {
-        let off = put_value_from(w, value, 0);
+        let off = put_value_from(room.release(), value, 0);
         if off != value.len() + 2 {
             return Some(PartialValue {
                 loc: item.location(),

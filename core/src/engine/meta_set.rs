@@ -2,7 +2,7 @@
 
 use super::meta::{put_meta_key, KeyBuf};
 use super::{expire_at, peek, Engine, Exec};
-use crate::proto::compose::Writer;
+use crate::proto::compose::Room;
 use crate::proto::{ErrorKind, MetaRequest};
 use crate::store::{StoreError, StoreMode, StoreRequest};
 use crate::Time;
@@ -12,13 +12,13 @@ impl Engine<'_> {
         &self,
         m: &MetaRequest<'_>,
         data: &[u8],
-        w: &mut Writer<'_>,
+        room: &mut Room<'_, '_>,
         now: Time,
     ) -> Exec {
         self.stats.cmd_meta.incr();
         self.stats.cmd_set.incr();
         let Some(key) = KeyBuf::new(m.key, m.flags.base64) else {
-            w.line(ErrorKind::MetaKeyDecode.message()).ok();
+            room.line(ErrorKind::MetaKeyDecode.message());
             return Exec::Done;
         };
         let key = key.get();
@@ -71,26 +71,30 @@ impl Engine<'_> {
             Err(StoreError::Exists) => b"EX",
             Err(StoreError::NotFound) => b"NF",
             Err(StoreError::TooLarge) => {
-                w.line(b"SERVER_ERROR object too large for cache").ok();
+                room.line(b"SERVER_ERROR object too large for cache");
                 return Exec::Done;
             }
             Err(_) => {
-                w.line(b"SERVER_ERROR out of memory storing object").ok();
+                room.line(b"SERVER_ERROR out of memory storing object");
                 return Exec::Done;
             }
         };
-        let _ = w.put(code);
+        room.put(code);
         for word in m.flag_words {
-            let _ = match word[0] {
-                b'O' => w.put_byte(b' ').and_then(|_| w.put(word)),
-                b'k' => put_meta_key(w, key, f.base64),
-                b'c' => w
-                    .put(b" c")
-                    .and_then(|_| w.put_u64(*r.as_ref().unwrap_or(&0))),
-                _ => Ok(()),
-            };
+            match word[0] {
+                b'O' => {
+                    room.put_byte(b' ');
+                    room.put(word);
+                }
+                b'k' => put_meta_key(room, key, f.base64),
+                b'c' => {
+                    room.put(b" c");
+                    room.put_u64(*r.as_ref().unwrap_or(&0));
+                }
+                _ => {}
+            }
         }
-        let _ = w.put(b"\r\n");
+        room.put(b"\r\n");
         Exec::Done
     }
 }

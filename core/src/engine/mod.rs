@@ -51,7 +51,7 @@ use core::sync::atomic::AtomicU32;
 
 use crate::histogram::CommandClass;
 use crate::klog::{self, CommandLog, CommandRecord, REPLY_HEAD_BYTES};
-use crate::proto::compose::{Full, Writer};
+use crate::proto::compose::{Full, Room, Writer};
 use crate::proto::{self, ErrorKind, ParseConfig, Parsed, Request, RELATIVE_EXPTIME_MAX_SECONDS};
 use crate::store::{AttachError, ConfigError, GetOptions, PersistSummary, Store, StoreConfig};
 use crate::Time;
@@ -184,12 +184,6 @@ pub(super) enum Exec {
     Full,
     /// Close the connection after sending what was written.
     Close,
-}
-
-impl From<Full> for Exec {
-    fn from(_: Full) -> Self {
-        Exec::Full
-    }
 }
 
 /// The engine: one per process, shared by every worker (`Sync`).
@@ -352,15 +346,15 @@ impl<'a> Engine<'a> {
                         session.resume = None;
                         break Status::Close;
                     }
-                    if !e.noreply && w.remaining() < e.kind.message().len() + 2 {
-                        break Status::OutputFull;
+                    if !e.noreply {
+                        let message = e.kind.message();
+                        let Ok(mut room) = w.reserve(message.len() + 2) else {
+                            break Status::OutputFull;
+                        };
+                        room.line(message);
                     }
                     self.count_error(e.kind);
                     session.completed.add(CommandClass::Invalid);
-                    if !e.noreply {
-                        // space was checked above
-                        let _ = w.line(e.kind.message());
-                    }
                     let avail = input.len() - pos;
                     if e.skip > avail {
                         session.swallow = e.skip - avail;
@@ -443,9 +437,10 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Executes one request. Small replies are written whole or not at all
-    /// (space is checked before any side effect); get/mg/stats replies are
-    /// resumable.
+    /// Executes one request. Small replies are written whole or not at all:
+    /// [`MIN_OUTPUT_BYTES`] are reserved before any side effect, which holds
+    /// the longest of them. get/mg/stats replies are resumable and reserve
+    /// as they go.
     fn execute(
         &self,
         session: &mut Session,
@@ -453,62 +448,61 @@ impl<'a> Engine<'a> {
         w: &mut Writer<'_>,
         now: Time,
     ) -> Exec {
-        if !matches!(
-            req,
-            Request::Get { .. } | Request::MetaGet(_) | Request::Stats(_)
-        ) && w.remaining() < MIN_OUTPUT_BYTES
-        {
-            return Exec::Full;
-        }
-        match self.execute_small(session, req, w, now) {
-            Ok(e) => e,
-            Err(Full) => Exec::Full,
+        match req {
+            Request::Get { keys, cas, touch } => self.exec_get(session, keys, cas, touch, w, now),
+            Request::MetaGet(m) => self.exec_mg(session, &m, w, now),
+            Request::Stats(cmd) => self.exec_stats(session, cmd, w, now),
+            small => match w.reserve(MIN_OUTPUT_BYTES) {
+                Ok(mut room) => self.execute_small(session, small, &mut room, now),
+                Err(Full) => Exec::Full,
+            },
         }
     }
 
-    /// [`Engine::execute`] after the space check; `Full` cannot happen for
-    /// small replies once [`MIN_OUTPUT_BYTES`] are free.
+    /// Executes a request whose reply fits in [`MIN_OUTPUT_BYTES`].
     fn execute_small(
         &self,
         session: &mut Session,
         req: Request<'_>,
-        w: &mut Writer<'_>,
+        r: &mut Room<'_, '_>,
         now: Time,
-    ) -> Result<Exec, Full> {
-        Ok(match req {
-            Request::Get { keys, cas, touch } => self.exec_get(session, keys, cas, touch, w, now),
-            Request::Store(cmd) => self.exec_store(&cmd, w, now),
+    ) -> Exec {
+        match req {
+            Request::Store(cmd) => self.exec_store(&cmd, r, now),
             Request::TooLarge {
                 key,
                 base64,
                 unlink,
                 noreply,
                 swallow,
-            } => self.exec_too_large(session, key, base64, unlink, noreply, swallow, w, now)?,
-            Request::Delete { key, noreply } => self.exec_delete(key, noreply, w, now)?,
+            } => {
+                session.swallow = swallow;
+                self.exec_too_large(key, base64, unlink, noreply, r, now)
+            }
+            Request::Delete { key, noreply } => self.exec_delete(key, noreply, r, now),
             Request::Arith {
                 incr,
                 key,
                 delta,
                 noreply,
-            } => self.exec_arith(incr, key, delta, noreply, w, now)?,
+            } => self.exec_arith(incr, key, delta, noreply, r, now),
             Request::Touch {
                 key,
                 exptime,
                 noreply,
-            } => self.exec_touch(key, exptime, noreply, w, now)?,
-            Request::FlushAll { delay, noreply } => self.exec_flush_all(delay, noreply, w, now)?,
-            Request::Version => self.exec_version(w)?,
-            Request::Verbosity { level, noreply } => self.exec_verbosity(level, noreply, w)?,
+            } => self.exec_touch(key, exptime, noreply, r, now),
+            Request::FlushAll { delay, noreply } => self.exec_flush_all(delay, noreply, r, now),
+            Request::Version => self.exec_version(r),
+            Request::Verbosity { level, noreply } => self.exec_verbosity(level, noreply, r),
             Request::Quit => Exec::Close,
-            Request::Stats(cmd) => self.exec_stats(session, cmd, w, now),
-            Request::MetaNoop => self.exec_mn(w)?,
-            Request::MetaGet(m) => self.exec_mg(session, &m, w, now),
-            Request::MetaSet(m, data) => self.exec_ms(&m, data, w, now),
-            Request::MetaDelete(m) => self.exec_md(&m, w, now),
-            Request::MetaArith(m) => self.exec_ma(&m, w, now),
-            Request::MetaDebug { key, base64 } => self.exec_me(key, base64, w, now),
-        })
+            Request::MetaNoop => self.exec_mn(r),
+            Request::MetaSet(m, data) => self.exec_ms(&m, data, r, now),
+            Request::MetaDelete(m) => self.exec_md(&m, r, now),
+            Request::MetaArith(m) => self.exec_ma(&m, r, now),
+            Request::MetaDebug { key, base64 } => self.exec_me(key, base64, r, now),
+            // resumable, handled by `execute`
+            Request::Get { .. } | Request::MetaGet(_) | Request::Stats(_) => Exec::Done,
+        }
     }
 }
 

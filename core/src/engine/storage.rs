@@ -1,9 +1,9 @@
 //! `set`, `add`, `replace`, `append`, `prepend`, `cas`, and a value
-//! refused as too large.
+//! refused as too large (the caller swallows its data).
 
 use super::meta::KeyBuf;
-use super::{expire_at, peek, Engine, Exec, Session};
-use crate::proto::compose::{Full, Writer};
+use super::{expire_at, peek, Engine, Exec};
+use crate::proto::compose::Room;
 use crate::proto::{self, StoreCommand};
 use crate::store::{StoreError, StoreMode, StoreRequest};
 use crate::Time;
@@ -60,7 +60,12 @@ impl Engine<'_> {
         }
     }
 
-    pub(super) fn exec_store(&self, cmd: &StoreCommand<'_>, w: &mut Writer<'_>, now: Time) -> Exec {
+    pub(super) fn exec_store(
+        &self,
+        cmd: &StoreCommand<'_>,
+        room: &mut Room<'_, '_>,
+        now: Time,
+    ) -> Exec {
         use proto::storage::Mode;
         self.stats.cmd_set.incr();
         let mode = match cmd.mode {
@@ -94,25 +99,22 @@ impl Engine<'_> {
             Err(StoreError::BadKey) => b"CLIENT_ERROR bad command line format",
             Err(_) => b"SERVER_ERROR out of memory storing object",
         };
-        w.line(reply).ok();
+        room.line(reply);
         Exec::Done
     }
 
     /// A storage command whose value exceeds the item size limit: memcached
     /// swallows the data, answers `SERVER_ERROR object too large for cache`
     /// and (for `set`) unlinks the old item.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn exec_too_large(
         &self,
-        session: &mut Session,
         key: &[u8],
         base64: bool,
         unlink: bool,
         noreply: bool,
-        swallow: usize,
-        w: &mut Writer<'_>,
+        room: &mut Room<'_, '_>,
         now: Time,
-    ) -> Result<Exec, Full> {
+    ) -> Exec {
         if unlink {
             if let Some(k) = KeyBuf::new(key, base64) {
                 let _ = self.store.delete(k.get(), 0, now);
@@ -121,9 +123,8 @@ impl Engine<'_> {
         self.stats.store_too_large.incr();
         self.stats.cmd_set.incr();
         if !noreply {
-            w.line(b"SERVER_ERROR object too large for cache")?;
+            room.line(b"SERVER_ERROR object too large for cache");
         }
-        session.swallow = swallow;
-        Ok(Exec::Done)
+        Exec::Done
     }
 }

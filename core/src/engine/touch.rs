@@ -1,7 +1,7 @@
 //! `touch`.
 
 use super::{expire_at, Engine, Exec};
-use crate::proto::compose::{Full, Writer};
+use crate::proto::compose::Room;
 use crate::Time;
 
 impl Engine<'_> {
@@ -10,9 +10,9 @@ impl Engine<'_> {
         key: &[u8],
         exptime: i32,
         noreply: bool,
-        w: &mut Writer<'_>,
+        room: &mut Room<'_, '_>,
         now: Time,
-    ) -> Result<Exec, Full> {
+    ) -> Exec {
         self.stats.cmd_touch.incr();
         let reply: &[u8] = match self.store.touch(key, expire_at(exptime, now), now) {
             Ok(()) => {
@@ -25,8 +25,8 @@ impl Engine<'_> {
             }
         };
         if !noreply {
-            w.line(reply)?;
+            room.line(reply);
         }
-        Ok(Exec::Done)
+        Exec::Done
     }
 }

@@ -1,7 +1,7 @@
 //! Reply composition into a caller-provided `&mut [u8]`: no allocation, no
 //! `format!`; integers are formatted by hand.
 
-use super::number::write_u64;
+use super::number::{write_u64, U64_DIGITS_MAX};
 
 /// The output buffer is full; nothing of the failed write was kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +56,17 @@ impl<'o> Writer<'o> {
     #[inline]
     pub fn advance(&mut self, n: usize) {
         self.pos = (self.pos + n).min(self.buf.len());
+    }
+
+    /// Makes sure `n` bytes are free: the returned [`Room`] writes up to `n`
+    /// bytes without a result to check. `Full` (and nothing written) when
+    /// fewer are free.
+    #[inline]
+    pub fn reserve(&mut self, n: usize) -> Result<Room<'_, 'o>, Full> {
+        if self.remaining() < n {
+            return Err(Full);
+        }
+        Ok(Room { w: self, left: n })
     }
 
     /// Appends `bytes`.
@@ -115,6 +126,89 @@ impl<'o> Writer<'o> {
     }
 }
 
+/// Output space made sure of with [`Writer::reserve`]: writes into a `Room`
+/// cannot fail, so a reply whose longest form was reserved up front is
+/// written without a result to check.
+///
+/// The reservation is a budget, enforced: a write beyond it is cut at the
+/// budget's end (never past it, never a panic), so a reservation too small for
+/// what is written shows as a truncated reply in any test, however large the
+/// buffer, instead of only when the buffer happens to be nearly full. Debug
+/// builds also assert on it.
+pub struct Room<'w, 'o> {
+    w: &'w mut Writer<'o>,
+    /// Bytes of the reservation not yet written.
+    left: usize,
+}
+
+impl<'w, 'o> Room<'w, 'o> {
+    /// Reserved bytes not yet written.
+    #[inline]
+    pub fn left(&self) -> usize {
+        self.left
+    }
+
+    /// Appends `bytes`.
+    #[inline]
+    pub fn put(&mut self, bytes: &[u8]) {
+        debug_assert!(bytes.len() <= self.left, "write beyond the reservation");
+        let n = bytes.len().min(self.left);
+        let pos = self.w.pos;
+        if let Some(dst) = self.w.buf.get_mut(pos..pos + n) {
+            dst.copy_from_slice(&bytes[..n]);
+            self.w.pos += n;
+            self.left -= n;
+        }
+    }
+
+    /// Appends one byte.
+    #[inline]
+    pub fn put_byte(&mut self, b: u8) {
+        self.put(&[b]);
+    }
+
+    /// Appends `v` in decimal.
+    #[inline]
+    pub fn put_u64(&mut self, v: u64) {
+        let pos = self.w.pos;
+        let fits = self.w.buf.get_mut(pos..pos + self.left);
+        if let Some(n) = fits.and_then(|dst| write_u64(v, dst)) {
+            self.w.pos += n;
+            self.left -= n;
+        } else {
+            // beyond the reservation: cut, as `put` does
+            let mut digits = [0u8; U64_DIGITS_MAX];
+            let n = write_u64(v, &mut digits).unwrap_or(0);
+            self.put(&digits[..n]);
+        }
+    }
+
+    /// Appends `v` in decimal with a leading `-` when negative.
+    #[inline]
+    pub fn put_i64(&mut self, v: i64) {
+        if v < 0 {
+            self.put_byte(b'-');
+        }
+        self.put_u64(v.unsigned_abs());
+    }
+
+    /// Appends `line` and `\r\n`.
+    #[inline]
+    pub fn line(&mut self, line: &[u8]) {
+        self.put(line);
+        self.put(b"\r\n");
+    }
+
+    /// Ends the reservation and gives the writer back, e.g. to copy a value
+    /// that may not fit with [`Writer::put_partial`]. Nothing more can be
+    /// written through this `Room`.
+    #[inline]
+    pub fn release(&mut self) -> &mut Writer<'o> {
+        self.left = 0;
+        self.w
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +225,38 @@ mod tests {
         w.put_u64(42).unwrap();
         assert_eq!(w.put_partial(b"xyz"), 1);
         assert_eq!(&buf, b"VALUE42x");
+    }
+
+    #[test]
+    fn room_writes_what_was_reserved() {
+        let mut buf = [0u8; 32];
+        let mut w = Writer::new(&mut buf);
+        w.put(b"xx").unwrap();
+        assert!(w.reserve(31).is_err(), "only 30 bytes are free");
+        assert_eq!(w.pos(), 2);
+        let mut r = w.reserve(30).unwrap();
+        r.put(b"VA ");
+        r.put_u64(18446744073709551615);
+        r.put_byte(b' ');
+        r.put_i64(-1);
+        assert_eq!(r.left(), 4);
+        r.line(b"");
+        assert_eq!(r.left(), 2);
+        let w = r.release();
+        assert_eq!(w.put_partial(b"abc"), 2);
+        assert_eq!(w.written(), b"xxVA 18446744073709551615 -1\r\nab");
+    }
+
+    #[test]
+    #[cfg(not(debug_assertions))]
+    fn room_cuts_a_write_beyond_the_reservation() {
+        let mut buf = [0u8; 32];
+        let mut w = Writer::new(&mut buf);
+        let mut r = w.reserve(4).unwrap();
+        r.put(b"STORED");
+        r.put_u64(12);
+        assert_eq!(r.left(), 0);
+        assert_eq!(w.written(), b"STOR");
     }
 
     #[test]
