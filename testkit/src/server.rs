@@ -1,13 +1,17 @@
 //! Starting the server under test on free loopback ports.
 //!
 //! Which server is under test is chosen by the environment:
-//! * `PETREL_TEST_TARGET=petrel` (default): the binary at `PETREL_BIN`, or else
-//!   `<workspace>/target/release/petrel` (built by `cargo build --release -p petrel`).
+//! * `PETREL_TEST_TARGET=petrel` (default): the binary at `PETREL_BIN`, or else `petrel` in the
+//!   `release` directory of the cargo target directory this test binary was built in (so
+//!   `CARGO_TARGET_DIR` is followed the way cargo follows it; see [`petrel_path`]).
 //! * `PETREL_TEST_TARGET=memcached`: Debian's `memcached` (`MEMCACHED_BIN` overrides the path),
 //!   used to prove that the tests themselves expect memcached's behaviour.
 //!
-//! When the petrel binary is missing, [`Target::from_env`] returns `None` so a test can return
-//! early with a note on stderr — unless `CI` is set, where a missing binary is a failure.
+//! When the petrel binary is missing, [`Target::from_env`] returns `None` after a
+//! [`crate::skip::skip`] (which fails under `CI`), so a test can return early.
+//!
+//! Readiness: a server counts as started when `stats` on its TCP port reports the PID of the
+//! process this module spawned (`STAT pid`), not merely when something accepts there.
 //!
 //! Ports: a free port is found by binding port 0 on 127.0.0.1 (TCP and UDP on the same number,
 //! which `memcaslap -U` needs), released, and handed to the server. If another process takes the
@@ -15,7 +19,8 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,12 +55,37 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Path of the release petrel binary: `PETREL_BIN` or `<workspace>/target/release/petrel`.
+/// Path of the release petrel binary: `PETREL_BIN` if set, else
+/// [`release_binary_beside`] the running test binary, else `$CARGO_TARGET_DIR/release/petrel`,
+/// else `<workspace>/target/release/petrel`.
 pub fn petrel_path() -> PathBuf {
-    match std::env::var_os("PETREL_BIN") {
-        Some(p) => PathBuf::from(p),
+    if let Some(p) = std::env::var_os("PETREL_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| release_binary_beside(&exe, "petrel"))
+    {
+        return p;
+    }
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => Path::new(&dir).join("release/petrel"),
         None => workspace_root().join("target/release/petrel"),
     }
+}
+
+/// The release build of binary `name` in the cargo target directory that holds `test_exe`.
+/// cargo puts test binaries in `<target dir>/<profile>/deps/` (or
+/// `<target dir>/<triple>/<profile>/deps/`) and binaries in `<...>/release/`, wherever the
+/// target directory is (`CARGO_TARGET_DIR`, `build.target-dir`). `None` when `test_exe` is not
+/// in a `deps` directory.
+pub fn release_binary_beside(test_exe: &Path, name: &str) -> Option<PathBuf> {
+    let deps = test_exe.parent()?;
+    if deps.file_name()? != "deps" {
+        return None;
+    }
+    let profile_parent = deps.parent()?.parent()?;
+    Some(profile_parent.join("release").join(name))
 }
 
 /// Path of the memcached binary: `MEMCACHED_BIN` or `memcached` from `PATH`.
@@ -66,17 +96,15 @@ pub fn memcached_path() -> PathBuf {
     }
 }
 
-/// True when the environment says we run in CI (variable `CI` set and not empty/"false").
-pub fn in_ci() -> bool {
-    matches!(std::env::var("CI"), Ok(v) if !v.is_empty() && v != "false" && v != "0")
-}
+pub use crate::net::free_port_pair;
+pub use crate::skip::{in_ci, is_root};
 
 impl Target {
     /// The server under test as chosen by `PETREL_TEST_TARGET` (see the module docs).
     ///
-    /// Returns `None` (after a note on stderr) when the petrel binary does not exist and `CI`
-    /// is not set. Panics when it does not exist and `CI` is set, or when the variable holds
-    /// an unknown name.
+    /// Returns `None` (after a [`crate::skip::skip`]) when the petrel binary does not exist and
+    /// `CI` is not set. Panics when it does not exist and `CI` is set, or when the variable
+    /// holds an unknown name.
     pub fn from_env() -> Option<Target> {
         let which = std::env::var("PETREL_TEST_TARGET").unwrap_or_else(|_| "petrel".into());
         match which.as_str() {
@@ -95,17 +123,11 @@ impl Target {
                 path,
             });
         }
-        if in_ci() {
-            panic!(
-                "{} does not exist: build it with `cargo build --release -p petrel` (CI is set, so this is a failure)",
-                path.display()
-            );
-        }
-        eprintln!(
-            "SKIPPED: {} does not exist; build it with `cargo build --release -p petrel` \
+        crate::skip::skip(&format!(
+            "{} does not exist; build it with `cargo build --release -p petrel` \
              (or set PETREL_TEST_TARGET=memcached to run the tests against memcached)",
             path.display()
-        );
+        ));
         None
     }
 
@@ -292,8 +314,24 @@ impl ServerBuilder {
                     server.log()
                 ));
             }
-            if TcpStream::connect_timeout(&server.tcp_addr(), Duration::from_millis(200)).is_ok() {
-                return Ok(server);
+            if let Ok(stream) =
+                TcpStream::connect_timeout(&server.tcp_addr(), Duration::from_millis(200))
+            {
+                let ours = server.pid();
+                match stats_pid(stream) {
+                    Some(pid) if Some(pid) == ours => return Ok(server),
+                    Some(pid) => {
+                        // another process took the port between free_port_pair and the spawn
+                        return Err(format!(
+                            "{} is answered by pid {pid}, not by the {:?} started (pid {ours:?}); log:\n{}",
+                            server.tcp_addr(),
+                            server.kind,
+                            server.log()
+                        ));
+                    }
+                    // accepted but no `stats` reply yet (still starting): try again
+                    None => {}
+                }
             }
             if Instant::now() > deadline {
                 return Err(format!(
@@ -391,22 +429,34 @@ impl Drop for Server {
     }
 }
 
-/// True when running as root (memcached then needs `-u`).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// A port number free for both TCP and UDP on 127.0.0.1 right now (found by binding port 0).
-pub fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = tcp.local_addr().expect("local_addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+/// `STAT pid` of the server answering on `stream` (one `stats` round trip, at most 2 s);
+/// `None` when no complete `stats` reply with a pid arrives.
+pub fn stats_pid(mut stream: TcpStream) -> Option<u32> {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .ok()?;
+    stream.write_all(b"stats\r\n").ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !buf.ends_with(b"END\r\n") {
+        if Instant::now() > deadline {
+            return None;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut
+                    || e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
         }
     }
-    panic!("no port free for both TCP and UDP");
+    let text = String::from_utf8_lossy(&buf);
+    text.lines()
+        .find_map(|l| l.strip_prefix("STAT pid "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn new_log_path() -> PathBuf {
@@ -460,4 +510,51 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_binary_follows_the_target_directory() {
+        // CARGO_TARGET_DIR=/tmp/t cargo test: tests in /tmp/t/debug/deps, binary in /tmp/t/release
+        assert_eq!(
+            release_binary_beside(
+                Path::new("/tmp/t/debug/deps/cli-0123456789abcdef"),
+                "petrel"
+            ),
+            Some(PathBuf::from("/tmp/t/release/petrel"))
+        );
+        assert_eq!(
+            release_binary_beside(
+                Path::new("/w/target/release/deps/x-0123456789abcdef"),
+                "petrel"
+            ),
+            Some(PathBuf::from("/w/target/release/petrel"))
+        );
+        assert_eq!(
+            release_binary_beside(
+                Path::new("/w/target/x86_64-unknown-linux-gnu/release/deps/x-0123456789abcdef"),
+                "petrel"
+            ),
+            Some(PathBuf::from(
+                "/w/target/x86_64-unknown-linux-gnu/release/petrel"
+            ))
+        );
+        assert_eq!(
+            release_binary_beside(Path::new("/usr/bin/x"), "petrel"),
+            None
+        );
+    }
+
+    #[test]
+    fn petrel_path_is_in_this_test_binarys_target_directory() {
+        if std::env::var_os("PETREL_BIN").is_some() {
+            return; // PETREL_BIN names the binary explicitly
+        }
+        let exe = std::env::current_exe().unwrap();
+        let target_dir = exe.parent().unwrap().parent().unwrap().parent().unwrap();
+        assert_eq!(petrel_path(), target_dir.join("release/petrel"));
+    }
 }

@@ -1,0 +1,24 @@
+//! Free loopback ports, found by binding port 0.
+
+use std::net::{TcpListener, UdpSocket};
+
+/// A TCP port free on 127.0.0.1 right now. Another process may take it before the caller binds
+/// it: starting a server on it must be retried with a new port when that happens
+/// ([`crate::server::ServerBuilder::start`] does).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// A port number free for both TCP and UDP on 127.0.0.1 right now (`memcaslap -U` needs both
+/// on one number). The same race as [`free_port`] applies.
+pub fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = tcp.local_addr().expect("local_addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP");
+}
