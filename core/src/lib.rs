@@ -23,6 +23,22 @@ pub mod wire;
 pub use engine::{Engine, EngineConfig, EngineStats, Progress, Session, Status, MIN_OUTPUT_BYTES};
 pub use store::{ConfigError, Eviction, StoreConfig, StoreStats};
 
+/// The memcached version Petrel reports by default on the wire (`version`,
+/// `stats` `version`): the memcached release whose protocol behaviour Petrel
+/// follows. Clients built on libmemcached (pylibmc, PHP's memcached,
+/// `memccapable`) read it to decide which commands a server supports; a
+/// version below 1.3 makes them treat the server as a pre-1.3 memcached.
+/// Petrel's own version is `stats` `petrel_version`.
+pub const MEMCACHED_VERSION: &str = memcached_version!();
+
+/// [`MEMCACHED_VERSION`] as a literal, for `concat!`.
+#[macro_export]
+macro_rules! memcached_version {
+    () => {
+        "1.6.18"
+    };
+}
+
 /// Seconds of the host's clock (Unix seconds). The core never reads a clock:
 /// every call that depends on time takes `now: Time`. An absolute expiry
 /// time of `0` means "never expires".

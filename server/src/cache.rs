@@ -48,6 +48,9 @@ pub fn engine_config(s: &Settings, started_at: u32) -> Result<(EngineConfig, usi
             max_item_bytes: max_item,
             ..StoreConfig::default()
         },
+        // Leaked once at start-up: the engine holds its version for the
+        // process's life.
+        version: Box::leak(s.compat.memcached_version.clone().into_boxed_str()),
         pid: std::process::id(),
         started_at,
         threads: s.threads,

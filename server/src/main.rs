@@ -10,6 +10,7 @@
 
 mod admin;
 mod cache;
+mod compat;
 mod config;
 mod klog;
 mod limits;

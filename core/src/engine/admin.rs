@@ -142,7 +142,8 @@ impl Engine<'_> {
             b"reclaimed",
             st.expired_lazy.get() + st.expired_segment_items.get(),
         );
-        // Petrel's own counters, prefixed to keep memcached's namespace clean.
+        // Petrel's own figures, prefixed to keep memcached's namespace clean.
+        s.text(b"petrel_version", self.cfg.petrel_version.as_bytes());
         e.for_each(|name, _, _, v| s.prefixed(b"petrel_", name.as_bytes(), v));
         st.for_each(|name, _, _, v| s.prefixed(b"store_", name.as_bytes(), v));
         for source in self.sources.lock().iter() {

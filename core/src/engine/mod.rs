@@ -82,8 +82,11 @@ pub trait StatsSource: Sync {
 pub struct EngineConfig {
     /// The store.
     pub store: StoreConfig,
-    /// Reported by `version` and `stats`.
+    /// Reported by `version` and `stats` `version`: the memcached version
+    /// clients should see (default [`crate::MEMCACHED_VERSION`]).
     pub version: &'static str,
+    /// Petrel's own version, reported by `stats` `petrel_version`.
+    pub petrel_version: &'static str,
     /// Process id, for `stats`.
     pub pid: u32,
     /// When the server started (Unix seconds), for `stats uptime`.
@@ -113,7 +116,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             store: StoreConfig::default(),
-            version: env!("CARGO_PKG_VERSION"),
+            version: crate::MEMCACHED_VERSION,
+            petrel_version: env!("CARGO_PKG_VERSION"),
             pid: 0,
             started_at: 0,
             threads: 1,

@@ -58,13 +58,17 @@ pub struct Sections {
     #[command(flatten)]
     #[serde(flatten)]
     pub xdp: XdpArgs,
+    /// The version reported to clients, `-A`.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub compat: crate::compat::CompatArgs,
 }
 
 /// Petrel's command line (memcached-compatible where the flags overlap).
 #[derive(Parser, Debug, Default)]
 #[command(
     name = "petrel",
-    version,
+    version = crate::compat::LONG_VERSION,
     about = "A memcached-compatible cache server",
     // `-m -5` is a bad value for -m (named in the error), not an unknown flag.
     allow_negative_numbers = true
@@ -134,6 +138,8 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// AF_XDP front end; None = off (no `--xdp-iface`).
     pub xdp: Option<XdpSettings>,
+    /// The version reported to clients, `-A`.
+    pub compat: crate::compat::CompatSettings,
 }
 
 impl Settings {
@@ -270,6 +276,7 @@ pub fn merge(cli: &Cli, file: &Sections) -> Result<Settings, ConfigError> {
         &file.observability,
         n.admin_port_explicit,
     )?;
+    let compat = crate::compat::resolve(&c.compat, &file.compat)?;
     Ok(Settings {
         port: n.port,
         udp_port: n.udp_port,
@@ -291,6 +298,7 @@ pub fn merge(cli: &Cli, file: &Sections) -> Result<Settings, ConfigError> {
         persist: p.persist,
         config_file: cli.config.clone(),
         xdp,
+        compat,
     })
 }
 
