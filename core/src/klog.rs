@@ -87,6 +87,7 @@ pub fn class_of(req: &Request<'_>) -> CommandClass {
         Request::FlushAll { .. }
         | Request::Version
         | Request::Verbosity { .. }
+        | Request::SlabsAutomove { .. }
         | Request::Quit
         | Request::Stats(_) => CommandClass::Admin,
         Request::MetaNoop | Request::MetaDebug { .. } => CommandClass::MetaOther,
@@ -133,6 +134,7 @@ pub fn describe<'r>(req: &Request<'r>) -> (CommandClass, &'static str, &'r [u8],
         Request::FlushAll { .. } => (CommandClass::Admin, "flush_all", &[], None),
         Request::Version => (CommandClass::Admin, "version", &[], None),
         Request::Verbosity { .. } => (CommandClass::Admin, "verbosity", &[], None),
+        Request::SlabsAutomove { .. } => (CommandClass::Admin, "slabs", &[], None),
         Request::Quit => (CommandClass::Admin, "quit", &[], None),
         Request::Stats(_) => (CommandClass::Admin, "stats", &[], None),
         Request::MetaNoop => (CommandClass::MetaOther, "mn", &[], None),

@@ -378,3 +378,17 @@ fn long_key_after_others_fetches_and_touches_those_first_like_memcached() {
         assert!(text.contains("STAT get_hits 0\r\n"), "{text}");
     });
 }
+
+#[test]
+fn slabs_automove_answers_like_memcached() {
+    // memcached 1.6.18's replies, byte for byte
+    with_engine(|e| {
+        assert_eq!(
+            run(
+                e,
+                b"slabs automove invalid\r\nslabs automove 1\r\nslabs automove 3\r\nslabs automove 0 noreply\r\nslabs automove ratio x\r\nslabs reassign 1 2\r\nmn\r\n"
+            ),
+            b"CLIENT_ERROR bad command line format\r\nOK\r\nERROR\r\nERROR\r\nERROR\r\nMN\r\n"
+        );
+    });
+}

@@ -498,6 +498,12 @@ impl<'a> Engine<'a> {
             Request::FlushAll { delay, noreply } => self.exec_flush_all(delay, noreply, r, now),
             Request::Version => self.exec_version(r),
             Request::Verbosity { level, noreply } => self.exec_verbosity(level, noreply, r),
+            Request::SlabsAutomove { noreply } => {
+                if !noreply {
+                    r.line(b"OK");
+                }
+                Exec::Done
+            }
             Request::Quit => Exec::Close,
             Request::MetaNoop => self.exec_mn(r),
             Request::MetaSet(m, data) => self.exec_ms(&m, data, r, now),

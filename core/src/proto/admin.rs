@@ -1,7 +1,8 @@
-//! `flush_all [delay] [noreply]`, `verbosity <n> [noreply]`, `stats [sub]`
+//! `flush_all [delay] [noreply]`, `verbosity <n> [noreply]`, `stats [sub]`,
+//! `slabs automove ...`
 //! (`version` and `quit` need no arguments and are handled by the dispatcher).
 
-use super::number::{parse_i32_truncating, parse_u32_truncating};
+use super::number::{is_c_double, parse_i32_truncating, parse_u32_truncating};
 use super::token::Tokens;
 use super::{err, noreply_last, ErrorKind, Parsed, Request};
 
@@ -53,6 +54,33 @@ pub(super) fn parse_verbosity<'a>(t: &Tokens<'a>, n: usize) -> Parsed<'a> {
             consumed: n,
         },
         None => err(ErrorKind::BadFormat, noreply, n),
+    }
+}
+
+/// memcached's `process_slabs_command` for `automove` (at least one argument;
+/// anything else, `slabs reassign` included, is `ERROR`): a level must read
+/// as `safe_strtoul` does (else `CLIENT_ERROR bad command line format`) and
+/// be 0, 1 or 2 (else `ERROR`); `ratio` needs a `safe_strtod` number (else
+/// `ERROR`). `noreply` silences all of these.
+pub(super) fn parse_slabs<'a>(t: &Tokens<'a>, n: usize) -> Parsed<'a> {
+    if t.ntokens() < 4 || t.get(1) != b"automove" {
+        return err(ErrorKind::UnknownCommand, false, n);
+    }
+    let noreply = noreply_last(t);
+    if t.get(2) == b"ratio" {
+        if t.ntokens() < 5 || !is_c_double(t.get(3)) {
+            return err(ErrorKind::UnknownCommand, noreply, n);
+        }
+    } else {
+        match parse_u32_truncating(t.get(2)) {
+            None => return err(ErrorKind::BadFormat, noreply, n),
+            Some(0..=2) => {}
+            Some(_) => return err(ErrorKind::UnknownCommand, noreply, n),
+        }
+    }
+    Parsed::Request {
+        request: Request::SlabsAutomove { noreply },
+        consumed: n,
     }
 }
 
@@ -185,5 +213,64 @@ mod tests {
                 consumed: 13
             }
         );
+    }
+
+    #[test]
+    fn slabs_automove() {
+        let ok = |line: &[u8], noreply| {
+            assert_eq!(
+                p(line),
+                Parsed::Request {
+                    request: Request::SlabsAutomove { noreply },
+                    consumed: line.len()
+                },
+                "{:?}",
+                core::str::from_utf8(line)
+            )
+        };
+        // replies checked against memcached 1.6.18
+        ok(b"slabs automove 1\r\n", false);
+        ok(b"slabs automove 0\r\n", false);
+        ok(b"slabs automove 2 noreply\r\n", true);
+        ok(b"slabs automove 1 2\r\n", false);
+        ok(b"slabs automove 4294967297\r\n", false);
+        ok(b"slabs automove -0\r\n", false);
+        ok(b"slabs automove ratio 0.5\r\n", false);
+        let e = |line: &[u8], kind, noreply| {
+            assert_eq!(
+                p(line),
+                err(kind, noreply, line.len()),
+                "{:?}",
+                core::str::from_utf8(line)
+            )
+        };
+        e(b"slabs automove invalid\r\n", ErrorKind::BadFormat, false);
+        e(b"slabs automove -1\r\n", ErrorKind::BadFormat, false);
+        e(b"slabs automove 1x\r\n", ErrorKind::BadFormat, false);
+        e(
+            b"slabs automove invalid noreply\r\n",
+            ErrorKind::BadFormat,
+            true,
+        );
+        e(b"slabs automove 3\r\n", ErrorKind::UnknownCommand, false);
+        e(
+            b"slabs automove 3 noreply\r\n",
+            ErrorKind::UnknownCommand,
+            true,
+        );
+        e(
+            b"slabs automove ratio\r\n",
+            ErrorKind::UnknownCommand,
+            false,
+        );
+        e(
+            b"slabs automove ratio x\r\n",
+            ErrorKind::UnknownCommand,
+            false,
+        );
+        e(b"slabs automove\r\n", ErrorKind::UnknownCommand, false);
+        e(b"slabs\r\n", ErrorKind::UnknownCommand, false);
+        e(b"slabs reassign 1 2\r\n", ErrorKind::UnknownCommand, false);
+        e(b"slabs Automove 1\r\n", ErrorKind::UnknownCommand, false);
     }
 }

@@ -170,6 +170,12 @@ pub enum Request<'a> {
     },
     /// `quit`: close the connection without a reply.
     Quit,
+    /// `slabs automove <0|1|2>` or `slabs automove ratio <x>`, valid:
+    /// answered `OK`. Petrel has no slab classes, so there is nothing to move.
+    SlabsAutomove {
+        /// No reply.
+        noreply: bool,
+    },
     /// `stats [subcommand]`.
     Stats(admin::StatsCommand),
     /// `mn`.
@@ -433,6 +439,7 @@ fn dispatch<'a>(t: &Tokens<'a>, line: &Line<'a>, cfg: &ParseConfig) -> Parsed<'a
             consumed: n,
         },
         b"verbosity" => admin::parse_verbosity(t, n),
+        b"slabs" => admin::parse_slabs(t, n),
         b"stats" => admin::parse_stats(t, n),
         b"shutdown" => err(ErrorKind::ShutdownDisabled, false, n),
         _ => {

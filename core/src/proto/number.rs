@@ -119,6 +119,84 @@ pub fn parse_i32_truncating(s: &[u8]) -> Option<i32> {
     None
 }
 
+/// Does memcached's `safe_strtod` accept `s`? glibc's `strtod` must read
+/// all of it (a sign, then a decimal or `0x` hexadecimal number with an
+/// optional exponent, `inf`, `infinity` or `nan[(...)]` in any case) without
+/// `ERANGE` (a decimal whose value overflows to infinity or underflows below
+/// the smallest normal double). Hexadecimal values are not range-checked.
+pub fn is_c_double(s: &[u8]) -> bool {
+    let body = match s.first() {
+        Some(b'+' | b'-') => &s[1..],
+        _ => s,
+    };
+    let lower = |i: usize| body.get(i).map(u8::to_ascii_lowercase);
+    if body.eq_ignore_ascii_case(b"inf") || body.eq_ignore_ascii_case(b"infinity") {
+        return true;
+    }
+    if body.len() >= 3 && body[..3].eq_ignore_ascii_case(b"nan") {
+        let rest = &body[3..];
+        return rest.is_empty()
+            || (rest.len() >= 2
+                && rest[0] == b'('
+                && rest[rest.len() - 1] == b')'
+                && rest[1..rest.len() - 1]
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'_'));
+    }
+    let hex = lower(0) == Some(b'0') && lower(1) == Some(b'x');
+    let (digits, exp_mark): (fn(&u8) -> bool, u8) = if hex {
+        (u8::is_ascii_hexdigit, b'p')
+    } else {
+        (u8::is_ascii_digit, b'e')
+    };
+    let mant = if hex { &body[2..] } else { body };
+    let int_len = mant.iter().take_while(|c| digits(c)).count();
+    let mut i = int_len;
+    let mut frac_len = 0;
+    if mant.get(i) == Some(&b'.') {
+        frac_len = mant[i + 1..].iter().take_while(|c| digits(c)).count();
+        i += 1 + frac_len;
+    }
+    if int_len + frac_len == 0 {
+        return false;
+    }
+    if mant.get(i).map(u8::to_ascii_lowercase) == Some(exp_mark) {
+        let mut j = i + 1;
+        if matches!(mant.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        let exp_len = mant[j.min(mant.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if exp_len == 0 {
+            // strtod stops before the exponent mark, which is then left over
+            return false;
+        }
+        i = j + exp_len;
+    }
+    if i != mant.len() {
+        return false;
+    }
+    if hex {
+        return true;
+    }
+    let Ok(text) = core::str::from_utf8(mant) else {
+        return false;
+    };
+    match text.parse::<f64>() {
+        Ok(v) => v.is_finite() && (v >= f64::MIN_POSITIVE || !has_nonzero_mantissa(mant)),
+        Err(_) => false,
+    }
+}
+
+/// A decimal mantissa (before any exponent) with a digit other than 0.
+fn has_nonzero_mantissa(s: &[u8]) -> bool {
+    s.iter()
+        .take_while(|c| !matches!(c, b'e' | b'E'))
+        .any(|c| (b'1'..=b'9').contains(c))
+}
+
 /// Longest decimal rendering of a `u64`.
 pub const U64_DIGITS_MAX: usize = 20;
 
@@ -188,5 +266,43 @@ mod tests {
         assert_eq!(write_u64(u64::MAX, &mut b), Some(20));
         assert_eq!(&b[..20], b"18446744073709551615");
         assert_eq!(write_u64(100, &mut b[..2]), None);
+    }
+
+    #[test]
+    fn c_doubles_as_safe_strtod_reads_them() {
+        // each checked against memcached 1.6.18's `slabs automove ratio`
+        for ok in [
+            &b"0.5"[..],
+            b"0",
+            b"5.",
+            b"-.5",
+            b"+1e3",
+            b"0e999",
+            b"INF",
+            b"infinity",
+            b"nan",
+            b"nan(abc)",
+            b"0x1p3",
+            b"0X1.8P-2",
+        ] {
+            assert!(is_c_double(ok), "{:?}", core::str::from_utf8(ok));
+        }
+        for bad in [
+            &b""[..],
+            b".",
+            b"x",
+            b"1e",
+            b"1e+",
+            b"1x",
+            b"1e400",
+            b"1e-400",
+            b"1e-310",
+            b"0x",
+            b"nan(",
+            b"--1",
+            b"infinit",
+        ] {
+            assert!(!is_c_double(bad), "{:?}", core::str::from_utf8(bad));
+        }
     }
 }
