@@ -93,6 +93,20 @@ impl<'a> Carver<'a> {
     }
 }
 
+/// Start loading the cache line holding `addr`. A pure hint: nothing is
+/// read or written, whatever the address (a no-op off x86_64).
+#[inline(always)]
+pub fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint; it never faults and has no
+    // architectural effect, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
 /// The bytes of a slice of plain-old-data values (for checksums).
 pub fn pod_bytes<T: Pod>(values: &[T]) -> &[u8] {
     // SAFETY: T: Pod has no padding, so every byte of the slice is

@@ -258,7 +258,9 @@ impl<'a> Engine<'a> {
         self.store.persist(now)
     }
 
-    fn with_store(cfg: &EngineConfig, store: Store<'a>) -> Self {
+    /// Builds the engine around a store the caller built (for example
+    /// with [`Store::with_fill`] on memory known to be zero).
+    pub fn with_store(cfg: &EngineConfig, store: Store<'a>) -> Self {
         Engine {
             store,
             cfg: *cfg,

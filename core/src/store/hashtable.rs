@@ -1,136 +1,278 @@
-//! Hash buckets and item pointers.
+//! The hash table: buckets, their overflow chains and the overflow pool.
 //!
-//! A bucket is one 64-byte cache line, `[u64; 8]`. Slot 0 holds bucket info;
-//! slots 1..=7 hold item pointers (0 = empty). Main buckets are indexed by
-//! the key hash; when all 7 slots of a chain are taken, an overflow bucket
-//! from the shard's pool is linked behind it. If the pool is empty, the
-//! entry with the lowest frequency in the chain is evicted.
+//! A bucket is one 64-byte cache line: an info word and 7 item pointers
+//! ([`ItemPtr`], empty = 0). Main buckets are indexed by the key hash; when
+//! all 7 slots of a chain are taken, an overflow bucket from the shard's
+//! pool is linked behind it. If the pool is empty, the entry with the
+//! lowest frequency in the chain is evicted.
 //!
 //! ```text
-//! Item pointer (u64):
-//! ┌──────────┬──────────┬──────────────────────┬──────────────────────────┐
-//! │ TAG (12) │ FREQ (8) │  SEGMENT ID (20)     │   BYTE OFFSET (24)       │
-//! └──────────┴──────────┴──────────────────────┴──────────────────────────┘
-//!  63      52 51      44 43                  24 23                       0
-//!
-//! Bucket info (slot 0):
+//! Bucket info (word 0):
 //! ┌──────────────────────────────────┬──────────────────────────────────────┐
 //! │            unused (32)           │  NEXT: overflow bucket index (32)    │
 //! └──────────────────────────────────┴──────────────────────────────────────┘
 //!  63                              32 31                                   0
 //! ```
 //!
-//! TAG is the top 12 bits of the key hash (0 is mapped to 1 so that a
-//! pointer is never 0); only on a tag match is the key compared. FREQ is an
-//! 8-bit approximate access counter used by merge eviction and by
-//! hash-full eviction. SEGMENT ID is shard-local; OFFSET is the byte offset
-//! of the item header in its segment (items are not aligned), which limits
-//! segments to 16 MiB. NEXT is the absolute index of the next bucket of the
-//! chain in the shard's bucket array (0 = end; index 0 is always a main
-//! bucket, so it is never an overflow bucket).
+//! NEXT is the absolute index of the next bucket of the chain in the
+//! shard's bucket array (0 = end; index 0 is always a main bucket, so it is
+//! never an overflow bucket). The pool is a list of released overflow
+//! buckets (linked through NEXT) plus a frontier: overflow buckets at and
+//! above it have never been used, so a table built on zeroed memory writes
+//! nothing until a chain first overflows.
 
-/// Item pointer: tag mask (after shifting).
-pub const TAG_MASK: u64 = 0xFFF;
-/// Item pointer: tag shift.
-pub const TAG_SHIFT: u32 = 52;
-/// Item pointer: frequency mask (after shifting).
-pub const FREQ_MASK: u64 = 0xFF;
-/// Item pointer: frequency shift.
-pub const FREQ_SHIFT: u32 = 44;
-/// Item pointer: segment id mask (after shifting).
-pub const SEG_MASK: u64 = 0xF_FFFF;
-/// Item pointer: segment id shift.
-pub const SEG_SHIFT: u32 = 24;
-/// Item pointer: offset mask.
-pub const OFFSET_MASK: u64 = 0xFF_FFFF;
-/// Item pointer: bits that locate the item (segment and offset).
-pub const LOCATION_MASK: u64 = (SEG_MASK << SEG_SHIFT) | OFFSET_MASK;
+use super::ptr::{tag_of, ItemPtr};
+use crate::arena::Pod;
+use crate::stats::StoreStats;
+
 /// Bucket info: overflow link mask.
 pub const NEXT_MASK: u64 = 0xFFFF_FFFF;
-
 /// Item slots per bucket.
 pub const SLOTS: usize = 7;
-/// Most segments a shard can address.
-pub const MAX_SEGMENTS: usize = 1 << 20;
-/// Largest segment the offset can address.
-pub const MAX_SEGMENT_BYTES: usize = 1 << 24;
 
 /// One cache-line hash bucket.
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Bucket(pub [u64; 8]);
+pub struct Bucket {
+    /// NEXT (see the module docs).
+    pub info: u64,
+    /// Item pointers.
+    pub slots: [ItemPtr; SLOTS],
+}
 
-/// Tag of a key hash (never 0).
-#[inline(always)]
-pub fn tag_of(hash: u64) -> u64 {
-    let t = hash >> TAG_SHIFT;
-    if t == 0 {
-        1
-    } else {
-        t
+// SAFETY: repr(C), a u64 and seven repr(transparent) u64 with align 64:
+// 64 bytes, no padding, every bit pattern valid.
+unsafe impl Pod for Bucket {}
+
+impl Bucket {
+    /// Next bucket of the chain (0 = none).
+    #[inline(always)]
+    pub fn next(&self) -> usize {
+        (self.info & NEXT_MASK) as usize
+    }
+    /// Set the next bucket of the chain.
+    #[inline(always)]
+    pub fn set_next(&mut self, next: usize) {
+        self.info = (self.info & !NEXT_MASK) | (next as u64 & NEXT_MASK);
+    }
+    /// Whether no slot links an item.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.slots.iter().all(|p| p.is_empty())
     }
 }
 
-/// Build an item pointer.
-#[inline(always)]
-pub fn make_ptr(tag: u64, freq: u8, seg: u32, offset: u32) -> u64 {
-    (tag << TAG_SHIFT)
-        | ((freq as u64) << FREQ_SHIFT)
-        | (((seg as u64) & SEG_MASK) << SEG_SHIFT)
-        | (offset as u64 & OFFSET_MASK)
+/// "No bucket" for chain predecessors.
+pub const NO_BUCKET: usize = usize::MAX;
+
+/// Where a pointer sits: slot `s` of bucket `b`, whose predecessor in the
+/// chain is `prev` ([`NO_BUCKET`] for a home bucket).
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    /// The bucket before `b` in its chain.
+    pub prev: usize,
+    /// The bucket.
+    pub b: usize,
+    /// The slot in `b` (0..SLOTS).
+    pub s: usize,
+    /// The pointer found there.
+    pub ptr: ItemPtr,
 }
 
-/// Tag of a pointer.
-#[inline(always)]
-pub fn ptr_tag(p: u64) -> u64 {
-    (p >> TAG_SHIFT) & TAG_MASK
-}
-/// Frequency of a pointer.
-#[inline(always)]
-pub fn ptr_freq(p: u64) -> u8 {
-    ((p >> FREQ_SHIFT) & FREQ_MASK) as u8
-}
-/// Segment id of a pointer.
-#[inline(always)]
-pub fn ptr_seg(p: u64) -> u32 {
-    ((p >> SEG_SHIFT) & SEG_MASK) as u32
-}
-/// Offset of a pointer.
-#[inline(always)]
-pub fn ptr_offset(p: u64) -> u32 {
-    (p & OFFSET_MASK) as u32
-}
-/// Pointer with a new frequency.
-#[inline(always)]
-pub fn with_freq(p: u64, freq: u8) -> u64 {
-    (p & !(FREQ_MASK << FREQ_SHIFT)) | ((freq as u64) << FREQ_SHIFT)
-}
-/// Pointer with a new location, keeping tag and frequency.
-#[inline(always)]
-pub fn with_location(p: u64, seg: u32, offset: u32) -> u64 {
-    (p & !LOCATION_MASK) | (((seg as u64) & SEG_MASK) << SEG_SHIFT) | (offset as u64 & OFFSET_MASK)
-}
-/// Next bucket of a chain (0 = none).
-#[inline(always)]
-pub fn next_of(b: &Bucket) -> usize {
-    (b.0[0] & NEXT_MASK) as usize
-}
-/// Set the next bucket of a chain.
-#[inline(always)]
-pub fn set_next(b: &mut Bucket, next: usize) {
-    b.0[0] = (b.0[0] & !NEXT_MASK) | (next as u64 & NEXT_MASK);
+/// One shard's hash table over its region of the arena.
+pub struct HashTable<'a> {
+    /// Main buckets, then overflow buckets.
+    pub buckets: &'a mut [Bucket],
+    /// Main buckets (a power of two).
+    pub nmain: usize,
+    /// Head of the released overflow buckets (0 = none).
+    pub ovf_free: usize,
+    /// Overflow buckets at and above this index were never used.
+    pub ovf_fresh: usize,
 }
 
-/// Approximate frequency increment: +1 below 16, then with probability
-/// 1/freq (when the low 32 bits of `rand`, as a fraction of 2^32, fall
-/// below 1/freq: a multiply instead of a division on every hit),
-/// saturating at 255.
-#[inline]
-pub fn bump_freq(freq: u8, rand: u64) -> u8 {
-    if freq < 16 || (freq < 255 && (rand as u32 as u64) * (freq as u64) < 1 << 32) {
-        freq + 1
-    } else {
-        freq
+impl<'a> HashTable<'a> {
+    /// A table over `buckets` whose bytes are all zero (every chain empty,
+    /// the overflow pool all fresh). Writes nothing.
+    pub fn new_zeroed(buckets: &'a mut [Bucket], nmain: usize, st: &StoreStats) -> Self {
+        let total = buckets.len();
+        st.hash_buckets.set(nmain as u64);
+        st.overflow_buckets_total.set((total - nmain) as u64);
+        Self {
+            buckets,
+            nmain,
+            ovf_free: 0,
+            ovf_fresh: nmain,
+        }
+    }
+
+    /// The home bucket of `hash`.
+    #[inline(always)]
+    pub fn home(&self, hash: u64) -> usize {
+        (hash as usize) & (self.nmain - 1)
+    }
+
+    /// The first pointer in the home bucket whose tag matches `hash`.
+    #[inline]
+    pub fn first_candidate(&self, hash: u64) -> Option<ItemPtr> {
+        let tag = tag_of(hash);
+        let bucket = self.buckets.get(self.home(hash))?;
+        bucket.slots.iter().copied().find(|p| p.tag() == tag)
+    }
+
+    /// The slot of `hash`'s chain whose pointer's tag matches and for which
+    /// `is_key` holds (it compares the key).
+    #[inline(always)]
+    pub fn find(&self, hash: u64, mut is_key: impl FnMut(ItemPtr) -> bool) -> Option<Slot> {
+        let tag = tag_of(hash);
+        let mut prev = NO_BUCKET;
+        let mut b = self.home(hash);
+        loop {
+            let bucket = self.buckets.get(b)?;
+            for (s, &ptr) in bucket.slots.iter().enumerate() {
+                // A pointer's tag is never 0 and an empty slot's is: the
+                // tag test alone skips empty slots.
+                if ptr.tag() == tag && is_key(ptr) {
+                    return Some(Slot { prev, b, s, ptr });
+                }
+            }
+            let n = bucket.next();
+            if n == 0 {
+                return None;
+            }
+            prev = b;
+            b = n;
+        }
+    }
+
+    /// The slot of `hash`'s chain pointing at (`seg`, `off`).
+    pub fn find_at(&self, hash: u64, seg: u32, off: u32) -> Option<Slot> {
+        let mut prev = NO_BUCKET;
+        let mut b = self.home(hash);
+        loop {
+            let bucket = self.buckets.get(b)?;
+            for (s, &ptr) in bucket.slots.iter().enumerate() {
+                if ptr.is_at(seg, off) {
+                    return Some(Slot { prev, b, s, ptr });
+                }
+            }
+            let n = bucket.next();
+            if n == 0 {
+                return None;
+            }
+            prev = b;
+            b = n;
+        }
+    }
+
+    /// Replace the pointer in slot `s` of bucket `b`.
+    #[inline(always)]
+    pub fn set(&mut self, b: usize, s: usize, ptr: ItemPtr) {
+        self.buckets[b].slots[s] = ptr;
+    }
+
+    /// Clear a slot; an overflow bucket left empty goes back to the pool.
+    pub fn remove(&mut self, st: &StoreStats, at: &Slot) {
+        let (prev, b) = (at.prev, at.b);
+        self.buckets[b].slots[at.s] = ItemPtr::EMPTY;
+        st.hash_slots_used.sub_owned(1);
+        if b >= self.nmain && prev != NO_BUCKET && self.buckets[b].is_empty() {
+            let next = self.buckets[b].next();
+            self.buckets[prev].set_next(next);
+            self.buckets[b].info = self.ovf_free as u64;
+            self.ovf_free = b;
+            st.overflow_buckets_used.sub_owned(1);
+        }
+    }
+
+    /// An empty overflow bucket from the pool (released ones first).
+    fn take_overflow(&mut self) -> Option<usize> {
+        let nb = if self.ovf_free != 0 {
+            let nb = self.ovf_free;
+            self.ovf_free = self.buckets[nb].next();
+            nb
+        } else if self.ovf_fresh < self.buckets.len() {
+            self.ovf_fresh += 1;
+            self.ovf_fresh - 1
+        } else {
+            return None;
+        };
+        self.buckets[nb] = Bucket::default();
+        Some(nb)
+    }
+
+    /// Link `ptr` for a key that is not in the table. If the chain is full
+    /// and the pool empty, the chain's least frequently used entry is
+    /// replaced and returned (the caller marks its item dead).
+    pub fn insert(&mut self, st: &StoreStats, hash: u64, ptr: ItemPtr) -> Option<ItemPtr> {
+        let home = self.home(hash);
+        let mut b = home;
+        loop {
+            if let Some(s) = self.buckets[b].slots.iter().position(|p| p.is_empty()) {
+                self.buckets[b].slots[s] = ptr;
+                st.hash_slots_used.add_owned(1);
+                return None;
+            }
+            let n = self.buckets[b].next();
+            if n == 0 {
+                break;
+            }
+            b = n;
+        }
+        if let Some(nb) = self.take_overflow() {
+            self.buckets[nb].slots[0] = ptr;
+            self.buckets[b].set_next(nb);
+            st.overflow_buckets_used.add_owned(1);
+            st.hash_slots_used.add_owned(1);
+            return None;
+        }
+        // Chain full and pool empty: evict the least frequently used entry.
+        let mut victim = (home, 0usize, u16::MAX);
+        let mut c = home;
+        loop {
+            for (s, p) in self.buckets[c].slots.iter().enumerate() {
+                let f = p.freq() as u16;
+                if f < victim.2 {
+                    victim = (c, s, f);
+                }
+            }
+            let n = self.buckets[c].next();
+            if n == 0 {
+                break;
+            }
+            c = n;
+        }
+        let (vb, vs, _) = victim;
+        let old = self.buckets[vb].slots[vs];
+        self.buckets[vb].slots[vs] = ptr;
+        st.hash_full_evictions.incr_owned();
+        Some(old)
+    }
+
+    /// Visit every linked pointer, chain by chain: `f(bucket, slot, ptr)`.
+    /// Returns the number of overflow buckets in the chains.
+    pub fn for_each_linked<E>(
+        &self,
+        mut f: impl FnMut(usize, usize, ItemPtr) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let mut ovf = 0;
+        for home in 0..self.nmain {
+            let mut c = home;
+            loop {
+                for (s, &p) in self.buckets[c].slots.iter().enumerate() {
+                    if !p.is_empty() {
+                        f(c, s, p)?;
+                    }
+                }
+                let n = self.buckets[c].next();
+                if n == 0 {
+                    break;
+                }
+                ovf += 1;
+                c = n;
+            }
+        }
+        Ok(ovf)
     }
 }
 
@@ -139,58 +281,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pointer_fields_roundtrip() {
-        let p = make_ptr(0xABC, 200, 0xF_FFFF, 0xFF_FFFF);
-        assert_eq!(ptr_tag(p), 0xABC);
-        assert_eq!(ptr_freq(p), 200);
-        assert_eq!(ptr_seg(p), 0xF_FFFF);
-        assert_eq!(ptr_offset(p), 0xFF_FFFF);
-        let q = with_freq(p, 3);
-        assert_eq!((ptr_tag(q), ptr_freq(q), ptr_seg(q)), (0xABC, 3, 0xF_FFFF));
-        let r = with_location(q, 7, 9);
-        assert_eq!(
-            (ptr_tag(r), ptr_freq(r), ptr_seg(r), ptr_offset(r)),
-            (0xABC, 3, 7, 9)
-        );
-        assert_ne!(make_ptr(tag_of(0), 0, 0, 0), 0);
-    }
-
-    #[test]
     fn bucket_is_a_cache_line_and_links() {
         assert_eq!(core::mem::size_of::<Bucket>(), 64);
         assert_eq!(core::mem::align_of::<Bucket>(), 64);
         let mut b = Bucket::default();
-        set_next(&mut b, 12345);
-        assert_eq!(next_of(&b), 12345);
+        b.set_next(12345);
+        assert_eq!(b.next(), 12345);
     }
 
     #[test]
-    fn freq_saturates() {
-        assert_eq!(bump_freq(0, 1), 1);
-        assert_eq!(bump_freq(255, 0), 255);
-        assert_eq!(bump_freq(100, 1), 101);
-        assert_eq!(bump_freq(100, u32::MAX as u64), 100);
-        assert_eq!(bump_freq(100, (1 << 32) / 100 - 1), 101);
-        assert_eq!(bump_freq(100, (1 << 32) / 100 + 1), 100);
-    }
-
-    #[test]
-    fn freq_increments_with_probability_one_over_freq() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for freq in [16u8, 50, 200] {
-            let n = 200_000u32;
-            let mut bumps = 0u32;
-            for _ in 0..n {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                bumps += (bump_freq(freq, x) != freq) as u32;
-            }
-            let want = n / freq as u32;
-            assert!(
-                bumps.abs_diff(want) < want / 10 + 20,
-                "freq {freq}: {bumps} of {n}"
-            );
+    fn chains_grow_from_the_fresh_pool_and_give_buckets_back() {
+        let st = StoreStats::new();
+        let mut buckets = [Bucket::default(); 4];
+        let mut t = HashTable::new_zeroed(&mut buckets, 2, &st);
+        // Hash 0: home bucket 0, tag 1.
+        for i in 0..SLOTS as u32 + 1 {
+            assert_eq!(t.insert(&st, 0, ItemPtr::new(1, 0, 0, i)), None);
         }
+        assert_eq!(t.ovf_fresh, 3);
+        assert_eq!(t.buckets[0].next(), 2);
+        let last = t.find(0, |p| p.offset() == SLOTS as u32).unwrap();
+        assert_eq!((last.prev, last.b, last.s), (0, 2, 0));
+        t.remove(&st, &last);
+        assert_eq!((t.ovf_free, t.buckets[0].next()), (2, 0));
+        assert_eq!(st.overflow_buckets_used.get(), 0);
+        // The released bucket is reused before a fresh one.
+        t.insert(&st, 0, ItemPtr::new(1, 0, 0, 99));
+        assert_eq!((t.ovf_free, t.ovf_fresh, t.buckets[0].next()), (0, 3, 2));
+        assert_eq!(t.find_at(0, 0, 99).map(|s| s.b), Some(2));
     }
 }

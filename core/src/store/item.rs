@@ -194,35 +194,43 @@ pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
-/// Write a header plus optional fields at `at`; returns the key position.
-/// The caller guarantees `at + item_bytes(..) <= data.len()`.
-#[allow(clippy::too_many_arguments)]
-pub fn write_header(
-    data: &mut [u8],
-    at: usize,
-    klen: usize,
-    vlen: usize,
-    info: u8,
-    flags: u32,
-    exp_delta: u16,
-    cas: u64,
-    atime: u16,
-) -> usize {
-    let v = (vlen as u32).to_le_bytes();
-    let t = atime.to_le_bytes();
-    let h = [klen as u8, v[0], v[1], v[2], info, t[0], t[1]];
-    data[at..at + HEADER_BYTES].copy_from_slice(&h);
+/// The fields of an item header to write.
+#[derive(Clone, Copy, Debug)]
+pub struct Header {
+    /// Key length.
+    pub klen: usize,
+    /// Value length.
+    pub vlen: usize,
+    /// INFO bits (they select the optional fields).
+    pub info: u8,
+    /// Client flags (written with INFO_FLAGS).
+    pub flags: u32,
+    /// Expiry delta (written with INFO_EXPIRY).
+    pub exp_delta: u16,
+    /// Explicit cas (written with INFO_CAS).
+    pub cas: u64,
+    /// Low 16 bits of the last access time.
+    pub atime: u16,
+}
+
+/// Write header `h` plus its optional fields at `at`; returns the key
+/// position. The caller guarantees `at + item_bytes(..) <= data.len()`.
+pub fn write_header(data: &mut [u8], at: usize, h: &Header) -> usize {
+    let v = (h.vlen as u32).to_le_bytes();
+    let t = h.atime.to_le_bytes();
+    let fixed = [h.klen as u8, v[0], v[1], v[2], h.info, t[0], t[1]];
+    data[at..at + HEADER_BYTES].copy_from_slice(&fixed);
     let mut p = at + HEADER_BYTES;
-    if info & INFO_FLAGS != 0 {
-        data[p..p + 4].copy_from_slice(&flags.to_le_bytes());
+    if h.info & INFO_FLAGS != 0 {
+        data[p..p + 4].copy_from_slice(&h.flags.to_le_bytes());
         p += 4;
     }
-    if info & INFO_EXPIRY != 0 {
-        data[p..p + 2].copy_from_slice(&exp_delta.to_le_bytes());
+    if h.info & INFO_EXPIRY != 0 {
+        data[p..p + 2].copy_from_slice(&h.exp_delta.to_le_bytes());
         p += 2;
     }
-    if info & INFO_CAS != 0 {
-        data[p..p + 8].copy_from_slice(&cas.to_le_bytes());
+    if h.info & INFO_CAS != 0 {
+        data[p..p + 8].copy_from_slice(&h.cas.to_le_bytes());
         p += 8;
     }
     p
@@ -312,17 +320,16 @@ mod tests {
     fn header_roundtrip_with_all_fields() {
         let mut d = [0u8; 64];
         let info = INFO_FLAGS | INFO_EXPIRY | INFO_CAS | INFO_STALE;
-        let k = write_header(
-            &mut d,
-            3,
-            5,
-            70000,
+        let h = Header {
+            klen: 5,
+            vlen: 70000,
             info,
-            0xdead_beef,
-            513,
-            1 << 40,
-            70_000u32 as u16,
-        );
+            flags: 0xdead_beef,
+            exp_delta: 513,
+            cas: 1 << 40,
+            atime: 70_000u32 as u16,
+        };
+        let k = write_header(&mut d, 3, &h);
         assert_eq!(k, 3 + HEADER_BYTES + 14);
         let v = ItemView::read(&d, 3);
         assert_eq!(
@@ -344,7 +351,16 @@ mod tests {
     fn minimal_header_is_seven_bytes() {
         assert_eq!(item_bytes(0, 16, 32), 55);
         let mut d = [0u8; 16];
-        write_header(&mut d, 0, 1, 2, 0, 0, 0, 0, 9);
+        let h = Header {
+            klen: 1,
+            vlen: 2,
+            info: 0,
+            flags: 0,
+            exp_delta: 0,
+            cas: 0,
+            atime: 9,
+        };
+        write_header(&mut d, 0, &h);
         let v = ItemView::read(&d, 0);
         assert_eq!((v.flags, v.cas, v.size()), (0, None, 10));
     }

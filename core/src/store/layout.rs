@@ -11,11 +11,16 @@
 //!   segment data   segments x segment_bytes
 //! ```
 
-use super::hashtable::{Bucket, MAX_SEGMENTS, MAX_SEGMENT_BYTES, SLOTS};
-use super::persist::PERSIST_HEADER_BYTES;
-use super::segment::SEG_HEADER_BYTES;
+use super::config::{ConfigError, Eviction, StoreConfig, MAX_SHARDS};
+use super::hashtable::{Bucket, SLOTS};
+use super::ptr::{MAX_SEGMENTS, MAX_SEGMENT_BYTES};
+use super::segment::{SegHeader, SEG_HEADER_BYTES};
 use super::ttl::{TtlBucket, TTL_BUCKETS};
-use super::{ConfigError, Eviction, StoreConfig, MAX_SHARDS};
+use crate::arena::Carver;
+
+/// Bytes at the start of the arena reserved for the persist header
+/// (described in `persist.rs`).
+pub const PERSIST_HEADER_BYTES: usize = 4096;
 
 /// Smallest segment size accepted.
 pub const MIN_SEGMENT_BYTES: usize = 1024;
@@ -29,6 +34,21 @@ pub const AUTO_HASH_ITEM_BYTES: usize = 96;
 pub const MAX_SHARD_HASH_POWER: u32 = 30;
 /// Alignment slack included in the required size.
 pub const ALIGN_SLACK_BYTES: usize = 63;
+
+impl StoreConfig {
+    /// Exact number of arena bytes [`Store::new`](super::Store::new) needs
+    /// for this configuration (including alignment slack for any arena
+    /// address), or why the configuration is inconsistent.
+    pub fn required_bytes(&self) -> Result<usize, ConfigError> {
+        layout(self).map(|l| l.total_bytes)
+    }
+
+    /// The resolved layout (segments per shard, buckets, ...) or why the
+    /// configuration is inconsistent.
+    pub fn layout(&self) -> Result<Layout, ConfigError> {
+        layout(self)
+    }
+}
 
 /// Resolved sizes of one configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +142,46 @@ pub fn layout(cfg: &StoreConfig) -> Result<Layout, ConfigError> {
         overflow_buckets,
         shard_bytes,
         total_bytes,
+    })
+}
+
+/// One shard's regions carved from the arena.
+pub(crate) struct Regions<'a> {
+    pub buckets: &'a mut [Bucket],
+    pub segs: &'a mut [SegHeader],
+    pub ttl: &'a mut [TtlBucket],
+    pub data: &'a mut [u8],
+}
+
+/// Carve the next shard's regions. With `zero`, the hash table and the
+/// segment headers are zero-filled; otherwise their bytes are left as they
+/// are (memory known to be zero already, or a saved arena to reattach).
+/// The TTL buckets and segment data are never written here.
+pub(crate) fn carve_shard<'a>(
+    carver: &mut Carver<'a>,
+    l: &Layout,
+    zero: bool,
+) -> Option<Regions<'a>> {
+    let nb = l.main_buckets + l.overflow_buckets;
+    let buckets = if zero {
+        carver.slice::<Bucket>(nb)?
+    } else {
+        carver.slice_in_place::<Bucket>(nb)?
+    };
+    let segs = if zero {
+        carver.slice::<SegHeader>(l.segments)?
+    } else {
+        carver.slice_in_place::<SegHeader>(l.segments)?
+    };
+    carver.align_to(64)?;
+    let ttl = carver.slice_in_place::<TtlBucket>(TTL_BUCKETS)?;
+    carver.align_to(64)?;
+    let data = carver.bytes(l.segments << l.seg_shift)?;
+    Some(Regions {
+        buckets,
+        segs,
+        ttl,
+        data,
     })
 }
 

@@ -34,17 +34,25 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::arena::{Carver, Pod};
+use crate::arena::{prefetch, Carver};
 pub use crate::stats::StoreStats;
 use crate::Time;
 
+mod api;
+mod attach;
 mod checksum;
+mod config;
+mod ctx;
+mod evict;
 mod hash;
 mod hashtable;
 mod item;
 mod layout;
+mod ops;
 pub mod persist;
+mod ptr;
 mod segment;
+mod segments;
 mod shard;
 mod ttl;
 
@@ -53,403 +61,47 @@ mod persist_tests;
 #[cfg(test)]
 mod tests;
 
+pub use api::{
+    ArithRequest, AuditError, AuditFailure, GetOptions, ItemRef, StoreError, StoreMode,
+    StoreRequest, ValueLocation, MAX_KEY_BYTES,
+};
+pub use config::{ConfigError, Eviction, StoreConfig, MAX_SHARDS};
 pub use hash::hash as hash_key;
 pub use item::HEADER_BYTES as ITEM_HEADER_BYTES;
-pub use layout::Layout;
+pub use layout::{Layout, MIN_SEGMENTS_PER_SHARD};
 pub use persist::{AttachError, PersistSummary, PERSIST_HEADER_BYTES};
 
-use hashtable::Bucket;
-use segment::SegHeader;
-use shard::{Ctx, Shard};
-use ttl::TtlBucket;
+use ctx::Ctx;
+use layout::carve_shard;
+use shard::{Shard, ShardParams};
 
-// SAFETY: [u64; 8] with align 64: no padding, every bit pattern valid.
-unsafe impl Pod for Bucket {}
-// SAFETY: repr(C) integers laid out without padding (40 bytes); any bit
-// pattern is a valid value.
-unsafe impl Pod for SegHeader {}
-// SAFETY: repr(C), three u32, no padding.
-unsafe impl Pod for TtlBucket {}
-
-/// Largest number of shards a store can have.
-pub const MAX_SHARDS: usize = 64;
-/// Longest key the store accepts, as memcached.
-pub const MAX_KEY_BYTES: usize = 250;
-
-/// Eviction policy used when a write needs a segment and none is free.
-///
-/// Before any policy runs, a write that finds no free segment first
-/// reclaims an expired or entirely flushed segment at the head of a TTL
-/// chain, if there is one. Every policy evicts whole segments: all live
-/// items of an evicted segment are unlinked (`evicted_items`).
+/// What the caller knows about an arena's bytes when building a store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Eviction {
-    /// Never evict: the write fails with [`StoreError::NoMemory`].
-    None,
-    /// Evict the segment opened longest ago (sealed segments first).
-    Fifo,
-    /// Evict a pseudo-randomly chosen segment (sealed segments first).
-    Random,
-    /// Evict the segment that expires soonest, "closest to expiry"
-    /// (non-expiring segments last, sealed segments first).
-    Cte,
-    /// Segcache's merge-based eviction (the default). Dead space goes
-    /// first: of the runs of `compact` consecutive sealed segments starting
-    /// within the first 256 segments of the TTL chains (oldest first), the
-    /// one with the fewest live bytes, if they fit in one segment, is
-    /// copied into one segment (compaction: nothing is evicted, and as
-    /// little as possible is moved while the shard is locked). Otherwise a
-    /// TTL bucket is chosen round-robin among those with at least two
-    /// consecutive sealed segments at the head of their chain (the oldest)
-    /// and `merge` segments at its head are merged into one: from each, the
-    /// items with the
-    /// highest access frequency are copied until that source's share
-    /// (1/`merge` of a segment) is used, the rest are evicted; while the
-    /// destination is less than 3/4 full, further segments of the run (up to
-    /// `max`) are consumed the same way. Moved items keep their cas; their
-    /// frequency is halved. Falls back to FIFO when no bucket qualifies.
-    /// One segment per shard is kept in reserve as the merge destination.
-    Merge {
-        /// Most segments one pass may consume (2..=32).
-        max: usize,
-        /// Segments merged into one by a merge-eviction pass (2..=32).
-        merge: usize,
-        /// Fewest segments a compaction must free room from (>= 2).
-        compact: usize,
-    },
+pub enum ArenaFill {
+    /// Anything: the store zero-fills its hash table and segment headers
+    /// (writing every page of them, so they become resident at once).
+    Unknown,
+    /// Every byte is zero: a fresh anonymous mapping, or a file just
+    /// truncated and extended. The store then writes only its header page
+    /// and TTL buckets (a few KiB per shard); the hash table and the
+    /// segments become resident as they are first used. Not checked: on an
+    /// arena with other bytes the store's contents and accounting are
+    /// wrong and a call may panic.
+    Zeroed,
 }
 
-/// Store configuration.
+/// One shard's segment-data region and how far into it segments have been
+/// handed out, from [`Store::frontiers`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoreConfig {
-    /// Bytes of segment memory (all shards together); default 64 MiB.
-    pub item_memory_bytes: usize,
-    /// Bytes per segment: power of two; default 1 MiB.
-    pub segment_bytes: usize,
-    /// Number of shards: power of two, <= [`MAX_SHARDS`]; default 1.
-    pub shards: usize,
-    /// log2 of the total number of main hash buckets (0 = automatic).
-    pub hash_power: u8,
-    /// Overflow bucket pool size in percent of the main buckets.
-    pub overflow_percent: u8,
-    /// Largest item (header + key + value) accepted; default 1 MiB.
-    pub max_item_bytes: usize,
-    /// Eviction policy; default `Merge { max: 8, merge: 4, compact: 2 }`.
-    pub eviction: Eviction,
-    /// Seed for hashing and pseudo-random choices.
-    pub seed: u64,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self {
-            item_memory_bytes: 64 << 20,
-            segment_bytes: 1 << 20,
-            shards: 1,
-            hash_power: 0,
-            overflow_percent: 25,
-            max_item_bytes: 1 << 20,
-            eviction: Eviction::Merge {
-                max: 8,
-                merge: 4,
-                compact: 2,
-            },
-            seed: 0x5eed_0f9e_77e1,
-        }
-    }
-}
-
-impl StoreConfig {
-    /// Exact number of arena bytes [`Store::new`] needs for this
-    /// configuration (including alignment slack for any arena address), or
-    /// why the configuration is inconsistent.
-    pub fn required_bytes(&self) -> Result<usize, ConfigError> {
-        layout::layout(self).map(|l| l.total_bytes)
-    }
-
-    /// The resolved layout (segments per shard, buckets, ...) or why the
-    /// configuration is inconsistent.
-    pub fn layout(&self) -> Result<Layout, ConfigError> {
-        layout::layout(self)
-    }
-}
-
-/// Why a configuration or arena cannot be used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConfigError {
-    /// `segment_bytes` is not a power of two, or outside the supported range.
-    SegmentSize,
-    /// `shards` is zero, not a power of two or above [`MAX_SHARDS`].
-    Shards,
-    /// Fewer segments per shard than the eviction policy needs, or more than
-    /// a segment id can address.
-    SegmentCount,
-    /// `max_item_bytes` is zero or larger than a segment.
-    MaxItemSize,
-    /// `hash_power` too small for the shard count, or too large.
-    HashPower,
-    /// Invalid eviction parameters.
-    Eviction,
-    /// Sizes overflow `usize`.
-    Overflow,
-    /// The arena is smaller than [`StoreConfig::required_bytes`].
-    ArenaTooSmall {
-        /// Bytes needed.
-        needed: usize,
-        /// Bytes given.
-        given: usize,
-    },
-}
-
-/// Why a store operation did not succeed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreError {
-    /// Header + key + value exceeds `max_item_bytes`.
-    TooLarge,
-    /// add of a present key, replace/append/prepend of an absent key.
-    NotStored,
-    /// cas given and the item's cas differs.
-    Exists,
-    /// The key is absent (cas store, delete, arith, touch).
-    NotFound,
-    /// incr/decr on a value that is not a decimal u64.
-    NonNumeric,
-    /// No memory could be freed for the item (policy `None`, or all
-    /// segments are open).
-    NoMemory,
-    /// The value a [`ValueLocation`] pointed to has been overwritten,
-    /// evicted or reclaimed.
-    Gone,
-    /// Empty key or key longer than [`MAX_KEY_BYTES`].
-    BadKey,
-}
-
-/// A broken invariant found by [`Store::audit`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AuditError {
-    /// The shard it was found in.
-    pub shard: usize,
-    /// What is broken.
-    pub failure: AuditFailure,
-}
-
-/// What [`Store::audit`] found broken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuditFailure {
-    /// A hash slot links an item marked deleted.
-    DeletedItemLinked {
-        /// Bucket index (in the shard's bucket array).
-        bucket: usize,
-        /// Slot in the bucket (1..=7).
-        slot: usize,
-    },
-    /// A hash slot points into a free segment.
-    FreeSegmentLinked {
-        /// Bucket index (in the shard's bucket array).
-        bucket: usize,
-        /// Slot in the bucket (1..=7).
-        slot: usize,
-    },
-    /// A recount disagrees with the incremental accounting.
-    Mismatch {
-        /// The quantity (a counter name, or a per-segment total).
-        what: &'static str,
-        /// Recounted from the structures.
-        counted: u64,
-        /// Held by the accounting.
-        recorded: u64,
-    },
-}
-
-impl core::fmt::Display for AuditError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "shard {}: ", self.shard)?;
-        match self.failure {
-            AuditFailure::DeletedItemLinked { bucket, slot } => {
-                write!(f, "bucket {bucket} slot {slot} links a deleted item")
-            }
-            AuditFailure::FreeSegmentLinked { bucket, slot } => {
-                write!(f, "bucket {bucket} slot {slot} points into a free segment")
-            }
-            AuditFailure::Mismatch {
-                what,
-                counted,
-                recorded,
-            } => write!(f, "{what}: counted {counted}, accounted {recorded}"),
-        }
-    }
-}
-
-/// Options of a lookup (memcached `get`/`gat` and meta `mg` flags).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GetOptions {
-    /// gat / mg T: set a new absolute expiry (0 = never) on a hit.
-    pub touch: Option<Time>,
-    /// Mark the access: bump frequency, last-access time, fetched bit.
-    pub update_access: bool,
-    /// mg N: on a miss, create an empty item with this expiry; the caller
-    /// wins ([`ItemRef::won`]) and sees it as [`ItemRef::created`].
-    pub vivify: Option<Time>,
-    /// mg R: if the remaining TTL is below this many seconds, the first
-    /// caller wins the recache token.
-    pub recache_below: Option<u32>,
-    /// Count the lookup in `gets`/`get_hits`/`get_misses`.
-    pub count: bool,
-}
-
-impl Default for GetOptions {
-    /// A plain `get`: no touch/vivify/recache, access updated, counted.
-    fn default() -> Self {
-        Self {
-            touch: None,
-            update_access: true,
-            vivify: None,
-            recache_below: None,
-            count: true,
-        }
-    }
-}
-
-/// Where an item's value lives, to continue copying it later with
-/// [`Store::read_value`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ValueLocation {
-    pub(crate) shard: u16,
-    pub(crate) segment: u32,
-    pub(crate) value_offset: u32,
-    pub(crate) value_len: u32,
-    pub(crate) generation: u64,
-}
-
-impl ValueLocation {
-    /// Length of the value in bytes.
-    pub fn len(&self) -> usize {
-        self.value_len as usize
-    }
-    /// True for an empty value.
-    pub fn is_empty(&self) -> bool {
-        self.value_len == 0
-    }
-}
-
-/// A view of one item, valid while the shard lock is held (inside the
-/// closure passed to [`Store::get`]).
-#[derive(Clone, Copy, Debug)]
-pub struct ItemRef<'s> {
-    pub(crate) key: &'s [u8],
-    pub(crate) value: &'s [u8],
-    pub(crate) flags: u32,
-    pub(crate) cas: u64,
-    pub(crate) expire_at: Time,
-    pub(crate) last_access: Time,
-    pub(crate) fetched: bool,
-    pub(crate) stale: bool,
-    pub(crate) won: bool,
-    pub(crate) token_sent: bool,
-    pub(crate) created: bool,
-    pub(crate) location: ValueLocation,
-}
-
-impl<'s> ItemRef<'s> {
-    /// The key.
-    pub fn key(&self) -> &'s [u8] {
-        self.key
-    }
-    /// The value.
-    pub fn value(&self) -> &'s [u8] {
-        self.value
-    }
-    /// Client flags (memcached's opaque 32-bit flags).
-    pub fn flags(&self) -> u32 {
-        self.flags
-    }
-    /// CAS unique of this version (never 0).
-    pub fn cas(&self) -> u64 {
-        self.cas
-    }
-    /// Absolute expiry time, 0 = never.
-    pub fn expire_at(&self) -> Time {
-        self.expire_at
-    }
-    /// Time of the previous access (store or fetch) before this one.
-    /// Exact if it lies within 65535 s of now.
-    pub fn last_access(&self) -> Time {
-        self.last_access
-    }
-    /// Whether the item had been fetched before this access.
-    pub fn fetched(&self) -> bool {
-        self.fetched
-    }
-    /// Whether the item is marked stale (meta invalidation).
-    pub fn stale(&self) -> bool {
-        self.stale
-    }
-    /// Whether this caller won the recache/vivify token (meta W flag).
-    pub fn won(&self) -> bool {
-        self.won
-    }
-    /// Whether a win token had already been handed out (meta Z flag).
-    pub fn token_sent(&self) -> bool {
-        self.token_sent
-    }
-    /// Whether this lookup created the item (mg N on a miss).
-    pub fn created(&self) -> bool {
-        self.created
-    }
-    /// Where the value lives, for [`Store::read_value`].
-    pub fn location(&self) -> ValueLocation {
-        self.location
-    }
-}
-
-/// How a [`StoreRequest`] combines with an existing item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreMode {
-    /// Store unconditionally.
-    Set,
-    /// Store only if absent.
-    Add,
-    /// Store only if present.
-    Replace,
-    /// Append the value to a present item (flags/expiry kept).
-    Append,
-    /// Prepend the value to a present item (flags/expiry kept).
-    Prepend,
-}
-
-/// A write request.
-#[derive(Clone, Copy, Debug)]
-pub struct StoreRequest<'a> {
-    /// How to combine with an existing item.
-    pub mode: StoreMode,
-    /// Key, 1..=250 bytes.
-    pub key: &'a [u8],
-    /// Value.
-    pub value: &'a [u8],
-    /// Client flags.
-    pub flags: u32,
-    /// Absolute expiry, 0 = never; a time <= now stores nothing visible.
-    pub expire_at: Time,
-    /// Compare-and-swap: 0 = no compare, else must equal the item's cas.
-    pub cas: u64,
-    /// ms I: if `cas` is older than the item's cas, store as stale instead
-    /// of failing with `Exists`.
-    pub invalidate: bool,
-}
-
-/// incr/decr request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ArithRequest {
-    /// true = incr (wraps at 2^64), false = decr (floors at 0).
-    pub incr: bool,
-    /// Amount.
-    pub delta: u64,
-    /// 0 = no compare, else must equal the item's cas.
-    pub cas: u64,
-    /// ma N/J: on a miss, create the item with this initial value and expiry.
-    pub vivify: Option<(u64, Time)>,
-    /// ma T: also set a new expiry.
-    pub expire_at: Option<Time>,
+pub struct DataFrontier {
+    /// Address of the region's first byte.
+    pub start: usize,
+    /// Bytes in the region.
+    pub len: usize,
+    /// Bytes from `start` that have been handed to segments at least once
+    /// since the arena was zeroed; the rest has never been written by the
+    /// store. Grows in whole segments, lowest first.
+    pub used: usize,
 }
 
 /// One shard and its statistics (written only under the shard's lock).
@@ -462,6 +114,11 @@ struct ShardSlot<'a> {
     buckets_addr: usize,
     /// Main buckets - 1.
     bucket_mask: usize,
+    /// Address of the shard's segment data (never dereferenced here).
+    data_addr: usize,
+    /// The shard's segment frontier (see [`DataFrontier::used`]), written
+    /// under the lock, read without it.
+    frontier: AtomicU32,
 }
 
 impl ShardSlot<'_> {
@@ -473,25 +130,12 @@ impl ShardSlot<'_> {
     }
 }
 
-/// Start loading the cache line holding `addr`. A pure hint: nothing is
-/// read or written, whatever the address (a no-op off x86_64).
-#[inline(always)]
-pub(crate) fn prefetch(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHT0 is a hint; it never faults and has no
-    // architectural effect, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
-}
-
 /// The store: a sharded Segcache inside one caller-provided arena.
 ///
 /// `Store` is `Sync`: every call locks exactly one shard (chosen by key
-/// hash) for its duration, except `flush`, `expire` and `stats`, which visit
-/// shards one at a time. No call allocates, blocks on I/O or panics.
+/// hash) for its duration, except `flush`, `expire`, `stats` and
+/// `set_memory_limit`, which visit shards one at a time. No call allocates,
+/// blocks on I/O or panics.
 pub struct Store<'a> {
     cfg: StoreConfig,
     layout: Layout,
@@ -510,60 +154,32 @@ pub struct Store<'a> {
     saved_at: Option<Time>,
 }
 
-/// One shard's regions carved from the arena.
-struct Regions<'a> {
-    buckets: &'a mut [Bucket],
-    segs: &'a mut [SegHeader],
-    ttl: &'a mut [TtlBucket],
-    data: &'a mut [u8],
-}
-
-/// Carve the next shard's regions; `in_place` keeps the bytes (attach),
-/// otherwise the metadata regions are zeroed.
-fn carve_shard<'a>(carver: &mut Carver<'a>, l: &Layout, in_place: bool) -> Option<Regions<'a>> {
-    let nb = l.main_buckets + l.overflow_buckets;
-    let buckets = if in_place {
-        carver.slice_in_place::<Bucket>(nb)?
-    } else {
-        carver.slice::<Bucket>(nb)?
-    };
-    let segs = if in_place {
-        carver.slice_in_place::<SegHeader>(l.segments)?
-    } else {
-        carver.slice::<SegHeader>(l.segments)?
-    };
-    carver.align_to(64)?;
-    let ttl = if in_place {
-        carver.slice_in_place::<TtlBucket>(ttl::TTL_BUCKETS)?
-    } else {
-        carver.slice::<TtlBucket>(ttl::TTL_BUCKETS)?
-    };
-    carver.align_to(64)?;
-    let data = carver.bytes(l.segments << l.seg_shift)?;
-    Some(Regions {
-        buckets,
-        segs,
-        ttl,
-        data,
-    })
-}
-
 impl<'a> Store<'a> {
-    /// Build a store inside `arena`, which must hold at least
-    /// `cfg.required_bytes()` bytes. Fails (never panics) if the
-    /// configuration is inconsistent or the arena too small.
+    /// Build a store inside `arena`, whatever its bytes, which must hold at
+    /// least `cfg.required_bytes()` bytes. Fails (never panics) if the
+    /// configuration is inconsistent or the arena too small. Zero-fills the
+    /// hash table and segment headers; see [`Store::with_fill`] for an
+    /// arena known to be zero.
     pub fn new(cfg: &StoreConfig, arena: &'a mut [u8]) -> Result<Self, ConfigError> {
+        Self::with_fill(cfg, arena, ArenaFill::Unknown)
+    }
+
+    /// [`Store::new`] for an arena whose bytes are as `fill` says. With
+    /// [`ArenaFill::Zeroed`] the work done here does not grow with the
+    /// arena: nothing but the header page and the TTL buckets is written.
+    pub fn with_fill(
+        cfg: &StoreConfig,
+        arena: &'a mut [u8],
+        fill: ArenaFill,
+    ) -> Result<Self, ConfigError> {
         let l = layout::layout(cfg)?;
-        if arena.len() < l.total_bytes {
-            return Err(ConfigError::ArenaTooSmall {
-                needed: l.total_bytes,
-                given: arena.len(),
-            });
-        }
         let too_small = ConfigError::ArenaTooSmall {
             needed: l.total_bytes,
             given: arena.len(),
         };
+        if arena.len() < l.total_bytes {
+            return Err(too_small);
+        }
         let arena_len = arena.len();
         let mut carver = Carver::new(arena);
         let header = carver.bytes(PERSIST_HEADER_BYTES).ok_or(too_small)?;
@@ -582,22 +198,19 @@ impl<'a> Store<'a> {
             shard_offset: arena_len - carver.remaining(),
             saved_at: None,
         };
+        let params = ShardParams {
+            layout: l,
+            max_item_bytes: cfg.max_item_bytes,
+            eviction: cfg.eviction,
+        };
+        let zero = fill == ArenaFill::Unknown;
         for i in 0..l.shards {
-            let r = carve_shard(&mut carver, &l, false).ok_or(too_small)?;
+            let r = carve_shard(&mut carver, &l, zero).ok_or(too_small)?;
             let stats = StoreStats::new();
             let buckets_addr = r.buckets.as_ptr() as usize;
-            let shard = Shard::new(
-                i as u16,
-                r.data,
-                r.segs,
-                r.buckets,
-                r.ttl,
-                &l,
-                cfg.max_item_bytes,
-                cfg.eviction,
-                cfg.seed,
-                &stats,
-            );
+            let data_addr = r.data.as_ptr() as usize;
+            let shard = Shard::new_zeroed(i as u16, r, &params, cfg.seed, &stats);
+            let frontier = AtomicU32::new(shard.segs.fresh);
             store
                 .shards
                 .push(ShardSlot {
@@ -605,6 +218,8 @@ impl<'a> Store<'a> {
                     stats,
                     buckets_addr,
                     bucket_mask: l.main_buckets - 1,
+                    data_addr,
+                    frontier,
                 })
                 .map_err(|_| ConfigError::Shards)?;
         }
@@ -652,29 +267,24 @@ impl<'a> Store<'a> {
             shard_offset,
             saved_at: Some(saved.saved_at),
         };
+        let params = ShardParams {
+            layout: l,
+            max_item_bytes: cfg.max_item_bytes,
+            eviction: cfg.eviction,
+        };
         for i in 0..l.shards {
-            let r = carve_shard(&mut carver, &l, true).ok_or(too_small)?;
+            let r = carve_shard(&mut carver, &l, false).ok_or(too_small)?;
             let rec = persist::shard_record(store.header, i);
             let stats = StoreStats::new();
             let buckets_addr = r.buckets.as_ptr() as usize;
-            let shard = Shard::attach(
-                i as u16,
-                r.data,
-                r.segs,
-                r.buckets,
-                r.ttl,
-                &l,
-                cfg.max_item_bytes,
-                cfg.eviction,
-                &rec,
-                &stats,
-            )
-            .map_err(|f| match f {
-                shard::AttachFault::Checksum => AttachError::MetadataChecksum { shard: i },
-                shard::AttachFault::Inconsistent(what) => {
+            let data_addr = r.data.as_ptr() as usize;
+            let shard = Shard::attach(i as u16, r, &params, &rec, &stats).map_err(|f| match f {
+                attach::AttachFault::Checksum => AttachError::MetadataChecksum { shard: i },
+                attach::AttachFault::Inconsistent(what) => {
                     AttachError::Inconsistent { shard: i, what }
                 }
             })?;
+            let frontier = AtomicU32::new(shard.segs.fresh);
             if stats.items.get() != rec.items {
                 return Err(AttachError::Inconsistent {
                     shard: i,
@@ -688,6 +298,8 @@ impl<'a> Store<'a> {
                     stats,
                     buckets_addr,
                     bucket_mask: l.main_buckets - 1,
+                    data_addr,
+                    frontier,
                 })
                 .map_err(|_| AttachError::Config(ConfigError::Shards))?;
         }
@@ -744,6 +356,7 @@ impl<'a> Store<'a> {
             flush_cas: self.flush_cas.load(Ordering::Acquire),
             now,
             seed: self.seed,
+            frontier: &slot.frontier,
         }
     }
 
@@ -992,6 +605,52 @@ impl<'a> Store<'a> {
     /// saved at ([`Store::persist`]); `None` for a store built by `new`.
     pub fn saved_at(&self) -> Option<Time> {
         self.saved_at
+    }
+
+    /// Each shard's segment-data region and how much of it segments have
+    /// been taken from ([`DataFrontier`]), read without locking: for a
+    /// caller that makes memory resident ahead of use (the figures only
+    /// grow while the store lives).
+    pub fn frontiers(&self, mut f: impl FnMut(DataFrontier)) {
+        let seg_bytes = self.cfg.segment_bytes;
+        for slot in self.shards.iter() {
+            let used = slot.frontier.load(Ordering::Relaxed) as usize;
+            f(DataFrontier {
+                start: slot.data_addr,
+                len: self.layout.segments * seg_bytes,
+                used: used * seg_bytes,
+            });
+        }
+    }
+
+    /// memcached's `cache_memlimit`: from now on use at most `bytes` of
+    /// segment memory (whole segments per shard, at least
+    /// [`MIN_SEGMENTS_PER_SHARD`] each, at most the arena's
+    /// `item_memory_bytes`). Lowering it reclaims expired segments and then
+    /// evicts by the configured policy, shard by shard, until each shard
+    /// is within its share (as far as the policy can: [`Eviction::None`]
+    /// frees only dead segments; the rest is refused to new writes until
+    /// it empties). Raising it gives the segments back. Returns the limit
+    /// in effect, in bytes. The memory stays in the arena (and resident
+    /// if it was).
+    pub fn set_memory_limit(&self, bytes: usize, now: Time) -> usize {
+        self.check_flush(now);
+        let l = &self.layout;
+        let per_shard =
+            (bytes / self.cfg.segment_bytes / l.shards).clamp(MIN_SEGMENTS_PER_SHARD, l.segments);
+        for slot in self.shards.iter() {
+            let cx = self.ctx(slot, now);
+            slot.lock.lock().set_segment_limit(&cx, per_shard as u32);
+        }
+        self.memory_limit()
+    }
+
+    /// The segment memory the store may use, in bytes: the arena's
+    /// `item_memory_bytes` (in whole segments) unless lowered by
+    /// [`Store::set_memory_limit`].
+    pub fn memory_limit(&self) -> usize {
+        let shard0 = self.shards.first().map_or(0, |s| s.lock.lock().segs.limit);
+        shard0 as usize * self.cfg.segment_bytes * self.layout.shards
     }
 
     /// Recount every structure from scratch and compare with the

@@ -27,8 +27,8 @@
 //!    120     4  pending flush time    124  4  saved at (Unix s)
 //!    128     8  items at save time
 //!    192  48*n  shard records: free head u32, reserve u32, merge bucket u32,
-//!               pad u32, overflow free head u64, rng u64, metadata xxh64 u64,
-//!               items u64
+//!               segment frontier u32, overflow free head u32, overflow
+//!               frontier u32, rng u64, metadata xxh64 u64, items u64
 //!   4088     8  xxh64 of bytes 0..4088
 //! ```
 //!
@@ -41,14 +41,14 @@
 use core::fmt;
 
 use super::checksum::xxh64;
+use super::config::{ConfigError, Eviction, StoreConfig, MAX_SHARDS};
 use super::layout::Layout;
-use super::{ConfigError, Eviction, StoreConfig, MAX_SHARDS};
 use crate::Time;
 
-/// Bytes at the start of the arena reserved for the persist header.
-pub const PERSIST_HEADER_BYTES: usize = 4096;
-/// Version of the on-arena format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub use super::layout::PERSIST_HEADER_BYTES;
+/// Version of the on-arena format this build writes and reads (2: shard
+/// records carry the segment and overflow-bucket frontiers).
+pub const FORMAT_VERSION: u32 = 2;
 
 const MAGIC: [u8; 8] = *b"PETRELWR";
 /// State: in use (or died in use).
@@ -87,7 +87,9 @@ mod field {
         pub const FREE_HEAD: usize = 0;
         pub const RESERVE: usize = 4;
         pub const MERGE_BUCKET: usize = 8;
+        pub const FRESH: usize = 12;
         pub const OVF_FREE: usize = 16;
+        pub const OVF_FRESH: usize = 20;
         pub const RNG: usize = 24;
         pub const CHECKSUM: usize = 32;
         pub const ITEMS: usize = 40;
@@ -200,8 +202,12 @@ pub(crate) struct Saved {
 pub(crate) struct ShardState {
     pub free_head: u32,
     pub reserve: u32,
+    /// Segments at and above this id were never used.
+    pub fresh: u32,
     pub merge_bucket: u32,
-    pub ovf_free: u64,
+    pub ovf_free: u32,
+    /// Overflow buckets at and above this index were never used.
+    pub ovf_fresh: u32,
     pub rng: u64,
     pub checksum: u64,
     pub items: u64,
@@ -363,8 +369,10 @@ pub(crate) fn shard_record(header: &[u8], i: usize) -> ShardState {
     ShardState {
         free_head: get_u32(header, r + field::record::FREE_HEAD),
         reserve: get_u32(header, r + field::record::RESERVE),
+        fresh: get_u32(header, r + field::record::FRESH),
         merge_bucket: get_u32(header, r + field::record::MERGE_BUCKET),
-        ovf_free: get_u64(header, r + field::record::OVF_FREE),
+        ovf_free: get_u32(header, r + field::record::OVF_FREE),
+        ovf_fresh: get_u32(header, r + field::record::OVF_FRESH),
         rng: get_u64(header, r + field::record::RNG),
         checksum: get_u64(header, r + field::record::CHECKSUM),
         items: get_u64(header, r + field::record::ITEMS),
@@ -403,7 +411,9 @@ pub(crate) fn write_clean(header: &mut [u8], snap: &Snapshot<'_>, shards: &[Shar
         put_u32(header, r + field::record::FREE_HEAD, s.free_head);
         put_u32(header, r + field::record::RESERVE, s.reserve);
         put_u32(header, r + field::record::MERGE_BUCKET, s.merge_bucket);
-        put_u64(header, r + field::record::OVF_FREE, s.ovf_free);
+        put_u32(header, r + field::record::FRESH, s.fresh);
+        put_u32(header, r + field::record::OVF_FREE, s.ovf_free);
+        put_u32(header, r + field::record::OVF_FRESH, s.ovf_fresh);
         put_u64(header, r + field::record::RNG, s.rng);
         put_u64(header, r + field::record::CHECKSUM, s.checksum);
         put_u64(header, r + field::record::ITEMS, s.items);

@@ -373,8 +373,8 @@ fn reseal(a: &mut [u8], c: &StoreConfig, off: usize, shard: usize) {
     let l = c.layout().unwrap();
     let sum = {
         let mut carver = crate::arena::Carver::new(&mut a[off + shard * l.shard_bytes..]);
-        let r = carve_shard(&mut carver, &l, true).unwrap();
-        shard::metadata_checksum(r.buckets, r.segs, r.ttl)
+        let r = carve_shard(&mut carver, &l, false).unwrap();
+        attach::metadata_checksum(r.buckets, r.segs, r.ttl)
     };
     let rec = 192 + shard * 48 + 32;
     a[rec..rec + 8].copy_from_slice(&sum.to_le_bytes());

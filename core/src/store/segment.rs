@@ -17,6 +17,7 @@
 //! `expire_at` bounds the expiry of every item in the segment (0 = never):
 //! once `now >= expire_at` the whole segment is dead.
 
+use crate::arena::Pod;
 use crate::Time;
 
 /// "No segment" in links.
@@ -56,6 +57,10 @@ pub struct SegHeader {
     /// Padding.
     pub _pad: u8,
 }
+
+// SAFETY: repr(C) integers laid out without padding (40 bytes); any bit
+// pattern is a valid value.
+unsafe impl Pod for SegHeader {}
 
 /// Bytes per header in the arena.
 pub const SEG_HEADER_BYTES: usize = core::mem::size_of::<SegHeader>();

@@ -18,6 +18,7 @@
 //! about `width` seconds, and no segment outlives its items by more than
 //! two widths.
 
+use crate::arena::Pod;
 use crate::Time;
 
 /// Number of TTL buckets including the "never" bucket.
@@ -44,6 +45,9 @@ pub struct TtlBucket {
     /// Segments in the chain.
     pub segments: u32,
 }
+
+// SAFETY: repr(C), three u32, no padding.
+unsafe impl Pod for TtlBucket {}
 
 /// Bucket for an absolute expiry `expire_at` written at `now`.
 #[inline]
