@@ -677,3 +677,143 @@ fn merge_compacts_overwritten_space_before_evicting_live_items() {
     }
     s.audit().unwrap();
 }
+
+/// The same workload on a zeroed arena built with `ArenaFill::Zeroed` and
+/// on an arena full of garbage built with `ArenaFill::Unknown` (zeroed by
+/// the store): the same answers and statistics, both audit clean, both
+/// survive persist and attach.
+#[test]
+fn zeroed_and_unknown_arenas_behave_the_same() {
+    let cfg = StoreConfig {
+        hash_power: 4,
+        ..cfg_small(Eviction::Merge {
+            max: 8,
+            merge: 4,
+            compact: 2,
+        })
+    };
+    let run = |a: &mut [u8], fill: ArenaFill| {
+        let s = Store::with_fill(&cfg, a, fill).unwrap();
+        let mut seen = Vec::new();
+        for i in 0..3000u32 {
+            let k = std::format!("key{}", i % 700);
+            let v = std::format!("value-{i}-{}", "x".repeat((i % 90) as usize));
+            let exp = if i % 5 == 0 { T0 + 30 } else { 0 };
+            s.store(&set(k.as_bytes(), v.as_bytes(), exp), T0 + i / 100)
+                .unwrap();
+            if i % 7 == 0 {
+                seen.push(get(
+                    &s,
+                    std::format!("key{}", (i * 13) % 700).as_bytes(),
+                    T0 + i / 100,
+                ));
+            }
+            if i % 11 == 0 {
+                let _ = s.delete(
+                    std::format!("key{}", (i * 3) % 700).as_bytes(),
+                    0,
+                    T0 + i / 100,
+                );
+            }
+        }
+        s.audit().unwrap();
+        let st = s.stats();
+        let figures = (
+            st.items.get(),
+            st.item_bytes.get(),
+            st.segments_used.get(),
+            st.overflow_buckets_used.get(),
+            st.hash_full_evictions.get(),
+        );
+        s.persist(T0 + 40);
+        let back = Store::attach(&cfg, a, T0 + 40).unwrap();
+        back.audit().unwrap();
+        (seen, figures)
+    };
+    let mut zeroed = arena(&cfg);
+    let mut garbage = vec![0xA5u8; cfg.required_bytes().unwrap()];
+    let z = run(&mut zeroed, ArenaFill::Zeroed);
+    let g = run(&mut garbage, ArenaFill::Unknown);
+    assert_eq!(z, g);
+    assert!(z.1 .2 > 4, "the workload used several segments: {:?}", z.1);
+}
+
+/// On zeroed memory the store writes nothing past its TTL buckets until
+/// segments are used, and segments are taken lowest first: the frontier
+/// grows one segment at a time.
+#[test]
+fn untouched_memory_stays_untouched_and_the_frontier_grows_in_order() {
+    let cfg = cfg_small(Eviction::Fifo);
+    let l = cfg.layout().unwrap();
+    let mut a = arena(&cfg);
+    let base = a.as_ptr() as usize;
+    let s = Store::with_fill(&cfg, &mut a, ArenaFill::Zeroed).unwrap();
+    let frontier = |s: &Store<'_>| {
+        let mut v = Vec::new();
+        s.frontiers(|f| v.push(f));
+        v
+    };
+    let f0 = frontier(&s);
+    assert_eq!(f0.len(), 1);
+    assert_eq!((f0[0].used, f0[0].len), (0, l.segments * 4096));
+    let value = [b'v'; 1000];
+    for i in 0..9u32 {
+        s.store(&set(std::format!("k{i}").as_bytes(), &value, 0), T0)
+            .unwrap();
+    }
+    // 4 items of ~1 KiB per 4 KiB segment: three segments.
+    assert_eq!(frontier(&s)[0].used, 3 * 4096);
+    let data_start = f0[0].start - base;
+    drop(s);
+    let untouched = data_start + 3 * 4096;
+    assert!(a[untouched..].iter().all(|&b| b == 0));
+    // The hash table's overflow buckets and the segment headers past the
+    // frontier were not written either.
+    let shard0 = PERSIST_HEADER_BYTES + crate::arena::padding_for(base + PERSIST_HEADER_BYTES, 64);
+    let buckets_end = shard0 + (l.main_buckets + l.overflow_buckets) * 64;
+    let overflow = &a[buckets_end - 64 * l.overflow_buckets..buckets_end];
+    assert!(overflow.iter().all(|&b| b == 0));
+    let headers = &a[buckets_end + 3 * 40..buckets_end + l.segments * 40];
+    assert!(headers.iter().all(|&b| b == 0));
+}
+
+/// `set_memory_limit` evicts down to the new limit and gives memory back
+/// when raised; writes never take more than the limit.
+#[test]
+fn memory_limit_shrinks_and_grows() {
+    let cfg = cfg_small(Eviction::Merge {
+        max: 8,
+        merge: 4,
+        compact: 2,
+    });
+    let l = cfg.layout().unwrap();
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    let full = s.memory_limit();
+    assert_eq!(full, l.segments * 4096);
+    let value = [b'v'; 500];
+    let fill = |s: &Store<'_>, n: u32| {
+        for i in 0..n {
+            s.store(&set(std::format!("k{i}").as_bytes(), &value, 0), T0)
+                .unwrap();
+        }
+    };
+    fill(&s, 200);
+    assert!(s.stats().segments_used.get() > 8);
+    assert_eq!(s.set_memory_limit(6 * 4096, T0), 6 * 4096);
+    assert!(
+        s.stats().segments_used.get() <= 6,
+        "{}",
+        s.stats().segments_used.get()
+    );
+    s.audit().unwrap();
+    fill(&s, 200);
+    assert!(s.stats().segments_used.get() <= 6);
+    s.audit().unwrap();
+    // Below the minimum: clamped; above the arena: clamped.
+    assert_eq!(s.set_memory_limit(0, T0), MIN_SEGMENTS_PER_SHARD * 4096);
+    assert_eq!(s.set_memory_limit(usize::MAX, T0), full);
+    fill(&s, 200);
+    assert!(s.stats().segments_used.get() > 8);
+    s.audit().unwrap();
+}
