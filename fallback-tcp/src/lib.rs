@@ -30,6 +30,7 @@ mod conn;
 mod engine_service;
 mod service;
 mod stats;
+mod stream;
 mod udp;
 mod worker;
 
@@ -41,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use petrel_core::histogram::LatencyStats;
 
@@ -67,6 +68,12 @@ pub struct FrontendConfig {
     pub udp: Vec<SocketAddr>,
     /// Worker threads (at least 1).
     pub threads: usize,
+    /// A Unix stream socket to serve as well (memcached's `-s`), with its
+    /// permission bits (`-a`).
+    pub unix: Option<(std::path::PathBuf, u32)>,
+    /// Read/answer/write rounds a connection may take per turn before the
+    /// worker serves others (the fairness knob; memcached's `-R`).
+    pub turn_steps: usize,
     /// Most TCP connections open at once; more are refused.
     pub max_connections: usize,
     /// Per-connection read buffer: the largest request (max item + line).
@@ -96,6 +103,8 @@ impl FrontendConfig {
         FrontendConfig {
             tcp,
             udp,
+            unix: None,
+            turn_steps: DEFAULT_TURN_STEPS,
             threads: 4,
             max_connections: 1024,
             read_buffer_bytes: max_item_bytes + READ_BUFFER_LINE_BYTES,
@@ -109,6 +118,9 @@ impl FrontendConfig {
         }
     }
 }
+
+/// Default read/answer/write rounds per connection per turn.
+pub const DEFAULT_TURN_STEPS: usize = 16;
 
 /// State shared by the control thread and the workers.
 pub(crate) struct Shared {
@@ -146,7 +158,7 @@ const LISTENER_BASE: usize = 2;
 /// dropped; serving after.
 pub struct Frontend {
     config: FrontendConfig,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<stream::Listener>,
     udp: Vec<UdpSocket>,
     poll: Poll,
     handle: ShutdownHandle,
@@ -164,10 +176,15 @@ impl Frontend {
         }
         let mut listeners = Vec::new();
         for a in &config.tcp {
-            listeners.push(
-                TcpListener::bind(*a)
-                    .map_err(|e| io::Error::new(e.kind(), format!("TCP {a}: {e}")))?,
-            );
+            listeners
+                .push(stream::Listener::Tcp(TcpListener::bind(*a).map_err(
+                    |e| io::Error::new(e.kind(), format!("TCP {a}: {e}")),
+                )?));
+        }
+        if let Some((path, mode)) = &config.unix {
+            listeners.push(stream::Listener::bind_unix(path, *mode).map_err(|e| {
+                io::Error::new(e.kind(), format!("Unix socket {}: {e}", path.display()))
+            })?);
         }
         let mut udp = Vec::new();
         for a in &config.udp {
@@ -205,7 +222,7 @@ impl Frontend {
         let tcp = self
             .listeners
             .iter()
-            .map(|l| l.local_addr())
+            .filter_map(|l| l.tcp_addr())
             .collect::<io::Result<_>>()?;
         let udp = self
             .udp
@@ -345,7 +362,7 @@ impl Frontend {
         for l in &self.listeners {
             loop {
                 let stream = match l.accept() {
-                    Ok((s, _)) => s,
+                    Ok(s) => s,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -365,7 +382,6 @@ impl Frontend {
                     reject(stream);
                     continue;
                 }
-                let _ = stream.set_nodelay(true);
                 stats.curr_connections.incr();
                 stats.total_connections.incr();
                 service.connection_event(ConnectionEvent::Opened);
@@ -436,11 +452,11 @@ fn set_socket_buffer(s: &UdpSocket, option: libc::c_int, bytes: libc::c_int) {
 }
 
 /// Tells a connection over the limit why, then closes it, as memcached does.
-fn reject(stream: TcpStream) {
+fn reject(stream: stream::Stream) {
     use std::io::{Read, Write};
     let mut s = stream;
     let _ = s.write(TOO_MANY_CONNECTIONS_REPLY);
-    let _ = s.shutdown(std::net::Shutdown::Write);
+    let _ = s.shutdown_write();
     // Read what the client already sent, so closing does not reset the
     // connection and destroy the reply before the client reads it.
     let mut sink = [0u8; 512];

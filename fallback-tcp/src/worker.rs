@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
+use crate::stream::Stream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::buffer::PageBuf;
@@ -21,8 +21,6 @@ pub(crate) const WAKER_TOKEN: Token = Token(0);
 const UDP_BASE: usize = 1;
 /// First token used for connections.
 const CONN_BASE: usize = 1 << 16;
-/// Read/process/write steps a connection may take per turn before yielding.
-const CONN_BUDGET_STEPS: usize = 16;
 /// UDP receive batches served per loop iteration before looking at TCP again.
 const UDP_BUDGET_BATCHES: usize = 8;
 /// Buffer pairs of closed connections a worker keeps for new ones.
@@ -32,12 +30,12 @@ const IDLE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Connections handed from the acceptor to one worker.
 pub(crate) struct Inbox {
-    pub(crate) queue: Mutex<Vec<TcpStream>>,
+    pub(crate) queue: Mutex<Vec<Stream>>,
     pub(crate) waker: Waker,
 }
 
 struct Entry<S: Service> {
-    stream: TcpStream,
+    stream: Stream,
     conn: Connection<S>,
     queued: bool,
 }
@@ -210,7 +208,7 @@ impl<'a, S: Service> Worker<'a, S> {
         }
     }
 
-    fn add(&mut self, mut stream: TcpStream, now: Time) -> io::Result<()> {
+    fn add(&mut self, mut stream: Stream, now: Time) -> io::Result<()> {
         let mut conn = match self.pool.pop() {
             Some((r, w)) => Connection::with_buffers(self.service, r, w, now),
             None => Connection::new(
@@ -220,7 +218,7 @@ impl<'a, S: Service> Worker<'a, S> {
                 now,
             )?,
         };
-        if let Ok(peer) = stream.peer_addr() {
+        if let Some(peer) = stream.peer_addr() {
             conn.set_client(self.service, peer);
         }
         let idx = match self.free.pop() {
@@ -255,7 +253,7 @@ impl<'a, S: Service> Worker<'a, S> {
             self.service,
             &mut e.stream,
             now,
-            CONN_BUDGET_STEPS,
+            self.config.turn_steps,
             readable,
             accept_input,
             &mut self.traffic,

@@ -46,6 +46,7 @@ pub fn engine_config(s: &Settings, started_at: u32) -> Result<(EngineConfig, usi
             segment_bytes,
             shards,
             max_item_bytes: max_item,
+            hash_power: s.hash_power,
             ..StoreConfig::default()
         },
         // Leaked once at start-up: the engine holds its version for the
@@ -112,6 +113,14 @@ pub fn frontend_config(s: &Settings) -> FrontendConfig {
     f.read_buffer_bytes = s.read_buffer_bytes as usize;
     f.write_buffer_bytes = s.write_buffer_bytes as usize;
     f.expire_budget = EXPIRE_BUDGET_SEGMENTS;
+    f.unix = s
+        .memcached
+        .unix_socket
+        .clone()
+        .map(|p| (p, s.memcached.unix_mask));
+    if let Some(steps) = s.memcached.turn_steps {
+        f.turn_steps = steps as usize;
+    }
     f
 }
 

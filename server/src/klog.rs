@@ -240,6 +240,15 @@ fn format_line(e: &Entry) -> String {
     )
 }
 
+/// Set by [`reopen`]; the writer reopens the file before its next line.
+static REOPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks the command log's writer to reopen its file (SIGHUP, after a
+/// rename by logrotate): the next line goes to a new file at the path.
+pub fn reopen() {
+    REOPEN.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 struct Writer {
     path: PathBuf,
     file: Option<io::BufWriter<File>>,
@@ -272,6 +281,20 @@ impl Writer {
     }
 
     fn write(&mut self, line: &str) {
+        if REOPEN.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            self.flush();
+            match OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+            {
+                Ok(f) => {
+                    self.size = f.metadata().map_or(0, |m| m.len());
+                    self.file = Some(io::BufWriter::new(f));
+                }
+                Err(_) => STATS.write_errors.incr(),
+            }
+        }
         let len = line.len() as u64;
         if self.size > 0 && self.size + len > self.max_bytes {
             self.rotate();

@@ -45,6 +45,33 @@ pub fn raise_open_files(needed: u64) -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// memcached's `-r`: the soft core file size limit raised to the hard one
+/// (both to unlimited when privileged). Returns the soft limit now in force.
+pub fn raise_core_size() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid pointer to an rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a valid pointer to an rlimit for the duration of the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &unlimited) } == 0 {
+        return Ok(libc::RLIM_INFINITY);
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lim.rlim_cur)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,7 @@ petrel_core::metrics! {
         lines_written: Counter("lines") "log lines written to stderr or the log file",
         lines_dropped: Counter("lines") "log lines dropped because the writer's queue was full (never waited for)",
         write_errors: Counter("errors") "failed writes of log lines",
+        reopens: Counter("reopens") "times the log file was reopened (SIGHUP)",
     }
 }
 
@@ -47,6 +48,9 @@ pub fn stats() -> &'static LogStats {
 
 enum Msg {
     Line(String),
+    /// Close the log file and open its path again (after a rename by
+    /// logrotate: new lines go to the new file).
+    Reopen,
     /// Write everything queued before this, then answer.
     Flush(SyncSender<()>),
 }
@@ -75,22 +79,53 @@ pub fn init(verbosity: u8, file: Option<&Path>) -> io::Result<()> {
     };
     let level = level_for(verbosity);
     let (tx, rx) = sync_channel(LOG_QUEUE_LINES);
+    let path = file.map(Path::to_path_buf);
     std::thread::Builder::new()
         .name("petrel-log".into())
-        .spawn(move || write_lines(rx, sink))?;
+        .spawn(move || write_lines(rx, sink, path))?;
+    let _ = REOPEN.set(tx.clone());
     let logger = Box::new(Logger { level, queue: tx });
     log::set_logger(Box::leak(logger)).map_err(|e| io::Error::other(e.to_string()))?;
     log::set_max_level(level);
     Ok(())
 }
 
+/// The writer's queue, for [`reopen`].
+static REOPEN: std::sync::OnceLock<SyncSender<Msg>> = std::sync::OnceLock::new();
+
+/// Asks the writer to reopen the log file (SIGHUP); lines queued before are
+/// written to the old file. Does nothing when logging to stderr. Never
+/// blocks: with the queue full the request is dropped and counted.
+pub fn reopen() {
+    if let Some(q) = REOPEN.get() {
+        if q.try_send(Msg::Reopen).is_err() {
+            STATS.write_errors.incr();
+        }
+    }
+}
+
 /// The writer thread: writes lines in arrival order until every sender is
-/// gone; flushes the sink whenever the queue runs empty.
-fn write_lines(rx: Receiver<Msg>, mut sink: Box<dyn Write + Send>) {
-    let mut out = io::BufWriter::with_capacity(64 * 1024, &mut sink);
+/// gone; flushes the sink whenever the queue runs empty. `path` is the log
+/// file's, reopened on [`Msg::Reopen`] (None: stderr).
+fn write_lines(rx: Receiver<Msg>, sink: Box<dyn Write + Send>, path: Option<std::path::PathBuf>) {
+    let mut out = io::BufWriter::with_capacity(64 * 1024, sink);
     let mut next = rx.recv().ok();
     while let Some(msg) = next {
         match msg {
+            Msg::Reopen => {
+                if let Some(p) = &path {
+                    if out.flush().is_err() {
+                        STATS.write_errors.incr();
+                    }
+                    match OpenOptions::new().create(true).append(true).open(p) {
+                        Ok(f) => {
+                            out = io::BufWriter::with_capacity(64 * 1024, Box::new(f));
+                            STATS.reopens.incr();
+                        }
+                        Err(_) => STATS.write_errors.incr(),
+                    }
+                }
+            }
             Msg::Line(line) => match out.write_all(line.as_bytes()) {
                 Ok(()) => STATS.lines_written.incr(),
                 Err(_) => STATS.write_errors.incr(),
@@ -241,7 +276,7 @@ mod tests {
             entered: Some(entered_tx),
             gate: gate.clone(),
         });
-        let t = std::thread::spawn(move || write_lines(rx, sink));
+        let t = std::thread::spawn(move || write_lines(rx, sink, None));
         let logger = Logger {
             level: LevelFilter::Info,
             queue: tx,
@@ -366,7 +401,7 @@ mod tests {
         let base = run("no logging", Arc::new(Which::None));
         let dropped = STATS.lines_dropped.get();
         let (tx, rx) = sync_channel(LOG_QUEUE_LINES);
-        let writer = std::thread::spawn(move || write_lines(rx, Box::new(Slow)));
+        let writer = std::thread::spawn(move || write_lines(rx, Box::new(Slow), None));
         let a = run(
             "this logger, flood into a 1 MB/s sink",
             Arc::new(Which::Async(Logger {

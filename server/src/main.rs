@@ -12,6 +12,7 @@ mod admin;
 mod cache;
 mod compat;
 mod config;
+mod daemon;
 mod klog;
 mod limits;
 mod logger;
@@ -58,8 +59,12 @@ fn main() -> ExitCode {
         Err(e) => {
             // Lines still queued for the log writer go first (bounded wait).
             log::logger().flush();
-            // Always one line on stderr; also in the log file if there is one.
-            eprintln!("{}", e.message);
+            // Started with -d, the waiting parent prints it and exits with
+            // the code; otherwise one line on stderr. Also in the log file
+            // if there is one.
+            if !daemon::failed(e.code, &e.message) {
+                eprintln!("{}", e.message);
+            }
             if logging_to_file() {
                 log::error!("{}", e.message);
                 log::logger().flush();
@@ -83,6 +88,10 @@ fn run() -> Result<(), Exit> {
         }
         Parsed::Run(s) => *s,
     };
+    // -d forks now, while the process has one thread.
+    if settings.memcached.daemon {
+        daemon::daemonize().map_err(os_error)?;
+    }
     logger::init(settings.verbosity, settings.log_file.as_deref()).map_err(|e| {
         let origin = if settings.log_file.is_some() {
             "--log-file"
@@ -95,6 +104,19 @@ fn run() -> Result<(), Exit> {
         settings.log_file.is_some(),
         std::sync::atomic::Ordering::Relaxed,
     );
+    if !settings.memcached.ignored.is_empty() {
+        log::warn!(
+            "accepted without effect (memcached internals Petrel does not have): {}",
+            settings.memcached.ignored.join(", ")
+        );
+    }
+    if settings.memcached.enable_coredumps {
+        match limits::raise_core_size() {
+            Ok(n) if n == libc::RLIM_INFINITY => log::info!("-r: core file size unlimited"),
+            Ok(n) => log::info!("-r: core file size limit {n} bytes"),
+            Err(e) => log::warn!("-r: cannot raise the core file size limit: {e}"),
+        }
+    }
 
     let user = match &settings.user {
         Some(name) => match privileges::lookup(name) {
@@ -128,10 +150,17 @@ fn run() -> Result<(), Exit> {
         log::warn!("running as root without -u/--user (memcached would refuse); consider -u with an unprivileged user");
     }
     // Signals first: a SIGTERM from now on means a clean stop, exit 0.
+    // SIGUSR1 is memcached's graceful restart: the same clean stop, which
+    // saves the item memory for a warm restart with --persist.
     let (mut signal_rx, signal_tx) =
         mio::net::UnixStream::pair().map_err(|e| os_error(format!("petrel: signal pipe: {e}")))?;
     let signal_tx = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(signal_tx));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    reopen_logs_on_sighup().map_err(os_error)?;
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGUSR1,
+    ] {
         let tx = signal_tx
             .try_clone()
             .map_err(|e| os_error(format!("petrel: signal pipe: {e}")))?;
@@ -148,11 +177,12 @@ fn run() -> Result<(), Exit> {
             (engine, report, Some(file))
         }
         None => {
-            let (arena, report) = memory::allocate(arena_bytes, true).map_err(|e| {
-                os_error(format!(
-                    "petrel: cannot map {arena_bytes} bytes of item memory: {e}"
-                ))
-            })?;
+            let (arena, report) =
+                memory::allocate(arena_bytes, settings.lock_memory).map_err(|e| {
+                    os_error(format!(
+                        "petrel: cannot map {arena_bytes} bytes of item memory: {e}"
+                    ))
+                })?;
             let engine = cache::build(&engine_config, arena)
                 .map_err(|e| os_error(format!("petrel: {e}")))?;
             (engine, report, None)
@@ -202,10 +232,19 @@ fn run() -> Result<(), Exit> {
     // AF_XDP needs its privileges: attach before they are dropped.
     let xdp = xdp::attach(
         settings.xdp.as_ref(),
-        &settings.listen,
+        &settings.listen_ips(),
         Some(udp_guard.clone()),
     )
     .map_err(os_error)?;
+    // The pidfile once every socket is bound (and before privileges go, so
+    // that root may write it where only root can).
+    let pidfile = match &settings.memcached.pidfile {
+        Some(p) => Some(
+            daemon::PidFile::write(p)
+                .map_err(|e| os_error(format!("petrel: --pidfile {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
 
     if let Some(u) = &user {
         if privileges::is_root() && u.uid != 0 {
@@ -220,6 +259,7 @@ fn run() -> Result<(), Exit> {
     }
 
     log_startup(&settings, arena_bytes, &report, &frontend);
+    daemon::serving();
     let observed = metrics::Sources {
         engine: &engine,
         frontend: frontend.stats(),
@@ -236,7 +276,33 @@ fn run() -> Result<(), Exit> {
     if let Some(file) = &persist_file {
         persist::save(engine, file, petrel_tcp::unix_now());
     }
+    drop(pidfile);
     log::logger().flush();
+    Ok(())
+}
+
+/// SIGHUP (logrotate's postrotate, supervisors) reopens the log file and
+/// the command log and keeps serving; a thread waits for it.
+fn reopen_logs_on_sighup() -> Result<(), String> {
+    use std::io::Read;
+    let (mut rx, tx) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| format!("petrel: signal pipe: {e}"))?;
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, tx)
+        .map_err(|e| format!("petrel: cannot handle SIGHUP: {e}"))?;
+    std::thread::Builder::new()
+        .name("petrel-sighup".into())
+        .spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok(n) = rx.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                logger::reopen();
+                klog::reopen();
+                log::info!("SIGHUP: log files reopened");
+            }
+        })
+        .map_err(|e| format!("petrel: cannot start the SIGHUP thread: {e}"))?;
     Ok(())
 }
 

@@ -52,7 +52,14 @@ pub struct ItemArgs {
     /// 2048, memcached's fixed limit]
     #[arg(long = "max-line-bytes", value_name = "SIZE", value_parser = SizeValue::from_flag)]
     pub max_line_bytes: Option<SizeValue>,
+    /// Lock the item memory in RAM (mlock) where the memlock limit allows
+    #[arg(short = 'k', long = "lock-memory")]
+    #[serde(default)]
+    pub lock_memory: bool,
 }
+
+/// Whether the item memory is locked without `-k`.
+pub const DEFAULT_LOCK_MEMORY: bool = true;
 
 /// The effective item and buffer settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +74,8 @@ pub struct ItemSettings {
     pub write_buffer_bytes: u64,
     /// Longest request line other than `get`/`gets`, in bytes.
     pub max_line_bytes: u64,
+    /// Lock the item memory in RAM.
+    pub lock_memory: bool,
 }
 
 /// Merges the item flags over their keys over the defaults and checks them.
@@ -119,6 +128,7 @@ pub fn resolve(cli: &ItemArgs, file: &ItemArgs) -> Result<ItemSettings, ConfigEr
         read_buffer_bytes,
         write_buffer_bytes,
         max_line_bytes,
+        lock_memory: cli.lock_memory || file.lock_memory || DEFAULT_LOCK_MEMORY,
     })
 }
 

@@ -15,6 +15,7 @@
 //! Sections import only [`value`]; this module imports the sections.
 
 pub mod items;
+pub mod memcached;
 pub mod net;
 pub mod process;
 pub mod value;
@@ -62,6 +63,10 @@ pub struct Sections {
     #[command(flatten)]
     #[serde(flatten)]
     pub compat: crate::compat::CompatArgs,
+    /// memcached's flags that are not settings of their own.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub memcached: memcached::MemcachedArgs,
 }
 
 /// Petrel's command line (memcached-compatible where the flags overlap).
@@ -83,7 +88,7 @@ pub struct Cli {
 }
 
 /// Long flags that are not config file keys.
-const FLAG_ONLY: &[&str] = &["config", "help", "version"];
+const FLAG_ONLY: &[&str] = &["config", "help", "version", "license"];
 
 /// The config file's keys: every long flag's name but [`FLAG_ONLY`].
 pub fn file_keys() -> Vec<String> {
@@ -102,8 +107,8 @@ pub struct Settings {
     pub port: u16,
     /// UDP port; 0 = no UDP.
     pub udp_port: u16,
-    /// Addresses to bind (TCP and UDP).
-    pub listen: Vec<std::net::IpAddr>,
+    /// Addresses to bind (TCP and UDP), each with its own port or none.
+    pub listen: Vec<net::ListenAddr>,
     /// Item memory in bytes.
     pub memory_limit_bytes: u64,
     /// Most simultaneous TCP connections.
@@ -140,26 +145,41 @@ pub struct Settings {
     pub xdp: Option<XdpSettings>,
     /// The version reported to clients, `-A`.
     pub compat: crate::compat::CompatSettings,
+    /// Lock the item memory in RAM (`-k`).
+    pub lock_memory: bool,
+    /// log2 of the hash table's buckets; 0 = sized from the memory (`-o hashpower`).
+    pub hash_power: u8,
+    /// memcached's process flags: pidfile, daemon, Unix socket, ...
+    pub memcached: memcached::MemcachedSettings,
 }
 
 impl Settings {
-    /// TCP socket addresses to bind.
+    /// TCP socket addresses to bind (none with a Unix socket, as in memcached).
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
-        self.listen
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, self.port))
-            .collect()
-    }
-
-    /// UDP socket addresses to bind (empty when UDP is disabled).
-    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        if self.udp_port == 0 {
+        if self.memcached.unix_socket.is_some() {
             return Vec::new();
         }
         self.listen
             .iter()
-            .map(|ip| SocketAddr::new(*ip, self.udp_port))
+            .map(|l| SocketAddr::new(l.ip, l.port.unwrap_or(self.port)))
             .collect()
+    }
+
+    /// UDP socket addresses to bind (empty when UDP is disabled, or with a
+    /// Unix socket). A `-l HOST:PORT` port applies to UDP too, as in memcached.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        if self.udp_port == 0 || self.memcached.unix_socket.is_some() {
+            return Vec::new();
+        }
+        self.listen
+            .iter()
+            .map(|l| SocketAddr::new(l.ip, l.port.unwrap_or(self.udp_port)))
+            .collect()
+    }
+
+    /// The listen addresses without their ports.
+    pub fn listen_ips(&self) -> Vec<std::net::IpAddr> {
+        self.listen.iter().map(|l| l.ip).collect()
     }
 }
 
@@ -194,6 +214,9 @@ where
             return Err(ConfigError(format!("petrel: {}", line.trim())));
         }
     };
+    if cli.flags.memcached.license {
+        return Ok(Parsed::Print(memcached::LICENSE_NOTICE.to_string()));
+    }
     let file = match &cli.config {
         Some(path) => read_file(path)?,
         None => Sections::default(),
@@ -266,10 +289,41 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
 /// Merges flags over file over defaults and checks every value.
 pub fn merge(cli: &Cli, file: &Sections) -> Result<Settings, ConfigError> {
     let c = &cli.flags;
-    let n = net::resolve(&c.net, &file.net)?;
+    let m = memcached::resolve(&c.memcached, &file.memcached)?;
+    let mut c_net = c.net.clone();
+    if let Some(t) = m.idle_timeout {
+        // `-o idle_timeout` is `--idle-timeout` under memcached's name.
+        match c_net.idle_timeout {
+            Some(v) if v != t => {
+                return value::Origin::Flag("idle-timeout")
+                    .fail(format!("{v} differs from -o idle_timeout={t}"))
+            }
+            _ => c_net.idle_timeout = Some(t),
+        }
+    }
+    let n = net::resolve(&c_net, &file.net)?;
     let i = items::resolve(&c.items, &file.items)?;
-    let p = process::resolve(&c.process, &file.process)?;
-    let xdp = crate::xdp::settings(&c.xdp, &file.xdp, n.udp_port)?;
+    let mut p = process::resolve(&c.process, &file.process)?;
+    if let Some((path, origin)) = &m.memory_file {
+        // `-e` is memcached's name for `--persist`.
+        match &p.persist {
+            Some(q) if q != path => {
+                return origin.fail(format!(
+                    "{} differs from --persist {}",
+                    path.display(),
+                    q.display()
+                ))
+            }
+            _ => p.persist = Some(path.clone()),
+        }
+    }
+    // A Unix socket replaces TCP and UDP (memcached serves only the socket).
+    let udp_port = if m.unix_socket.is_some() {
+        0
+    } else {
+        n.udp_port
+    };
+    let xdp = crate::xdp::settings(&c.xdp, &file.xdp, udp_port)?;
     let udp_guard = crate::udp_guard::settings(&c.udp_guard, &file.udp_guard)?;
     let observability = crate::metrics_settings::settings(
         &c.observability,
@@ -299,6 +353,9 @@ pub fn merge(cli: &Cli, file: &Sections) -> Result<Settings, ConfigError> {
         config_file: cli.config.clone(),
         xdp,
         compat,
+        lock_memory: i.lock_memory,
+        hash_power: m.hash_power.unwrap_or(0),
+        memcached: m,
     })
 }
 
@@ -322,7 +379,7 @@ mod tests {
         let s = run(&[]).unwrap();
         assert_eq!(s.port, 11211);
         assert_eq!(s.udp_port, 11211);
-        assert_eq!(s.listen, vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(s.listen_ips(), vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
         assert_eq!(s.memory_limit_bytes, 64 << 20);
         assert_eq!(s.conn_limit, 1024);
         assert_eq!(s.threads, 4);
@@ -516,6 +573,69 @@ mod tests {
             let e = parse_file(&format!("{key} = \"x\"\n")).unwrap_err();
             assert!(e.contains("unknown key") && e.contains(key), "{e}");
         }
+    }
+
+    #[test]
+    fn listen_lists_repeats_and_host_port_forms_as_memcached() {
+        let s = run(&[
+            "-l",
+            "127.0.0.1,[::1]:11300",
+            "-l",
+            "127.0.0.2:11400;::1",
+            "-p",
+            "2000",
+            "-U",
+            "2001",
+        ])
+        .unwrap();
+        let tcp: Vec<String> = s.tcp_addrs().iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            tcp,
+            [
+                "127.0.0.1:2000",
+                "[::1]:11300",
+                "127.0.0.2:11400",
+                "[::1]:2000"
+            ]
+        );
+        let udp: Vec<String> = s.udp_addrs().iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            udp,
+            [
+                "127.0.0.1:2001",
+                "[::1]:11300",
+                "127.0.0.2:11400",
+                "[::1]:2001"
+            ]
+        );
+        assert_eq!(
+            run(&["-l", "*"]).unwrap().tcp_addrs()[0].to_string(),
+            "0.0.0.0:11211"
+        );
+        for bad in ["127.0.0.1:x", "[::1", "127.0.0.1,127.0.0.1", "127.0.0.1:0"] {
+            let e = run(&["-l", bad]).unwrap_err().0;
+            assert!(e.contains("--listen"), "{bad}: {e}");
+        }
+        let f = parse_file("listen = [\"127.0.0.1\", \"127.0.0.2:3000\"]\n").unwrap();
+        assert_eq!(merge(&Cli::default(), &f).unwrap().listen.len(), 2);
+        let f = parse_file("listen = \"::1\"\n").unwrap();
+        assert_eq!(merge(&Cli::default(), &f).unwrap().listen.len(), 1);
+    }
+
+    #[test]
+    fn unix_socket_replaces_tcp_and_udp_and_memory_file_is_persist() {
+        let s = run(&["-s", "/tmp/x.sock", "-e", "/dev/shm/m"]).unwrap();
+        assert!(s.tcp_addrs().is_empty() && s.udp_addrs().is_empty());
+        assert_eq!(s.persist, Some(PathBuf::from("/dev/shm/m")));
+        let e = run(&["-e", "/a", "--persist", "/b"]).unwrap_err().0;
+        assert!(e.contains("--memory-file"), "{e}");
+        assert_eq!(run(&["-o", "idle_timeout=7"]).unwrap().idle_timeout_secs, 7);
+        let e = run(&["-o", "idle_timeout=7", "--idle-timeout", "8"])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("--idle-timeout"), "{e}");
+        assert_eq!(run(&["-o", "hashpower=16"]).unwrap().hash_power, 16);
+        assert!(matches!(parse_args(["petrel", "-i"]), Ok(Parsed::Print(_))));
     }
 
     #[test]

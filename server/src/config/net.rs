@@ -7,7 +7,7 @@ use std::net::{IpAddr, ToSocketAddrs};
 use clap::Args;
 use serde::Deserialize;
 
-use super::value::{pick_or, ConfigError, Origin};
+use super::value::{one_or_many, pick, pick_or, ConfigError, Origin};
 
 /// TCP port.
 pub const DEFAULT_PORT: u16 = 11211;
@@ -37,9 +37,12 @@ pub struct NetArgs {
     /// UDP port to listen on, 0 disables UDP [default: 11211]
     #[arg(short = 'U', long = "udp-port", value_name = "PORT")]
     pub udp_port: Option<u16>,
-    /// Interface(s) to listen on: comma-separated addresses [default: 127.0.0.1]
-    #[arg(short = 'l', long = "listen", value_name = "ADDR")]
-    pub listen: Option<String>,
+    /// Interface(s) to listen on: comma-separated, repeatable; HOST, HOST:PORT,
+    /// [V6] or [V6]:PORT, * for all IPv4 interfaces (a PORT applies to TCP
+    /// and UDP, as in memcached) [default: 127.0.0.1]
+    #[arg(short = 'l', long = "listen", value_name = "ADDR", action = clap::ArgAction::Append)]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub listen: Vec<String>,
     /// Most simultaneous connections [default: 1024]
     #[arg(short = 'c', long = "conn-limit", value_name = "N")]
     pub conn_limit: Option<u32>,
@@ -54,6 +57,15 @@ pub struct NetArgs {
     pub admin_port: Option<u16>,
 }
 
+/// One `-l` entry: an address, and the port it overrides `-p`/`-U` with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr {
+    /// The address.
+    pub ip: IpAddr,
+    /// `HOST:PORT`: this port for TCP and UDP instead of `-p` and `-U`.
+    pub port: Option<u16>,
+}
+
 /// The effective network settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetSettings {
@@ -62,7 +74,7 @@ pub struct NetSettings {
     /// UDP port; 0 = no UDP.
     pub udp_port: u16,
     /// Addresses to bind (TCP and UDP).
-    pub listen: Vec<IpAddr>,
+    pub listen: Vec<ListenAddr>,
     /// Most simultaneous TCP connections.
     pub conn_limit: u32,
     /// Worker threads.
@@ -82,13 +94,15 @@ pub fn resolve(cli: &NetArgs, file: &NetArgs) -> Result<NetSettings, ConfigError
         return port.origin.fail("the TCP port must be between 1 and 65535");
     }
     let udp_port = pick_or(cli.udp_port, file.udp_port, "udp-port", DEFAULT_UDP_PORT);
-    let listen = pick_or(
-        cli.listen.clone(),
-        file.listen.clone(),
+    let listen = pick(
+        (!cli.listen.is_empty()).then_some(&cli.listen),
+        (!file.listen.is_empty()).then_some(&file.listen),
         "listen",
-        DEFAULT_LISTEN.to_string(),
     );
-    let listen_ips = parse_listen(&listen.value, listen.origin)?;
+    let listen_ips = match listen {
+        Some(l) => parse_listen(l.value, l.origin)?,
+        None => parse_listen(&[DEFAULT_LISTEN.to_string()], Origin::Default("listen"))?,
+    };
     let conn = pick_or(
         cli.conn_limit,
         file.conn_limit,
@@ -134,43 +148,69 @@ pub fn resolve(cli: &NetArgs, file: &NetArgs) -> Result<NetSettings, ConfigError
     })
 }
 
-/// Resolves a comma-separated listen list (IP literals, `[v6]`, or names).
-fn parse_listen(text: &str, origin: Origin) -> Result<Vec<IpAddr>, ConfigError> {
-    let mut out = Vec::new();
-    for part in text.split(',') {
-        let p = part.trim();
-        let p = p
-            .strip_prefix('[')
-            .and_then(|x| x.strip_suffix(']'))
-            .unwrap_or(p);
-        if p.is_empty() {
-            return origin.fail(format!("empty address in '{text}'"));
-        }
-        if let Ok(ip) = p.parse::<IpAddr>() {
-            out.push(ip);
-            continue;
-        }
-        match (p, 0u16).to_socket_addrs() {
-            Ok(addrs) => {
-                let before = out.len();
-                for a in addrs {
-                    if !out.contains(&a.ip()) {
-                        out.push(a.ip());
-                    }
+/// Resolves `-l` values: each a list separated by `,` or `;` of `HOST`,
+/// `HOST:PORT`, `[V6]`, `[V6]:PORT` or a bare IPv6 address (more than one
+/// `:`, so no port), the way memcached splits them; `*` is every IPv4
+/// interface. Names are resolved.
+fn parse_listen(values: &[String], origin: Origin) -> Result<Vec<ListenAddr>, ConfigError> {
+    let mut out: Vec<ListenAddr> = Vec::new();
+    for text in values {
+        for part in text.split([',', ';']) {
+            let p = part.trim();
+            if p.is_empty() {
+                return origin.fail(format!("empty address in '{text}'"));
+            }
+            let (host, port) = if let Some(rest) = p.strip_prefix('[') {
+                let Some((h, after)) = rest.split_once(']') else {
+                    return origin.fail(format!("'{p}': no closing ']'"));
+                };
+                match after {
+                    "" => (h, None),
+                    a => match a.strip_prefix(':') {
+                        Some(port) => (h, Some(port)),
+                        None => return origin.fail(format!("'{p}': expected [V6]:PORT")),
+                    },
                 }
-                if out.len() == before {
-                    return origin.fail(format!("'{p}' resolves to no address"));
+            } else {
+                match p.split_once(':') {
+                    Some((h, port)) if !port.contains(':') => (h, Some(port)),
+                    _ => (p, None),
+                }
+            };
+            let port = match port {
+                None => None,
+                Some(t) => match t.parse::<u16>() {
+                    Ok(n) if n > 0 => Some(n),
+                    _ => return origin.fail(format!("invalid port number in '{p}'")),
+                },
+            };
+            let host = if host == "*" { "0.0.0.0" } else { host };
+            let mut ips = Vec::new();
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                ips.push(ip);
+            } else {
+                match (host, 0u16).to_socket_addrs() {
+                    Ok(addrs) => {
+                        for a in addrs {
+                            if !ips.contains(&a.ip()) {
+                                ips.push(a.ip());
+                            }
+                        }
+                        if ips.is_empty() {
+                            return origin.fail(format!("'{host}' resolves to no address"));
+                        }
+                    }
+                    Err(e) => return origin.fail(format!("cannot resolve '{host}': {e}")),
                 }
             }
-            Err(e) => return origin.fail(format!("cannot resolve '{p}': {e}")),
+            for ip in ips {
+                let a = ListenAddr { ip, port };
+                if out.contains(&a) {
+                    return origin.fail(format!("address {p} given twice"));
+                }
+                out.push(a);
+            }
         }
-    }
-    let mut seen = Vec::new();
-    for ip in &out {
-        if seen.contains(ip) {
-            return origin.fail(format!("address {ip} given twice"));
-        }
-        seen.push(*ip);
     }
     Ok(out)
 }

@@ -116,6 +116,21 @@ pub fn pick_switch(flag: bool, key: bool, name: &'static str) -> Sourced<bool> {
     pick_or(flag.then_some(true), key.then_some(true), name, false)
 }
 
+/// Deserializes a list key that may also be written as one string
+/// (`listen = "127.0.0.1"` or `listen = ["127.0.0.1", "::1"]`).
+pub fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 /// A size as written on the command line (text) or in the config file (a
 /// number of bytes, or text like `"1m"`).
 #[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
