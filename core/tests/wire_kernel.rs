@@ -118,7 +118,9 @@ fn payload_byte(i: usize, salt: usize) -> u8 {
 #[test]
 fn wire_kernel_accepts_our_replies_and_rejects_a_corrupt_one() {
     if let Err(why) = can_run() {
-        eprintln!("skipped: {why} (needs root, unshare, ip, python3, /dev/net/tun)");
+        petrel_testkit::skip::skip(&format!(
+            "{why} (needs root, unshare, ip, python3, /dev/net/tun)"
+        ));
         return;
     }
     let mut packets: Vec<Vec<u8>> = Vec::new(); // IP packets (Ethernet stripped)

@@ -108,8 +108,7 @@ fn run(mode: &str, busy_poll: bool) -> ResolvedMode {
 
 #[test]
 fn echo_over_veth_in_each_mode() {
-    if !is_root() {
-        eprintln!("skipped: AF_XDP end-to-end tests need root (netns, veth, XDP)");
+    if !petrel_testkit::skip::require_root("AF_XDP end-to-end: netns, veth, XDP") {
         return;
     }
     assert_eq!(run("generic", false), ResolvedMode::GenericCopy);
@@ -144,8 +143,7 @@ fn kernel_echo(
 
 #[test]
 fn unserved_queues_are_left_to_the_kernel_socket() {
-    if !is_root() {
-        eprintln!("skipped: AF_XDP end-to-end tests need root (netns, veth, XDP)");
+    if !petrel_testkit::skip::require_root("AF_XDP end-to-end: netns, veth, XDP") {
         return;
     }
     let topo = Topology::up(2);

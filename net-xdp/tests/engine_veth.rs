@@ -116,8 +116,7 @@ fn check(
 
 #[test]
 fn engine_over_veth_in_generic_and_native_mode() {
-    if !is_root() {
-        eprintln!("skipped: AF_XDP end-to-end tests need root (netns, veth, XDP)");
+    if !petrel_testkit::skip::require_root("AF_XDP end-to-end: netns, veth, XDP") {
         return;
     }
     run("generic");

@@ -21,8 +21,7 @@ fn xdp_serve() -> PathBuf {
 
 #[test]
 fn missing_privileges_are_reported_with_the_fix_and_leave_nothing_attached() {
-    if !is_root() {
-        eprintln!("skipped: needs root to build the topology and then drop privileges");
+    if !petrel_testkit::skip::require_root("builds a veth topology, then drops privileges") {
         return;
     }
     let bin = xdp_serve();

@@ -234,8 +234,7 @@ fn run(mode: &str) {
 
 #[test]
 fn frames_arriving_before_the_workers_run_wait_on_the_rx_ring() {
-    if !is_root() {
-        eprintln!("skipped: AF_XDP end-to-end tests need root (netns, veth, XDP)");
+    if !petrel_testkit::skip::require_root("AF_XDP end-to-end: netns, veth, XDP") {
         return;
     }
     run("generic");

@@ -3,7 +3,7 @@
 //! and `scripts/bench_report.py` turns result lines into tables and lists every comparison
 //! Petrel loses. The real runs are `scripts/bench --quick` and `scripts/bench` (never in CI).
 
-use petrel_tests::server::{memcached_path, petrel_path, workspace_root};
+use petrel_tests::server::{petrel_path, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -150,8 +150,7 @@ fn report_lists_where_petrel_loses() {
 /// `scripts/bench --tiny`: one TCP cell, three alternating rounds of 0.2 s against both servers.
 #[test]
 fn tiny_mode_runs_end_to_end() {
-    if Command::new(memcached_path()).arg("-V").output().is_err() {
-        println!("skipping: memcached is not installed (scripts/setup installs it)");
+    if !petrel_tests::skip::require_memcached() {
         return;
     }
     let petrel = petrel_path();

@@ -14,7 +14,9 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 fn petrel_only() -> Option<Target> {
     let t = Target::from_env()?;
     if t.kind != Kind::Petrel {
-        eprintln!("SKIPPED: petrel's own CLI and config file; memcached has neither --config nor status 64");
+        petrel_tests::skip::not_applicable(
+            "petrel's own CLI and config file; memcached has neither --config nor status 64",
+        );
         return None;
     }
     Some(t)

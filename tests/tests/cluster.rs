@@ -28,7 +28,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use petrel_tests::server::{in_ci, workspace_root, Kind, Target};
+use petrel_tests::server::{workspace_root, Kind, Target};
 
 /// Instances in the pool.
 const INSTANCES: usize = 3;
@@ -673,12 +673,8 @@ fn assert_found(found: &HashMap<String, Item>, expected: &[Item], what: &str) {
 #[test]
 fn pool_behind_twemproxy_shards_survives_a_crash_and_rejoins() {
     if !nutcracker_installed() {
-        if in_ci() {
-            panic!("nutcracker (twemproxy) is not installed: scripts/setup installs the Debian package 'nutcracker' (CI is set, so this is a failure)");
-        }
-        eprintln!(
-            "\n\n*** SKIPPED pool_behind_twemproxy: nutcracker (twemproxy) is not installed; \
-             run scripts/setup or `apt-get install nutcracker` ***\n"
+        petrel_tests::skip::skip(
+            "nutcracker (twemproxy) is not installed: scripts/setup installs the Debian package",
         );
         return;
     }
@@ -1112,10 +1108,9 @@ const PROXY_TRANSCRIPT: &[&str] = &[
 #[test]
 fn commands_through_twemproxy_match_a_memcached_pool() {
     if !nutcracker_installed() {
-        if in_ci() {
-            panic!("nutcracker (twemproxy) is not installed (CI is set, so this is a failure)");
-        }
-        eprintln!("\n\n*** SKIPPED commands_through_twemproxy: nutcracker is not installed ***\n");
+        petrel_tests::skip::skip(
+            "nutcracker (twemproxy) is not installed: scripts/setup installs the Debian package",
+        );
         return;
     }
     let Some(target) = Target::from_env() else {

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 fn petrel() -> Option<Target> {
     let t = Target::from_env()?;
     if t.kind != Kind::Petrel {
-        eprintln!("SKIPPED: these tests use petrel's flags (--idle-timeout) and /proc of its pid");
+        petrel_tests::skip::not_applicable(
+            "these tests use petrel's flags (--idle-timeout) and /proc of its pid",
+        );
         return None;
     }
     Some(t)

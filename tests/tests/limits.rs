@@ -160,7 +160,9 @@ fn line_limit_case(limit: usize) {
         return;
     };
     if target.kind != Kind::Petrel {
-        eprintln!("SKIPPED: memcached's request line limit is fixed at 2048 (no --max-line-bytes)");
+        petrel_tests::skip::not_applicable(
+            "memcached's request line limit is fixed at 2048 (no --max-line-bytes)",
+        );
         return;
     }
     let server = target

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 fn petrel() -> Option<Target> {
     let t = Target::from_env()?;
     if t.kind != Kind::Petrel {
-        eprintln!("SKIPPED: these figures are petrel's (memcached allocates differently)");
+        petrel_tests::skip::not_applicable(
+            "these figures are petrel's (memcached allocates differently)",
+        );
         return None;
     }
     Some(t)
@@ -168,7 +170,10 @@ fn a_thousand_connections_cost_bounded_memory_beyond_m() {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
     }
     if lim.rlim_cur < 1100 {
-        eprintln!("SKIPPED: open-file limit {} is below 1,100", lim.rlim_cur);
+        petrel_tests::skip::skip(&format!(
+            "open-file limit {} is below 1,100 (the hard limit too)",
+            lim.rlim_cur
+        ));
         return;
     }
     let mib = 64u64;

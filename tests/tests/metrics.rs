@@ -610,8 +610,7 @@ fn sum(s: &Scrape, prefix: &str, must_contain: &str) -> f64 {
 /// per-queue counters and its drops by reason move as the datagrams sent say.
 #[test]
 fn af_xdp_latency_and_queue_counters() {
-    if !petrel_tests::server::is_root() {
-        eprintln!("SKIPPED: AF_XDP needs root (CAP_NET_ADMIN, CAP_BPF)");
+    if !petrel_tests::skip::require_root("AF_XDP: CAP_NET_ADMIN, CAP_BPF") {
         return;
     }
     let Some(target) = Target::petrel() else {

@@ -348,7 +348,7 @@ fn soak_mixed_workload_with_faults() {
         return;
     };
     if target.kind != Kind::Petrel {
-        eprintln!("SKIPPED: the soak reads petrel's resident memory");
+        petrel_tests::skip::not_applicable("the soak reads petrel's resident memory");
         return;
     }
     let secs = env_secs("PETREL_SOAK_SECS", 4).max(1);

@@ -17,7 +17,7 @@ const TOO_LARGE: &[u8] = b"SERVER_ERROR reply too large for UDP\r\n";
 fn petrel() -> Option<Target> {
     let t = Target::from_env()?;
     if t.kind != Kind::Petrel {
-        eprintln!("SKIPPED: the UDP guard is Petrel's own (memcached has none)");
+        petrel_tests::skip::not_applicable("the UDP guard is Petrel's own (memcached has none)");
         return None;
     }
     Some(t)
@@ -194,10 +194,10 @@ fn rate_limit_kicks_in_per_source_and_refills() {
 /// loopback, and `--udp-allow none` anyway). Root only; skips otherwise.
 #[test]
 fn af_xdp_path_applies_the_same_guard() {
-    use petrel_tests::server::{is_root, petrel_path, workspace_root};
+    use petrel_tests::server::{petrel_path, workspace_root};
+    use petrel_tests::skip;
     use std::process::{Command, Stdio};
-    if !is_root() {
-        eprintln!("SKIPPED: AF_XDP needs root (netns, veth, XDP)");
+    if !skip::require_root("AF_XDP: netns, veth, XDP") {
         return;
     }
     if petrel().is_none() {
@@ -209,7 +209,7 @@ fn af_xdp_path_applies_the_same_guard() {
         .output()
         .expect("petrel --help");
     if !String::from_utf8_lossy(&help.stdout).contains("--xdp-iface") {
-        eprintln!("SKIPPED: this petrel has no --xdp-iface");
+        skip::skip("this petrel was built without AF_XDP (no --xdp-iface)");
         return;
     }
     let id = std::process::id() % 100_000;

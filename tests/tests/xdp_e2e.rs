@@ -17,7 +17,8 @@
 //! (outside CI). Traffic goes only to 198.18.0.0/15 addresses of the
 //! topology it creates, and the topology is always removed (Drop guard).
 
-use petrel_tests::server::{in_ci, is_root, petrel_path, workspace_root};
+use petrel_tests::server::{petrel_path, workspace_root};
+use petrel_tests::skip;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -225,17 +226,15 @@ impl Drop for Petrel {
 
 /// The release binary, or `None` (with a note) when this test cannot run.
 fn binary() -> Option<PathBuf> {
-    if !is_root() {
-        eprintln!("SKIPPED: the AF_XDP end-to-end test needs root (netns, veth, XDP)");
+    if !skip::require_root("AF_XDP end-to-end: netns, veth, XDP") {
         return None;
     }
     let path = petrel_path();
     if !path.is_file() {
-        assert!(!in_ci(), "{} does not exist (CI is set)", path.display());
-        eprintln!(
-            "SKIPPED: {} does not exist; cargo build --release -p petrel",
+        skip::skip(&format!(
+            "{} does not exist; cargo build --release -p petrel",
             path.display()
-        );
+        ));
         return None;
     }
     let help = Command::new(&path)
@@ -569,8 +568,10 @@ print("ok answered=%d" % ok)
 fn bad_xdp_flags_exit_64_naming_the_flag() {
     let path = petrel_path();
     if !path.is_file() {
-        assert!(!in_ci(), "{} does not exist (CI is set)", path.display());
-        eprintln!("SKIPPED: {} does not exist", path.display());
+        skip::skip(&format!(
+            "{} does not exist; cargo build --release -p petrel",
+            path.display()
+        ));
         return;
     }
     for (args, flag) in [

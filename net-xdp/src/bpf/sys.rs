@@ -210,15 +210,9 @@ mod tests {
     use super::*;
     use crate::bpf::program::udp_port_filter;
 
-    fn is_root() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        unsafe { libc::geteuid() == 0 }
-    }
-
     #[test]
     fn the_kernel_verifier_accepts_the_filter() {
-        if !is_root() {
-            eprintln!("skipped: loading XDP programs needs root");
+        if !petrel_testkit::skip::require_root("loading XDP programs: CAP_BPF, CAP_NET_ADMIN") {
             return;
         }
         let map = create_xskmap(8).expect("XSKMAP");
@@ -233,8 +227,7 @@ mod tests {
 
     #[test]
     fn a_rejected_program_comes_back_with_the_verifier_log() {
-        if !is_root() {
-            eprintln!("skipped: loading XDP programs needs root");
+        if !petrel_testkit::skip::require_root("loading XDP programs: CAP_BPF, CAP_NET_ADMIN") {
             return;
         }
         // Reads r2 without initialising it.
