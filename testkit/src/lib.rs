@@ -12,6 +12,7 @@
 //!   byte for byte with CAS values through a bijection.
 //! * [`rng`]: a seeded, reproducible pseudo-random generator (no dependency).
 //! * [`escape`]: printable rendering of protocol bytes for failure messages.
+//! * [`wait`]: waiting on a condition with a bounded timeout.
 
 pub mod diff;
 pub mod escape;
@@ -19,3 +20,4 @@ pub mod net;
 pub mod rng;
 pub mod server;
 pub mod skip;
+pub mod wait;

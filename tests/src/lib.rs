@@ -6,7 +6,7 @@
 //!   helpers every test of the workspace shares (server launcher, seeded generator, byte
 //!   rendering, visible skips, free ports, the differential harness).
 
-pub use petrel_testkit::{diff, escape, net, rng, server, skip};
+pub use petrel_testkit::{diff, escape, net, rng, server, skip, wait};
 
 pub mod tcp;
 pub mod udp;

@@ -2,6 +2,7 @@
 //! here) and the `memcache` crate, both over TCP with the text protocol.
 
 use petrel_tests::server::{workspace_root, Target};
+use petrel_tests::tcp::Conn;
 use std::collections::HashMap;
 use std::process::Command;
 
@@ -65,6 +66,7 @@ fn memcache_crate_client() {
     let many: HashMap<String, String> = c.gets(&["a", "b", "missing"]).expect("gets");
     assert_eq!(many.len(), 2);
     assert_eq!(many["a"], "v2");
+    assert_eq!(many["b"], "<BEE!");
     c.set("n", 41u64, 0).expect("set");
     assert_eq!(c.increment("n", 1).expect("incr"), 42);
     assert_eq!(c.decrement("n", 50).expect("decr"), 0);
@@ -74,6 +76,14 @@ fn memcache_crate_client() {
     assert!(!c.delete("a").expect("delete"));
     let version = c.version().expect("version");
     assert_eq!(version.len(), 1);
+    let mut raw = Conn::connect(server.tcp_addr());
+    raw.send(b"version\r\n");
+    let line = String::from_utf8(raw.read_line()).expect("ascii");
+    assert_eq!(
+        format!("VERSION {}\r\n", version[0].1),
+        line,
+        "the crate reports the server's version"
+    );
     let stats = c.stats().expect("stats");
     // (the crate's ascii mode returns the stats map empty; stats are checked by raw TCP tests)
     assert_eq!(stats.len(), 1);
