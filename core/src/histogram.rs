@@ -199,46 +199,116 @@ impl Histogram {
         bucket: impl Fn(usize, usize) -> u64,
         part: impl Fn(usize) -> &'h Histogram,
     ) -> Summary {
-        let mut s = Summary::default();
+        let mut sum = 0u64;
+        let mut max = 0u64;
         for p in 0..n {
             let h = part(p);
-            s.sum = s.sum.wrapping_add(h.sum());
-            s.max = s.max.max(h.max());
+            sum = sum.wrapping_add(h.sum());
+            max = max.max(h.max());
         }
         let mut counts = [0u64; BUCKETS];
         for (i, c) in counts.iter_mut().enumerate() {
             for p in 0..n {
                 *c = c.wrapping_add(bucket(p, i));
             }
-            s.count = s.count.wrapping_add(*c);
         }
-        if s.count == 0 {
-            return s;
-        }
-        // rank r (1-based) of each quantile: ceil(q * count), at least 1
-        let mut ranks = [0u64; QUANTILES_PPM.len()];
-        for (r, q) in ranks.iter_mut().zip(QUANTILES_PPM) {
-            let want = (u128::from(s.count) * u128::from(q)).div_ceil(1_000_000);
-            *r = (want as u64).max(1);
-        }
-        let mut seen = 0u64;
-        let mut next = 0usize;
-        for (i, c) in counts.iter().enumerate() {
-            if *c == 0 {
-                continue;
-            }
-            seen = seen.wrapping_add(*c);
-            while next < ranks.len() && seen >= ranks[next] {
-                // never above the exact maximum (it lies in the top bucket)
-                s.quantiles[next] = bucket_value(i).min(s.max);
-                next += 1;
-            }
-            if next == ranks.len() {
-                break;
-            }
-        }
-        s
+        summary_of_counts(&counts, sum, max)
     }
+}
+
+/// The [`Summary`] of values whose bucket counts are `counts` (one per
+/// bucket, e.g. the difference of two readings of a histogram), whose sum is
+/// `sum` and which are known to be at most `max` (quantiles never exceed
+/// it). One pass, no allocation.
+pub fn summary_of_counts(counts: &[u64], sum: u64, max: u64) -> Summary {
+    let mut s = Summary {
+        sum,
+        max,
+        ..Summary::default()
+    };
+    s.count = counts.iter().fold(0u64, |a, c| a.wrapping_add(*c));
+    if s.count == 0 {
+        return s;
+    }
+    // rank r (1-based) of each quantile: ceil(q * count), at least 1
+    let mut ranks = [0u64; QUANTILES_PPM.len()];
+    for (r, q) in ranks.iter_mut().zip(QUANTILES_PPM) {
+        let want = (u128::from(s.count) * u128::from(q)).div_ceil(1_000_000);
+        *r = (want as u64).max(1);
+    }
+    let mut seen = 0u64;
+    let mut next = 0usize;
+    for (i, c) in counts.iter().enumerate() {
+        if *c == 0 {
+            continue;
+        }
+        seen = seen.wrapping_add(*c);
+        while next < ranks.len() && seen >= ranks[next] {
+            // never above the maximum (it lies in the top bucket)
+            s.quantiles[next] = bucket_value(i).min(max);
+            next += 1;
+        }
+        if next == ranks.len() {
+            break;
+        }
+    }
+    s
+}
+
+/// Upper bounds (`le`) of the Prometheus histogram buckets, in nanoseconds:
+/// 2^k and 1.5 x 2^k from 2^10 ns (1.024 us) to 2^35 ns (34.4 s), 51
+/// bounds, about two per octave.
+///
+/// Every bound is the lower edge of a bucket of [`Histogram`] (1.5 x 2^k is
+/// 96 x 2^(k-6): the 33rd step of its power of two), so the count below a
+/// bound is exact, never interpolated: [`cumulative_le`] counts the values
+/// recorded below each bound. Values are whole nanoseconds, so "below
+/// `le`" is "at most `le` - 1 ns"; Prometheus' "at most `le`" differs only
+/// for values of exactly `le` nanoseconds.
+pub const LE_BOUNDS_NS: [u64; LE_BOUNDS] = le_bounds();
+/// Number of [`LE_BOUNDS_NS`] (the `+Inf` bucket comes on top).
+pub const LE_BOUNDS: usize = 2 * (LE_MAX_EXPONENT - LE_MIN_EXPONENT) as usize + 1;
+/// The smallest bound is 2^LE_MIN_EXPONENT ns.
+const LE_MIN_EXPONENT: u32 = 10;
+/// The largest bound is 2^LE_MAX_EXPONENT ns.
+const LE_MAX_EXPONENT: u32 = MAX_EXPONENT;
+
+const fn le_bounds() -> [u64; LE_BOUNDS] {
+    let mut out = [0u64; LE_BOUNDS];
+    let mut k = LE_MIN_EXPONENT;
+    let mut i = 0;
+    while k <= LE_MAX_EXPONENT {
+        out[i] = 1 << k;
+        i += 1;
+        if k < LE_MAX_EXPONENT {
+            out[i] = 3 << (k - 1);
+            i += 1;
+        }
+        k += 1;
+    }
+    out
+}
+
+/// Cumulative counts per [`LE_BOUNDS_NS`] bound (values below it) and, last,
+/// of every value (`+Inf`), from per-bucket `counts`. No allocation.
+pub fn cumulative_le(counts: &[u64]) -> [u64; LE_BOUNDS + 1] {
+    let mut out = [0u64; LE_BOUNDS + 1];
+    let mut acc = 0u64;
+    let mut next = 0usize;
+    for (i, c) in counts.iter().enumerate().take(BUCKETS) {
+        let (low, _) = bucket_range(i);
+        while next < LE_BOUNDS && LE_BOUNDS_NS[next] <= low {
+            out[next] = acc;
+            next += 1;
+        }
+        acc = acc.wrapping_add(*c);
+    }
+    while next < LE_BOUNDS {
+        out[next] = acc;
+        next += 1;
+    }
+    out[LE_BOUNDS] = acc;
+    out
 }
 
 /// What kind of request a latency is recorded for.
@@ -514,6 +584,62 @@ mod tests {
         assert_eq!(s.count, 1);
         assert_eq!(s.max, u64::MAX / 2);
         assert_eq!(s.quantiles[0], bucket_value(BUCKETS - 1));
+    }
+
+    #[test]
+    fn le_bounds_are_bucket_edges_and_counts_below_them_are_exact() {
+        assert_eq!(LE_BOUNDS, 51);
+        assert_eq!(LE_BOUNDS_NS[0], 1024);
+        assert_eq!(LE_BOUNDS_NS[1], 1536);
+        assert_eq!(LE_BOUNDS_NS[LE_BOUNDS - 1], 1 << 35);
+        for w in LE_BOUNDS_NS.windows(2) {
+            assert!(w[0] < w[1]);
+            let ratio = w[1] as f64 / w[0] as f64;
+            assert!(ratio == 1.5 || (ratio - 4.0 / 3.0).abs() < 1e-12, "{w:?}");
+        }
+        for b in LE_BOUNDS_NS {
+            assert_eq!(bucket_range(bucket_of(b)).0, b, "{b} is a bucket edge");
+        }
+        // values on both sides of every bound, and beyond the last one
+        let h = Histogram::new();
+        let mut values = Vec::new();
+        for b in LE_BOUNDS_NS {
+            values.extend([b - 1, b, b + 1]);
+        }
+        values.extend([0, 5, 1 << 40, u64::MAX]);
+        for &v in &values {
+            h.record(v);
+        }
+        let counts: Vec<u64> = (0..BUCKETS).map(|i| h.bucket(i)).collect();
+        let le = cumulative_le(&counts);
+        for (i, b) in LE_BOUNDS_NS.iter().enumerate() {
+            let below = values.iter().filter(|&&v| v < *b).count() as u64;
+            assert_eq!(le[i], below, "le {b}");
+        }
+        assert_eq!(le[LE_BOUNDS], values.len() as u64);
+        assert_eq!(cumulative_le(&[]), [0; LE_BOUNDS + 1]);
+    }
+
+    #[test]
+    fn summary_of_counts_of_a_difference() {
+        let h = Histogram::new();
+        h.record_n(1_000, 100);
+        let before: Vec<u64> = (0..BUCKETS).map(|i| h.bucket(i)).collect();
+        h.record_n(50_000, 10);
+        let diff: Vec<u64> = (0..BUCKETS).map(|i| h.bucket(i) - before[i]).collect();
+        let s = summary_of_counts(&diff, 500_000, h.max());
+        assert_eq!(s.count, 10);
+        assert_eq!(
+            s.quantiles,
+            [bucket_value(bucket_of(50_000)).min(50_000); 4]
+        );
+        assert_eq!(
+            summary_of_counts(&[], 0, 9),
+            Summary {
+                max: 9,
+                ..Summary::default()
+            }
+        );
     }
 
     #[test]

@@ -24,12 +24,12 @@ petrel_core::metrics! {
         tx_wakeups: Counter("syscalls") "sendto() kicks: frames were on the TX ring and it asked for a wakeup, or it was full",
         rx_wakeups: Counter("syscalls") "poll() calls: sleeping when idle, or waking the kernel when busy polling",
         frames_in_use: Gauge("frames") "UMEM frames not on the worker's free list (fill, RX, TX rings)",
-        kernel_rx_dropped: Gauge("frames") "kernel XDP statistics: frames dropped for other reasons",
-        kernel_rx_invalid: Gauge("descriptors") "kernel XDP statistics: invalid RX descriptors",
-        kernel_rx_ring_full: Gauge("frames") "kernel XDP statistics: frames dropped because the RX ring was full",
-        kernel_fill_ring_empty: Gauge("occurrences") "kernel XDP statistics: times the fill ring was found empty",
-        kernel_tx_invalid: Gauge("descriptors") "kernel XDP statistics: invalid TX descriptors",
-        kernel_tx_ring_empty: Gauge("occurrences") "kernel XDP statistics: times the TX ring was found empty",
+        kernel_rx_dropped: Counter("frames") "kernel XDP statistics: frames dropped for other reasons",
+        kernel_rx_invalid: Counter("descriptors") "kernel XDP statistics: invalid RX descriptors",
+        kernel_rx_ring_full: Counter("frames") "kernel XDP statistics: frames dropped because the RX ring was full",
+        kernel_fill_ring_empty: Counter("occurrences") "kernel XDP statistics: times the fill ring was found empty",
+        kernel_tx_invalid: Counter("descriptors") "kernel XDP statistics: invalid TX descriptors",
+        kernel_tx_ring_empty: Counter("occurrences") "kernel XDP statistics: times the TX ring was found empty",
     }
 }
 
@@ -228,8 +228,9 @@ mod tests {
         assert_eq!(QueueStats::default().to_string(), "");
     }
 
-    /// Every field of `struct xdp_statistics` has its `kernel_*` gauge, in
-    /// the kernel's order, with the unit of what it counts.
+    /// Every field of `struct xdp_statistics` has its `kernel_*` counter
+    /// (the kernel's figures only grow while the socket lives), in the
+    /// kernel's order, with the unit of what it counts.
     #[test]
     fn all_six_kernel_statistics_are_exported() {
         let kernel: Vec<(&str, &str)> = XdpCounters::DESCS
@@ -252,7 +253,7 @@ mod tests {
             .iter()
             .filter(|d| d.name.starts_with("kernel_"))
         {
-            assert_eq!(d.kind, petrel_core::stats::Kind::Gauge, "{}", d.name);
+            assert_eq!(d.kind, petrel_core::stats::Kind::Counter, "{}", d.name);
             assert!(
                 d.description.starts_with("kernel XDP statistics: "),
                 "{}",

@@ -12,7 +12,10 @@
 //! ```
 //!
 //! The threads are scoped to [`observe`], which runs the server: when
-//! serving ends they notice within [`STOP_POLL`] and end too. Nothing here
+//! serving ends they notice within [`STOP_POLL`] and end too. A third
+//! thread ("petrel-metrics-window") reads the latency histograms every
+//! [`metrics_window::STEP`] for the last-minute quantiles of `stats`,
+//! `/metrics.json` and the stats log line. Nothing here
 //! runs on a worker thread; collecting metrics allocates and reads atomics
 //! only. A bad request gets `400`, `404` or `405` (HTTP) or
 //! `ERROR` / `CLIENT_ERROR` (text), never a panic; the `stats` periodic
@@ -29,8 +32,26 @@ use petrel_core::engine::{Session, Status, Transport};
 use petrel_core::histogram::CommandClass;
 
 use crate::config::Settings;
-use crate::metrics::{self, Sources};
+use crate::metrics::{self, Family, Sources};
 use crate::metrics_settings::ObservabilitySettings;
+use crate::metrics_window::{self, LatencyWindow};
+
+/// What the admin threads read: the sources and the latency window.
+pub struct Observed<'s, 'e> {
+    /// Where the figures come from.
+    pub sources: &'s Sources<'e>,
+    /// Readings for the last-minute quantiles.
+    pub window: &'s LatencyWindow,
+}
+
+impl Observed<'_, '_> {
+    /// Every figure now, latency windows included.
+    pub fn collect(&self) -> Vec<Family> {
+        let mut f = self.sources.collect();
+        self.window.annotate(Instant::now(), &mut f);
+        f
+    }
+}
 
 /// Admin connections served at once; more are refused.
 pub const MAX_CONNECTIONS: usize = 8;
@@ -75,10 +96,36 @@ pub fn observe<R>(
 ) -> R {
     let stop = AtomicBool::new(false);
     let open = AtomicUsize::new(0);
+    let window = LatencyWindow::new();
+    let observed = Observed {
+        sources: &sources,
+        window: &window,
+    };
     std::thread::scope(|scope| {
-        let sources = &sources;
+        let sources = &observed;
         let stop = &stop;
         let open = &open;
+        let every = settings.stats_log_interval_secs;
+        if listener.is_some() || every > 0 {
+            let spawned = std::thread::Builder::new()
+                .name("petrel-metrics-window".into())
+                .spawn_scoped(scope, move || {
+                    let mut next = Instant::now();
+                    while !stop.load(SeqCst) {
+                        let now = Instant::now();
+                        if now >= next {
+                            sources.window.record(now, &sources.sources.collect());
+                            next += metrics_window::STEP;
+                        }
+                        std::thread::sleep(
+                            STOP_POLL.min(next.saturating_duration_since(Instant::now())),
+                        );
+                    }
+                });
+            if let Err(e) = spawned {
+                log::warn!("last-minute latency quantiles off: cannot start a thread: {e}");
+            }
+        }
         if let Some(l) = listener {
             match l.local_addr() {
                 Ok(a) => log::info!(
@@ -93,7 +140,6 @@ pub fn observe<R>(
                 log::warn!("admin endpoint off: cannot start its thread: {e}");
             }
         }
-        let every = settings.stats_log_interval_secs;
         if every > 0 {
             let spawned = std::thread::Builder::new()
                 .name("petrel-stats-log".into())
@@ -135,7 +181,7 @@ fn wait_readable(fd: i32, timeout: Duration) -> bool {
 fn accept_loop<'scope>(
     scope: &'scope Scope<'scope, '_>,
     listener: &TcpListener,
-    sources: &'scope Sources<'_>,
+    sources: &'scope Observed<'scope, '_>,
     stop: &'scope AtomicBool,
     open: &'scope AtomicUsize,
 ) {
@@ -224,7 +270,7 @@ fn next_line(r: &mut impl BufRead, stop: &AtomicBool, max: usize) -> io::Result<
 }
 
 /// Serves one admin connection to its end.
-pub fn serve(stream: TcpStream, sources: &Sources<'_>, stop: &AtomicBool) -> io::Result<()> {
+pub fn serve(stream: TcpStream, sources: &Observed<'_, '_>, stop: &AtomicBool) -> io::Result<()> {
     stream.set_read_timeout(Some(STOP_POLL))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut out = stream.try_clone()?;
@@ -261,12 +307,13 @@ pub enum TextReply {
 }
 
 /// Answers one memcache text command of the admin port.
-pub fn text_command(line: &[u8], sources: &Sources<'_>) -> TextReply {
+pub fn text_command(line: &[u8], sources: &Observed<'_, '_>) -> TextReply {
     let text = String::from_utf8_lossy(line);
     let words: Vec<&str> = text.split_ascii_whitespace().collect();
     match words.as_slice() {
         ["version"] => {
-            TextReply::Send(format!("VERSION {}\r\n", sources.engine.config().version).into_bytes())
+            let version = sources.sources.engine.config().version;
+            TextReply::Send(format!("VERSION {version}\r\n").into_bytes())
         }
         ["quit"] => TextReply::Close,
         ["stats"] => {
@@ -290,7 +337,8 @@ pub fn text_command(line: &[u8], sources: &Sources<'_>) -> TextReply {
 }
 
 /// The engine's reply to one `stats ...` request, however long.
-fn engine_stats(sources: &Sources<'_>, request: &[u8]) -> Vec<u8> {
+fn engine_stats(sources: &Observed<'_, '_>, request: &[u8]) -> Vec<u8> {
+    let sources = sources.sources;
     let mut session = Session::new(Transport::Tcp);
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::new();
@@ -347,7 +395,7 @@ fn text_response(status: u16, body: &str) -> HttpResponse {
 }
 
 /// Routes one HTTP request line (headers already read).
-pub fn http_route(line: &[u8], sources: &Sources<'_>) -> HttpResponse {
+pub fn http_route(line: &[u8], sources: &Observed<'_, '_>) -> HttpResponse {
     let text = String::from_utf8_lossy(line);
     let mut w = text.split(' ');
     let (Some(method), Some(target)) = (w.next(), w.next()) else {
@@ -380,7 +428,7 @@ fn serve_http(
     line: &[u8],
     r: &mut impl BufRead,
     out: &mut impl Write,
-    sources: &Sources<'_>,
+    sources: &Observed<'_, '_>,
     stop: &AtomicBool,
 ) -> io::Result<()> {
     // headers: read and ignore, bounded
@@ -422,12 +470,25 @@ fn serve_http(
 }
 
 /// The periodic stats line: `stats: name=value ...` for the figures an
-/// operator looks at first, and p99 latency of get and set over TCP.
-pub fn stats_line(sources: &Sources<'_>) -> String {
+/// operator looks at first, and p99 latency of get and set over TCP in the
+/// last minute (0 when none was served).
+pub fn stats_line(observed: &Observed<'_, '_>) -> String {
+    let sources = observed.sources;
     let e = sources.engine.stats();
     let st = sources.engine.store().stats();
-    let lat = sources.frontend.tcp_latency();
-    let p99 = |c: CommandClass| lat.class(c).summary().quantiles[2] / 1000;
+    let mut fams = metrics::latency_families(&[("tcp", sources.frontend.tcp_latency())]);
+    observed.window.annotate(Instant::now(), &mut fams);
+    let p99 = |c: CommandClass| {
+        fams[0]
+            .samples
+            .iter()
+            .find(|s| s.labels.iter().any(|(k, v)| *k == "class" && v == c.name()))
+            .and_then(|s| match &s.value {
+                metrics::Value::Latency(h) => h.window.map(|w| w.summary.quantiles[2] / 1000),
+                _ => None,
+            })
+            .unwrap_or(0)
+    };
     let mut line = format!(
         "stats: curr_connections={} total_connections={} cmd_get={} get_hits={} get_misses={} \
          cmd_set={} curr_items={} bytes={} evictions={} bytes_read={} bytes_written={} \
@@ -458,7 +519,7 @@ pub fn stats_line(sources: &Sources<'_>) -> String {
 fn scalar(families: &[metrics::Family], name: &str) -> Option<u64> {
     families.iter().find(|f| f.name == name).and_then(|f| {
         match f.samples.first().map(|s| &s.value) {
-            Some(metrics::Value::Scalar(v)) => Some(*v),
+            Some(metrics::Value::Int(v)) => Some(*v),
             _ => None,
         }
     })
@@ -484,24 +545,33 @@ mod tests {
             frontend: f.stats(),
             extra: Vec::new(),
             guard: None,
-            started: std::time::Instant::now(),
         }
+    }
+
+    /// Runs `f` with the sources observed and an empty window.
+    fn with_observed(f: impl FnOnce(&Observed<'_, '_>)) {
+        let s = sources();
+        let w = LatencyWindow::new();
+        f(&Observed {
+            sources: &s,
+            window: &w,
+        })
     }
 
     #[test]
     fn http_routes_and_errors() {
-        let s = sources();
-        let r = http_route(b"GET /metrics HTTP/1.1", &s);
+        with_observed(http_routes_and_errors_with)
+    }
+
+    fn http_routes_and_errors_with(s: &Observed<'_, '_>) {
+        let r = http_route(b"GET /metrics HTTP/1.1", s);
         assert_eq!(r.status, 200);
         let body = String::from_utf8(r.body).unwrap();
         assert!(body.contains("# TYPE petrel_engine_cmd_get_total counter"));
-        assert_eq!(
-            http_route(b"GET /metrics.json?x=1 HTTP/1.0", &s).status,
-            200
-        );
-        assert_eq!(http_route(b"GET /nope HTTP/1.1", &s).status, 404);
-        assert_eq!(http_route(b"POST /metrics HTTP/1.1", &s).status, 405);
-        assert_eq!(http_route(b"GET", &s).status, 400);
+        assert_eq!(http_route(b"GET /metrics.json?x=1 HTTP/1.0", s).status, 200);
+        assert_eq!(http_route(b"GET /nope HTTP/1.1", s).status, 404);
+        assert_eq!(http_route(b"POST /metrics HTTP/1.1", s).status, 405);
+        assert_eq!(http_route(b"GET", s).status, 400);
         assert!(is_http_request_line(b"GET / HTTP/1.1"));
         assert!(!is_http_request_line(b"stats"));
         assert!(!is_http_request_line(b"get a HTTP/1.1 x"));
@@ -509,27 +579,33 @@ mod tests {
 
     #[test]
     fn text_commands() {
-        let s = sources();
-        let TextReply::Send(v) = text_command(b"version", &s) else {
+        with_observed(text_commands_with)
+    }
+
+    fn text_commands_with(s: &Observed<'_, '_>) {
+        let TextReply::Send(v) = text_command(b"version", s) else {
             panic!()
         };
         assert!(v.starts_with(b"VERSION "));
-        let TextReply::Send(st) = text_command(b"stats", &s) else {
+        let TextReply::Send(st) = text_command(b"stats", s) else {
             panic!()
         };
         let st = String::from_utf8(st).unwrap();
         assert!(st.starts_with("STAT pid "), "{st}");
-        assert!(st.contains("STAT frontend_curr_connections 0\r\n"));
-        assert!(st.contains("STAT request_duration_seconds:tcp:get:count 0\r\n"));
+        // one name per figure: the engine's connection gauge, not the front end's copy
+        assert!(st.contains("STAT engine_curr_connections 0\r\n"));
+        assert!(!st.contains("STAT frontend_curr_connections "));
+        assert!(st.contains("STAT max_connections "));
+        assert!(st.contains("STAT process_cpu_seconds "));
         assert!(st.ends_with("\r\nEND\r\n"));
         assert_eq!(st.matches("END\r\n").count(), 1);
-        let TextReply::Send(set) = text_command(b"stats settings", &s) else {
+        let TextReply::Send(set) = text_command(b"stats settings", s) else {
             panic!()
         };
         assert!(String::from_utf8(set).unwrap().contains("STAT maxconns "));
-        assert!(matches!(text_command(b"bogus", &s), TextReply::Send(e) if e == b"ERROR\r\n"));
-        assert!(matches!(text_command(b"quit", &s), TextReply::Close));
-        assert!(stats_line(&s).starts_with("stats: curr_connections=0 "));
+        assert!(matches!(text_command(b"bogus", s), TextReply::Send(e) if e == b"ERROR\r\n"));
+        assert!(matches!(text_command(b"quit", s), TextReply::Close));
+        assert!(stats_line(s).starts_with("stats: curr_connections=0 "));
         assert_eq!(scalar(&s.collect(), "petrel_engine_cmd_get_total"), Some(0));
     }
 

@@ -18,7 +18,11 @@ mod limits;
 mod logger;
 mod memory;
 mod metrics;
+#[cfg(test)]
+mod metrics_doc;
+mod metrics_process;
 mod metrics_settings;
+mod metrics_window;
 mod metrics_xdp;
 mod persist;
 mod privileges;
@@ -191,6 +195,7 @@ fn run() -> Result<(), Exit> {
 
     // The command log sees every request the engine executes.
     let mut engine = engine;
+    engine.set_process_usage(&metrics_process::Rusage);
     if let Some(k) = &settings.observability.klog {
         let klog = klog::Klog::start(&k.path, k.sample, k.max_bytes)
             .map_err(|e| usage(format!("petrel: --klog-file {}: {e}", k.path.display())))?;
@@ -265,7 +270,6 @@ fn run() -> Result<(), Exit> {
         frontend: frontend.stats(),
         extra: metrics_xdp::sources(xdp.as_ref()),
         guard: Some(udp_guard.clone()),
-        started: std::time::Instant::now(),
     };
     admin::observe(&settings.observability, admin_listener, observed, || {
         xdp::serve(xdp, &engine, || frontend.run(&engine, Some(&mut signal_rx)))

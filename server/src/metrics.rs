@@ -4,28 +4,32 @@
 //! `stats`).
 //!
 //! ```text
-//!  EngineStats  StoreStats  FrontendStats  LatencyStats  LogStats  KlogStats  (+ sources added at run time, e.g. AF_XDP)
-//!       \___________\____________|______________|____________/_________/
-//!                                 collect()  ──▶ Vec<Family>
-//!                 ┌─────────────────┼──────────────────┐
-//!           prometheus()          json()            stat_lines()
+//!  EngineStats StoreStats FrontendStats GuardStats LogStats KlogStats LatencyStats  process  (+ sources added at run time, e.g. AF_XDP)
+//!       \__________\___________\____________|___________/________/__________/__________/
+//!                                        collect()  ──▶ Vec<Family>  ──▶ LatencyWindow::annotate (last 60 s)
+//!                        ┌──────────────────┼───────────────────┐
+//!                  prometheus()           json()           stat_lines()
 //! ```
 //!
 //! Names, units and descriptions come from the `metrics!` declarations
 //! next to the code that updates them ([`GROUPS`] lists which), so the
-//! README's metric table ([`markdown_table`]) is generated from the same
-//! place. A metric `name` of group `g` is exposed as `petrel_<g>_<name>`,
-//! with `_total` appended for counters. Collecting allocates; it runs on
-//! the admin thread, never on a worker.
+//! README's metric table (`metrics_doc`) is generated from the same place.
+//! A metric `name` of group `g` is exposed as `petrel_<g>_<name>`, with
+//! `_total` appended for counters; a figure that two groups both keep is
+//! exposed once ([`EXPOSED_ELSEWHERE`]). Values carry their unit: every
+//! `seconds` value is in seconds when it leaves [`Sources::collect`], every
+//! `bytes` value in bytes; the writers convert nothing. Collecting
+//! allocates; it runs on the admin thread, never on a worker.
 
 use std::fmt::Write as _;
-use std::time::Instant;
-
 use std::sync::Arc;
 
 use petrel_core::engine::{Engine, EngineStats};
 use petrel_core::guard::{GuardStats, UdpGuard};
-use petrel_core::histogram::{CommandClass, LatencyStats, Summary, QUANTILES_PPM};
+use petrel_core::histogram::{
+    cumulative_le, CommandClass, Histogram, LatencyStats, Summary, BUCKETS, LE_BOUNDS,
+    LE_BOUNDS_NS, QUANTILES_PPM,
+};
 use petrel_core::stats::{Desc, Kind, StoreStats};
 use petrel_tcp::{FrontendStats, StatsHandle};
 
@@ -39,27 +43,75 @@ pub enum Type {
     Counter,
     /// Goes up and down.
     Gauge,
-    /// Quantiles, sum and count of a latency histogram.
-    Summary,
+    /// Cumulative buckets, sum and count of a latency histogram.
+    Histogram,
 }
 
 impl Type {
-    fn name(self) -> &'static str {
+    /// The name in `# TYPE` lines.
+    pub fn name(self) -> &'static str {
         match self {
             Type::Counter => "counter",
             Type::Gauge => "gauge",
-            Type::Summary => "summary",
+            Type::Histogram => "histogram",
         }
+    }
+}
+
+/// A latency histogram read at one moment: the count of every internal
+/// bucket ([`BUCKETS`] of them, nanoseconds), their sum and maximum, and,
+/// once [`crate::metrics_window::LatencyWindow::annotate`] has seen it, the
+/// figures of the last window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Latency {
+    /// Values per internal bucket ([`BUCKETS`] entries).
+    pub buckets: Vec<u64>,
+    /// Sum of the values, nanoseconds.
+    pub sum_ns: u64,
+    /// Largest value since start, nanoseconds.
+    pub max_ns: u64,
+    /// The values recorded in the last window (None until annotated).
+    pub window: Option<Windowed>,
+}
+
+/// Quantiles of the values recorded over a recent stretch of time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Windowed {
+    /// Length of the stretch, seconds.
+    pub seconds: f64,
+    /// Count, sum and quantiles of the values in it (nanoseconds).
+    pub summary: Summary,
+}
+
+impl Latency {
+    /// The histograms of `parts` taken together.
+    pub fn of(parts: &[&Histogram]) -> Latency {
+        let buckets = (0..BUCKETS)
+            .map(|i| parts.iter().fold(0u64, |a, h| a.wrapping_add(h.bucket(i))))
+            .collect();
+        Latency {
+            buckets,
+            sum_ns: parts.iter().fold(0u64, |a, h| a.wrapping_add(h.sum())),
+            max_ns: parts.iter().map(|h| h.max()).max().unwrap_or(0),
+            window: None,
+        }
+    }
+
+    /// Values recorded (the sum of the bucket counts).
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().fold(0u64, |a, c| a.wrapping_add(*c))
     }
 }
 
 /// One labelled value of a family.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    /// A counter or gauge.
-    Scalar(u64),
-    /// A latency histogram (nanoseconds).
-    Summary(Summary),
+    /// A whole number in the family's unit.
+    Int(u64),
+    /// A fractional number in the family's unit (seconds, ...).
+    Float(f64),
+    /// A latency histogram.
+    Latency(Box<Latency>),
 }
 
 /// One value with its labels.
@@ -76,9 +128,9 @@ pub struct Sample {
 pub struct Family {
     /// Full exposed name (`petrel_engine_cmd_get_total`).
     pub name: String,
-    /// Counter, gauge or summary.
+    /// Counter, gauge or histogram.
     pub kind: Type,
-    /// What one unit is (for summaries: `seconds`).
+    /// What one unit is (for histograms: `seconds`).
     pub unit: &'static str,
     /// One line.
     pub help: String,
@@ -88,59 +140,103 @@ pub struct Family {
     pub samples: Vec<Sample>,
 }
 
-// Read by the README table (a test) rather than at run time.
-#[allow(dead_code)]
-/// A group of `metrics!` declarations: exposed name prefix, the
-/// declarations, and where the figures come from.
+impl Family {
+    /// A family of one unlabelled sample.
+    pub fn single(name: &str, kind: Type, unit: &'static str, help: &str, value: Value) -> Self {
+        Family {
+            name: name.to_string(),
+            kind,
+            unit,
+            help: help.to_string(),
+            label_names: &[],
+            samples: vec![Sample {
+                labels: Vec::new(),
+                value,
+            }],
+        }
+    }
+}
+
+/// A group of `metrics!` declarations: exposed name prefix and the
+/// declarations.
+// Read by the README table and tests rather than at run time.
+#[cfg_attr(not(test), allow(dead_code))]
 pub struct Group {
     /// `petrel_<prefix>_...`.
     pub prefix: &'static str,
-    /// What the group covers.
-    pub about: &'static str,
     /// Its metrics.
     pub descs: &'static [Desc],
 }
 
-// Read by the README table (a test) rather than at run time.
-#[allow(dead_code)]
 /// Every statically declared group, in exposition order.
+#[cfg_attr(not(test), allow(dead_code))]
 pub const GROUPS: &[Group] = &[
     Group {
         prefix: "engine",
-        about: "protocol counters of the engine (memcached's `stats` names)",
         descs: &EngineStats::DESCS,
     },
     Group {
         prefix: "store",
-        about: "the Segcache store: items, segments, hash table, evictions, expirations",
         descs: &StoreStats::DESCS,
     },
     Group {
         prefix: "frontend",
-        about: "the kernel-socket front ends: TCP connections and kernel UDP datagrams",
         descs: &FrontendStats::DESCS,
     },
     Group {
         prefix: "udp_guard",
-        about: "the UDP amplification guard shared by the UDP paths",
         descs: &GuardStats::DESCS,
     },
     Group {
         prefix: "log",
-        about: "the debug log (`log` records, written by a background thread)",
         descs: &LogStats::DESCS,
     },
     Group {
         prefix: "klog",
-        about: "the command log (`--klog-file`)",
         descs: &KlogStats::DESCS,
     },
 ];
 
-/// Name of the latency summary family.
+/// Figures that two groups keep: (group, field, the one exposed name).
+/// The group's copy is not exposed; `stats` on the data port still prints
+/// both under memcached's and Petrel's names.
+pub const EXPOSED_ELSEWHERE: &[(&str, &str, &str)] = &[
+    (
+        "frontend",
+        "curr_connections",
+        "petrel_engine_curr_connections",
+    ),
+    (
+        "frontend",
+        "total_connections",
+        "petrel_engine_total_connections_total",
+    ),
+    (
+        "frontend",
+        "rejected_connections",
+        "petrel_engine_rejected_connections_total",
+    ),
+    ("frontend", "conn_yields", "petrel_engine_conn_yields_total"),
+    // the store counts a key's lookup once for get/gets/mg (and gat/gats);
+    // memcached's cmd_get / get_hits / get_misses are the names operators know
+    ("store", "gets", "petrel_engine_cmd_get_total"),
+    ("store", "get_hits", "petrel_engine_get_hits_total"),
+    ("store", "get_misses", "petrel_engine_get_misses_total"),
+];
+
+/// Whether field `name` of group `prefix` is exposed under its own name.
+pub fn exposed(prefix: &str, name: &str) -> bool {
+    !EXPOSED_ELSEWHERE
+        .iter()
+        .any(|(g, f, _)| *g == prefix && *f == name)
+}
+
+/// Name of the latency histogram family.
 pub const LATENCY_FAMILY: &str = "petrel_request_duration_seconds";
 /// Name of the latency maximum family.
 pub const LATENCY_MAX_FAMILY: &str = "petrel_request_duration_max_seconds";
+/// What the latency histogram measures.
+pub const LATENCY_HELP: &str = "request latency from the moment the request is complete in the front end's buffer to the moment its reply is handed to the socket or ring, by transport and command class";
 
 /// Figures added at run time by a front end that is not always there
 /// (e.g. AF_XDP): called at every collection, appends its families.
@@ -148,7 +244,7 @@ pub type ExtraSource = Box<dyn Fn(&mut Vec<Family>) + Send + Sync>;
 
 /// Where the figures are read from.
 pub struct Sources<'e> {
-    /// The engine (its stats and its store's).
+    /// The engine (its stats, its store's, its configured limits).
     pub engine: &'e Engine<'static>,
     /// The kernel-socket front ends' counters and latency.
     pub frontend: StatsHandle,
@@ -156,8 +252,6 @@ pub struct Sources<'e> {
     pub extra: Vec<ExtraSource>,
     /// The UDP amplification guard, when UDP is served.
     pub guard: Option<Arc<UdpGuard>>,
-    /// When the server started.
-    pub started: Instant,
 }
 
 /// The exposed name of metric `d` in group `prefix`.
@@ -168,77 +262,104 @@ pub fn exposed_name(prefix: &str, d: &Desc) -> String {
     }
 }
 
-fn scalar_family(prefix: &str, d: &Desc, v: u64) -> Family {
-    Family {
-        name: exposed_name(prefix, d),
-        kind: match d.kind {
-            Kind::Counter => Type::Counter,
-            Kind::Gauge => Type::Gauge,
-        },
-        unit: d.unit,
-        help: d.description.to_string(),
-        label_names: &[],
-        samples: vec![Sample {
-            labels: Vec::new(),
-            value: Value::Scalar(v),
-        }],
+/// The Prometheus type of a `metrics!` kind.
+pub fn type_of(kind: Kind) -> Type {
+    match kind {
+        Kind::Counter => Type::Counter,
+        Kind::Gauge => Type::Gauge,
     }
 }
 
-/// The latency families (summary and max) over the given transports.
+fn scalar_family(prefix: &str, d: &Desc, v: u64) -> Family {
+    Family::single(
+        &exposed_name(prefix, d),
+        type_of(d.kind),
+        d.unit,
+        d.description,
+        Value::Int(v),
+    )
+}
+
+fn push_group(out: &mut Vec<Family>, prefix: &str, d: &Desc, v: u64) {
+    if exposed(prefix, d.name) {
+        out.push(scalar_family(prefix, d, v));
+    }
+}
+
+/// The latency families (histogram and max) over the given transports:
+/// every class of every transport, empty ones too (a series that appeared
+/// only with its first request would hide that request from `rate()`).
 pub fn latency_families(sets: &[(&'static str, &LatencyStats)]) -> [Family; 2] {
-    let mut summary = Family {
-        name: LATENCY_FAMILY.to_string(),
-        kind: Type::Summary,
-        unit: "seconds",
-        help: "request latency from the moment the request is complete in the front end's buffer to the moment its reply is handed to the socket or ring, by transport and command class".to_string(),
-        label_names: &["transport", "class"],
-        samples: Vec::new(),
-    };
-    let mut max = Family {
-        name: LATENCY_MAX_FAMILY.to_string(),
-        kind: Type::Gauge,
-        unit: "seconds",
-        help: "largest request latency seen since start, by transport and command class"
-            .to_string(),
-        label_names: &["transport", "class"],
-        samples: Vec::new(),
-    };
+    let mut hist = latency_family_shells();
     for (transport, set) in sets {
         for c in CommandClass::ALL {
-            let s = set.class(c).summary();
-            let labels = vec![
-                ("transport", transport.to_string()),
-                ("class", c.name().to_string()),
-            ];
-            max.samples.push(Sample {
+            push_latency(&mut hist, transport, c, Latency::of(&[set.class(c)]));
+        }
+    }
+    hist
+}
+
+/// The two latency families without samples.
+pub fn latency_family_shells() -> [Family; 2] {
+    [
+        Family {
+            name: LATENCY_FAMILY.to_string(),
+            kind: Type::Histogram,
+            unit: "seconds",
+            help: LATENCY_HELP.to_string(),
+            label_names: &["transport", "class"],
+            samples: Vec::new(),
+        },
+        Family {
+            name: LATENCY_MAX_FAMILY.to_string(),
+            kind: Type::Gauge,
+            unit: "seconds",
+            help: "largest request latency seen since start, by transport and command class"
+                .to_string(),
+            label_names: &["transport", "class"],
+            samples: Vec::new(),
+        },
+    ]
+}
+
+/// Adds one (transport, class) histogram and its maximum to `fams` (the
+/// two latency families).
+pub fn push_latency(fams: &mut [Family], transport: &str, class: CommandClass, l: Latency) {
+    let labels = vec![
+        ("transport", transport.to_string()),
+        ("class", class.name().to_string()),
+    ];
+    for f in fams.iter_mut() {
+        if f.name == LATENCY_MAX_FAMILY {
+            f.samples.push(Sample {
                 labels: labels.clone(),
-                value: Value::Scalar(s.max),
-            });
-            summary.samples.push(Sample {
-                labels,
-                value: Value::Summary(s),
+                value: Value::Float(seconds(l.max_ns)),
             });
         }
     }
-    [summary, max]
+    for f in fams.iter_mut() {
+        if f.name == LATENCY_FAMILY {
+            f.samples.push(Sample {
+                labels,
+                value: Value::Latency(Box::new(l)),
+            });
+            return;
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, now.
+fn unix_now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Sources<'_> {
     /// Reads every figure now.
     pub fn collect(&self) -> Vec<Family> {
         let mut out = Vec::new();
-        out.push(Family {
-            name: "petrel_uptime_seconds".into(),
-            kind: Type::Gauge,
-            unit: "seconds",
-            help: "seconds since the server started".into(),
-            label_names: &[],
-            samples: vec![Sample {
-                labels: Vec::new(),
-                value: Value::Scalar(self.started.elapsed().as_secs()),
-            }],
-        });
+        let cfg = self.engine.config();
         out.push(Family {
             name: "petrel_info".into(),
             kind: Type::Gauge,
@@ -246,38 +367,133 @@ impl Sources<'_> {
             help: "always 1; the label carries the server version".into(),
             label_names: &["version"],
             samples: vec![Sample {
-                labels: vec![("version", env!("CARGO_PKG_VERSION").to_string())],
-                value: Value::Scalar(1),
+                labels: vec![("version", cfg.petrel_version.to_string())],
+                value: Value::Int(1),
             }],
         });
-        let e = self.engine.stats();
-        e.for_each_desc(|d, v| out.push(scalar_family("engine", d, v)));
+        for (name, kind, unit, help) in FIXED {
+            let value = match *name {
+                // the clock of `stats`' uptime: whole seconds there, exact here
+                "petrel_uptime_seconds" => {
+                    Value::Float((unix_now_f64() - f64::from(cfg.started_at)).max(0.0))
+                }
+                "petrel_max_connections" => Value::Int(u64::from(cfg.max_connections)),
+                "petrel_memory_limit_bytes" => Value::Int(cfg.store.item_memory_bytes as u64),
+                "petrel_item_size_limit_bytes" => Value::Int(cfg.item_size_max_bytes as u64),
+                _ => continue,
+            };
+            out.push(Family::single(name, *kind, unit, help, value));
+        }
+        let p = crate::metrics_process::read();
+        for (name, kind, unit, help) in FIXED {
+            let value = match *name {
+                "process_cpu_seconds_total" => Value::Float(p.cpu_seconds),
+                "process_resident_memory_bytes" => Value::Int(p.resident_bytes),
+                "process_virtual_memory_bytes" => Value::Int(p.virtual_bytes),
+                "process_open_fds" => Value::Int(p.open_fds),
+                "process_max_fds" => Value::Int(p.max_fds),
+                "process_start_time_seconds" => Value::Float(p.start_time_seconds),
+                _ => continue,
+            };
+            out.push(Family::single(name, *kind, unit, help, value));
+        }
+        self.engine
+            .stats()
+            .for_each_desc(|d, v| push_group(&mut out, "engine", d, v));
         self.engine
             .store()
             .stats()
-            .for_each_desc(|d, v| out.push(scalar_family("store", d, v)));
+            .for_each_desc(|d, v| push_group(&mut out, "store", d, v));
         self.frontend
-            .for_each_desc(|d, v| out.push(scalar_family("frontend", d, v)));
+            .for_each_desc(|d, v| push_group(&mut out, "frontend", d, v));
         match &self.guard {
             Some(g) => g
                 .stats()
-                .for_each_desc(|d, v| out.push(scalar_family("udp_guard", d, v))),
-            None => {
-                GuardStats::new().for_each_desc(|d, v| out.push(scalar_family("udp_guard", d, v)))
-            }
+                .for_each_desc(|d, v| push_group(&mut out, "udp_guard", d, v)),
+            None => GuardStats::new().for_each_desc(|d, v| push_group(&mut out, "udp_guard", d, v)),
         }
-        crate::logger::stats().for_each_desc(|d, v| out.push(scalar_family("log", d, v)));
-        crate::klog::stats().for_each_desc(|d, v| out.push(scalar_family("klog", d, v)));
-        out.extend(latency_families(&[
-            ("tcp", self.frontend.tcp_latency()),
-            ("udp", self.frontend.udp_latency()),
-        ]));
+        crate::logger::stats().for_each_desc(|d, v| push_group(&mut out, "log", d, v));
+        crate::klog::stats().for_each_desc(|d, v| push_group(&mut out, "klog", d, v));
+        // kernel UDP only when it is served (AF_XDP adds its own)
+        let tcp = ("tcp", self.frontend.tcp_latency());
+        let udp = ("udp", self.frontend.udp_latency());
+        out.extend(if cfg.udp_port != 0 {
+            latency_families(&[tcp, udp])
+        } else {
+            latency_families(&[tcp])
+        });
         for source in &self.extra {
             source(&mut out);
         }
         out
     }
 }
+
+/// The single-valued families that no `metrics!` group declares: name,
+/// type, unit, meaning. The `process_*` names and meanings are Prometheus'
+/// standard ones (its client libraries export the same).
+pub const FIXED: &[(&str, Type, &str, &str)] = &[
+    (
+        "petrel_uptime_seconds",
+        Type::Gauge,
+        "seconds",
+        "seconds since the server started (the clock of stats' uptime)",
+    ),
+    (
+        "petrel_max_connections",
+        Type::Gauge,
+        "connections",
+        "the connection limit (-c, --conn-limit): connections beyond it are refused",
+    ),
+    (
+        "petrel_memory_limit_bytes",
+        Type::Gauge,
+        "bytes",
+        "item memory (-m, --memory-limit)",
+    ),
+    (
+        "petrel_item_size_limit_bytes",
+        Type::Gauge,
+        "bytes",
+        "largest item accepted (-I, --max-item-size)",
+    ),
+    (
+        "process_cpu_seconds_total",
+        Type::Counter,
+        "seconds",
+        "user and system CPU time spent by the process",
+    ),
+    (
+        "process_resident_memory_bytes",
+        Type::Gauge,
+        "bytes",
+        "resident memory size of the process",
+    ),
+    (
+        "process_virtual_memory_bytes",
+        Type::Gauge,
+        "bytes",
+        "virtual memory size of the process",
+    ),
+    (
+        "process_open_fds",
+        Type::Gauge,
+        "descriptors",
+        "open file descriptors",
+    ),
+    (
+        "process_max_fds",
+        Type::Gauge,
+        "descriptors",
+        "limit on open file descriptors (RLIMIT_NOFILE, soft)",
+    ),
+    (
+        "process_start_time_seconds",
+        Type::Gauge,
+        "seconds",
+        "start time of the process since the Unix epoch",
+    ),
+];
 
 /// A label value or help text escaped for the Prometheus text format.
 fn escape(s: &str, quote: bool) -> String {
@@ -308,9 +524,27 @@ fn labels_text(labels: &[(&'static str, String)], extra: Option<(&str, &str)>) -
     }
 }
 
-/// Nanoseconds as seconds for exposition.
-fn seconds(ns: u64) -> f64 {
+/// Nanoseconds as seconds.
+pub fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
+}
+
+/// A float as the text format and JSON write it: shortest round-trip
+/// decimal; never NaN or infinite (0 instead).
+fn float(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "0".to_string()
+    }
+}
+
+/// The `le` label of bound `i` of [`LE_BOUNDS_NS`] (seconds), or `+Inf`.
+pub fn le_label(i: usize) -> String {
+    match LE_BOUNDS_NS.get(i) {
+        Some(ns) => float(seconds(*ns)),
+        None => "+Inf".to_string(),
+    }
 }
 
 /// A quantile in parts per million as Prometheus writes it (`0.999`).
@@ -335,27 +569,23 @@ pub fn prometheus(families: &[Family]) -> String {
         );
         let _ = writeln!(o, "# TYPE {} {}", f.name, f.kind.name());
         for s in &f.samples {
+            let l = labels_text(&s.labels, None);
             match &s.value {
-                Value::Scalar(v) if f.unit == "seconds" => {
-                    let _ = writeln!(
-                        o,
-                        "{}{} {}",
-                        f.name,
-                        labels_text(&s.labels, None),
-                        seconds(*v)
-                    );
+                Value::Int(v) => {
+                    let _ = writeln!(o, "{}{l} {v}", f.name);
                 }
-                Value::Scalar(v) => {
-                    let _ = writeln!(o, "{}{} {v}", f.name, labels_text(&s.labels, None));
+                Value::Float(v) => {
+                    let _ = writeln!(o, "{}{l} {}", f.name, float(*v));
                 }
-                Value::Summary(sum) => {
-                    for (q, v) in QUANTILES_PPM.iter().zip(sum.quantiles) {
-                        let l = labels_text(&s.labels, Some(("quantile", &quantile_label(*q))));
-                        let _ = writeln!(o, "{}{l} {}", f.name, seconds(v));
+                Value::Latency(h) => {
+                    let cum = cumulative_le(&h.buckets);
+                    for (i, c) in cum.iter().enumerate() {
+                        let le = le_label(i);
+                        let l = labels_text(&s.labels, Some(("le", &le)));
+                        let _ = writeln!(o, "{}_bucket{l} {c}", f.name);
                     }
-                    let l = labels_text(&s.labels, None);
-                    let _ = writeln!(o, "{}_sum{l} {}", f.name, seconds(sum.sum));
-                    let _ = writeln!(o, "{}_count{l} {}", f.name, sum.count);
+                    let _ = writeln!(o, "{}_sum{l} {}", f.name, float(seconds(h.sum_ns)));
+                    let _ = writeln!(o, "{}_count{l} {}", f.name, cum[LE_BOUNDS]);
                 }
             }
         }
@@ -381,11 +611,24 @@ fn json_str(s: &str) -> String {
     o
 }
 
+fn json_quantiles(o: &mut String, s: &Summary) {
+    o.push('{');
+    for (k, (q, v)) in QUANTILES_PPM.iter().zip(s.quantiles).enumerate() {
+        if k > 0 {
+            o.push(',');
+        }
+        let _ = write!(o, "\"{}\":{}", quantile_label(*q), float(seconds(v)));
+    }
+    o.push('}');
+}
+
 /// The families as one JSON object:
 /// `{"version": ..., "metrics": [{"name", "type", "unit", "help",
-/// "samples": [{"labels": {...}, "value": N}]}]}`; a summary sample has
-/// `count`, `sum_seconds`, `max_seconds` and `quantiles` (`{"0.5": s, ...}`)
-/// instead of `value`.
+/// "samples": [{"labels": {...}, "value": N}]}]}`. A histogram sample has,
+/// instead of `value`, `count`, `sum_seconds` and `max_seconds` since start
+/// and `window`: `{"seconds": S, "count": N, "quantiles": {"0.5": s, ...}}`
+/// over the last [`crate::metrics_window::WINDOW`] (null until the first
+/// reading of the window).
 pub fn json(families: &[Family]) -> String {
     let mut o = String::new();
     let _ = write!(
@@ -418,27 +661,33 @@ pub fn json(families: &[Family]) -> String {
             }
             o.push_str("},");
             match &s.value {
-                Value::Scalar(v) if f.unit == "seconds" => {
-                    let _ = write!(o, "\"value\":{}", seconds(*v));
-                }
-                Value::Scalar(v) => {
+                Value::Int(v) => {
                     let _ = write!(o, "\"value\":{v}");
                 }
-                Value::Summary(sum) => {
+                Value::Float(v) => {
+                    let _ = write!(o, "\"value\":{}", float(*v));
+                }
+                Value::Latency(h) => {
                     let _ = write!(
                         o,
-                        "\"count\":{},\"sum_seconds\":{},\"max_seconds\":{},\"quantiles\":{{",
-                        sum.count,
-                        seconds(sum.sum),
-                        seconds(sum.max)
+                        "\"count\":{},\"sum_seconds\":{},\"max_seconds\":{},\"window\":",
+                        h.count(),
+                        float(seconds(h.sum_ns)),
+                        float(seconds(h.max_ns))
                     );
-                    for (k, (q, v)) in QUANTILES_PPM.iter().zip(sum.quantiles).enumerate() {
-                        if k > 0 {
-                            o.push(',');
+                    match &h.window {
+                        None => o.push_str("null"),
+                        Some(w) => {
+                            let _ = write!(
+                                o,
+                                "{{\"seconds\":{},\"count\":{},\"quantiles\":",
+                                float(w.seconds),
+                                w.summary.count
+                            );
+                            json_quantiles(&mut o, &w.summary);
+                            o.push('}');
                         }
-                        let _ = write!(o, "\"{}\":{}", quantile_label(*q), seconds(v));
                     }
-                    o.push('}');
                 }
             }
             o.push('}');
@@ -449,16 +698,35 @@ pub fn json(families: &[Family]) -> String {
     o
 }
 
+/// The `STAT` name of a family: without the `petrel_` prefix and the
+/// `_total` suffix; the latency histogram is `request_duration` (its
+/// figures are printed in microseconds).
+fn stat_base(name: &str) -> &str {
+    if name == LATENCY_FAMILY {
+        return "request_duration";
+    }
+    if name == LATENCY_MAX_FAMILY {
+        return "request_duration_max";
+    }
+    let base = name.strip_prefix("petrel_").unwrap_or(name);
+    base.strip_suffix("_total").unwrap_or(base)
+}
+
 /// `STAT <name> <value>` lines (without the final `END`) for the families
-/// that memcached's `stats` does not already print: names without the
-/// `petrel_` prefix and `_total` suffix, labels joined with `:`; latency as
-/// `<name>:<transport>:<class>:<p50|p90|p99|p999|max|count>` in
-/// microseconds (counts as numbers).
+/// that memcached's `stats` does not already print: names as
+/// [`stat_base`] makes them, labels joined with `:`; fractional values
+/// with six decimals (memcached's `rusage_*` format). A latency histogram
+/// prints `<name>:<transport>:<class>:count` (since start) and, over the
+/// last window, `:window_s` (its length in seconds), `:window_count` and
+/// `:p50_us :p90_us :p99_us :p999_us` (microseconds).
 pub fn stat_lines(families: &[Family]) -> String {
     let mut o = String::new();
     for f in families {
-        let base = f.name.trim_start_matches("petrel_");
-        let base = base.strip_suffix("_total").unwrap_or(base);
+        if f.name == LATENCY_MAX_FAMILY {
+            // its figure is printed with the histogram's (`:max_us`)
+            continue;
+        }
+        let base = stat_base(&f.name);
         for s in &f.samples {
             let mut name = base.to_string();
             for (_, v) in &s.labels {
@@ -466,84 +734,30 @@ pub fn stat_lines(families: &[Family]) -> String {
                 name.push_str(v);
             }
             match &s.value {
-                Value::Scalar(v) if f.unit == "seconds" && f.name != "petrel_uptime_seconds" => {
-                    let _ = write!(o, "STAT {name}_us {}\r\n", v / 1000);
-                }
-                Value::Scalar(v) => {
+                Value::Int(v) => {
                     let _ = write!(o, "STAT {name} {v}\r\n");
                 }
-                Value::Summary(sum) => {
-                    for (label, v) in ["p50", "p90", "p99", "p999"].iter().zip(sum.quantiles) {
+                Value::Float(v) => {
+                    let _ = write!(o, "STAT {name} {v:.6}\r\n");
+                }
+                Value::Latency(h) => {
+                    let _ = write!(o, "STAT {name}:count {}\r\n", h.count());
+                    let _ = write!(o, "STAT {name}:max_us {}\r\n", h.max_ns / 1000);
+                    let w = h.window.unwrap_or(Windowed {
+                        seconds: 0.0,
+                        summary: Summary::default(),
+                    });
+                    let _ = write!(o, "STAT {name}:window_s {}\r\n", w.seconds.round() as u64);
+                    let _ = write!(o, "STAT {name}:window_count {}\r\n", w.summary.count);
+                    for (label, v) in ["p50", "p90", "p99", "p999"]
+                        .iter()
+                        .zip(w.summary.quantiles)
+                    {
                         let _ = write!(o, "STAT {name}:{label}_us {}\r\n", v / 1000);
                     }
-                    let _ = write!(o, "STAT {name}:count {}\r\n", sum.count);
                 }
             }
         }
-    }
-    o
-}
-
-// Read by the README table (a test) rather than at run time.
-#[allow(dead_code)]
-/// The README's metric table: one row per family with its type, unit and
-/// meaning. Built from [`GROUPS`] and the latency families, so it changes
-/// exactly when a declaration does (a test keeps README.md in step).
-pub fn markdown_table() -> String {
-    let mut o = String::from(
-        "| metric | type | unit | labels | meaning |\n| --- | --- | --- | --- | --- |\n",
-    );
-    let mut row = |name: &str, kind: &str, unit: &str, labels: &str, help: &str| {
-        let _ = writeln!(
-            o,
-            "| `{name}` | {kind} | {unit} | {labels} | {} |",
-            help.replace('|', "\\|")
-        );
-    };
-    row(
-        "petrel_uptime_seconds",
-        "gauge",
-        "seconds",
-        "",
-        "seconds since the server started",
-    );
-    row(
-        "petrel_info",
-        "gauge",
-        "info",
-        "version",
-        "always 1; the label carries the server version",
-    );
-    for g in GROUPS {
-        for d in g.descs {
-            let kind = match d.kind {
-                Kind::Counter => "counter",
-                Kind::Gauge => "gauge",
-            };
-            row(&exposed_name(g.prefix, d), kind, d.unit, "", d.description);
-        }
-    }
-    let static_latency = LatencyStats::new();
-    for f in latency_families(&[("tcp", &static_latency)]) {
-        let labels = f.label_names.join(", ");
-        let help = if f.kind == Type::Summary {
-            format!(
-                "{}; quantiles 0.5, 0.9, 0.99, 0.999, with `_sum` and `_count`; transports tcp, udp (kernel), xdp; classes {}",
-                f.help,
-                CommandClass::ALL
-                    .iter()
-                    .map(|c| format!("`{}` ({})", c.name(), c.commands()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        } else {
-            f.help.clone()
-        };
-        row(&f.name, f.kind.name(), f.unit, &labels, &help);
-    }
-    // families that exist only while their source runs (AF_XDP)
-    for (name, kind, unit, labels, help) in crate::metrics_xdp::documented() {
-        row(&name, kind, unit, labels, &help);
     }
     o
 }
@@ -555,53 +769,106 @@ mod tests {
     fn sample_families() -> Vec<Family> {
         let l = LatencyStats::new();
         l.class(CommandClass::Get).record_n(2_000, 3);
+        l.class(CommandClass::Get).record_n(100_000, 1);
         let mut v = vec![scalar_family("engine", &EngineStats::DESCS[0], 7)];
+        v.push(Family::single(
+            "petrel_uptime_seconds",
+            Type::Gauge,
+            "seconds",
+            "x",
+            Value::Float(19.25),
+        ));
         v.extend(latency_families(&[("tcp", &l)]));
         v
     }
 
     #[test]
-    fn prometheus_text_has_help_type_and_summaries() {
+    fn prometheus_text_has_help_type_and_histograms() {
         let t = prometheus(&sample_families());
         assert!(t.contains("# TYPE petrel_engine_curr_connections gauge\n"));
         assert!(t.contains("petrel_engine_curr_connections 7\n"));
-        assert!(t.contains("# TYPE petrel_request_duration_seconds summary\n"));
+        assert!(t.contains("petrel_uptime_seconds 19.25\n"), "{t}");
+        assert!(t.contains("# TYPE petrel_request_duration_seconds histogram\n"));
+        // 2000 ns is below 2.048 us, above 1.536 us
         assert!(t.contains(
-            "petrel_request_duration_seconds{transport=\"tcp\",class=\"get\",quantile=\"0.999\"} 0.000002\n"
+            "petrel_request_duration_seconds_bucket{transport=\"tcp\",class=\"get\",le=\"0.000001536\"} 0\n"
+        ), "{t}");
+        assert!(t.contains(
+            "petrel_request_duration_seconds_bucket{transport=\"tcp\",class=\"get\",le=\"0.000002048\"} 3\n"
         ));
         assert!(t.contains(
-            "petrel_request_duration_seconds_count{transport=\"tcp\",class=\"get\"} 3\n"
+            "petrel_request_duration_seconds_bucket{transport=\"tcp\",class=\"get\",le=\"+Inf\"} 4\n"
         ));
         assert!(t.contains(
-            "petrel_request_duration_max_seconds{transport=\"tcp\",class=\"get\"} 0.000002\n"
+            "petrel_request_duration_seconds_sum{transport=\"tcp\",class=\"get\"} 0.000106\n"
         ));
+        assert!(t.contains(
+            "petrel_request_duration_seconds_count{transport=\"tcp\",class=\"get\"} 4\n"
+        ));
+        assert!(t.contains(
+            "petrel_request_duration_max_seconds{transport=\"tcp\",class=\"get\"} 0.0001\n"
+        ));
+        // empty classes too
+        assert!(t.contains(
+            "petrel_request_duration_seconds_count{transport=\"tcp\",class=\"set\"} 0\n"
+        ));
+        assert_eq!(
+            t.matches("petrel_request_duration_seconds_bucket").count(),
+            (LE_BOUNDS + 1) * CommandClass::COUNT
+        );
     }
 
     #[test]
     fn json_and_stat_lines() {
-        let f = sample_families();
+        let mut f = sample_families();
         let j = json(&f);
         assert!(j.contains("\"name\":\"petrel_engine_curr_connections\""));
-        assert!(j.contains("\"count\":3,"));
+        assert!(j.contains("\"count\":4,"));
+        assert!(j.contains("\"window\":null"));
+        assert!(j.contains("\"value\":19.25"));
+        for fam in f.iter_mut() {
+            for s in fam.samples.iter_mut() {
+                if let Value::Latency(h) = &mut s.value {
+                    h.window = Some(Windowed {
+                        seconds: 60.0,
+                        summary: petrel_core::histogram::summary_of_counts(
+                            &h.buckets, h.sum_ns, h.max_ns,
+                        ),
+                    });
+                }
+            }
+        }
+        let j = json(&f);
+        assert!(
+            j.contains(
+                "\"window\":{\"seconds\":60,\"count\":4,\"quantiles\":{\"0.5\":0.000002008,"
+            ),
+            "{j}"
+        );
         let s = stat_lines(&f);
         assert!(s.contains("STAT engine_curr_connections 7\r\n"));
-        assert!(s.contains("STAT request_duration_seconds:tcp:get:p99_us 2\r\n"));
-        assert!(s.contains("STAT request_duration_seconds:tcp:get:count 3\r\n"));
+        assert!(s.contains("STAT uptime_seconds 19.250000\r\n"));
+        assert!(
+            s.contains("STAT request_duration:tcp:get:p50_us 2\r\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("STAT request_duration:tcp:get:p999_us 99\r\n"),
+            "{s}"
+        );
+        assert!(s.contains("STAT request_duration:tcp:get:count 4\r\n"));
+        assert!(s.contains("STAT request_duration:tcp:get:window_count 4\r\n"));
+        assert!(s.contains("STAT request_duration:tcp:get:window_s 60\r\n"));
+        assert!(s.contains("STAT request_duration:tcp:get:max_us 100\r\n"));
+        assert!(!s.contains("request_duration_max"));
         assert_eq!(json_str("a\"b\\\n"), "\"a\\\"b\\\\\\u000a\"");
         assert_eq!(quantile_label(500_000), "0.5");
         assert_eq!(quantile_label(999_000), "0.999");
+        assert_eq!(float(f64::NAN), "0");
     }
 
     #[test]
     fn every_metric_has_a_unit_and_a_description() {
-        for (name, _, unit, _, help) in crate::metrics_xdp::documented() {
-            assert!(!help.is_empty(), "{name}");
-            assert_ne!(
-                unit,
-                petrel_core::stats::DEFAULT_UNIT,
-                "{name} needs a unit"
-            );
-        }
         for g in GROUPS {
             for d in g.descs {
                 assert!(!d.description.is_empty(), "{}", d.name);
@@ -616,31 +883,17 @@ mod tests {
         }
     }
 
-    /// README.md's "## Metrics" table is the generated one (with AF_XDP's
-    /// rows, so only where AF_XDP is built in).
-    #[cfg(all(feature = "xdp", target_os = "linux"))]
     #[test]
-    fn readme_metric_table_is_up_to_date() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-            .expect("README.md");
-        let begin = "<!-- metrics-table:begin -->\n";
-        let end = "<!-- metrics-table:end -->";
-        let (Some(a), Some(b)) = (readme.find(begin), readme.find(end)) else {
-            panic!("README.md lacks the {begin:?} / {end:?} markers of the metric table");
-        };
-        let have = &readme[a + begin.len()..b];
-        let want = markdown_table();
-        assert!(
-            have == want,
-            "README.md's metric table is out of date; replace it with the output of \
-             `cargo test --release -p petrel metrics::tests::print_table -- --ignored --nocapture`"
-        );
-    }
-
-    /// Prints the table for README.md.
-    #[test]
-    #[ignore]
-    fn print_table() {
-        print!("{}", markdown_table());
+    fn a_figure_exposed_elsewhere_is_exposed_once() {
+        for (group, field, name) in EXPOSED_ELSEWHERE {
+            let target = GROUPS
+                .iter()
+                .flat_map(|g| g.descs.iter().map(move |d| (g.prefix, d)))
+                .find(|(p, d)| exposed(p, d.name) && exposed_name(p, d) == *name);
+            assert!(
+                target.is_some(),
+                "{group}.{field}: {name} is not an exposed name"
+            );
+        }
     }
 }

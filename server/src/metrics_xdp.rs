@@ -1,20 +1,20 @@
 //! The AF_XDP front end's figures in `/metrics` and `/metrics.json`:
 //! every per-queue counter as `petrel_xdp_<name>{queue="q"}`, frames
 //! dropped by reason as `petrel_xdp_dropped_frames_total{queue, reason}`,
-//! and request latency as transport `xdp` of the latency summary (all
+//! and request latency as transport `xdp` of the latency histogram (all
 //! queues together). Only present while AF_XDP serves.
+//!
+//! This module uses `metrics`' types; `metrics` does not use this module
+//! (the server's wiring and the README table, `metrics_doc`, use both).
 
 use crate::metrics::ExtraSource;
 
 #[cfg(all(feature = "xdp", target_os = "linux"))]
 mod imp {
     use petrel_core::histogram::{CommandClass, Histogram};
-    use petrel_core::stats::Kind;
     use petrel_xdp::stats::XdpCounters;
 
-    use crate::metrics::{
-        exposed_name, Family, Sample, Type, Value, LATENCY_FAMILY, LATENCY_MAX_FAMILY,
-    };
+    use crate::metrics::{exposed_name, push_latency, type_of, Family, Latency, Sample, Value};
 
     /// Name of the per-reason drop family.
     pub const DROPS_FAMILY: &str = "petrel_xdp_dropped_frames_total";
@@ -26,10 +26,7 @@ mod imp {
             for (i, d) in XdpCounters::DESCS.iter().enumerate() {
                 let mut f = Family {
                     name: exposed_name("xdp", d),
-                    kind: match d.kind {
-                        Kind::Counter => Type::Counter,
-                        Kind::Gauge => Type::Gauge,
-                    },
+                    kind: type_of(d.kind),
                     unit: d.unit,
                     help: d.description.to_string(),
                     label_names: &["queue"],
@@ -46,14 +43,14 @@ mod imp {
                     });
                     f.samples.push(Sample {
                         labels: vec![("queue", q.to_string())],
-                        value: Value::Scalar(v),
+                        value: Value::Int(v),
                     });
                 }
                 out.push(f);
             }
             let mut drops = Family {
                 name: DROPS_FAMILY.to_string(),
-                kind: Type::Counter,
+                kind: crate::metrics::Type::Counter,
                 unit: "frames",
                 help: "frames dropped by the AF_XDP worker, by queue and reason".to_string(),
                 label_names: &["queue", "reason"],
@@ -63,47 +60,28 @@ mod imp {
                 st.for_each_drop(|reason, v| {
                     drops.samples.push(Sample {
                         labels: vec![("queue", q.to_string()), ("reason", reason.to_string())],
-                        value: Value::Scalar(v),
+                        value: Value::Int(v),
                     })
                 });
             }
             out.push(drops);
             // transport "xdp": every queue's histograms together
-            for f in out.iter_mut() {
-                if f.name != LATENCY_FAMILY && f.name != LATENCY_MAX_FAMILY {
-                    continue;
-                }
-                for c in CommandClass::ALL {
-                    let parts: Vec<&Histogram> = qs.iter().map(|s| s.latency.class(c)).collect();
-                    let s = Histogram::summary_of_refs(&parts);
-                    let labels = vec![
-                        ("transport", "xdp".to_string()),
-                        ("class", c.name().to_string()),
-                    ];
-                    f.samples.push(Sample {
-                        labels,
-                        value: if f.name == LATENCY_FAMILY {
-                            Value::Summary(s)
-                        } else {
-                            Value::Scalar(s.max)
-                        },
-                    });
-                }
+            for c in CommandClass::ALL {
+                let parts: Vec<&Histogram> = qs.iter().map(|s| s.latency.class(c)).collect();
+                push_latency(out, "xdp", c, Latency::of(&parts));
             }
         })
     }
 
     /// README rows (name, type, unit, labels, meaning) of the AF_XDP families.
+    #[cfg(test)]
     pub fn documented() -> Vec<(String, &'static str, &'static str, &'static str, String)> {
         let mut rows: Vec<_> = XdpCounters::DESCS
             .iter()
             .map(|d| {
                 (
                     exposed_name("xdp", d),
-                    match d.kind {
-                        Kind::Counter => "counter",
-                        Kind::Gauge => "gauge",
-                    },
+                    type_of(d.kind).name(),
                     d.unit,
                     "queue",
                     format!("AF_XDP: {}", d.description),
@@ -128,7 +106,7 @@ mod imp {
     }
 }
 
-#[cfg(all(feature = "xdp", target_os = "linux"))]
+#[cfg(all(test, feature = "xdp", target_os = "linux"))]
 pub use imp::documented;
 
 /// The AF_XDP source for an attached front end (none without AF_XDP).
@@ -151,7 +129,7 @@ pub fn sources(attachment: Option<&crate::xdp::Attachment>) -> Vec<ExtraSource> 
 }
 
 /// Without AF_XDP built in there is nothing to document.
-#[cfg(not(all(feature = "xdp", target_os = "linux")))]
+#[cfg(all(test, not(all(feature = "xdp", target_os = "linux"))))]
 pub fn documented() -> Vec<(String, &'static str, &'static str, &'static str, String)> {
     Vec::new()
 }

@@ -239,6 +239,8 @@ fn admin_commands() {
         "uptime",
         "time",
         "version",
+        "rusage_user",
+        "rusage_system",
         "curr_connections",
         "total_connections",
         "cmd_get",
@@ -260,6 +262,15 @@ fn admin_commands() {
             .unwrap_or_else(|_| panic!("{k} = {:?}", map[k]))
     };
     assert_eq!(num("limit_maxbytes"), 64 << 20);
+    // memcached's "%ld.%06ld" seconds
+    for k in ["rusage_user", "rusage_system"] {
+        let (s, us) = map[k].split_once('.').expect(k);
+        assert!(
+            s.parse::<u64>().is_ok() && us.len() == 6 && us.parse::<u32>().is_ok(),
+            "{k} = {:?}",
+            map[k]
+        );
+    }
     assert_eq!(num("threads"), 1);
     assert_eq!(num("curr_items"), 1);
     assert!(num("get_hits") >= 1 && num("get_misses") >= 1);

@@ -99,6 +99,11 @@ impl Engine<'_> {
         s.num(b"time", u64::from(now));
         s.text(b"version", self.cfg.version.as_bytes());
         s.num(b"pointer_size", (usize::BITS) as u64);
+        if let Some(u) = self.usage {
+            let (user, system) = u.cpu_time_us();
+            s.micros_as_seconds(b"rusage_user", user);
+            s.micros_as_seconds(b"rusage_system", system);
+        }
         s.num(b"max_connections", u64::from(self.cfg.max_connections));
         s.num(b"curr_connections", e.curr_connections.get());
         s.num(b"total_connections", e.total_connections.get());
@@ -233,6 +238,25 @@ impl StatSink<'_, '_> {
             w.put(name)?;
             w.put_byte(b' ')?;
             w.put_u64(v)?;
+            w.put(b"\r\n")
+        })
+    }
+    /// `STAT name S.UUUUUU`: microseconds as seconds with six decimals,
+    /// memcached's `%ld.%06ld` for `rusage_*`.
+    fn micros_as_seconds(&mut self, name: &[u8], us: u64) {
+        self.emit(|w| {
+            w.put(b"STAT ")?;
+            w.put(name)?;
+            w.put_byte(b' ')?;
+            w.put_u64(us / 1_000_000)?;
+            w.put_byte(b'.')?;
+            let mut digits = [b'0'; 6];
+            let mut f = us % 1_000_000;
+            for d in digits.iter_mut().rev() {
+                *d = b'0' + (f % 10) as u8;
+                f /= 10;
+            }
+            w.put(&digits)?;
             w.put(b"\r\n")
         })
     }

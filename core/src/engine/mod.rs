@@ -77,6 +77,16 @@ pub trait StatsSource: Sync {
     fn for_each_stat(&self, f: &mut dyn FnMut(&str, &str, u64));
 }
 
+/// The process's CPU time, which `stats` prints as memcached does
+/// (`rusage_user`, `rusage_system`). The host reads it (`getrusage(2)` on
+/// Linux): the core makes no syscalls.
+///
+/// Contract: never blocks and never allocates.
+pub trait ProcessUsage: Sync {
+    /// User and system CPU time used by the process so far, in microseconds.
+    fn cpu_time_us(&self) -> (u64, u64);
+}
+
 /// Engine configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineConfig {
@@ -201,6 +211,8 @@ pub struct Engine<'a> {
     sources: spin::Mutex<heapless::Vec<&'a dyn StatsSource, MAX_STATS_SOURCES>>,
     /// The command log, if one is installed ([`Engine::set_command_log`]).
     klog: Option<&'a dyn CommandLog>,
+    /// The process's CPU time for `stats` ([`Engine::set_process_usage`]).
+    usage: Option<&'a dyn ProcessUsage>,
 }
 
 /// Converts a memcached exptime to an absolute expiry (0 = never).
@@ -273,6 +285,7 @@ impl<'a> Engine<'a> {
             verbosity: AtomicU32::new(0),
             sources: spin::Mutex::new(heapless::Vec::new()),
             klog: None,
+            usage: None,
         }
     }
 
@@ -280,6 +293,12 @@ impl<'a> Engine<'a> {
     /// `log.sample()`, and sampled ones are given to `log.record()`.
     pub fn set_command_log(&mut self, log: &'a dyn CommandLog) {
         self.klog = Some(log);
+    }
+
+    /// Installs the source of `rusage_user` / `rusage_system` in `stats`
+    /// (printed after `pointer_size`, as memcached does; absent without one).
+    pub fn set_process_usage(&mut self, usage: &'a dyn ProcessUsage) {
+        self.usage = Some(usage);
     }
 
     /// Adds figures kept elsewhere to what `stats` prints, after the

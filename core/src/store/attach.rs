@@ -224,7 +224,7 @@ impl<'a> Shard<'a> {
             pool += 1;
             b = (buckets[b].info & NEXT_MASK) as usize;
         }
-        st.segments_total.set(n as u64);
+        st.segments.set(n as u64);
         st.segments_free.set(c.free as u64);
         st.segments_used.set(c.used as u64);
         st.segment_bytes_written.set(c.written);
@@ -232,7 +232,7 @@ impl<'a> Shard<'a> {
         st.item_bytes.set(c.bytes);
         st.hash_buckets.set(nmain as u64);
         st.hash_slots_used.set(slots);
-        st.overflow_buckets_total.set(ovf_total as u64);
+        st.overflow_buckets.set(ovf_total as u64);
         st.overflow_buckets_used.set((ovf_total - pool) as u64);
         let merge = matches!(p.eviction, Eviction::Merge { .. });
         Ok(Self {

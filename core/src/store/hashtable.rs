@@ -97,7 +97,7 @@ impl<'a> HashTable<'a> {
     pub fn new_zeroed(buckets: &'a mut [Bucket], nmain: usize, st: &StoreStats) -> Self {
         let total = buckets.len();
         st.hash_buckets.set(nmain as u64);
-        st.overflow_buckets_total.set((total - nmain) as u64);
+        st.overflow_buckets.set((total - nmain) as u64);
         Self {
             buckets,
             nmain,

@@ -115,7 +115,7 @@ impl<'a> Segments<'a> {
             };
         }
         let n = headers.len() as u32;
-        st.segments_total.set(n as u64);
+        st.segments.set(n as u64);
         st.segments_free.set(n as u64);
         let (reserve, fresh) = if keeps_reserve { (0, 1) } else { (NONE, 0) };
         Segments {
