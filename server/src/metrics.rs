@@ -378,7 +378,9 @@ impl Sources<'_> {
                     Value::Float((unix_now_f64() - f64::from(cfg.started_at)).max(0.0))
                 }
                 "petrel_max_connections" => Value::Int(u64::from(cfg.max_connections)),
-                "petrel_memory_limit_bytes" => Value::Int(cfg.store.item_memory_bytes as u64),
+                "petrel_memory_limit_bytes" => {
+                    Value::Int(self.engine.store().memory_limit() as u64)
+                }
                 "petrel_item_size_limit_bytes" => Value::Int(cfg.item_size_max_bytes as u64),
                 _ => continue,
             };
@@ -449,7 +451,7 @@ pub const FIXED: &[(&str, Type, &str, &str)] = &[
         "petrel_memory_limit_bytes",
         Type::Gauge,
         "bytes",
-        "item memory (-m, --memory-limit)",
+        "item memory the store may use (-m, --memory-limit, or cache_memlimit since)",
     ),
     (
         "petrel_item_size_limit_bytes",
