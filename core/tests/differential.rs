@@ -10,7 +10,7 @@
 //! - Without memcached the tests skip visibly (`petrel_testkit::skip`), and fail under `CI`.
 
 use petrel_core::engine::{Engine, EngineConfig, Session, Status, Transport, MIN_OUTPUT_BYTES};
-use petrel_testkit::diff::clock::{McClock, SEED_ATTEMPTS};
+use petrel_testkit::diff::clock::{stat_u64, stats_of, McClock, SEED_ATTEMPTS};
 use petrel_testkit::diff::gen::Profile;
 use petrel_testkit::diff::memcached_reference;
 use petrel_testkit::diff::reply::{show, split_units};
@@ -109,12 +109,26 @@ fn engine_config() -> EngineConfig {
     }
 }
 
+/// memcached's start as its `uptime` counts it (`time - uptime`): the engine started then
+/// prints the same `t` as memcached for an item whose TTL is already over (memcached's
+/// relative clock wrapped below zero).
+fn memcached_started_at(port: u16) -> u32 {
+    let mut sock = connect(port);
+    let st = stats_of(&mut sock).expect("stats from memcached");
+    let time = stat_u64(&st, "time").expect("STAT time");
+    let uptime = stat_u64(&st, "uptime").expect("STAT uptime");
+    (time - uptime) as u32
+}
+
 #[test]
 fn petrel_answers_like_memcached() {
     let Some(mc) = memcached_reference() else {
         return;
     };
-    let cfg = engine_config();
+    let cfg = EngineConfig {
+        started_at: memcached_started_at(mc.tcp_port),
+        ..engine_config()
+    };
     let mut arena = vec![0u8; Engine::required_bytes(&cfg).expect("config")];
     let engine = Engine::new(&cfg, &mut arena).expect("engine");
     let run_cfg = RunConfig::from_env(&[1, 2, 3, 4, 5, 6, 7, 8], 100_000, Profile::Engine);

@@ -392,3 +392,33 @@ fn slabs_automove_answers_like_memcached() {
         );
     });
 }
+
+#[test]
+fn mg_stampede_states_like_memcached() {
+    // memcached 1.6.18's replies for the same requests
+    with_engine(|e| {
+        // N with a TTL already over: the item is created (a CAS, the win), then dead
+        let r = run(e, b"mg v c k f N-1000\r\nmg v s v\r\n");
+        assert!(
+            r.starts_with(b"HD c") && r.ends_with(b" kv f0 W\r\nEN\r\n"),
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+        // R before T: the new TTL alone does not mark the item fetched
+        assert_eq!(
+            run(e, b"set f 0 0 1\r\n1\r\nmg f u R30 T0\r\nmg f h N0\r\n"),
+            b"STORED\r\nHD\r\nHD h0\r\n"
+        );
+        // an over-long opaque is refused before the fetch marks the item
+        let long = format!("mg g O{} h\r\nmg g h\r\n", "z".repeat(32));
+        assert_eq!(
+            run(
+                e,
+                [&b"set g 0 0 1\r\n1\r\n"[..], long.as_bytes()]
+                    .concat()
+                    .as_slice()
+            ),
+            b"STORED\r\nCLIENT_ERROR opaque token too long\r\nHD h0\r\n"
+        );
+    });
+}

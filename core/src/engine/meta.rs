@@ -2,10 +2,10 @@
 //! echo, TTL arithmetic), plus `mn` and `me`. `mg`, `ms`, `md` and `ma` have
 //! their own files.
 
-use super::{peek, Engine, Exec};
+use super::{expire_at, peek, Engine, Exec};
 use crate::proto::compose::Room;
 use crate::proto::meta::decode_key;
-use crate::proto::{self, base64, MetaRequest, KEY_MAX_BYTES};
+use crate::proto::{self, base64, MetaRequest, KEY_MAX_BYTES, RELATIVE_EXPTIME_MAX_SECONDS};
 use crate::store::ItemRef;
 use crate::Time;
 
@@ -81,6 +81,27 @@ pub(super) fn last_ttl(m: &MetaRequest<'_>, vivify: i32) -> i32 {
     match (t_last, m.flags.ttl) {
         (true, Some(t)) => t,
         _ => vivify,
+    }
+}
+
+/// The expiry memcached's `realtime()` gives an item for `exptime` (the
+/// meta `T` and `N` tokens), as a Unix time: [`expire_at`]'s, except that a
+/// time already past is memcached's relative second 1 (or, for an absolute
+/// time after memcached's start, that time itself), so that `t` prints what
+/// memcached prints for such an item: its clock wrapped below zero, e.g.
+/// `t4294966627`. memcached's relative clock starts 60 seconds before the
+/// start its `uptime` counts from, which `started_at` stands for.
+pub(super) fn mc_expire_at(exptime: i32, now: Time, started_at: Time) -> Time {
+    let process_started = started_at.wrapping_sub(60);
+    if exptime < 0 {
+        return process_started.wrapping_add(1);
+    }
+    if exptime > RELATIVE_EXPTIME_MAX_SECONDS && exptime as u32 <= process_started {
+        return process_started.wrapping_add(1);
+    }
+    match expire_at(exptime, now) {
+        super::EXPIRED => exptime as u32,
+        at => at,
     }
 }
 

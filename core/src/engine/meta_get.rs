@@ -9,7 +9,7 @@
 //! writes a miss or an error and saves where a long value stopped.
 
 use super::get::put_value_from;
-use super::meta::{last_ttl, put_meta_key, put_opaque_and_key, ttl_left, KeyBuf};
+use super::meta::{last_ttl, mc_expire_at, put_meta_key, put_opaque_and_key, ttl_left, KeyBuf};
 use super::session::{PartialValue, Resume};
 use super::{expire_at, peek, Engine, Exec, Session, MIN_OUTPUT_BYTES};
 use crate::proto::compose::{Room, Writer};
@@ -64,7 +64,7 @@ impl Engine<'_> {
             if late_error.is_some() {
                 return None;
             }
-            put_mg_hit(&mut room, m, item, now)
+            put_mg_hit(&mut room, m, item, now, self.cfg.started_at)
         });
         let outcome = MgOutcome { hit, created };
         self.mg_after_lookup(m, key, &lookup, &outcome, now);
@@ -122,7 +122,8 @@ impl Engine<'_> {
             opts: GetOptions {
                 // with R before T, judge R first and touch afterwards
                 touch: if r_before_t { None } else { ttl },
-                update_access: !f.no_update,
+                // memcached answers an over-long opaque before its bump
+                update_access: !f.no_update && m.late_error.is_none(),
                 vivify: f.vivify.map(|n| expire_at(last_ttl(m, n), now)),
                 recache_below,
                 count: true,
@@ -142,9 +143,15 @@ impl Engine<'_> {
         now: Time,
     ) {
         if let (Some(at), Some(_), false) = (lookup.late_touch, outcome.hit, outcome.created) {
-            let _ = self.store.touch(key, at, now);
+            // a new TTL only: unlike `touch`, mg's T does not mark the item
+            // fetched (the lookup did, unless `u`)
+            let touch = GetOptions {
+                touch: Some(at),
+                ..peek()
+            };
+            let _ = self.store.get(key, now, touch, |_| ());
         }
-        if outcome.created && !m.flags.no_update {
+        if outcome.created && !m.flags.no_update && m.late_error.is_none() {
             // memcached bumps (marks fetched) the item it just created
             let bump = GetOptions {
                 update_access: true,
@@ -199,6 +206,7 @@ fn put_mg_hit(
     m: &MetaRequest<'_>,
     item: &ItemRef<'_>,
     now: Time,
+    started_at: Time,
 ) -> Option<PartialValue> {
     let f = &m.flags;
     let value = item.value();
@@ -213,8 +221,10 @@ fn put_mg_hit(
     let mut exp = if item.created() { 0 } else { item.expire_at() };
     for word in m.flag_words {
         match word[0] {
-            b'T' => exp = f.ttl.map_or(exp, |t| expire_at(t, now)),
-            b'N' if item.created() => exp = f.vivify.map_or(exp, |t| expire_at(t, now)),
+            b'T' => exp = f.ttl.map_or(exp, |t| mc_expire_at(t, now, started_at)),
+            b'N' if item.created() => {
+                exp = f.vivify.map_or(exp, |t| mc_expire_at(t, now, started_at))
+            }
             b's' => {
                 room.put(b" s");
                 room.put_u64(value.len() as u64);

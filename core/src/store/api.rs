@@ -93,7 +93,9 @@ pub struct GetOptions {
     /// Mark the access: bump frequency, last-access time, fetched bit.
     pub update_access: bool,
     /// mg N: on a miss, create an empty item with this expiry; the caller
-    /// wins ([`ItemRef::won`]) and sees it as [`ItemRef::created`].
+    /// wins ([`ItemRef::won`]) and sees it as [`ItemRef::created`]. With an
+    /// expiry already past, the item is created (it takes a CAS value) and
+    /// removed once `f` has seen it, as memcached's is dead on arrival.
     pub vivify: Option<Time>,
     /// mg R: if the remaining TTL is below this many seconds, the first
     /// caller wins the recache token.

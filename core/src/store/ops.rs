@@ -115,9 +115,16 @@ impl Shard<'_> {
                     break Some(fd);
                 }
                 None => {
-                    let Some(t) = opts.vivify.filter(|&t| t == 0 || t > cx.now) else {
+                    let Some(mut t) = opts.vivify else {
                         break None;
                     };
+                    if t != 0 && t <= cx.now {
+                        // memcached creates the item (a new CAS, the caller
+                        // wins) even when its TTL is already over; it is
+                        // dead to every later request
+                        t = 0;
+                        expire_after = true;
+                    }
                     if self.too_large(key.len(), 0, 0) {
                         break None;
                     }
@@ -155,9 +162,16 @@ impl Shard<'_> {
         let token_sent = !created && info & INFO_TOKEN_SENT != 0;
         let mut won = created;
         if !created && !token_sent {
+            // judged against the TTL a touch in this request just set
+            // (memcached applies T before an R that follows it)
+            let e = if expire_after {
+                opts.touch.unwrap_or(fd.e)
+            } else {
+                fd.e
+            };
             let recache = opts
                 .recache_below
-                .is_some_and(|r| fd.e != 0 && fd.e.saturating_sub(cx.now) < r);
+                .is_some_and(|r| e != 0 && e.saturating_sub(cx.now) < r);
             if stale || recache {
                 won = true;
                 item::set_info(self.segs.data, fd.view.at, INFO_TOKEN_SENT, 0);

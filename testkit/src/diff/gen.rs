@@ -618,17 +618,7 @@ impl Gen {
             if self.rng.chance(30) {
                 let s = match *f {
                     "O" => self.opaque(),
-                    "T" | "N" => {
-                        // a negative or past TTL makes memcached print its
-                        // internal clock in `t` (divergence); ms may use any
-                        let mut e = self.exptime(now);
-                        while pool.contains(&"v")
-                            && (e.starts_with('-') || e == (now - 86_400 * 40).to_string())
-                        {
-                            e = self.exptime(now);
-                        }
-                        format!("{f}{e}")
-                    }
+                    "T" | "N" => format!("{f}{}", self.exptime(now)),
                     "R" => format!("R{}", self.rng.below(3000)),
                     "F" => format!("F{}", self.rng.pick(&[0u64, 1, 4294967295])),
                     "C" => format!("C{}", self.cas_arg()),

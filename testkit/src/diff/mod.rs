@@ -31,9 +31,6 @@
 //! listed in README's "Differences from memcached"):
 //! - `stats` values and `me` hits (`cls=`/`size=` are slab-allocator details;
 //!   Petrel prints its own numbers). `me` misses are compared.
-//! - mg/ma with a negative or past `T`/`N`: memcached reports the item with
-//!   its internal relative clock (`t4294967235`, a `W` from `R`); the item is
-//!   expired either way. Only `ms` is given such TTLs.
 //! - incr/decr of values memcached's `strtoull` reads leniently: leading
 //!   whitespace, a whitespace-only value (read as 0), a number followed by a
 //!   space and more text ("1 2" reads as 1). Petrel's store requires digits
