@@ -118,9 +118,7 @@ pub fn frontend_config(s: &Settings) -> FrontendConfig {
         .unix_socket
         .clone()
         .map(|p| (p, s.memcached.unix_mask));
-    if let Some(steps) = s.memcached.turn_steps {
-        f.turn_steps = steps as usize;
-    }
+    f.turn_steps = s.memcached.turn_steps as usize;
     f
 }
 

@@ -124,9 +124,8 @@ pub struct MemcachedSettings {
     pub unix_mask: u32,
     /// `-r`: raise the core size limit.
     pub enable_coredumps: bool,
-    /// `-R`: read/answer/write rounds per connection per turn (None: the
-    /// front end's default).
-    pub turn_steps: Option<u32>,
+    /// `-R`: read/answer/write rounds per connection per turn.
+    pub turn_steps: u32,
     /// `-e`: the restart file (merged into `--persist`).
     pub memory_file: Option<(PathBuf, Origin)>,
     /// `-X`: key dumps are disabled.
@@ -221,6 +220,7 @@ pub fn resolve(
 ) -> Result<MemcachedSettings, ConfigError> {
     let mut out = MemcachedSettings {
         unix_mask: DEFAULT_UNIX_MASK,
+        turn_steps: petrel_tcp::DEFAULT_TURN_STEPS as u32,
         ..MemcachedSettings::default()
     };
     for (flag, key, name, why) in [
@@ -312,7 +312,7 @@ pub fn resolve(
         if r.value == 0 {
             return r.origin.fail("must be at least 1");
         }
-        out.turn_steps = Some(r.value);
+        out.turn_steps = r.value;
     }
     if let Some(b) = pick(cli.listen_backlog, file.listen_backlog, "listen-backlog") {
         if b.value != LISTEN_BACKLOG {
@@ -503,7 +503,7 @@ mod tests {
         assert!(s.daemon && s.disable_dumping);
         assert_eq!(s.unix_socket, Some(PathBuf::from("/tmp/s")));
         assert_eq!(s.unix_mask, 0o766);
-        assert_eq!(s.turn_steps, Some(5));
+        assert_eq!(s.turn_steps, 5);
         assert_eq!(s.memory_file.unwrap().0, PathBuf::from("/dev/shm/m"));
         assert_eq!(s.ignored, vec!["-f", "-n", "-C", "-D", "-N"]);
         assert_eq!(run(&[]).unwrap().unix_mask, 0o700);

@@ -638,6 +638,46 @@ mod tests {
         assert!(matches!(parse_args(["petrel", "-i"]), Ok(Parsed::Print(_))));
     }
 
+    /// packaging/petrel.toml, the sample configuration the Debian package
+    /// installs.
+    const SAMPLE_CONFIG: &str = include_str!("../../../packaging/petrel.toml");
+
+    #[test]
+    fn the_sample_config_names_every_key_and_gives_exactly_the_defaults() {
+        let sample = parse_file(SAMPLE_CONFIG).unwrap();
+        let from_sample = merge(&Cli::default(), &sample).unwrap();
+        let defaults = merge(&Cli::default(), &Sections::default()).unwrap();
+        assert_eq!(from_sample, defaults);
+        for key in file_keys() {
+            let set = SAMPLE_CONFIG.lines().any(|l| {
+                let l = l.trim_start().trim_start_matches("# ");
+                l.strip_prefix(key.as_str())
+                    .is_some_and(|r| r.trim_start().starts_with('='))
+            });
+            assert!(set, "packaging/petrel.toml does not mention `{key}`");
+        }
+    }
+
+    /// packaging/petrel.1 is the man page clap_mangen renders from `Cli`;
+    /// `PETREL_WRITE_MAN_PAGE=1 cargo test -p petrel man_page` rewrites it.
+    #[test]
+    fn the_man_page_is_rendered_from_the_flags() {
+        let cmd = Cli::command()
+            .version(env!("CARGO_PKG_VERSION"))
+            .long_version(None::<&str>);
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut page).unwrap();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/petrel.1");
+        if std::env::var_os("PETREL_WRITE_MAN_PAGE").is_some() {
+            std::fs::write(path, &page).unwrap();
+        }
+        let have = std::fs::read(path).unwrap_or_default();
+        assert!(
+            have == page,
+            "packaging/petrel.1 is out of date: PETREL_WRITE_MAN_PAGE=1 cargo test -p petrel man_page"
+        );
+    }
+
     #[test]
     fn persist_path_from_flag_or_file() {
         let f = parse_file("persist = \"/dev/shm/a.pmem\"\n").unwrap();
