@@ -104,11 +104,6 @@ impl Drop for Client {
 
 /// A UDP port free on `addr` (nothing listens on it: the kernel would
 /// answer ICMP port unreachable to anything the XDP program passes).
-fn free_port(addr: &str) -> u16 {
-    let s = std::net::UdpSocket::bind((addr, 0)).expect("bind udp");
-    s.local_addr().unwrap().port()
-}
-
 fn sum_levels(levels: &[RingLevels], f: impl Fn(&RingLevels) -> u64) -> u64 {
     levels.iter().map(f).sum()
 }
@@ -163,7 +158,7 @@ fn wait_for_arrival(att: &mut XdpAttachment) -> Vec<RingLevels> {
 
 fn run(mode: &str) {
     let topo = Topology::up(2);
-    let port = free_port(&topo.host_addr);
+    let port = petrel_testkit::net::free_udp_port(&topo.host_addr);
     let mut cfg = XdpConfig::new(topo.host_if.clone(), port);
     cfg.mode = mode.parse::<XdpMode>().unwrap();
     cfg.frame_count = FRAMES;

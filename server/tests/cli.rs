@@ -1,8 +1,9 @@
 //! Smoke tests of the real binary: exit statuses, serving, clean shutdown.
 //! (The full end-to-end suite lives in the `tests/` crate.)
 
+use petrel_testkit::net::free_port_pair;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -10,15 +11,6 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_petrel");
 
 /// A port free for both TCP and UDP on 127.0.0.1 at the time of the call.
-fn free_port() -> u16 {
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
 
 #[test]
 fn usage_errors_exit_64_with_one_line() {
@@ -57,7 +49,7 @@ const START_WAIT: Duration = Duration::from_secs(30);
 /// every socket is bound) names its own pid and the port: only then is the
 /// port known to be served by this child. Connecting as soon as something
 /// accepts on the port is not enough: the port is free only when
-/// `free_port` looks, so another process may take it (for UDP, any
+/// `free_port_pair` looks, so another process may take it (for UDP, any
 /// client's ephemeral port), and then the child exits (71) and the
 /// connection either reaches a listener that is not ours or sits in the
 /// backlog of one that is closing (reset). A child that exits because its
@@ -73,7 +65,7 @@ struct Started {
 fn start_server(extra: &[&str]) -> Started {
     let mut failures = Vec::new();
     for _attempt in 0..10 {
-        let port = free_port();
+        let port = free_port_pair();
         let p = port.to_string();
         let mut child = Command::new(BIN)
             .args(["-p", &p, "-U", &p])

@@ -10,6 +10,13 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
+/// A UDP port free on `addr` (an address of this host, e.g. one end of a test's veth pair)
+/// right now. The same race as [`free_port`] applies.
+pub fn free_udp_port(addr: &str) -> u16 {
+    let s = UdpSocket::bind((addr, 0)).unwrap_or_else(|e| panic!("bind udp {addr}:0: {e}"));
+    s.local_addr().expect("local_addr").port()
+}
+
 /// A port number free for both TCP and UDP on 127.0.0.1 right now (`memcaslap -U` needs both
 /// on one number). The same race as [`free_port`] applies.
 pub fn free_port_pair() -> u16 {
