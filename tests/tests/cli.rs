@@ -87,6 +87,20 @@ fn bad_flags_exit_64_naming_the_flag() {
     );
     expect_usage_error(&t, &["-p", p, "-m", "-5"], &["--memory-limit", "-m"]);
     expect_usage_error(&t, &["-p", "-1"], &["--port", "-p"]);
+    // memcached's flags Petrel refuses, and -o options it does not know.
+    expect_usage_error(
+        &t,
+        &["-p", p, "-o", "modern,no_such_option"],
+        &["no_such_option"],
+    );
+    expect_usage_error(&t, &["-p", p, "-o", "ssl_key=/k"], &["ssl_key"]);
+    expect_usage_error(&t, &["-p", p, "-M"], &["--disable-evictions"]);
+    expect_usage_error(&t, &["-p", p, "-Z"], &["--enable-ssl"]);
+    expect_usage_error(&t, &["-p", p, "-S"], &["--enable-sasl"]);
+    expect_usage_error(&t, &["-p", p, "-F"], &["--disable-flush-all"]);
+    expect_usage_error(&t, &["-p", p, "-Y", "/x"], &["--auth-file"]);
+    expect_usage_error(&t, &["-p", p, "-a", "99"], &["--unix-mask"]);
+    expect_usage_error(&t, &["-p", p, "-l", "127.0.0.1:x"], &["--listen"]);
 }
 
 #[test]

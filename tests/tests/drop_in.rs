@@ -102,7 +102,7 @@ enum Serves {
 /// that Petrel serves, wrote the pidfile with its pid, exits 0 on SIGTERM and
 /// removed the pidfile.
 fn wrapper_run(name: &str, conf: &str, serves: Serves, log_must_name: &[&str]) {
-    let dir = temp_dir(name);
+    let dir = temp_dir(&format!("wrapper-{name}"));
     let petrel = petrel_path();
     let wrapper = std::fs::read_to_string(WRAPPER).expect("read the wrapper");
     let line = "my $memcached = \"/usr/bin/memcached\";";
@@ -369,6 +369,83 @@ fn sighup_under_load_reopens_the_log_and_sigterm_still_saves_the_cache() {
             conn.check(format!("get {key}\r\n").as_bytes(), want.as_bytes());
         }
     }
+    signal(&petrel, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut petrel, "exit").code(), Some(0));
+    let _ = std::fs::remove_file(&persist);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `-d -P`: the starting process exits 0 once the daemon serves; the
+/// pidfile names the daemon; SIGUSR1 stops it cleanly, saving `--persist`,
+/// and removes the pidfile. A daemon that cannot start reports its error
+/// through the starting process.
+#[test]
+fn daemon_with_pidfile_and_sigusr1_saves_the_cache() {
+    if !petrel_target() {
+        return;
+    }
+    let dir = temp_dir("daemon");
+    let pidfile = dir.join("petrel.pid");
+    let persist = PathBuf::from(format!(
+        "/dev/shm/petrel-dropin-d-{}.pmem",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&persist);
+    let port = free_port_pair();
+    let port_s = port.to_string();
+    let args = [
+        "-d",
+        "-P",
+        pidfile.to_str().expect("utf-8"),
+        "-p",
+        &port_s,
+        "-U",
+        "0",
+        "-m",
+        "16",
+        "--admin-port",
+        "0",
+        "-e",
+        persist.to_str().expect("utf-8"),
+    ];
+    let mut starter = spawn_petrel(&dir, &args);
+    let status = wait_exit(&mut starter, "the starting process to return");
+    assert_eq!(status.code(), Some(0));
+    // It returned once serving: the pidfile is there and the port answers.
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pidfile written before the starter returned")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert_ne!(pid as u32, starter.id(), "the daemon is another process");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut conn = Conn::connect(addr);
+    conn.check(
+        &storage_cmd("set", "kept", 3, 0, b"yes", false),
+        b"STORED\r\n",
+    );
+    drop(conn);
+    // The same port again fails, and the starter says so with the daemon's status.
+    let mut second = spawn_petrel(&dir, &args[..args.len() - 2]);
+    let status = wait_exit(&mut second, "the second starter to return");
+    let out = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
+    assert_eq!(status.code(), Some(71), "{out}");
+    assert!(out.contains("cannot bind"), "{out}");
+    // SAFETY: kill(2) on the daemon whose pid it wrote (checked to be petrel).
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("daemon exe");
+    assert_eq!(exe, petrel_path().canonicalize().unwrap());
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    wait_until(EXIT_TIMEOUT, "the daemon to stop on SIGUSR1", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    assert!(!pidfile.exists(), "the pidfile is removed at a clean exit");
+    // Warm: the item saved on SIGUSR1 is back (foreground this time).
+    let mut petrel = spawn_petrel(&dir, &args[3..]);
+    wait_until(START_TIMEOUT, "petrel to accept", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    let mut conn = Conn::connect(addr);
+    conn.check(b"get kept\r\n", b"VALUE kept 3 3\r\nyes\r\nEND\r\n");
     signal(&petrel, libc::SIGTERM);
     assert_eq!(wait_exit(&mut petrel, "exit").code(), Some(0));
     let _ = std::fs::remove_file(&persist);
