@@ -766,3 +766,297 @@ for i in range({RUNTS}):
     );
     let _ = std::fs::remove_file(&log);
 }
+
+/// Every family whose unit is `(unit: seconds)` or `(unit: bytes)` in `/metrics`, by name.
+fn families_with_unit(text: &str, units: &[&str]) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .filter(|l| units.iter().any(|u| l.ends_with(&format!("(unit: {u})"))))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect()
+}
+
+/// `/proc/PID/stat` fields after the command name: `f[0]` is field 3.
+fn proc_stat(pid: u32) -> Vec<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 1..];
+    rest.split_ascii_whitespace()
+        .map(|w| w.parse().unwrap_or(0))
+        .collect()
+}
+
+/// A `/proc/PID/status` figure in kB, as bytes.
+fn proc_status_bytes(pid: u32, key: &str) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{key} in /proc/{pid}/status"));
+    kb * 1024.0
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Units: every `seconds` and `bytes` metric against a measurement that does not come from
+/// Petrel's own figures: the wall clock around the server's start, `/proc` for the process,
+/// the bytes the client sent and received, the command log file's size on disk, the client's
+/// round trips (each server latency lies inside one), the flags given. A new `seconds` or
+/// `bytes` metric without such a check fails this test.
+#[test]
+fn every_seconds_and_bytes_metric_matches_an_independent_measurement() {
+    let dir = std::env::temp_dir().join(format!("petrel-units-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let klog = dir.join("klog");
+    let spawned = unix_now();
+    let Some((server, admin)) = start(&[
+        "-I",
+        "1m",
+        "--klog-file",
+        klog.to_str().unwrap(),
+        "--klog-sample",
+        "1",
+    ]) else {
+        return;
+    };
+    let ready = unix_now();
+    let pid = server.pid().expect("running");
+    // the start-up probe (a `stats`) is counted and its connection gone before counting begins
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let before = loop {
+        let s = scrape(admin);
+        let settled = s.get(&plain("petrel_engine_curr_connections")) == 0.0
+            && s.get(&plain("petrel_engine_bytes_read_total")) >= 7.0;
+        if settled || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    // traffic measured by the client
+    let mut c = Conn::connect(server.tcp_addr());
+    let (mut sent, mut received) = (0usize, 0usize);
+    let mut rtts: Vec<f64> = Vec::new();
+    let mut exchange = |c: &mut Conn, req: &[u8], reply: &[u8], rtts: Option<&mut Vec<f64>>| {
+        let t = Instant::now();
+        c.check(req, reply);
+        if let Some(r) = rtts {
+            r.push(t.elapsed().as_secs_f64());
+        }
+        sent += req.len();
+        received += reply.len();
+    };
+    let item_bytes = |s: &Scrape| s.get(&plain("petrel_store_item_bytes"));
+    let small = "s".repeat(1000);
+    let large = "l".repeat(3000);
+    exchange(
+        &mut c,
+        format!("set k1 0 0 1000\r\n{small}\r\n").as_bytes(),
+        b"STORED\r\n",
+        None,
+    );
+    let after_small = scrape(admin);
+    exchange(
+        &mut c,
+        format!("set k2 0 0 3000\r\n{large}\r\n").as_bytes(),
+        b"STORED\r\n",
+        None,
+    );
+    let after_large = scrape(admin);
+    for _ in 0..200 {
+        exchange(
+            &mut c,
+            b"get k1\r\n",
+            format!("VALUE k1 0 1000\r\n{small}\r\nEND\r\n").as_bytes(),
+            Some(&mut rtts),
+        );
+    }
+    // a value over -I 1m: refused, its data block swallowed
+    const REFUSED: usize = 1_500_000;
+    exchange(
+        &mut c,
+        format!("set big 0 0 {REFUSED}\r\n{}\r\n", "x".repeat(REFUSED)).as_bytes(),
+        b"SERVER_ERROR object too large for cache\r\n",
+        None,
+    );
+    // the latency of the last get is recorded just after its reply is handed to the socket
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (after, scrape_began) = loop {
+        let began = unix_now();
+        let s = scrape(admin);
+        let logged = s.get(&plain("petrel_klog_written_bytes_total"));
+        let on_disk = [&klog, &dir.join("klog.1")]
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum::<u64>() as f64;
+        // a worker adds the bytes it moved to the counters after its round of events
+        let moved = |k: &str| s.get(&plain(k)) - before.get(&plain(k));
+        let all_in = s.get(&lat("tcp", "get")) == 200.0
+            && logged == on_disk
+            && moved("petrel_frontend_tcp_bytes_read_total") == sent as f64
+            && moved("petrel_frontend_tcp_bytes_written_total") == received as f64;
+        if all_in || Instant::now() > deadline {
+            break (s, began);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let scraped = unix_now();
+    let text = http_get(admin, "/metrics").1;
+    // /proc after the scrapes: the process is idle, its figures barely move
+    let stat = proc_stat(pid);
+    // SAFETY: sysconf has no memory effects.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let delta = |k: &str| after.get(&plain(k)) - before.get(&plain(k));
+
+    let mut checked: Vec<&str> = Vec::new();
+    let mut check = |name: &'static str, ok: bool, what: String| {
+        assert!(ok, "{name}: {what}");
+        eprintln!("ok {name}: {what}");
+        checked.push(name);
+    };
+    let v = |k: &str| after.get(&plain(k));
+    // seconds
+    let up = v("petrel_uptime_seconds");
+    check(
+        "petrel_uptime_seconds",
+        // started_at: the whole second of a moment between spawn and ready
+        up >= scrape_began - ready && up <= scraped - spawned.floor(),
+        format!(
+            "{up} for a process spawned {:.2} s before",
+            scraped - spawned
+        ),
+    );
+    let st = v("process_start_time_seconds");
+    check(
+        "process_start_time_seconds",
+        // btime is in whole seconds
+        st >= spawned.floor() - 1.0 && st <= ready + 1.0,
+        format!("{st}, spawned at {spawned:.2}, ready at {ready:.2}"),
+    );
+    let cpu = v("process_cpu_seconds_total");
+    let proc_cpu = (stat[11] + stat[12]) as f64 / ticks;
+    check(
+        "process_cpu_seconds_total",
+        (cpu - proc_cpu).abs() <= 0.05 + 2.0 / ticks,
+        format!("{cpu} vs /proc utime+stime {proc_cpu}"),
+    );
+    let sum = after.get("petrel_request_duration_seconds_sum{class=get,transport=tcp}")
+        - before.get("petrel_request_duration_seconds_sum{class=get,transport=tcp}");
+    let client_sum: f64 = rtts.iter().sum();
+    check(
+        "petrel_request_duration_seconds",
+        sum > 0.0 && sum <= client_sum,
+        format!("sum of 200 get latencies {sum} s, of their round trips {client_sum} s"),
+    );
+    let max = after.get("petrel_request_duration_max_seconds{class=get,transport=tcp}");
+    let client_max = rtts.iter().cloned().fold(0.0, f64::max);
+    check(
+        "petrel_request_duration_max_seconds",
+        max > 0.0 && max <= client_max,
+        format!("largest get latency {max} s, largest round trip {client_max} s"),
+    );
+    // bytes
+    for (name, want) in [
+        ("petrel_engine_bytes_read_total", sent),
+        ("petrel_frontend_tcp_bytes_read_total", sent),
+        ("petrel_engine_bytes_written_total", received),
+        ("petrel_frontend_tcp_bytes_written_total", received),
+    ] {
+        let d = delta(name);
+        check(
+            name,
+            d == want as f64,
+            format!("{d}, the client counted {want}"),
+        );
+    }
+    let d = delta("petrel_engine_swallowed_bytes_total");
+    check(
+        "petrel_engine_swallowed_bytes_total",
+        d == (REFUSED + 2) as f64,
+        format!("{d} for a refused {REFUSED}-byte value and its \\r\\n"),
+    );
+    let (i0, i1, i2) = (
+        item_bytes(&before),
+        item_bytes(&after_small),
+        item_bytes(&after_large),
+    );
+    check(
+        "petrel_store_item_bytes",
+        // the same key length and header: the two items differ by their values' lengths
+        (i2 - i1) - (i1 - i0) == 2000.0 && i1 - i0 >= 1000.0 && i1 - i0 < 1000.0 + 64.0,
+        format!(
+            "+{} for a 1000-byte value, +{} for a 3000-byte one",
+            i1 - i0,
+            i2 - i1
+        ),
+    );
+    let w = after_large.get(&plain("petrel_store_segment_bytes_written"))
+        - before.get(&plain("petrel_store_segment_bytes_written"));
+    check(
+        "petrel_store_segment_bytes_written",
+        w >= i2 - i0 && w <= i2 - i0 + 2.0 * 64.0,
+        format!("+{w} for two new items of {} bytes", i2 - i0),
+    );
+    let logged = v("petrel_klog_written_bytes_total");
+    let on_disk = [&klog, &dir.join("klog.1")]
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum::<u64>() as f64;
+    check(
+        "petrel_klog_written_bytes_total",
+        logged == on_disk && logged > 0.0,
+        format!("{logged}, the command log files hold {on_disk}"),
+    );
+    check(
+        "petrel_memory_limit_bytes",
+        v("petrel_memory_limit_bytes") == (64u64 << 20) as f64,
+        format!("{} for -m 64", v("petrel_memory_limit_bytes")),
+    );
+    check(
+        "petrel_item_size_limit_bytes",
+        v("petrel_item_size_limit_bytes") == (1u64 << 20) as f64,
+        format!("{} for -I 1m", v("petrel_item_size_limit_bytes")),
+    );
+    let rss = v("process_resident_memory_bytes");
+    let proc_rss = proc_status_bytes(pid, "VmRSS:");
+    check(
+        "process_resident_memory_bytes",
+        // the admin thread's allocations come and go between the two readings
+        (rss - proc_rss).abs() <= 0.1 * proc_rss + (4u64 << 20) as f64,
+        format!("{rss} vs /proc VmRSS {proc_rss}"),
+    );
+    let vsz = v("process_virtual_memory_bytes");
+    let proc_vsz = stat[20] as f64;
+    check(
+        "process_virtual_memory_bytes",
+        // an admin connection's thread (stack, malloc arena) exists during the scrape only
+        (vsz - proc_vsz).abs() <= (160u64 << 20) as f64,
+        format!("{vsz} vs /proc vsize {proc_vsz}"),
+    );
+    // (not seconds or bytes, but read from /proc the same way)
+    let fds = v("process_open_fds");
+    let proc_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as f64;
+    assert!(
+        (fds - proc_fds).abs() <= 3.0,
+        "{fds} fds vs /proc {proc_fds}"
+    );
+
+    // every seconds and bytes family of the exposition was checked
+    for name in families_with_unit(&text, &["seconds", "bytes"]) {
+        assert!(
+            checked.contains(&name.as_str()),
+            "{name} has no independent check in this test"
+        );
+    }
+    drop(c);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
