@@ -125,6 +125,10 @@ fn cas_follows_memcached() {
     });
 }
 
+/// Every pinned reply here is the one memcached 1.6.18 (Debian's package, `-m 64 -t 1`) gives
+/// to the same requests sent in the same order, each group on a new connection to one
+/// server; the meta flags are those of protocol.txt's "Meta Get", "Meta Set", "Meta Delete",
+/// "Meta Arithmetic" and "Meta No-Op" sections.
 #[test]
 fn meta_commands() {
     with_engine(|e| {
