@@ -102,6 +102,8 @@ pub enum UdpError {
 pub struct UdpClient {
     sock: UdpSocket,
     next_id: u16,
+    /// Datagrams that arrived while a reply to another request id was collected.
+    stray: Vec<Vec<u8>>,
 }
 
 impl UdpClient {
@@ -111,7 +113,11 @@ impl UdpClient {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
         sock.connect(server).expect("connect udp");
         set_recv_buffer(&sock, 4 << 20);
-        UdpClient { sock, next_id: 1 }
+        UdpClient {
+            sock,
+            next_id: 1,
+            stray: Vec::new(),
+        }
     }
 
     /// The socket (for raw sends in tests).
@@ -154,7 +160,7 @@ impl UdpClient {
 
     /// Sends `payload` as one request and reassembles the reply, which is complete when every
     /// run of datagrams is complete and `done(bytes)` holds. Datagrams with another request id
-    /// are ignored.
+    /// are kept for [`UdpClient::take_stray`].
     pub fn request(
         &mut self,
         payload: &[u8],
@@ -200,6 +206,7 @@ impl UdpClient {
                 return Err(UdpError::BadFrame(format!("datagram of {} bytes", d.len())));
             };
             if h.request_id != id {
+                self.stray.push(d);
                 continue;
             }
             if h.reserved != 0 || h.total == 0 || h.seq >= h.total {
@@ -229,7 +236,30 @@ impl UdpClient {
         }
     }
 
-    /// Receives every datagram arriving within `window` (for "nothing is sent" checks).
+    /// The datagrams that arrived for other request ids while replies were collected, since
+    /// the last call.
+    pub fn take_stray(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.stray)
+    }
+
+    /// Proves that nothing was sent for the requests sent before: sends `barrier` (a request
+    /// with a reply `done` recognises) and collects its reply; the server answers the datagrams
+    /// of one socket in order and loopback keeps that order, so any earlier reply arrives
+    /// first. Returns the barrier's reply and every datagram of another request id before it.
+    pub fn nothing_before(
+        &mut self,
+        barrier: &[u8],
+        done: impl Fn(&[u8]) -> bool,
+        timeout: Duration,
+    ) -> Result<(Reply, Vec<Vec<u8>>), UdpError> {
+        let earlier = self.take_stray();
+        let reply = self.request(barrier, done, timeout)?;
+        let mut stray = earlier;
+        stray.extend(self.take_stray());
+        Ok((reply, stray))
+    }
+
+    /// Receives every datagram arriving within `window`.
     pub fn drain(&self, window: Duration) -> Vec<Vec<u8>> {
         let deadline = Instant::now() + window;
         let mut out = Vec::new();

@@ -420,9 +420,24 @@ fn admin_text_protocol_and_http_errors() {
     // at most 8 admin connections at once: a 9th is refused with a line, and
     // once they are gone the endpoint serves again
     drop(c);
-    std::thread::sleep(Duration::from_millis(300));
-    let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(admin).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // 8 connections each answered once are admitted; until the server has seen the earlier
+    // ones close, one of them may be refused instead, so try again
+    let mut idle: Vec<TcpStream> = Vec::new();
+    petrel_tests::wait::wait_until(
+        Duration::from_secs(10),
+        "8 admin connections admitted",
+        || {
+            idle.clear(); // close the last attempt's first
+            idle.extend((0..8).map(|_| TcpStream::connect(admin).unwrap()));
+            idle.iter_mut().all(|s| {
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s.write_all(b"version\r\n").unwrap();
+                let mut b = [0u8; 64];
+                let n = s.read(&mut b).unwrap_or(0);
+                b[..n].starts_with(b"VERSION ")
+            })
+        },
+    );
     let mut extra = TcpStream::connect(admin).unwrap();
     extra
         .set_read_timeout(Some(Duration::from_secs(10)))
