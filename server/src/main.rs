@@ -329,12 +329,20 @@ fn log_startup(
         }
     };
     log::info!(
-        "petrel {} pid {} tcp={} udp={} memory-limit={}MiB arena={}B hugetlb={} thp={} mlock={} max-item-size={} \
+        "petrel {} pid {} tcp={} udp={} unix={} memory-limit={}MiB arena={}B hugetlb={} thp={} mlock={} max-item-size={} \
          conn-limit={} threads={} idle-timeout={}s user={} admin-port={} log={} verbose={} config={}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         list(&tcp),
         list(&udp),
+        s.memcached
+            .unix_socket
+            .as_ref()
+            .map_or("off".to_string(), |p| format!(
+                "{}(mode {:o})",
+                p.display(),
+                s.memcached.unix_mask
+            )),
         s.memory_limit_bytes >> 20,
         arena_bytes,
         report.hugetlb,
