@@ -11,12 +11,12 @@ extern crate std;
 
 pub mod arena;
 pub mod engine;
-pub mod guard;
 pub mod histogram;
 pub mod klog;
 pub mod proto;
 pub mod stats;
 pub mod store;
+pub mod udp;
 pub mod wire;
 
 // What an embedder needs, at the crate root (see the crate docs).

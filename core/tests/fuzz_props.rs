@@ -6,11 +6,11 @@
 //! `cargo test`.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use petrel_core::guard::{Admission, Cidr, GuardConfig, Outcome, UdpGuard};
+use petrel_core::udp::guard::{Admission, Cidr, GuardConfig, Outcome, UdpGuard};
 use petrel_core::wire::{
     parse_request_frame, write_reply_frame, DatagramSplitter, EthernetAddress, EthernetFrame,
-    IpPair, Ipv4Address, Ipv4Packet, Ipv6Address, ParseOptions, ReplyAddressing, ReplyTarget,
-    UdpPacket, UDP_MAX_PAYLOAD_BYTES,
+    HeaderRule, IpPair, Ipv4Address, Ipv4Packet, Ipv6Address, ParseOptions, ReplyAddressing,
+    ReplyTarget, UdpPacket, UDP_MAX_PAYLOAD_BYTES,
 };
 use proptest::prelude::*;
 
@@ -19,6 +19,7 @@ fn opts(verify_udp: bool) -> ParseOptions {
         verify_ipv4_checksum: true,
         verify_udp_checksum: verify_udp,
         port: None,
+        header_rule: HeaderRule::Strict,
     }
 }
 

@@ -8,16 +8,13 @@
 use petrel_core::engine::{self, Engine};
 use petrel_core::histogram::ClassCounts;
 
-use crate::service::{ConnectionEvent, Progress, Service, Status, Time, Transport};
+use crate::service::{ConnectionEvent, Progress, Service, Time, Transport};
 
 impl<'a> Service for Engine<'a> {
     type Session = engine::Session;
 
     fn session(&self, transport: Transport) -> engine::Session {
-        engine::Session::new(match transport {
-            Transport::Tcp => engine::Transport::Tcp,
-            Transport::Udp => engine::Transport::Udp,
-        })
+        engine::Session::new(transport)
     }
 
     fn process(
@@ -27,16 +24,7 @@ impl<'a> Service for Engine<'a> {
         out: &mut [u8],
         now: Time,
     ) -> Progress {
-        let p = Engine::process(self, session, input, out, now);
-        Progress {
-            consumed: p.consumed,
-            written: p.written,
-            status: match p.status {
-                engine::Status::NeedInput => Status::NeedInput,
-                engine::Status::OutputFull => Status::OutputFull,
-                engine::Status::Close => Status::Close,
-            },
-        }
+        Engine::process(self, session, input, out, now)
     }
 
     fn expire(&self, now: Time, budget: usize) -> usize {
@@ -85,6 +73,7 @@ impl<'a> Service for Engine<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::Status;
     use petrel_core::engine::EngineConfig;
     use petrel_core::store::StoreConfig;
 

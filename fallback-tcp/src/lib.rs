@@ -47,12 +47,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use petrel_core::histogram::LatencyStats;
 
 pub use buffer::PageBuf;
-pub use clock::unix_now;
+pub use clock::{monotonic_ms, unix_now};
 pub use service::{ConnectionEvent, Progress, Service, Status, Time, Transport};
 pub use stats::FrontendStats;
-pub use udp::{
-    monotonic_ms, UDP_FRAME_HEADER_BYTES, UDP_MAX_DATAGRAM_BYTES, UDP_MAX_PAYLOAD_BYTES,
-};
+pub use udp::{UDP_FRAME_HEADER_BYTES, UDP_MAX_DATAGRAM_BYTES, UDP_MAX_PAYLOAD_BYTES};
 
 /// The reply memcached sends to a connection over the limit, before closing.
 pub const TOO_MANY_CONNECTIONS_REPLY: &[u8] = b"SERVER_ERROR too many open connections\r\n";
@@ -84,7 +82,10 @@ pub struct FrontendConfig {
     pub udp_max_reply_bytes: usize,
     /// The UDP amplification guard every UDP request passes (None: no
     /// limits, for tests and embedders; the server always sets one).
-    pub udp_guard: Option<Arc<petrel_core::guard::UdpGuard>>,
+    pub udp_guard: Option<Arc<petrel_core::udp::guard::UdpGuard>>,
+    /// The datagram layer's counters; one set per process, shared with
+    /// every other UDP path (AF_XDP) so each drop has one name.
+    pub udp_stats: Arc<petrel_core::udp::UdpStats>,
     /// Close connections without traffic for this many seconds (0 = never).
     pub idle_timeout_secs: u32,
     /// How long shutdown waits for replies in flight.
@@ -111,6 +112,7 @@ impl FrontendConfig {
             write_buffer_bytes: 64 * 1024,
             udp_max_reply_bytes: max_item_bytes + 64 * 1024,
             udp_guard: None,
+            udp_stats: Arc::default(),
             idle_timeout_secs: 0,
             shutdown_grace: Duration::from_secs(2),
             expire_interval: Duration::from_millis(100),
@@ -130,6 +132,8 @@ pub(crate) struct Shared {
     pub(crate) tcp_latency: LatencyStats,
     /// Request latency over kernel UDP, by command class.
     pub(crate) udp_latency: LatencyStats,
+    /// The datagram layer's counters (the config's).
+    pub(crate) udp_stats: Arc<petrel_core::udp::UdpStats>,
     /// Open connections per worker.
     pub(crate) loads: Vec<AtomicUsize>,
 }
@@ -202,6 +206,7 @@ impl Frontend {
             stats: FrontendStats::new(),
             tcp_latency: LatencyStats::new(),
             udp_latency: LatencyStats::new(),
+            udp_stats: config.udp_stats.clone(),
             loads: (0..config.threads).map(|_| AtomicUsize::new(0)).collect(),
         });
         Ok(Frontend {
@@ -280,6 +285,7 @@ impl Frontend {
                     s.try_clone()?,
                     reply_slots,
                     self.config.udp_guard.clone(),
+                    self.config.udp_stats.clone(),
                 )?);
             }
             ports.push(mine);
@@ -413,6 +419,11 @@ impl StatsHandle {
     /// to the write that handed its whole reply to the socket.
     pub fn tcp_latency(&self) -> &LatencyStats {
         &self.0.tcp_latency
+    }
+
+    /// The datagram layer's counters (shared with the other UDP paths).
+    pub fn udp(&self) -> &petrel_core::udp::UdpStats {
+        &self.0.udp_stats
     }
 
     /// Latency of requests over kernel UDP: from the `recvmmsg` that
@@ -573,7 +584,7 @@ mod tests {
         s.send_to(&[0, 1, 0, 0, 0, 2, 0, 0, b'a', b'\n'], udp)
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while stats.udp_dropped_multi_datagram.get() == 0 {
+        while stats.udp().dropped_multi_datagram.get() == 0 {
             assert!(Instant::now() < deadline);
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -583,7 +594,7 @@ mod tests {
 
     #[test]
     fn udp_guard_caps_replies_to_sources_outside_the_allowlist() {
-        use petrel_core::guard::{GuardConfig, UdpGuard, TOO_LARGE_REPLY};
+        use petrel_core::udp::guard::{GuardConfig, UdpGuard, TOO_LARGE_REPLY};
         let guard = Arc::new(
             UdpGuard::new(&GuardConfig {
                 allow: Default::default(),

@@ -6,44 +6,8 @@
 //! own that follow the same contract.
 
 use petrel_core::histogram::ClassCounts;
-
-/// Seconds of the host's clock (Unix seconds), as the core expects them.
-pub type Time = u32;
-
-/// Which transport a session serves; the engine words some replies
-/// differently (and refuses some commands) per transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// A TCP connection: one session for its whole life.
-    Tcp,
-    /// One memcache-over-UDP request datagram: a fresh session per datagram.
-    Udp,
-}
-
-/// What the service wants next from the front end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// Every complete request in the input was answered; keep
-    /// `input[consumed..]` and call again once more bytes arrived.
-    NeedInput,
-    /// `out` is full: send `out[..written]`, then call again with
-    /// `input[consumed..]`. A request whose reply is only partly written is not
-    /// counted in `consumed`; the session remembers where the reply stopped.
-    OutputFull,
-    /// `quit` or a fatal protocol error: send `out[..written]`, then close.
-    Close,
-}
-
-/// The result of one [`Service::process`] call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Progress {
-    /// Bytes of `input` fully handled; never more than `input.len()`.
-    pub consumed: usize,
-    /// Bytes written at the start of `out`; never more than `out.len()`.
-    pub written: usize,
-    /// What to do next.
-    pub status: Status,
-}
+/// The seam types are the core's, used as they are.
+pub use petrel_core::{Progress, Status, Time, Transport};
 
 /// Events the front ends report so the service can keep memcached's
 /// connection statistics (`curr_connections`, `total_connections`, ...).
@@ -76,7 +40,9 @@ pub trait Service: Sync {
     fn session(&self, transport: Transport) -> Self::Session;
 
     /// Parses and executes the complete requests at the start of `input` at
-    /// time `now`, writing replies into `out` (see [`Status`]).
+    /// time `now`, writing replies into `out` (see [`Status`]: the engine's
+    /// contract, `consumed` never beyond `input`, `written` never beyond
+    /// `out`).
     fn process(
         &self,
         session: &mut Self::Session,

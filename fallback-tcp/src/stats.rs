@@ -17,11 +17,7 @@ petrel_core::metrics! {
         tcp_bytes_written: Counter("bytes") "bytes written to TCP connections",
         udp_datagrams_received: Counter("datagrams") "UDP datagrams received",
         udp_datagrams_sent: Counter("datagrams") "UDP reply datagrams sent",
-        udp_dropped_malformed: Counter("datagrams") "UDP datagrams dropped: shorter than the 8-byte frame header",
-        udp_dropped_multi_datagram: Counter("datagrams") "UDP datagrams dropped: part of a multi-datagram request (datagram count != 1)",
         udp_dropped_truncated: Counter("datagrams") "UDP datagrams dropped: larger than the receive slot",
-        udp_dropped_incomplete: Counter("datagrams") "UDP datagrams whose last request was incomplete (ignored)",
-        udp_dropped_reply_too_large: Counter("datagrams") "UDP replies dropped: more datagrams than the reply area holds",
         udp_send_dropped: Counter("datagrams") "UDP reply datagrams the kernel refused to send",
     }
 }

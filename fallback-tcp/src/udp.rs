@@ -1,43 +1,30 @@
 //! memcache over UDP on a kernel socket, with batched `recvmmsg`/`sendmmsg`.
 //!
-//! Every request datagram starts with memcached's 8-byte frame header (request
-//! id, sequence number, datagram count, reserved: big-endian u16 each) and
-//! must be a whole request (count 1); anything else is dropped and counted,
-//! as memcached 1.6.18 drops it. Like memcached, the sequence number and the
-//! reserved field of a request are ignored (memcaslap sends reserved 0x0100).
-//! The reply is produced by the service into the payload areas of
-//! consecutive reply datagrams (1392 bytes each, 1400 with the header), numbered 0..n-1 with count n as protocol.txt describes
-//! (memcached 1.6 restarts the numbering per `VALUE` block of a multi-key get;
-//! Petrel numbers the whole reply). A reply of zero bytes (`noreply`) sends
-//! no datagram. Several requests in one datagram get one reply run (memcached
-//! sends one run per request). Framing comes from `petrel_core::wire`.
-//!
-//! With a [`UdpGuard`] (the server always has one), every request datagram is
-//! first admitted by it: allowlisted sources are answered without limits,
-//! rate-limited sources not at all, and for the others the reply may not
-//! exceed the guard's byte cap; over it, the reply is replaced by
-//! `SERVER_ERROR reply too large for UDP` when that fits, else dropped (see
-//! `petrel_core::guard`, which also counts every decision).
+//! Only sockets and buffers live here: each received datagram goes to the
+//! core's datagram layer (`petrel_core::udp::Responder`: memcached's
+//! frame-header rule, the amplification guard, splitting the reply into
+//! numbered datagrams of at most 1400 bytes, the over-cap reply, drop
+//! counting), which writes the reply datagrams into this worker's
+//! [`ReplyArea`]; a batch of replies goes out with one `sendmmsg`.
 
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::Instant;
 
 use petrel_core::histogram::{ClassCounts, LatencyStats};
-use std::sync::Arc;
-
-use petrel_core::guard::{Admission, Outcome, UdpGuard, TOO_LARGE_REPLY};
-
-use petrel_core::wire::memcache_udp::{FrameHeader, MemcacheUdpFrame};
-pub use petrel_core::wire::memcache_udp::{
+use petrel_core::udp::guard::UdpGuard;
+use petrel_core::udp::{DatagramSink, Responder, UdpDrop, UdpStats};
+use petrel_core::wire::{HeaderRule, ReplyTarget};
+pub use petrel_core::wire::{
     UDP_FRAME_HEADER_BYTES, UDP_MAX_DATAGRAM_BYTES, UDP_MAX_PAYLOAD_BYTES,
 };
-use petrel_core::wire::reply::{DatagramSplitter, ReplyTarget};
 
 use crate::buffer::PageBuf;
-use crate::service::{Progress, Service, Status, Time, Transport};
+use crate::clock::monotonic_ms;
+use crate::service::{Service, Time, Transport};
 use crate::stats::FrontendStats;
 /// Receive slot size: the largest UDP payload, so no request is truncated.
 pub const UDP_RX_SLOT_BYTES: usize = 65536;
@@ -94,133 +81,80 @@ impl ReplyArea {
     pub fn take_completed(&mut self) -> ClassCounts {
         self.completed.take()
     }
+
+    fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        let at = i * UDP_MAX_DATAGRAM_BYTES;
+        &mut self.buf[at..at + UDP_MAX_DATAGRAM_BYTES]
+    }
 }
 
-/// Why a request datagram got no reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UdpDrop {
-    /// Shorter than the frame header.
-    Malformed,
-    /// Datagram count != 1: part of a multi-datagram request.
-    MultiDatagram,
-    /// The reply needs more datagrams than the reply area has free.
-    ReplyTooLarge,
-    /// The reply exceeded the amplification cap it was given; `replaced`:
-    /// one datagram of `SERVER_ERROR reply too large for UDP` was appended
-    /// instead (it fit under the cap), else nothing.
-    OverCap {
-        /// The error datagram was appended.
-        replaced: bool,
-    },
+/// One reply's view of a [`ReplyArea`]: its datagrams go after those
+/// already queued, tagged with the received datagram they answer.
+struct AreaSink<'a> {
+    area: &'a mut ReplyArea,
+    /// The first slot of this reply.
+    first: usize,
+    dest: usize,
 }
 
-/// Answers one request datagram: appends its reply datagrams (headers
+impl DatagramSink for AreaSink<'_> {
+    fn buffer(&mut self) -> Option<&mut [u8]> {
+        let i = self.area.used;
+        if i < self.area.slots() {
+            Some(self.area.slot_mut(i))
+        } else {
+            None
+        }
+    }
+
+    fn keep(&mut self, len: usize) {
+        let i = self.area.used;
+        self.area.lens[i] = len;
+        self.area.dest[i] = self.dest;
+        self.area.used += 1;
+    }
+
+    fn kept(&mut self, i: usize) -> Option<&mut [u8]> {
+        let slot = self.first + i;
+        if slot < self.area.used {
+            Some(self.area.slot_mut(slot))
+        } else {
+            None
+        }
+    }
+
+    fn discard(&mut self) {
+        self.area.used = self.first;
+    }
+}
+
+/// Answers one request datagram from `src` through `responder`, with a
+/// fresh UDP session of `service`: appends its reply datagrams (headers
 /// complete) to `area`, tagged with `dest`. Returns how many were appended
-/// (0 for `noreply`), or why the datagram was dropped (nothing appended,
-/// except the error datagram of [`UdpDrop::OverCap`]). The reply's
-/// datagrams (frame headers included) may total at most `max_reply_bytes`.
+/// (0 for `noreply`), or why the datagram went unanswered (see
+/// [`Responder::answer`]; counted there).
+#[allow(clippy::too_many_arguments)]
 pub fn answer_datagram<S: Service>(
     service: &S,
+    responder: &Responder<'_>,
+    src: IpAddr,
     datagram: &[u8],
     dest: usize,
     area: &mut ReplyArea,
     now: Time,
-    stats: &FrontendStats,
-    max_reply_bytes: usize,
+    now_ms: u64,
 ) -> Result<usize, UdpDrop> {
-    // memcached checks only the datagram count: sequence and reserved are
-    // ignored (memcaslap sets reserved to 0x0100), so FrameHeader::parse,
-    // not the stricter parse_request.
-    let Ok(header) = MemcacheUdpFrame::new_checked(datagram).and_then(|f| FrameHeader::parse(&f))
-    else {
-        return Err(UdpDrop::Malformed);
-    };
-    if header.total != 1 {
-        return Err(UdpDrop::MultiDatagram);
-    }
-    let input = &datagram[UDP_FRAME_HEADER_BYTES..];
-    let first = area.used;
-    let mut splitter = DatagramSplitter::new(ReplyTarget::Datagram {
-        request_id: header.request_id,
-    });
     let mut session = service.session(Transport::Udp);
-    let mut consumed = 0;
-    let mut reply_bytes = 0usize;
-    loop {
-        if area.used == area.slots() {
-            area.used = first;
-            return Err(UdpDrop::ReplyTooLarge);
-        }
-        let at = area.used * UDP_MAX_DATAGRAM_BYTES;
-        let slot = &mut area.buf[at..at + UDP_MAX_DATAGRAM_BYTES];
-        let produced = splitter.next(slot, |out| {
-            let p = service.process(&mut session, &input[consumed..], out, now);
-            (p.written.min(out.len()), p)
-        });
-        let Ok(produced) = produced else {
-            // More than 65535 datagrams, or a service writing past `out`.
-            area.used = first;
-            return Err(UdpDrop::ReplyTooLarge);
-        };
-        let p: Progress = produced.value;
-        consumed += p.consumed.min(input.len() - consumed);
-        if produced.len > 0 {
-            reply_bytes += produced.len;
-            if reply_bytes > max_reply_bytes {
-                // Over the amplification cap: stop executing, send at most
-                // the short error.
-                area.used = first;
-                let error_len = UDP_FRAME_HEADER_BYTES + TOO_LARGE_REPLY.len();
-                if error_len > max_reply_bytes {
-                    return Err(UdpDrop::OverCap { replaced: false });
-                }
-                let at = area.used * UDP_MAX_DATAGRAM_BYTES;
-                let slot = &mut area.buf[at..at + error_len];
-                let h = FrameHeader {
-                    request_id: header.request_id,
-                    sequence: 0,
-                    total: 1,
-                    reserved: 0,
-                };
-                slot[..UDP_FRAME_HEADER_BYTES].copy_from_slice(&h.to_bytes());
-                slot[UDP_FRAME_HEADER_BYTES..].copy_from_slice(TOO_LARGE_REPLY);
-                area.lens[area.used] = error_len;
-                area.dest[area.used] = dest;
-                area.used += 1;
-                return Err(UdpDrop::OverCap { replaced: true });
-            }
-            area.lens[area.used] = produced.len;
-            area.dest[area.used] = dest;
-            area.used += 1;
-        }
-        match p.status {
-            Status::OutputFull if produced.len > 0 => {}
-            Status::OutputFull => {
-                // No progress possible: a contract breach; do not spin.
-                area.used = first;
-                return Err(UdpDrop::ReplyTooLarge);
-            }
-            Status::NeedInput => {
-                if consumed < input.len() {
-                    stats.udp_dropped_incomplete.incr();
-                }
-                break;
-            }
-            Status::Close => break,
-        }
+    let first = area.used;
+    let mut sink = AreaSink { area, first, dest };
+    let target = ReplyTarget::Datagram { request_id: 0 };
+    let r = responder.answer(src, datagram, target, now_ms, &mut sink, |input, out| {
+        service.process(&mut session, input, out, now)
+    });
+    if r.is_ok() {
+        area.completed.merge(&service.take_completed(&mut session));
     }
-    for slot in first..area.used {
-        let at = slot * UDP_MAX_DATAGRAM_BYTES;
-        if splitter
-            .finish(&mut area.buf[at..at + UDP_MAX_DATAGRAM_BYTES])
-            .is_err()
-        {
-            area.used = first;
-            return Err(UdpDrop::ReplyTooLarge);
-        }
-    }
-    area.completed.merge(&service.take_completed(&mut session));
-    Ok(area.used - first)
+    r
 }
 
 /// One worker's view of a UDP socket, with its receive batch and reply area.
@@ -234,6 +168,8 @@ pub struct UdpPort {
     area: ReplyArea,
     /// Admits each request (allowlist, amplification cap, rate limit).
     guard: Option<Arc<UdpGuard>>,
+    /// The datagram layer's counters (shared by every UDP path).
+    udp_stats: Arc<UdpStats>,
     /// The socket may have datagrams waiting (edge-triggered readiness).
     pub ready: bool,
     /// When the batch being answered was received.
@@ -242,11 +178,13 @@ pub struct UdpPort {
 
 impl UdpPort {
     /// Wraps a non-blocking socket; `reply_slots` bounds one reply's
-    /// datagrams; `guard` (if any) admits every request.
+    /// datagrams; `guard` (if any) admits every request; `udp_stats`
+    /// counts what the datagram layer drops.
     pub fn new(
         socket: UdpSocket,
         reply_slots: usize,
         guard: Option<Arc<UdpGuard>>,
+        udp_stats: Arc<UdpStats>,
     ) -> io::Result<Self> {
         Ok(UdpPort {
             socket,
@@ -257,6 +195,7 @@ impl UdpPort {
             rx_meta: vec![(0, false); UDP_RX_BATCH],
             area: ReplyArea::new(reply_slots + UDP_RX_BATCH)?,
             guard,
+            udp_stats,
             ready: true,
             batch_at: Instant::now(),
         })
@@ -281,6 +220,8 @@ impl UdpPort {
     ) -> bool {
         let reply_room = self.area.slots() - UDP_RX_BATCH;
         let guard_now_ms = monotonic_ms();
+        let (guard, udp_stats) = (self.guard.clone(), self.udp_stats.clone());
+        let responder = Responder::new(guard.as_deref(), &udp_stats, HeaderRule::Memcached);
         for _ in 0..max_batches {
             let n = match self.receive_batch() {
                 Ok(n) => n,
@@ -303,43 +244,18 @@ impl UdpPort {
                     self.flush(stats, latency);
                 }
                 let at = i * UDP_RX_SLOT_BYTES;
-                let dgram = &self.rx[at..at + len];
-                let admission = match &self.guard {
-                    Some(g) => {
-                        let src = sockaddr_ip(&self.addrs[i]);
-                        g.admit(src, len, guard_now_ms)
-                    }
-                    None => Admission::Trusted,
-                };
-                let Some(max_reply_bytes) = admission.max_reply_bytes() else {
-                    // Rate limited: counted by the guard; not even executed.
-                    continue;
-                };
-                let r = answer_datagram(
+                let src = sockaddr_ip(&self.addrs[i]);
+                // Counted by the responder or the guard when dropped.
+                let _ = answer_datagram(
                     service,
-                    dgram,
+                    &responder,
+                    src,
+                    &self.rx[at..at + len],
                     i,
                     &mut self.area,
                     now,
-                    stats,
-                    max_reply_bytes,
+                    guard_now_ms,
                 );
-                let outcome = match r {
-                    Ok(n) => Outcome::Sent(n),
-                    Err(UdpDrop::OverCap { replaced: true }) => Outcome::Replaced,
-                    Err(UdpDrop::OverCap { replaced: false }) => Outcome::Dropped,
-                    Err(e) => {
-                        match e {
-                            UdpDrop::Malformed => stats.udp_dropped_malformed.incr(),
-                            UdpDrop::MultiDatagram => stats.udp_dropped_multi_datagram.incr(),
-                            _ => stats.udp_dropped_reply_too_large.incr(),
-                        }
-                        Outcome::Unanswered
-                    }
-                };
-                if let Some(g) = &self.guard {
-                    g.settle(admission, outcome, guard_now_ms);
-                }
             }
             self.flush(stats, latency);
             if n < UDP_RX_BATCH {
@@ -459,18 +375,6 @@ impl UdpPort {
     }
 }
 
-/// Milliseconds of `CLOCK_MONOTONIC`: the clock every user of one
-/// [`UdpGuard`] shares (the AF_XDP workers read the same clock).
-pub fn monotonic_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to write into; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
-}
-
 /// The IP address in a `sockaddr_storage` filled by `recvmmsg`
 /// (unspecified for a family other than IPv4/IPv6, which UDP never reports).
 fn sockaddr_ip(a: &libc::sockaddr_storage) -> IpAddr {
@@ -495,6 +399,7 @@ fn sockaddr_ip(a: &libc::sockaddr_storage) -> IpAddr {
 mod tests {
     use super::*;
     use crate::conn::tests::LineService;
+    use petrel_core::udp::guard::{GuardConfig, TOO_LARGE_REPLY};
 
     fn header(id: u16, seq: u16, total: u16, reserved: u16) -> Vec<u8> {
         [id, seq, total, reserved]
@@ -503,93 +408,100 @@ mod tests {
             .collect()
     }
 
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    /// Answers `d` from `src` with a responder over `guard` into `area`.
+    fn answer(
+        guard: Option<&UdpGuard>,
+        stats: &UdpStats,
+        src: IpAddr,
+        d: &[u8],
+        dest: usize,
+        area: &mut ReplyArea,
+    ) -> Result<usize, UdpDrop> {
+        let r = Responder::new(guard, stats, HeaderRule::Memcached);
+        answer_datagram(&LineService, &r, src, d, dest, area, 0, 0)
+    }
+
     #[test]
-    fn small_reply_is_one_datagram_with_the_request_id() {
-        let stats = FrontendStats::new();
-        let mut area = ReplyArea::new(4).unwrap();
-        let mut d = header(0xBEEF, 0, 1, 0);
+    fn replies_follow_the_queued_ones_in_the_area_tagged_with_their_source() {
+        let stats = UdpStats::new();
+        let mut area = ReplyArea::new(8).unwrap();
+        let mut d = header(0xBEEF, 0, 1, 0x0100);
         d.extend_from_slice(b"hello\n");
-        assert_eq!(
-            answer_datagram(&LineService, &d, 3, &mut area, 0, &stats, usize::MAX),
-            Ok(1)
-        );
+        assert_eq!(answer(None, &stats, LOCAL, &d, 3, &mut area), Ok(1));
+        // 1391 + 2 = 1393 reply bytes: two datagrams (1392 + 1).
+        let mut d = header(7, 0, 1, 0);
+        d.extend_from_slice(b"1391\n");
+        assert_eq!(answer(None, &stats, LOCAL, &d, 5, &mut area), Ok(2));
         assert_eq!(
             area.datagram(0),
             [&header(0xBEEF, 0, 1, 0)[..], b"hello\r\n"].concat()
         );
-        assert_eq!(area.dest[0], 3);
-    }
-
-    #[test]
-    fn long_reply_spans_numbered_datagrams_of_at_most_1400_bytes() {
-        let stats = FrontendStats::new();
-        let mut area = ReplyArea::new(8).unwrap();
-        let mut d = header(7, 0, 1, 0);
-        // 1391 + 2 = 1393 reply bytes: two datagrams (1392 + 1).
-        d.extend_from_slice(b"1391\n");
+        assert_eq!(area.datagram(1).len(), 1400);
+        assert_eq!(&area.datagram(1)[..8], &header(7, 0, 2, 0)[..]);
+        assert_eq!(area.datagram(2), [&header(7, 1, 2, 0)[..], b"\n"].concat());
+        assert_eq!(area.dest[..3], [3, 5, 5]);
         assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, usize::MAX),
-            Ok(2)
-        );
-        assert_eq!(area.datagram(0).len(), 1400);
-        assert_eq!(&area.datagram(0)[..8], &header(7, 0, 2, 0)[..]);
-        assert_eq!(area.datagram(1), [&header(7, 1, 2, 0)[..], b"\n"].concat());
-        // Exactly 1392 bytes: one datagram.
-        let mut d = header(8, 0, 1, 0);
-        d.extend_from_slice(b"1390\n");
-        assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, usize::MAX),
-            Ok(1)
+            area.take_completed(),
+            ClassCounts::new(),
+            "LineService reports none"
         );
     }
 
     #[test]
-    fn bad_frames_are_dropped_and_leave_the_area_unchanged() {
-        let stats = FrontendStats::new();
-        let mut area = ReplyArea::new(2).unwrap();
-        assert_eq!(
-            answer_datagram(&LineService, b"short", 0, &mut area, 0, &stats, usize::MAX),
-            Err(UdpDrop::Malformed)
-        );
-        let mut d = header(1, 0, 2, 0);
-        d.extend_from_slice(b"a\n");
-        assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, usize::MAX),
-            Err(UdpDrop::MultiDatagram)
-        );
-        for (seq, total, reserved, why) in [
-            (0, 2, 0, Err(UdpDrop::MultiDatagram)),
-            (0, 0, 0, Err(UdpDrop::MultiDatagram)),
-            (1, 1, 0, Ok(1)),
-            (0, 1, 0x100, Ok(1)),
-        ] {
-            area.clear();
-            let mut d = header(1, seq, total, reserved);
-            d.extend_from_slice(b"a\n");
-            assert_eq!(
-                answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, usize::MAX),
-                why
-            );
-        }
-        area.clear();
+    fn a_reply_beyond_the_free_slots_leaves_the_queued_ones_alone() {
+        let stats = UdpStats::new();
+        let mut area = ReplyArea::new(3).unwrap();
         let mut d = header(1, 0, 1, 0);
-        d.extend_from_slice(b"5000\n");
+        d.extend_from_slice(b"a\n");
+        assert_eq!(answer(None, &stats, LOCAL, &d, 0, &mut area), Ok(1));
+        let mut d = header(2, 0, 1, 0);
+        d.extend_from_slice(b"3000\n");
         assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, usize::MAX),
+            answer(None, &stats, LOCAL, &d, 1, &mut area),
             Err(UdpDrop::ReplyTooLarge)
         );
-        assert_eq!(area.used, 0);
+        assert_eq!(area.used, 1);
+        assert_eq!(
+            area.datagram(0),
+            [&header(1, 0, 1, 0)[..], b"a\r\n"].concat()
+        );
+        assert_eq!(stats.dropped_reply_too_large.get(), 1);
+        // Bad frames: nothing queued, counted by name.
+        assert_eq!(
+            answer(None, &stats, LOCAL, b"short", 0, &mut area),
+            Err(UdpDrop::Malformed)
+        );
+        assert_eq!(
+            answer(None, &stats, LOCAL, &header(1, 0, 2, 0), 0, &mut area),
+            Err(UdpDrop::MultiDatagram)
+        );
+        assert_eq!(area.used, 1);
+        assert_eq!(
+            (
+                stats.dropped_malformed.get(),
+                stats.dropped_multi_datagram.get()
+            ),
+            (1, 1)
+        );
     }
 
     #[test]
-    fn reply_over_the_cap_is_replaced_by_an_error_or_dropped() {
-        let stats = FrontendStats::new();
+    fn over_the_cap_one_error_datagram_goes_to_the_source() {
+        let guard = UdpGuard::new(&GuardConfig {
+            allow: Default::default(),
+            rate_per_sec: 0,
+            ..GuardConfig::default()
+        })
+        .unwrap();
+        let stats = UdpStats::new();
         let mut area = ReplyArea::new(8).unwrap();
         let mut d = header(9, 0, 1, 0);
         d.extend_from_slice(b"3000\n");
-        // 3002 reply bytes in 3 datagrams; a cap of 200 stops at the first.
+        let src: IpAddr = "192.0.2.7".parse().unwrap();
         assert_eq!(
-            answer_datagram(&LineService, &d, 2, &mut area, 0, &stats, 200),
+            answer(Some(&guard), &stats, src, &d, 2, &mut area),
             Err(UdpDrop::OverCap { replaced: true })
         );
         assert_eq!(area.used, 1);
@@ -598,29 +510,7 @@ mod tests {
             [&header(9, 0, 1, 0)[..], TOO_LARGE_REPLY].concat()
         );
         assert_eq!(area.dest[0], 2);
-        area.clear();
-        // Even the error (46 bytes) is over a cap of 45: nothing.
-        assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, 45),
-            Err(UdpDrop::OverCap { replaced: false })
-        );
-        assert_eq!(area.used, 0);
-        // Within the cap (8 + 4 bytes): the reply itself.
-        let mut d = header(9, 0, 1, 0);
-        d.extend_from_slice(b"ab\n");
-        assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, 12),
-            Ok(1)
-        );
-        assert_eq!(
-            area.datagram(0),
-            [&header(9, 0, 1, 0)[..], b"ab\r\n"].concat()
-        );
-        area.clear();
-        assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, 11),
-            Err(UdpDrop::OverCap { replaced: false })
-        );
+        assert_eq!(guard.stats().replies_replaced.get(), 1);
     }
 
     #[test]
@@ -640,19 +530,5 @@ mod tests {
         // SAFETY: sockaddr_in fits in sockaddr_storage.
         unsafe { std::ptr::write((&mut st as *mut libc::sockaddr_storage).cast(), sin) };
         assert_eq!(sockaddr_ip(&st), "192.0.2.7".parse::<IpAddr>().unwrap());
-        assert!(monotonic_ms() > 0);
-    }
-
-    #[test]
-    fn incomplete_request_is_counted() {
-        let stats = FrontendStats::new();
-        let mut area = ReplyArea::new(2).unwrap();
-        let mut d = header(1, 0, 1, 0);
-        d.extend_from_slice(b"a\nb");
-        assert_eq!(
-            answer_datagram(&LineService, &d, 0, &mut area, 0, &stats, usize::MAX),
-            Ok(1)
-        );
-        assert_eq!(stats.udp_dropped_incomplete.get(), 1);
     }
 }

@@ -186,9 +186,12 @@ pub struct XdpConfig {
     /// default: NICs verify it, and veth passes partial checksums).
     pub verify_udp_checksum: bool,
     /// The UDP amplification guard every request passes (allowlist, reply
-    /// size cap, per-source rate; `petrel_core::guard`), shared with the
+    /// size cap, per-source rate; `petrel_core::udp::guard`), shared with the
     /// kernel UDP path. None = no limits.
-    pub udp_guard: Option<std::sync::Arc<petrel_core::guard::UdpGuard>>,
+    pub udp_guard: Option<std::sync::Arc<petrel_core::udp::guard::UdpGuard>>,
+    /// The datagram layer's counters: one set per process, shared with the
+    /// kernel UDP path (give both the same `Arc`).
+    pub udp_stats: std::sync::Arc<petrel_core::udp::UdpStats>,
 }
 
 impl XdpConfig {
@@ -207,6 +210,7 @@ impl XdpConfig {
             frame_size: 2048,
             verify_udp_checksum: false,
             udp_guard: None,
+            udp_stats: std::sync::Arc::default(),
         }
     }
 }

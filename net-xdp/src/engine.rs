@@ -1,7 +1,7 @@
 //! The core engine as the workers' [`UdpService`].
 
-use crate::service::{Time, UdpProgress, UdpService, UdpStatus};
-use petrel_core::engine::{Engine, Session, Status, Transport};
+use crate::service::{Progress, Time, UdpService};
+use petrel_core::engine::{Engine, Session, Transport};
 use petrel_core::histogram::ClassCounts;
 
 impl UdpService for Engine<'_> {
@@ -23,20 +23,12 @@ impl UdpService for Engine<'_> {
         input: &[u8],
         out: &mut [u8],
         now: Time,
-    ) -> UdpProgress {
+    ) -> Progress {
         let p = self.process(session, input, out, now);
         let stats = self.stats();
         stats.bytes_read.add(p.consumed as u64);
         stats.bytes_written.add(p.written as u64);
-        UdpProgress {
-            consumed: p.consumed,
-            written: p.written,
-            status: match p.status {
-                Status::NeedInput => UdpStatus::Done,
-                Status::OutputFull => UdpStatus::OutputFull,
-                Status::Close => UdpStatus::Close,
-            },
-        }
+        p
     }
 }
 
@@ -44,6 +36,7 @@ impl UdpService for Engine<'_> {
 mod tests {
     use super::*;
     use petrel_core::engine::EngineConfig;
+    use petrel_core::Status;
 
     fn engine() -> &'static Engine<'static> {
         let cfg = EngineConfig::default();
@@ -63,7 +56,7 @@ mod tests {
         let p = e.process_udp(&mut s, &req, &mut out, 100);
         assert_eq!(
             (p.status, &out[..p.written]),
-            (UdpStatus::Done, &b"STORED\r\n"[..])
+            (Status::NeedInput, &b"STORED\r\n"[..])
         );
         assert_eq!(p.consumed, req.len());
 
@@ -75,7 +68,7 @@ mod tests {
             let p = e.process_udp(&mut s, &input[consumed..], &mut out, 100);
             reply.extend_from_slice(&out[..p.written]);
             consumed += p.consumed;
-            if p.status != UdpStatus::OutputFull {
+            if p.status != Status::OutputFull {
                 break;
             }
         }

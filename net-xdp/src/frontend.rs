@@ -179,6 +179,7 @@ impl XdpFrontend {
             idle_spin: std::time::Duration::from_micros(u64::from(cfg.idle_spin_micros)),
             verify_udp_checksum: cfg.verify_udp_checksum,
             guard: cfg.udp_guard.clone(),
+            udp_stats: cfg.udp_stats.clone(),
         };
         Worker::new(params, p)
     }

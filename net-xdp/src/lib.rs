@@ -7,7 +7,7 @@
 //!        XDP program (bpf/program.rs)  -- not UDP to the port --> kernel stack
 //!                 | bpf_redirect_map(xskmap, q)
 //!                 v
-//!   XSK q: RX ring -> worker q (pinned) -> core::wire + UdpService (the engine)
+//!   XSK q: RX ring -> worker q (pinned) -> core::wire, core::udp + UdpService (the engine)
 //!                                            |
 //!          fill ring <- frames back          v
 //!          TX ring   <- replies (in place or fresh frames) -> NIC
@@ -54,12 +54,11 @@ pub mod config;
 mod engine;
 mod frontend;
 pub mod iface;
-mod request;
 pub mod service;
 pub mod stats;
 mod worker;
 
 pub use config::{AttachMode, ResolvedMode, XdpConfig, XdpError, XdpMode, ZeroCopy};
 pub use frontend::{XdpAttachment, XdpFrontend};
-pub use service::{Time, UdpProgress, UdpService, UdpStatus};
+pub use service::{Progress, Status, Time, UdpService};
 pub use stats::{KernelSocketStats, QueueStats, RingLevels, XdpStats};

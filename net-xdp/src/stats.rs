@@ -13,13 +13,10 @@ petrel_core::metrics! {
     /// Counters and gauges of one RX/TX queue pair.
     pub struct XdpCounters {
         rx_frames: Counter("frames") "frames taken from the RX ring",
-        rx_requests: Counter("datagrams") "request datagrams handed to the engine",
+        rx_requests: Counter("datagrams") "request datagrams handed to the datagram layer (frame header, UDP guard, engine; its drops are the udp_* counters)",
         tx_frames: Counter("frames") "reply frames placed on the TX ring",
         tx_completed: Counter("frames") "TX frames the kernel completed",
         tx_ring_full: Counter("datagrams") "reply datagrams dropped because the TX ring stayed full",
-        tx_no_frame: Counter("replies") "replies dropped because no free UMEM frame was left for a further datagram",
-        multi_datagram_replies: Counter("replies") "replies that needed more than one datagram",
-        incomplete_requests: Counter("datagrams") "request datagrams ending in an incomplete command (that part ignored)",
         frames_short: Counter("rounds") "rounds that began with fewer free frames than the reserve kept for multi-datagram replies",
         tx_wakeups: Counter("syscalls") "sendto() kicks: frames were on the TX ring and it asked for a wakeup, or it was full",
         rx_wakeups: Counter("syscalls") "poll() calls: sleeping when idle, or waking the kernel when busy polling",
@@ -39,11 +36,12 @@ petrel_core::metrics! {
 pub struct QueueStats {
     /// Named counters and gauges.
     pub counters: XdpCounters,
-    /// Frames dropped, by `core::wire` error (see [`QueueStats::drops_for`]):
-    /// among them bad IPv4 header checksums (`bad_ip_checksum`), bad UDP
-    /// checksums when verified (`bad_udp_checksum`) and requests spanning
-    /// several datagrams (`multi_datagram_request`, dropped as memcached and
-    /// the kernel UDP front end do).
+    /// Frames dropped before the datagram layer, by `core::wire` error (see
+    /// [`QueueStats::drops_for`]): among them bad IPv4 header checksums
+    /// (`bad_ip_checksum`) and bad UDP checksums when verified
+    /// (`bad_udp_checksum`). Request datagrams the datagram layer drops
+    /// (frame header, reply too large) are counted in
+    /// `petrel_core::udp::UdpStats`, shared with the kernel UDP path.
     drops: [Metric; DROP_REASONS],
     /// Request latency by command class, in nanoseconds: from the round's
     /// RX batch to its replies' push onto the TX ring (single writer).

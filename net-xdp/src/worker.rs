@@ -25,17 +25,16 @@
 //! (none by default), then the worker sleeps in `poll()` (or spins, with
 //! `busy_poll`).
 
-use crate::service::{UdpService, UdpStatus};
+use crate::service::UdpService;
 use crate::stats::{KernelSocketStats, QueueStats, RingLevels};
-use petrel_core::guard::{Admission, Outcome, UdpGuard, TOO_LARGE_REPLY};
+use petrel_clock::{monotonic_ms, unix_now};
 use petrel_core::histogram::ClassCounts;
-use petrel_core::wire::{
-    self, DatagramSplitter, IpPair, ParseOptions, ReplyAddressing, ReplyTarget,
-    UDP_FRAME_HEADER_BYTES,
-};
+use petrel_core::udp::guard::UdpGuard;
+use petrel_core::udp::{DatagramSink, Responder, UdpStats};
+use petrel_core::wire::{self, HeaderRule, IpPair, ParseOptions, ReplyTarget};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
 /// Frames taken from the RX ring (and completions reclaimed) per round.
@@ -45,7 +44,7 @@ const IDLE_POLL_MS: i32 = 100;
 /// Rounds between refreshes of the kernel's XDP socket statistics (a power of two).
 const KERNEL_STATS_ROUNDS: u32 = 4096;
 
-/// Largest request payload copied out of a frame: a whole 4096-byte frame.
+/// Largest request datagram copied out of a frame: a whole 4096-byte frame.
 const REQUEST_MAX_BYTES: usize = 4096;
 
 /// Free frames a queue keeps out of its fill ring for multi-datagram
@@ -190,6 +189,8 @@ pub(crate) struct WorkerParams<'s, S: UdpService> {
     /// The process's UDP amplification guard (shared with the kernel UDP
     /// path); None = no limits.
     pub guard: Option<Arc<UdpGuard>>,
+    /// The datagram layer's counters (shared with the kernel UDP path).
+    pub udp_stats: Arc<UdpStats>,
 }
 
 /// One queue's worker: owns the queue's UMEM and rings.
@@ -216,7 +217,8 @@ pub(crate) struct Worker<'s, S: UdpService> {
     tx_pending: Vec<FrameDesc>,
     /// Datagrams of the reply being built; capacity `frame_count`.
     reply: Vec<FrameDesc>,
-    /// The request being answered, copied out of its frame.
+    /// The request datagram being answered (frame header and text), copied
+    /// out of its frame, which the reply overwrites.
     request: Vec<u8>,
     /// Requests of this round answered, by class (for latency).
     completed: ClassCounts,
@@ -242,6 +244,7 @@ impl<'s, S: UdpService> Worker<'s, S> {
             verify_ipv4_checksum: true,
             verify_udp_checksum: p.verify_udp_checksum,
             port: Some(p.port),
+            header_rule: HeaderRule::Memcached,
         };
         Worker {
             p,
@@ -407,15 +410,16 @@ impl<'s, S: UdpService> Worker<'s, S> {
         self.rx_side += fill_from(&mut self.fill, &mut self.free, self.reserve);
     }
 
-    /// Answers the request in `desc` (or drops it, counting why). Consumes
-    /// the frame: it ends on the TX list or back on the free list.
+    /// Answers the request in `desc` (or drops it, counting why) through
+    /// the core's datagram layer. Consumes the frame: it ends on the TX list
+    /// (the reply's first datagram is built in it) or back on the free list.
     fn answer(&mut self, mut desc: FrameDesc, now: u32) {
         let rx_len = desc.lengths().data();
         // SAFETY: `desc` came off the RX ring, so the frame is ours alone
         // until we hand it back; no other reference to it exists.
         let buf = unsafe { frame_mut(&self.umem, &mut desc) };
         let rx_len = rx_len.min(buf.len());
-        let req = match crate::request::parse_request(&mut buf[..rx_len], &self.parse) {
+        let req = match wire::parse_datagram_frame(&buf[..rx_len], &self.parse) {
             Ok(req) => req,
             Err(e) => {
                 self.stats().drop_for(e);
@@ -424,158 +428,55 @@ impl<'s, S: UdpService> Worker<'s, S> {
             }
         };
         self.stats().counters.rx_requests.incr_owned();
-        let input_len = req.payload_len;
-        if input_len > self.request.len() {
+        let len = req.datagram_len;
+        if len > self.request.len() {
             self.stats().drop_for(wire::Error::BufferTooSmall);
             self.free.push(desc);
             return;
         }
-        self.request[..input_len].copy_from_slice(req.payload(buf));
-        // The UDP guard: allowlist, amplification cap, per-source rate.
+        self.request[..len].copy_from_slice(req.datagram(buf));
         let now_ms = if self.p.guard.is_some() {
             monotonic_ms()
         } else {
             0
         };
-        let admission = match &self.p.guard {
-            Some(g) => g.admit(
-                client_ip(&req.reply.ips),
-                UDP_FRAME_HEADER_BYTES + input_len,
-                now_ms,
-            ),
-            None => Admission::Trusted,
-        };
-        let Some(max_reply_bytes) = admission.max_reply_bytes() else {
-            // Rate limited: counted by the guard; not even executed.
-            self.free.push(desc);
-            return;
-        };
-        let mut reply_bytes = 0usize;
-        let mut over_cap = false;
-
-        let mut splitter = DatagramSplitter::new(ReplyTarget::Frame(req.reply));
-        let mut session = self.p.service.udp_session();
-        let mut consumed = 0usize;
-        let mut cur = desc;
-        let mut cur_buf = buf;
+        let responder = Responder::new(
+            self.p.guard.as_deref(),
+            &self.p.udp_stats,
+            HeaderRule::Memcached,
+        );
+        let service = self.p.service;
+        let mut session = service.udp_session();
         self.reply.clear();
-        let ok = loop {
-            let input = &self.request[consumed..input_len];
-            let service = self.p.service;
-            let produced = splitter.next(cur_buf, |area| {
-                let p = service.process_udp(&mut session, input, area, now);
-                (p.written, p)
-            });
-            let pr = match produced {
-                Ok(pr) => pr,
-                Err(e) => {
-                    self.stats().drop_for(e);
-                    self.free.push(cur);
-                    break false;
-                }
-            };
-            consumed += pr.value.consumed.min(input.len());
-            if pr.len > 0 {
-                set_len(&self.umem, &mut cur, pr.len);
-                self.reply.push(cur);
-                reply_bytes += UDP_FRAME_HEADER_BYTES + pr.value.written;
-                if reply_bytes > max_reply_bytes {
-                    over_cap = true;
-                    break false;
-                }
-            } else {
-                self.free.push(cur);
-            }
-            match pr.value.status {
-                UdpStatus::OutputFull if pr.len > 0 => match self.free.pop() {
-                    Some(mut next) => {
-                        // SAFETY: `next` came off the free list: ours alone.
-                        cur_buf = unsafe { frame_mut(&self.umem, &mut next) };
-                        cur = next;
-                    }
-                    None => {
-                        self.stats().counters.tx_no_frame.incr_owned();
-                        break false;
-                    }
-                },
-                // No progress possible: a contract breach; do not spin.
-                UdpStatus::OutputFull => break false,
-                UdpStatus::Done => {
-                    if consumed < input_len {
-                        self.stats().counters.incomplete_requests.incr_owned();
-                    }
-                    break true;
-                }
-                UdpStatus::Close => break true,
-            }
+        let mut sink = FrameSink {
+            umem: &self.umem,
+            free: &mut self.free,
+            current: Some(desc),
+            reply: &mut self.reply,
         };
-        if !ok {
-            self.free.extend_from_slice(&self.reply);
-            self.reply.clear();
-            if let Some(g) = self.p.guard.clone() {
-                let outcome = if !over_cap {
-                    Outcome::Unanswered
-                } else if UdpGuard::error_fits(admission) && self.send_too_large(&req.reply) {
-                    Outcome::Replaced
-                } else {
-                    Outcome::Dropped
-                };
-                g.settle(admission, outcome, now_ms);
-            }
-            return;
+        let result = responder.answer(
+            client_ip(&req.reply.ips),
+            &self.request[..len],
+            ReplyTarget::Frame(req.reply),
+            now_ms,
+            &mut sink,
+            |input, out| service.process_udp(&mut session, input, out, now),
+        );
+        if let Some(unused) = sink.current.take() {
+            self.free.push(unused);
         }
-        if let Some(g) = &self.p.guard {
-            g.settle(admission, Outcome::Sent(self.reply.len()), now_ms);
+        // Drops were counted by the datagram layer (or its guard).
+        if result.is_ok() {
+            self.completed.merge(&service.take_completed(&mut session));
         }
-        if splitter.total() > 1 {
-            self.stats().counters.multi_datagram_replies.incr_owned();
-        }
-        self.completed
-            .merge(&self.p.service.take_completed(&mut session));
+        // The reply's datagrams, or the one over-cap error datagram.
         for i in 0..self.reply.len() {
-            let mut d = self.reply[i];
-            // SAFETY: the reply frames are ours until pushed to TX below.
-            let b = unsafe { frame_mut(&self.umem, &mut d) };
-            // Cannot fail on a datagram this splitter produced.
-            let _ = splitter.finish(b);
             if self.tx_pending.len() == self.tx_pending.capacity() {
                 self.flush_tx();
             }
             self.tx_pending.push(self.reply[i]);
         }
         self.reply.clear();
-    }
-
-    /// Queues one datagram of `SERVER_ERROR reply too large for UDP` to
-    /// `addr` (a reply that exceeded the UDP guard's cap). False when no
-    /// frame was free.
-    fn send_too_large(&mut self, addr: &ReplyAddressing) -> bool {
-        let Some(mut d) = self.free.pop() else {
-            self.stats().counters.tx_no_frame.incr_owned();
-            return false;
-        };
-        // SAFETY: `d` came off the free list: ours alone.
-        let buf = unsafe { frame_mut(&self.umem, &mut d) };
-        let mut splitter = DatagramSplitter::new(ReplyTarget::Frame(*addr));
-        let produced = splitter.next(buf, |area| {
-            let n = TOO_LARGE_REPLY.len().min(area.len());
-            area[..n].copy_from_slice(&TOO_LARGE_REPLY[..n]);
-            (n, ())
-        });
-        match produced {
-            Ok(p) if p.len > 0 && splitter.finish(buf).is_ok() => {
-                set_len(&self.umem, &mut d, p.len);
-                if self.tx_pending.len() == self.tx_pending.capacity() {
-                    self.flush_tx();
-                }
-                self.tx_pending.push(d);
-                true
-            }
-            _ => {
-                self.free.push(d);
-                false
-            }
-        }
     }
 
     /// Puts pending replies on the TX ring and kicks the kernel if asked.
@@ -672,22 +573,45 @@ fn client_ip(ips: &IpPair) -> std::net::IpAddr {
     }
 }
 
-/// Milliseconds of `CLOCK_MONOTONIC`, the clock the UDP guard's users share
-/// (the kernel UDP path reads the same one).
-fn monotonic_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to write into; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
+/// The UMEM frames of one reply, lent to the datagram layer: the request's
+/// own frame first (the reply is built in place), then frames off the free
+/// list.
+struct FrameSink<'w> {
+    umem: &'w Umem,
+    free: &'w mut Vec<FrameDesc>,
+    /// The frame handed out last and not kept (the RX frame at first).
+    current: Option<FrameDesc>,
+    /// The reply's datagrams so far.
+    reply: &'w mut Vec<FrameDesc>,
 }
 
-/// Current Unix time in whole seconds.
-fn unix_now() -> u32 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => u32::try_from(d.as_secs()).unwrap_or(u32::MAX),
-        Err(_) => 0,
+impl DatagramSink for FrameSink<'_> {
+    fn buffer(&mut self) -> Option<&mut [u8]> {
+        if self.current.is_none() {
+            self.current = Some(self.free.pop()?);
+        }
+        let d = self.current.as_mut()?;
+        // SAFETY: `d` is the RX frame of this request or came off the free
+        // list: ours alone; the slice is used before the next call.
+        Some(unsafe { frame_mut(self.umem, d) })
+    }
+
+    fn keep(&mut self, len: usize) {
+        if let Some(mut d) = self.current.take() {
+            set_len(self.umem, &mut d, len);
+            self.reply.push(d);
+        }
+    }
+
+    fn kept(&mut self, i: usize) -> Option<&mut [u8]> {
+        // A copy: `frame_mut` resets the length of the descriptor it is
+        // given, and the kept one carries the length to transmit.
+        let mut d = *self.reply.get(i)?;
+        // SAFETY: the reply's frames are ours until pushed to TX.
+        Some(unsafe { frame_mut(self.umem, &mut d) })
+    }
+
+    fn discard(&mut self) {
+        self.free.append(self.reply);
     }
 }

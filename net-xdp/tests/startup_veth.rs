@@ -14,8 +14,7 @@ mod common;
 
 use common::*;
 use petrel_xdp::{
-    RingLevels, Time, UdpProgress, UdpService, UdpStatus, XdpAttachment, XdpConfig, XdpFrontend,
-    XdpMode,
+    Progress, RingLevels, Status, Time, UdpService, XdpAttachment, XdpConfig, XdpFrontend, XdpMode,
 };
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -39,16 +38,16 @@ impl UdpService for Echo {
 
     fn udp_session(&self) {}
 
-    fn process_udp(&self, _: &mut (), input: &[u8], out: &mut [u8], _: Time) -> UdpProgress {
+    fn process_udp(&self, _: &mut (), input: &[u8], out: &mut [u8], _: Time) -> Progress {
         let n = input.len().min(out.len());
         out[..n].copy_from_slice(&input[..n]);
-        UdpProgress {
+        Progress {
             consumed: input.len(),
             written: n,
             status: if n == input.len() {
-                UdpStatus::Done
+                Status::NeedInput
             } else {
-                UdpStatus::OutputFull
+                Status::OutputFull
             },
         }
     }

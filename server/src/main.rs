@@ -226,8 +226,17 @@ fn run() -> Result<(), Exit> {
     );
     let mut frontend_config = cache::frontend_config(&settings);
     frontend_config.udp_guard = Some(udp_guard.clone());
+    // The datagram layer's counters, shared by every UDP path as the guard
+    // is; `stats` prints them (udp_*).
+    let udp_stats = frontend_config.udp_stats.clone();
+    let udp_stats_source: &'static petrel_core::udp::UdpStats =
+        Box::leak(Box::new(udp_stats.clone()));
+    if !engine.add_stats_source(udp_stats_source) {
+        log::warn!("stats: no room for the UDP datagram layer's counters");
+    }
     // `stats` prints the guard's counters (udp_guard_*).
-    let guard_stats: &'static petrel_core::guard::UdpGuard = Box::leak(Box::new(udp_guard.clone()));
+    let guard_stats: &'static petrel_core::udp::guard::UdpGuard =
+        Box::leak(Box::new(udp_guard.clone()));
     if !engine.add_stats_source(guard_stats) {
         log::warn!("stats: no room for the UDP guard's counters");
     }
@@ -239,6 +248,7 @@ fn run() -> Result<(), Exit> {
         settings.xdp.as_ref(),
         &settings.listen_ips(),
         Some(udp_guard.clone()),
+        udp_stats,
     )
     .map_err(os_error)?;
     // The pidfile once every socket is bound (and before privileges go, so

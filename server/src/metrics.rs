@@ -25,12 +25,13 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use petrel_core::engine::{Engine, EngineStats};
-use petrel_core::guard::{GuardStats, UdpGuard};
 use petrel_core::histogram::{
     cumulative_le, CommandClass, Histogram, LatencyStats, Summary, BUCKETS, LE_BOUNDS,
     LE_BOUNDS_NS, QUANTILES_PPM,
 };
 use petrel_core::stats::{Desc, Kind, StoreStats};
+use petrel_core::udp::guard::{GuardStats, UdpGuard};
+use petrel_core::udp::UdpStats;
 use petrel_tcp::{FrontendStats, StatsHandle};
 
 use crate::klog::KlogStats;
@@ -182,6 +183,10 @@ pub const GROUPS: &[Group] = &[
     Group {
         prefix: "frontend",
         descs: &FrontendStats::DESCS,
+    },
+    Group {
+        prefix: "udp",
+        descs: &UdpStats::DESCS,
     },
     Group {
         prefix: "udp_guard",
@@ -408,6 +413,9 @@ impl Sources<'_> {
             .for_each_desc(|d, v| push_group(&mut out, "store", d, v));
         self.frontend
             .for_each_desc(|d, v| push_group(&mut out, "frontend", d, v));
+        self.frontend
+            .udp()
+            .for_each_desc(|d, v| push_group(&mut out, "udp", d, v));
         match &self.guard {
             Some(g) => g
                 .stats()

@@ -2,12 +2,12 @@
 //! `--udp-max-amplification`, `--udp-rate`, `--udp-burst` and their config
 //! keys) and the one guard every UDP path of the process shares.
 //!
-//! The guard itself is `petrel_core::guard`; the README's "Limits and
+//! The guard itself is `petrel_core::udp::guard`; the README's "Limits and
 //! safety" section explains the defaults.
 
 use std::sync::Arc;
 
-use petrel_core::guard::{
+use petrel_core::udp::guard::{
     Cidr, GuardConfig, UdpGuard, DEFAULT_BURST, DEFAULT_MAX_AMPLIFICATION, DEFAULT_RATE_PER_SEC,
     MAX_ALLOW_ENTRIES, MAX_BURST, MAX_RATE_PER_SEC,
 };

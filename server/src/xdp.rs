@@ -332,12 +332,14 @@ fn unavailable(s: &XdpSettings, why: String) -> Result<Option<Attachment>, Strin
 pub fn attach(
     s: Option<&XdpSettings>,
     listen: &[IpAddr],
-    udp_guard: Option<std::sync::Arc<petrel_core::guard::UdpGuard>>,
+    udp_guard: Option<std::sync::Arc<petrel_core::udp::guard::UdpGuard>>,
+    udp_stats: std::sync::Arc<petrel_core::udp::UdpStats>,
 ) -> Result<Option<Attachment>, String> {
     let Some(s) = s else { return Ok(None) };
     warn_if_kernel_socket_misses(s, listen);
     let mut cfg = petrel_xdp::XdpConfig::new(s.iface.clone(), s.port);
     cfg.udp_guard = udp_guard;
+    cfg.udp_stats = udp_stats;
     cfg.mode = petrel_xdp::XdpMode {
         attach: match s.mode {
             Mode::Auto => petrel_xdp::AttachMode::Auto,
@@ -374,7 +376,8 @@ pub fn attach(
 pub fn attach(
     s: Option<&XdpSettings>,
     listen: &[IpAddr],
-    _udp_guard: Option<std::sync::Arc<petrel_core::guard::UdpGuard>>,
+    _udp_guard: Option<std::sync::Arc<petrel_core::udp::guard::UdpGuard>>,
+    _udp_stats: std::sync::Arc<petrel_core::udp::UdpStats>,
 ) -> Result<Option<Attachment>, String> {
     match s {
         None => Ok(None),

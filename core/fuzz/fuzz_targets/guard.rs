@@ -6,7 +6,7 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use libfuzzer_sys::fuzz_target;
-use petrel_core::guard::{Admission, Cidr, GuardConfig, Outcome, UdpGuard};
+use petrel_core::udp::guard::{Admission, Cidr, GuardConfig, Outcome, UdpGuard};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 8 {

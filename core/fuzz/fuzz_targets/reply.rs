@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         verify_ipv4_checksum: false,
         verify_udp_checksum: false,
         port: None,
+        header_rule: petrel_core::wire::HeaderRule::Strict,
     };
     let mut first = vec![0u8; frame_cap];
     first[..rx.len()].copy_from_slice(rx);

@@ -23,12 +23,19 @@ fuzz_target!(|data: &[u8]| {
         } else {
             None
         },
+        header_rule: if opts_byte & 8 != 0 {
+            petrel_core::wire::HeaderRule::Strict
+        } else {
+            petrel_core::wire::HeaderRule::Memcached
+        },
     };
     if let Ok(req) = parse_request_frame(frame, &opts) {
         assert!(req.payload_offset + req.payload_len <= frame.len());
         assert_eq!(req.payload(frame).len(), req.payload_len);
         assert!(req.payload_offset == 50 || req.payload_offset == 70);
-        assert_eq!(req.header.sequence, 0);
+        if opts.header_rule == petrel_core::wire::HeaderRule::Strict {
+            assert_eq!(req.header.sequence, 0);
+        }
         assert_eq!(req.header.total, 1);
     }
 
@@ -125,7 +132,8 @@ fuzz_target!(|data: &[u8]| {
                 FrameHeader::parse(&MemcacheUdpFrame::new_unchecked(&bytes[..])),
                 Ok(h)
             );
-            let _ = FrameHeader::parse_request(&mc);
+            let _ = FrameHeader::parse_request(&mc, petrel_core::wire::HeaderRule::Memcached);
+            let _ = FrameHeader::parse_request(&mc, petrel_core::wire::HeaderRule::Strict);
         }
     }
 

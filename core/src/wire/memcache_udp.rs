@@ -9,12 +9,11 @@
 //!        four big-endian u16; the request id is echoed in every reply
 //! ```
 //!
-//! A request must fit in one datagram: it is accepted only with sequence 0,
-//! total 1 and reserved 0. memcached 1.6 drops requests whose total is not 1
-//! (and, as seen on 1.6.18, those with a non-zero reserved field); we also
-//! drop a non-zero sequence number, which a one-datagram request cannot have.
-//! A reply datagram carries at most [`UDP_MAX_DATAGRAM_BYTES`] bytes including
-//! this header.
+//! A request must fit in one datagram. Which request headers are accepted is
+//! a [`HeaderRule`]: memcached's by default (see there for what memcached
+//! 1.6.18 does with each field). A reply datagram carries at most
+//! [`UDP_MAX_DATAGRAM_BYTES`] bytes including this header, with sequence
+//! numbers from 0 and reserved 0.
 
 use super::field::{self, Field};
 use super::{Error, Result};
@@ -141,6 +140,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> MemcacheUdpFrame<T> {
     }
 }
 
+/// Which request frame headers [`FrameHeader::parse_request`] accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeaderRule {
+    /// memcached 1.6.18's rule (`try_read_udp`): the datagram count must be
+    /// 1, and the sequence number and the reserved field are not looked at.
+    /// Seen with memcached 1.6.18 `-U`: requests with reserved 0x0100 (what
+    /// memcaslap sends) or 0xffff, or with sequence 5, are answered, the
+    /// reply carrying sequence 0 and reserved 0; counts of 0, 2 and 0x0101
+    /// get no reply.
+    #[default]
+    Memcached,
+    /// Also require sequence 0 and reserved 0 (`BadFrameHeader` for a
+    /// non-zero reserved field).
+    Strict,
+}
+
 /// The high-level form of a frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FrameHeader {
@@ -166,24 +181,39 @@ impl FrameHeader {
         })
     }
 
-    /// Read a header and accept it only as a one-datagram request:
-    /// `Truncated` under 8 bytes, `BadFrameHeader` for a zero total or a
-    /// non-zero reserved field, `MultiDatagramRequest` for sequence != 0 or
-    /// total != 1.
-    pub fn parse_request<T: AsRef<[u8]>>(frame: &MemcacheUdpFrame<T>) -> Result<Self> {
+    /// Read a header and accept it only as a one-datagram request under
+    /// `rule`: `Truncated` under 8 bytes; then [`check_request`](Self::check_request).
+    pub fn parse_request<T: AsRef<[u8]>>(
+        frame: &MemcacheUdpFrame<T>,
+        rule: HeaderRule,
+    ) -> Result<Self> {
         let h = Self::parse(frame)?;
-        h.check_request()?;
+        h.check_request(rule)?;
         Ok(h)
     }
 
-    /// The request checks of [`parse_request`](Self::parse_request).
-    pub const fn check_request(&self) -> Result<()> {
-        if self.total == 0 || self.reserved != 0 {
-            Err(Error::BadFrameHeader)
-        } else if self.sequence != 0 || self.total != 1 {
-            Err(Error::MultiDatagramRequest)
-        } else {
-            Ok(())
+    /// The request checks of [`parse_request`](Self::parse_request):
+    /// `MultiDatagramRequest` for a total other than 1 (both rules); with
+    /// [`HeaderRule::Strict`] also `BadFrameHeader` for a non-zero reserved
+    /// field and `MultiDatagramRequest` for a non-zero sequence.
+    pub const fn check_request(&self, rule: HeaderRule) -> Result<()> {
+        match rule {
+            HeaderRule::Memcached => {
+                if self.total != 1 {
+                    Err(Error::MultiDatagramRequest)
+                } else {
+                    Ok(())
+                }
+            }
+            HeaderRule::Strict => {
+                if self.total == 0 || self.reserved != 0 {
+                    Err(Error::BadFrameHeader)
+                } else if self.sequence != 0 || self.total != 1 {
+                    Err(Error::MultiDatagramRequest)
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 
@@ -246,7 +276,7 @@ mod tests {
         assert_eq!(f.total(), 1);
         assert_eq!(f.reserved(), 0);
         assert_eq!(f.payload(), b"get foo\r\n");
-        let h = FrameHeader::parse_request(&f).unwrap();
+        let h = FrameHeader::parse_request(&f, HeaderRule::Strict).unwrap();
         assert_eq!(
             h,
             FrameHeader {
@@ -289,7 +319,9 @@ mod tests {
     fn malformed() {
         for n in 0..8 {
             let f = MemcacheUdpFrame::new_unchecked(&REQUEST_BYTES[..n]);
-            assert_eq!(FrameHeader::parse_request(&f), Err(Error::Truncated));
+            for rule in [HeaderRule::Memcached, HeaderRule::Strict] {
+                assert_eq!(FrameHeader::parse_request(&f, rule), Err(Error::Truncated));
+            }
             let _ = (
                 f.request_id(),
                 f.sequence(),
@@ -305,7 +337,7 @@ mod tests {
                 total,
                 reserved,
             }
-            .check_request()
+            .check_request(HeaderRule::Strict)
         };
         assert_eq!(check(0, 1, 0), Ok(()));
         assert_eq!(check(0, 0, 0), Err(Error::BadFrameHeader));
@@ -313,6 +345,25 @@ mod tests {
         assert_eq!(check(0, 2, 0), Err(Error::MultiDatagramRequest));
         assert_eq!(check(1, 2, 0), Err(Error::MultiDatagramRequest));
         assert_eq!(check(1, 1, 0), Err(Error::MultiDatagramRequest));
+        // memcached's rule: only the count matters (the cases seen on
+        // memcached 1.6.18, see HeaderRule::Memcached).
+        let memcached = |seq: u16, total: u16, reserved: u16| {
+            FrameHeader {
+                request_id: 1,
+                sequence: seq,
+                total,
+                reserved,
+            }
+            .check_request(HeaderRule::Memcached)
+        };
+        assert_eq!(memcached(0, 1, 0), Ok(()));
+        assert_eq!(memcached(0, 1, 0x0100), Ok(()));
+        assert_eq!(memcached(0, 1, 0xffff), Ok(()));
+        assert_eq!(memcached(5, 1, 0), Ok(()));
+        for total in [0, 2, 0x0101] {
+            assert_eq!(memcached(0, total, 0), Err(Error::MultiDatagramRequest));
+        }
+        assert_eq!(HeaderRule::default(), HeaderRule::Memcached);
         // An empty request is well formed (and produces no reply).
         let f = MemcacheUdpFrame::new_checked(&REQUEST_BYTES[..8]).unwrap();
         assert_eq!(f.payload(), b"");

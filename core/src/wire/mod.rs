@@ -55,12 +55,13 @@ pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 pub use ipv4::{Ipv4Address, Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Address, Ipv6Packet, Ipv6Repr};
 pub use memcache_udp::{
-    FrameHeader, MemcacheUdpFrame, UDP_FRAME_HEADER_BYTES, UDP_MAX_DATAGRAM_BYTES,
+    FrameHeader, HeaderRule, MemcacheUdpFrame, UDP_FRAME_HEADER_BYTES, UDP_MAX_DATAGRAM_BYTES,
     UDP_MAX_PAYLOAD_BYTES,
 };
 pub use reply::{
-    finish_reply_in_place, parse_request_frame, write_reply_frame, DatagramSplitter, IpPair,
-    ParseOptions, Produced, ReplyAddressing, ReplyTarget, RequestFrame, UdpReply,
+    finish_reply_in_place, parse_datagram_frame, parse_request_frame, write_reply_frame,
+    DatagramFrame, DatagramSplitter, IpPair, ParseOptions, Produced, ReplyAddressing, ReplyTarget,
+    RequestFrame, UdpReply,
 };
 pub use udp::{UdpPacket, UdpRepr};
 
@@ -98,10 +99,13 @@ pub enum Error {
     BadUdpChecksum,
     /// The UDP destination port is not the cache port asked for.
     WrongPort,
-    /// The memcache UDP frame header has reserved bits set or a zero total.
+    /// The memcache UDP frame header has reserved bits set or a zero total
+    /// ([`HeaderRule::Strict`] only), or a reply datagram's header is not
+    /// one of the reply's ([`DatagramSplitter::finish`]).
     BadFrameHeader,
-    /// The request spans several datagrams (sequence != 0 or total != 1);
-    /// memcached drops these, and so do we.
+    /// The request spans several datagrams (total != 1; under
+    /// [`HeaderRule::Strict`] also sequence != 0); memcached drops these, and
+    /// so do we.
     MultiDatagramRequest,
     /// A reply payload exceeds [`UDP_MAX_PAYLOAD_BYTES`].
     PayloadTooLarge,

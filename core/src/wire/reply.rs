@@ -34,8 +34,8 @@ use super::ipv6::{self, IPV6_DEFAULT_HOP_LIMIT, IPV6_HEADER_BYTES, IPV6_NEXT_HEA
 use super::memcache_udp::UDP_FRAME_TOTAL_OFFSET;
 use super::udp::UDP_HEADER_BYTES;
 use super::{
-    Error, EtherType, EthernetAddress, EthernetFrame, FrameHeader, Ipv4Packet, Ipv4Repr,
-    Ipv6Packet, Ipv6Repr, MemcacheUdpFrame, Result, UdpPacket, IP_PROTOCOL_UDP,
+    Error, EtherType, EthernetAddress, EthernetFrame, FrameHeader, HeaderRule, Ipv4Packet,
+    Ipv4Repr, Ipv6Packet, Ipv6Repr, MemcacheUdpFrame, Result, UdpPacket, IP_PROTOCOL_UDP,
     UDP_FRAME_HEADER_BYTES, UDP_MAX_PAYLOAD_BYTES,
 };
 
@@ -58,6 +58,9 @@ pub struct ParseOptions {
     pub verify_udp_checksum: bool,
     /// Accept only this UDP destination port (`WrongPort`); `None` = any.
     pub port: Option<u16>,
+    /// Which memcache frame headers [`parse_request_frame`] accepts.
+    /// Default: memcached's.
+    pub header_rule: HeaderRule,
 }
 
 impl Default for ParseOptions {
@@ -66,6 +69,7 @@ impl Default for ParseOptions {
             verify_ipv4_checksum: true,
             verify_udp_checksum: false,
             port: None,
+            header_rule: HeaderRule::Memcached,
         }
     }
 }
@@ -106,13 +110,36 @@ impl ReplyAddressing {
     }
 }
 
+/// A checked UDP frame to the cache port: how to address replies to it and
+/// where its UDP payload (the memcache datagram: frame header, then request
+/// text) lies. Its frame header is not checked yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatagramFrame {
+    /// Addressing of the replies (`request_id` 0: the frame header is not read).
+    pub reply: ReplyAddressing,
+    /// Offset of the UDP payload in the frame.
+    pub datagram_offset: usize,
+    /// Length of the UDP payload.
+    pub datagram_len: usize,
+}
+
+impl DatagramFrame {
+    /// The UDP payload inside `frame` (the buffer that was parsed; empty if
+    /// given another, shorter buffer).
+    pub fn datagram<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
+        frame
+            .get(self.datagram_offset..self.datagram_offset + self.datagram_len)
+            .unwrap_or(&[])
+    }
+}
+
 /// A checked request frame: how to answer it and where its payload lies.
 /// Holds offsets, not borrows, so the frame can be reused for the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestFrame {
     /// Addressing of the replies.
     pub reply: ReplyAddressing,
-    /// The request's frame header (sequence 0, total 1, reserved 0).
+    /// The request's frame header (total 1; see [`HeaderRule`] for the rest).
     pub header: FrameHeader,
     /// Offset of the memcache payload (the ASCII request) in the frame.
     pub payload_offset: usize,
@@ -130,7 +157,9 @@ impl RequestFrame {
     }
 }
 
-/// Check a received Ethernet frame as a one-datagram memcache UDP request.
+/// Check a received Ethernet frame as a one-datagram memcache UDP request:
+/// [`parse_datagram_frame`], then the frame header under
+/// `opts.header_rule` ([`FrameHeader::parse_request`]).
 ///
 /// Never panics. Each reason to drop is a distinct error, in the order
 /// checked: `Truncated` (Ethernet), `NotIpv4OrIpv6`; for IPv4 the
@@ -143,6 +172,24 @@ impl RequestFrame {
 /// `Truncated` (UDP payload under 8 bytes), `BadFrameHeader`,
 /// `MultiDatagramRequest`. Trailing Ethernet padding is ignored.
 pub fn parse_request_frame(frame: &[u8], opts: &ParseOptions) -> Result<RequestFrame> {
+    let d = parse_datagram_frame(frame, opts)?;
+    let mc = MemcacheUdpFrame::new_unchecked(d.datagram(frame));
+    let header = FrameHeader::parse_request(&mc, opts.header_rule)?;
+    Ok(RequestFrame {
+        reply: ReplyAddressing {
+            request_id: header.request_id,
+            ..d.reply
+        },
+        header,
+        payload_offset: d.datagram_offset + UDP_FRAME_HEADER_BYTES,
+        payload_len: mc.payload().len(),
+    })
+}
+
+/// Check a received Ethernet frame as a UDP datagram to the cache port,
+/// without reading its memcache frame header: the errors of
+/// [`parse_request_frame`] up to `BadUdpChecksum`. Never panics.
+pub fn parse_datagram_frame(frame: &[u8], opts: &ParseOptions) -> Result<DatagramFrame> {
     let eth = EthernetFrame::new_checked(frame)?;
     let ip_bytes = EthernetFrame::new_unchecked(frame).into_payload();
     let (ips, l4_offset, udp_bytes) = match eth.ethertype() {
@@ -197,21 +244,18 @@ pub fn parse_request_frame(frame: &[u8], opts: &ParseOptions) -> Result<RequestF
     if opts.verify_udp_checksum && !udp.verify_checksum(&ips) {
         return Err(Error::BadUdpChecksum);
     }
-    let mc = MemcacheUdpFrame::new_unchecked(UdpPacket::new_unchecked(udp_bytes).into_payload());
-    let header = FrameHeader::parse_request(&mc)?;
-    let payload_offset = l4_offset + UDP_HEADER_BYTES + UDP_FRAME_HEADER_BYTES;
-    Ok(RequestFrame {
+    let datagram_len = UdpPacket::new_unchecked(udp_bytes).into_payload().len();
+    Ok(DatagramFrame {
         reply: ReplyAddressing {
             eth_src: eth.dst_addr(),
             eth_dst: eth.src_addr(),
             ips: ips.reversed(),
             src_port: udp.dst_port(),
             dst_port: udp.src_port(),
-            request_id: header.request_id,
+            request_id: 0,
         },
-        header,
-        payload_offset,
-        payload_len: mc.payload().len(),
+        datagram_offset: l4_offset + UDP_HEADER_BYTES,
+        datagram_len,
     })
 }
 
@@ -345,6 +389,14 @@ impl ReplyTarget {
         match self {
             ReplyTarget::Datagram { .. } => UDP_FRAME_HEADER_BYTES,
             ReplyTarget::Frame(a) => a.headers_len(),
+        }
+    }
+
+    /// The same target answering request `request_id`.
+    pub const fn with_request_id(self, request_id: u16) -> Self {
+        match self {
+            ReplyTarget::Datagram { .. } => ReplyTarget::Datagram { request_id },
+            ReplyTarget::Frame(a) => ReplyTarget::Frame(ReplyAddressing { request_id, ..a }),
         }
     }
 

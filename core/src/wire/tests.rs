@@ -13,6 +13,7 @@ fn opts() -> ParseOptions {
         verify_ipv4_checksum: true,
         verify_udp_checksum: true,
         port: Some(PORT),
+        header_rule: HeaderRule::Strict,
     }
 }
 
@@ -505,6 +506,32 @@ fn every_drop_reason() {
         ok(mutate(v4, |b| b[44..46].copy_from_slice(&[0, 1]), true)),
         Err(Error::MultiDatagramRequest)
     );
+    // memcached's rule: sequence and reserved are not looked at, the count
+    // must be 1; the datagram itself is found either way.
+    let memcached = ParseOptions {
+        header_rule: HeaderRule::Memcached,
+        verify_udp_checksum: false,
+        ..opts()
+    };
+    for (at, bytes, want) in [
+        (48, [0, 1], Ok(())),
+        (48, [0xff, 0xff], Ok(())),
+        (44, [0, 5], Ok(())),
+        (46, [0, 0], Err(Error::MultiDatagramRequest)),
+        (46, [0, 2], Err(Error::MultiDatagramRequest)),
+    ] {
+        let mut b = umem(v4);
+        b[at..at + 2].copy_from_slice(&bytes);
+        let f = &b[..v4.len()];
+        assert_eq!(
+            parse_request_frame(f, &memcached).map(|r| r.payload_offset),
+            want.map(|()| 50),
+            "{at} {bytes:?}"
+        );
+        let d = parse_datagram_frame(f, &memcached).unwrap();
+        assert_eq!((d.datagram_offset, d.datagram_len), (42, v4.len() - 42));
+        assert_eq!(d.reply.request_id, 0);
+    }
     // UDP payload shorter than the frame header.
     let mut short = umem(v4);
     short[16..18].copy_from_slice(&[0, 20 + 8 + 7]);
@@ -614,7 +641,7 @@ fn poke_views(bytes: &mut [u8]) {
         m.reserved(),
         m.payload().len(),
     );
-    let _ = FrameHeader::parse_request(&m);
+    let _ = FrameHeader::parse_request(&m, HeaderRule::Memcached);
     // Setters and fills on arbitrary buffers.
     let mut p = Ipv4Packet::new_unchecked(&mut *bytes);
     p.fill_checksum();

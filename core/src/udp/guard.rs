@@ -7,7 +7,9 @@
 //! request's size flooded the victim. This module decides, for every request
 //! datagram, how much a reply to its source may be, and every decision is
 //! counted in [`GuardStats`]. It is shared by every UDP path (kernel sockets
-//! and AF_XDP queues, all threads): one rate table per process.
+//! and AF_XDP queues, all threads): one rate table per process. The
+//! [`Responder`](super::Responder) is its only caller: it admits, enforces
+//! the cap while the reply is built, and settles.
 //!
 //! ```text
 //!  request datagram from src, n bytes (UDP payload, frame header included)
@@ -343,7 +345,7 @@ pub enum Outcome {
     Dropped,
     /// The request was dropped for another reason (malformed, part of a
     /// multi-datagram request, no room to build the reply): the token goes
-    /// back and the front end counts the reason.
+    /// back and the datagram layer counts the reason ([`super::UdpStats`]).
     Unanswered,
 }
 
