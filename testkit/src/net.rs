@@ -1,6 +1,17 @@
 //! Free loopback ports, found by binding port 0.
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::time::Duration;
+
+/// A TCP connection to `127.0.0.1:port` with Nagle off and a 200 ms read timeout (callers
+/// loop on reads until their own deadline).
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("set_read_timeout");
+    s.set_nodelay(true).expect("nodelay");
+    s
+}
 
 /// A TCP port free on 127.0.0.1 right now. Another process may take it before the caller binds
 /// it: starting a server on it must be retried with a new port when that happens

@@ -429,6 +429,17 @@ impl Drop for Server {
     }
 }
 
+/// True when the memcached reference runs; otherwise [`crate::skip::skip`]s (scripts/setup
+/// installs it).
+#[track_caller]
+pub fn require_memcached() -> bool {
+    crate::skip::require_program(
+        &memcached_path().to_string_lossy(),
+        "-V",
+        "scripts/setup installs Debian's memcached 1.6.18; MEMCACHED_BIN names another",
+    )
+}
+
 /// `STAT pid` of the server answering on `stream` (one `stats` round trip, at most 2 s);
 /// `None` when no complete `stats` reply with a pid arrives.
 pub fn stats_pid(mut stream: TcpStream) -> Option<u32> {

@@ -105,17 +105,6 @@ pub fn require_program(program: &str, arg: &str, hint: &str) -> bool {
     found
 }
 
-/// True when the memcached reference runs; otherwise [`skip`]s (scripts/setup installs it).
-#[track_caller]
-pub fn require_memcached() -> bool {
-    let path = crate::server::memcached_path();
-    require_program(
-        &path.to_string_lossy(),
-        "-V",
-        "scripts/setup installs Debian's memcached 1.6.18; MEMCACHED_BIN names another",
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

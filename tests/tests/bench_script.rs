@@ -150,7 +150,7 @@ fn report_lists_where_petrel_loses() {
 /// `scripts/bench --tiny`: one TCP cell, three alternating rounds of 0.2 s against both servers.
 #[test]
 fn tiny_mode_runs_end_to_end() {
-    if !petrel_tests::skip::require_memcached() {
+    if !petrel_tests::server::require_memcached() {
         return;
     }
     let petrel = petrel_path();

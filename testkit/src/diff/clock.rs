@@ -5,7 +5,7 @@ use std::io::{ErrorKind as IoErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::run::connect;
+use crate::net::connect;
 
 /// `stats` over `s`: the `STAT` lines up to `END`, or `None` on a timeout
 /// (2 s) or a closed connection.

@@ -7,14 +7,13 @@ use crate::rng::Rng;
 /// What kind of candidate the stream is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
-    /// Petrel's engine in-process, configured with memcached's version string and run at
-    /// memcached's `time` (given as `now`): the remaining TTL (`t`) and the recache window
-    /// (`R`) are generated and compared exactly, and so is `version`.
+    /// Petrel's engine in-process, run at memcached's `time` (given as `now`): the remaining
+    /// TTL (`t`) and the recache window (`R`) are generated and compared exactly.
     Engine,
     /// A server process (the petrel binary over TCP). It keeps its own clock, whose second
     /// starts at another phase than memcached's, so `t` and `R`, which name that second, are
     /// not generated (expiry times still are; none expires within a run except those already
-    /// in the past); and it reports its own version, so `version` is not generated.
+    /// in the past).
     Server,
 }
 
@@ -499,14 +498,6 @@ impl Gen {
                 k
             }
             930..=939 => b"mn\r\n".to_vec(),
-            940..=949 if self.profile == Profile::Server => self
-                .rng
-                .pick(&[
-                    &b"verbosity 0\r\n"[..],
-                    b"verbosity\r\n",
-                    b"verbosity x noreply\r\n",
-                ])
-                .to_vec(),
             940..=949 => self
                 .rng
                 .pick(&[
@@ -595,11 +586,7 @@ impl Gen {
             v.extend(b"\r\n");
             return v;
         }
-        let g = self.rng.pick(samples).to_vec();
-        if self.profile == Profile::Server && g.starts_with(b"version") {
-            return b"verbosity 0\r\n".to_vec(); // memcached answers `version x` as `version`
-        }
-        g
+        self.rng.pick(samples).to_vec()
     }
 
     /// A meta key: plain, or a binary-keyspace key with `b`.

@@ -110,7 +110,7 @@ pub const MEMCACHED_QUIET: &str = "no_lru_crawler,no_lru_maintainer";
 /// A memcached reference on a free loopback port (TCP only), or `None` after a
 /// [`crate::skip::skip`] when memcached is not installed.
 pub fn memcached_reference() -> Option<Server> {
-    if !crate::skip::require_memcached() {
+    if !crate::server::require_memcached() {
         return None;
     }
     Some(

@@ -161,14 +161,7 @@ pub fn exchange_tcp(
     r
 }
 
-/// A TCP connection to `127.0.0.1:port` with Nagle off.
-pub fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("set_read_timeout");
-    s.set_nodelay(true).expect("nodelay");
-    s
-}
+pub use crate::net::connect;
 
 /// The values of `keys` in memcached, read with `mg <key> v u` (`u`: no LRU bump, no fetched
 /// bit, no access time: the item's state stays as it was).
