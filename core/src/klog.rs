@@ -89,6 +89,9 @@ pub fn class_of(req: &Request<'_>) -> CommandClass {
         | Request::Verbosity { .. }
         | Request::SlabsAutomove { .. }
         | Request::Quit
+        | Request::Shutdown(_)
+        | Request::CacheMemlimit { .. }
+        | Request::LruCrawlerMetadump(_)
         | Request::Stats(_) => CommandClass::Admin,
         Request::MetaNoop | Request::MetaDebug { .. } => CommandClass::MetaOther,
         Request::MetaGet(_) => CommandClass::MetaGet,
@@ -137,6 +140,9 @@ pub fn describe<'r>(req: &Request<'r>) -> (CommandClass, &'static str, &'r [u8],
         Request::SlabsAutomove { .. } => (CommandClass::Admin, "slabs", &[], None),
         Request::Quit => (CommandClass::Admin, "quit", &[], None),
         Request::Stats(_) => (CommandClass::Admin, "stats", &[], None),
+        Request::Shutdown(_) => (CommandClass::Admin, "shutdown", &[], None),
+        Request::CacheMemlimit { .. } => (CommandClass::Admin, "cache_memlimit", &[], None),
+        Request::LruCrawlerMetadump(_) => (CommandClass::Admin, "lru_crawler", &[], None),
         Request::MetaNoop => (CommandClass::MetaOther, "mn", &[], None),
         Request::MetaGet(m) => (CommandClass::MetaGet, "mg", m.key, None),
         Request::MetaSet(m, data) => (CommandClass::MetaSet, "ms", m.key, Some(data.len())),

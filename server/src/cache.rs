@@ -52,6 +52,7 @@ pub fn engine_config(s: &Settings, started_at: u32) -> Result<(EngineConfig, usi
         // Leaked once at start-up: the engine holds its version for the
         // process's life.
         version: Box::leak(s.compat.memcached_version.clone().into_boxed_str()),
+        dump_enabled: !s.memcached.disable_dumping,
         pid: std::process::id(),
         started_at,
         threads: s.threads,

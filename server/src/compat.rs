@@ -10,6 +10,8 @@
 //! Petrel's own version is `stats` `petrel_version`, the `petrel_info`
 //! metric's label, and `petrel --version`.
 
+use std::io::Write;
+
 use clap::Args;
 
 use serde::Deserialize;
@@ -40,6 +42,23 @@ pub const LONG_VERSION: &str = concat!(
     petrel_core::memcached_version!(),
     ")"
 );
+
+/// Stops the server when a client sends `shutdown` (with `-A`): writes to
+/// the pipe that SIGINT and SIGTERM write to, so the stop is the same clean
+/// stop as on SIGTERM (replies in flight finish, `--persist` saves).
+pub struct ShutdownPipe(pub std::os::unix::net::UnixStream);
+
+impl petrel_core::engine::ShutdownHook for ShutdownPipe {
+    fn shutdown(&self, graceful: bool) {
+        log::warn!(
+            "stopping: a client sent shutdown{}",
+            if graceful { " graceful" } else { "" }
+        );
+        if let Err(e) = (&self.0).write_all(&[1]) {
+            log::error!("shutdown: cannot signal the main loop: {e}");
+        }
+    }
+}
 
 /// Longest `--memcached-version` accepted.
 pub const VERSION_MAX_BYTES: usize = 64;

@@ -201,6 +201,13 @@ fn run() -> Result<(), Exit> {
             .map_err(|e| usage(format!("petrel: --klog-file {}: {e}", k.path.display())))?;
         engine.set_command_log(Box::leak(Box::new(klog)));
     }
+    // -A: a client's `shutdown` stops the server as SIGTERM does.
+    if settings.compat.enable_shutdown {
+        let tx = signal_tx
+            .try_clone()
+            .map_err(|e| os_error(format!("petrel: signal pipe: {e}")))?;
+        engine.set_shutdown_hook(Box::leak(Box::new(compat::ShutdownPipe(tx))));
+    }
 
     // Listen only once the engine is ready: a client that can connect is served.
     let sockets = settings.tcp_addrs().len() + settings.udp_addrs().len();

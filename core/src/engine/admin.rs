@@ -60,7 +60,10 @@ impl Engine<'_> {
             StatsCommand::Reset => reply_line(w, b"RESET"),
             StatsCommand::DetailToggle => reply_line(w, b"OK"),
             StatsCommand::DetailDump | StatsCommand::Empty => reply_line(w, b"END"),
-            StatsCommand::General | StatsCommand::Settings => {
+            StatsCommand::General
+            | StatsCommand::Settings
+            | StatsCommand::Slabs
+            | StatsCommand::Sizes => {
                 let skip = session.resume.map_or(0, |r| r.item);
                 let mut sink = StatSink {
                     w,
@@ -68,10 +71,11 @@ impl Engine<'_> {
                     index: 0,
                     full: false,
                 };
-                if cmd == StatsCommand::General {
-                    self.general_stats(&mut sink, now);
-                } else {
-                    self.settings_stats(&mut sink);
+                match cmd {
+                    StatsCommand::General => self.general_stats(&mut sink, now),
+                    StatsCommand::Slabs => self.slabs_stats(&mut sink),
+                    StatsCommand::Sizes => sink.text(b"sizes_status", b"disabled"),
+                    _ => self.settings_stats(&mut sink),
                 }
                 if !sink.full && sink.index >= sink.skip && sink.w.put(b"END\r\n").is_err() {
                     sink.full = true;
@@ -131,7 +135,7 @@ impl Engine<'_> {
         s.num(b"store_no_memory", e.store_no_memory.get());
         s.num(b"bytes_read", e.bytes_read.get());
         s.num(b"bytes_written", e.bytes_written.get());
-        s.num(b"limit_maxbytes", self.cfg.store.item_memory_bytes as u64);
+        s.num(b"limit_maxbytes", self.memory_limit() as u64);
         s.num(b"threads", u64::from(self.cfg.threads));
         s.num(b"conn_yields", e.conn_yields.get());
         s.num(b"bytes", st.item_bytes.get());
@@ -160,7 +164,7 @@ impl Engine<'_> {
 
     fn settings_stats(&self, s: &mut StatSink<'_, '_>) {
         let c = &self.cfg;
-        s.num(b"maxbytes", c.store.item_memory_bytes as u64);
+        s.num(b"maxbytes", self.memory_limit() as u64);
         s.num(b"maxconns", u64::from(c.max_connections));
         s.num(b"tcpport", u64::from(c.tcp_port));
         s.num(b"udpport", u64::from(c.udp_port));
@@ -180,6 +184,15 @@ impl Engine<'_> {
         s.text(b"cas_enabled", b"yes");
         s.num(b"item_size_max", c.item_size_max_bytes as u64);
         s.text(b"flush_enabled", b"yes");
+        s.text(
+            b"shutdown_command",
+            if self.shutdown.is_some() {
+                b"yes"
+            } else {
+                b"no"
+            },
+        );
+        s.text(b"dump_enabled", if c.dump_enabled { b"yes" } else { b"no" });
         s.num(b"hashpower_init", u64::from(c.store.hash_power));
         s.num(b"segment_bytes", c.store.segment_bytes as u64);
         s.num(b"shards", c.store.shards as u64);
@@ -210,7 +223,7 @@ fn reply_line(w: &mut Writer<'_>, line: &[u8]) -> Exec {
 
 /// Writes `STAT name value` lines, skipping the first `skip` (already sent)
 /// and stopping at the first that does not fit.
-struct StatSink<'w, 'o> {
+pub(super) struct StatSink<'w, 'o> {
     w: &'w mut Writer<'o>,
     skip: u32,
     index: u32,
@@ -232,7 +245,7 @@ impl StatSink<'_, '_> {
         }
         self.index += 1;
     }
-    fn num(&mut self, name: &[u8], v: u64) {
+    pub(super) fn num(&mut self, name: &[u8], v: u64) {
         self.emit(|w| {
             w.put(b"STAT ")?;
             w.put(name)?;
@@ -260,7 +273,7 @@ impl StatSink<'_, '_> {
             w.put(b"\r\n")
         })
     }
-    fn text(&mut self, name: &[u8], v: &[u8]) {
+    pub(super) fn text(&mut self, name: &[u8], v: &[u8]) {
         self.emit(|w| {
             w.put(b"STAT ")?;
             w.put(name)?;

@@ -35,6 +35,7 @@ mod admin;
 mod arith;
 mod delete;
 mod get;
+mod maintenance;
 mod meta;
 mod meta_arith;
 mod meta_delete;
@@ -45,9 +46,10 @@ mod storage;
 mod touch;
 
 pub use crate::Transport;
+pub use maintenance::ShutdownHook;
 pub use session::{Progress, Session, Status};
 
-use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{AtomicU32, AtomicUsize};
 
 use crate::histogram::CommandClass;
 use crate::klog::{self, CommandLog, CommandRecord, REPLY_HEAD_BYTES};
@@ -120,6 +122,9 @@ pub struct EngineConfig {
     /// `error_closed`. Default [`proto::LINE_MAX_BYTES`], memcached's fixed
     /// 2048. See [`ParseConfig::line_max_bytes`].
     pub line_max_bytes: usize,
+    /// `lru_crawler metadump` lists the keys (memcached's default; `-X`
+    /// turns it off: `ERROR metadump not allowed`).
+    pub dump_enabled: bool,
 }
 
 impl Default for EngineConfig {
@@ -137,6 +142,7 @@ impl Default for EngineConfig {
             item_size_max_bytes: proto::ITEM_SIZE_MAX_BYTES,
             get_line_max_bytes: proto::GET_LINE_MAX_BYTES,
             line_max_bytes: proto::LINE_MAX_BYTES,
+            dump_enabled: true,
         }
     }
 }
@@ -186,6 +192,10 @@ crate::metrics! {
         swallowed_bytes: Counter("bytes") "bytes of refused values discarded",
         resume_gone: Counter("replies") "replies cut (connection closed) because a value vanished while being sent",
         replies_resumed: Counter("replies") "times a reply continued in a new output buffer",
+        memlimit_set: Counter("requests") "cache_memlimit commands that set a new memory limit",
+        memlimit_refused: Counter("requests") "cache_memlimit commands refused (under 8 MiB, a byte count, or above the arena)",
+        metadump_items: Counter("items") "items listed by lru_crawler metadump",
+        shutdown_requests: Counter("requests") "shutdown commands obeyed (with -A)",
     }
 }
 
@@ -213,6 +223,11 @@ pub struct Engine<'a> {
     klog: Option<&'a dyn CommandLog>,
     /// The process's CPU time for `stats` ([`Engine::set_process_usage`]).
     usage: Option<&'a dyn ProcessUsage>,
+    /// Called on `shutdown` ([`Engine::set_shutdown_hook`]); `None` = not
+    /// allowed.
+    shutdown: Option<&'a dyn ShutdownHook>,
+    /// Bytes of item memory in use as the limit (`cache_memlimit`).
+    memory_limit: AtomicUsize,
 }
 
 /// Converts a memcached exptime to an absolute expiry (0 = never).
@@ -286,6 +301,8 @@ impl<'a> Engine<'a> {
             sources: spin::Mutex::new(heapless::Vec::new()),
             klog: None,
             usage: None,
+            shutdown: None,
+            memory_limit: AtomicUsize::new(cfg.store.item_memory_bytes),
         }
     }
 
@@ -477,6 +494,7 @@ impl<'a> Engine<'a> {
             Request::Get { keys, cas, touch } => self.exec_get(session, keys, cas, touch, w, now),
             Request::MetaGet(m) => self.exec_mg(session, &m, w, now),
             Request::Stats(cmd) => self.exec_stats(session, cmd, w, now),
+            Request::LruCrawlerMetadump(scope) => self.exec_metadump(session, scope, w, now),
             small => match w.reserve(MIN_OUTPUT_BYTES) {
                 Ok(mut room) => self.execute_small(session, small, &mut room, now),
                 Err(Full) => Exec::Full,
@@ -532,7 +550,14 @@ impl<'a> Engine<'a> {
             Request::MetaArith(m) => self.exec_ma(&m, r, now),
             Request::MetaDebug { key, base64 } => self.exec_me(key, base64, r, now),
             // resumable, handled by `execute`
-            Request::Get { .. } | Request::MetaGet(_) | Request::Stats(_) => Exec::Done,
+            Request::Shutdown(mode) => self.exec_shutdown(mode, r),
+            Request::CacheMemlimit { megabytes, noreply } => {
+                self.exec_cache_memlimit(megabytes, noreply, r, now)
+            }
+            Request::Get { .. }
+            | Request::MetaGet(_)
+            | Request::Stats(_)
+            | Request::LruCrawlerMetadump(_) => Exec::Done,
         }
     }
 }

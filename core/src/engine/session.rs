@@ -3,7 +3,7 @@
 
 use crate::histogram::ClassCounts;
 use crate::klog::Client;
-use crate::store::ValueLocation;
+use crate::store::{ValueLocation, WalkCursor};
 use crate::Transport;
 
 /// A value partly copied into earlier output buffers.
@@ -34,6 +34,8 @@ pub struct Session {
     pub(super) completed: ClassCounts,
     /// The peer, for the command log (set by front ends that know it).
     pub(super) client: Option<Client>,
+    /// Where a `lru_crawler metadump` continues (while `resume` is set).
+    pub(super) walk: WalkCursor,
 }
 
 impl Session {
@@ -45,6 +47,7 @@ impl Session {
             resume: None,
             completed: ClassCounts::new(),
             client: None,
+            walk: WalkCursor::new(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! `flush_all [delay] [noreply]`, `verbosity <n> [noreply]`, `stats [sub]`,
-//! `slabs automove ...`
+//! `slabs automove ...`, `cache_memlimit <MiB> [noreply]`, `shutdown
+//! [graceful]`, `lru_crawler metadump <all|hash|classes>`
 //! (`version` and `quit` need no arguments and are handled by the dispatcher).
 
 use super::number::{is_c_double, parse_i32_truncating, parse_u32_truncating};
@@ -19,9 +20,91 @@ pub enum StatsCommand {
     DetailToggle,
     /// `stats detail dump`: an empty dump (`END`).
     DetailDump,
-    /// `stats slabs|items|sizes|conns|cachedump ...`: Petrel has no slab
-    /// classes; an empty list (`END`).
+    /// `stats slabs`: Petrel has no slab classes: `active_slabs 0` and the
+    /// segment memory in use as `total_malloced`.
+    Slabs,
+    /// `stats sizes`: `sizes_status disabled`, as memcached without `-o
+    /// track_sizes`.
+    Sizes,
+    /// `stats items|conns|cachedump ...`: Petrel has no slab classes; an
+    /// empty list (`END`).
     Empty,
+}
+
+/// What `shutdown` asked for (memcached 1.6.18 checks `-A` first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// `shutdown`: stop now (memcached raises SIGINT).
+    Immediate,
+    /// `shutdown graceful` (memcached raises SIGUSR1).
+    Graceful,
+    /// Anything else: `CLIENT_ERROR invalid shutdown mode`.
+    Invalid,
+}
+
+/// Which items `lru_crawler metadump` lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetadumpScope {
+    /// `all` (memcached walks its LRUs) or `hash` (its hash table): every
+    /// item.
+    All,
+    /// A comma-separated list of valid slab class ids (1..=63): the items
+    /// of those classes (none in Petrel, which has no slab classes).
+    Classes,
+    /// Anything else: `BADCLASS invalid class id`.
+    BadClass,
+}
+
+/// memcached's `MAX_NUMBER_OF_SLAB_CLASSES` (class ids are below it).
+const SLAB_CLASSES_MAX: u32 = 64;
+
+pub(super) fn parse_shutdown<'a>(t: &Tokens<'a>, n: usize) -> Parsed<'a> {
+    let mode = match (t.ntokens(), t.get(1)) {
+        (2, _) => ShutdownMode::Immediate,
+        (3, b"graceful") => ShutdownMode::Graceful,
+        _ => ShutdownMode::Invalid,
+    };
+    Parsed::Request {
+        request: Request::Shutdown(mode),
+        consumed: n,
+    }
+}
+
+pub(super) fn parse_cache_memlimit<'a>(t: &Tokens<'a>, n: usize) -> Parsed<'a> {
+    if t.ntokens() != 3 && t.ntokens() != 4 {
+        return err(ErrorKind::UnknownCommand, false, n);
+    }
+    let noreply = noreply_last(t);
+    match parse_u32_truncating(t.get(1)) {
+        Some(megabytes) => Parsed::Request {
+            request: Request::CacheMemlimit { megabytes, noreply },
+            consumed: n,
+        },
+        None => err(ErrorKind::UnknownCommand, noreply, n),
+    }
+}
+
+pub(super) fn parse_lru_crawler<'a>(t: &Tokens<'a>, n: usize) -> Parsed<'a> {
+    if t.ntokens() != 4 || t.get(1) != b"metadump" {
+        return err(ErrorKind::UnknownCommand, false, n);
+    }
+    let scope = match t.get(2) {
+        b"all" | b"hash" => MetadumpScope::All,
+        list => {
+            let valid = list.split(|&b| b == b',').all(
+                |id| matches!(parse_u32_truncating(id), Some(c) if c > 0 && c < SLAB_CLASSES_MAX),
+            );
+            if valid {
+                MetadumpScope::Classes
+            } else {
+                MetadumpScope::BadClass
+            }
+        }
+    };
+    Parsed::Request {
+        request: Request::LruCrawlerMetadump(scope),
+        consumed: n,
+    }
 }
 
 pub(super) fn parse_flush_all<'a>(t: &Tokens<'a>, n: usize) -> Parsed<'a> {
@@ -100,7 +183,9 @@ pub(super) fn parse_stats<'a>(t: &Tokens<'a>, n: usize) -> Parsed<'a> {
             b"dump" if t.ntokens() >= 4 => req(StatsCommand::DetailDump),
             _ => err(ErrorKind::StatsDetailUsage, false, n),
         },
-        b"slabs" | b"items" | b"sizes" | b"conns" | b"cachedump" => req(StatsCommand::Empty),
+        b"slabs" => req(StatsCommand::Slabs),
+        b"sizes" => req(StatsCommand::Sizes),
+        b"items" | b"conns" | b"cachedump" => req(StatsCommand::Empty),
         _ => err(ErrorKind::UnknownCommand, false, n),
     }
 }
@@ -183,6 +268,83 @@ mod tests {
             err(ErrorKind::UnknownCommand, false, 11)
         );
         assert_eq!(p(b"verbosity x\r\n"), err(ErrorKind::BadFormat, false, 13));
+    }
+
+    #[test]
+    fn shutdown_memlimit_metadump() {
+        use super::{MetadumpScope as M, ShutdownMode as S};
+        let req = |input: &'static [u8]| match p(input) {
+            Parsed::Request { request, consumed } => {
+                assert_eq!(consumed, input.len());
+                request
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(req(b"shutdown\r\n"), Request::Shutdown(S::Immediate));
+        assert_eq!(
+            req(b"shutdown graceful\r\n"),
+            Request::Shutdown(S::Graceful)
+        );
+        assert_eq!(req(b"shutdown foo\r\n"), Request::Shutdown(S::Invalid));
+        assert_eq!(
+            req(b"shutdown graceful x\r\n"),
+            Request::Shutdown(S::Invalid)
+        );
+        assert_eq!(
+            req(b"cache_memlimit 9 9\r\n"),
+            Request::CacheMemlimit {
+                megabytes: 9,
+                noreply: false
+            }
+        );
+        assert_eq!(
+            req(b"cache_memlimit 4294967296 noreply\r\n"),
+            Request::CacheMemlimit {
+                megabytes: 0,
+                noreply: true
+            }
+        );
+        assert_eq!(
+            p(b"cache_memlimit -1\r\n"),
+            err(ErrorKind::UnknownCommand, false, 19)
+        );
+        assert_eq!(
+            p(b"cache_memlimit x noreply\r\n"),
+            err(ErrorKind::UnknownCommand, true, 26)
+        );
+        assert_eq!(
+            p(b"cache_memlimit\r\n"),
+            err(ErrorKind::UnknownCommand, false, 16)
+        );
+        assert_eq!(
+            p(b"cache_memlimit 1 2 3\r\n"),
+            err(ErrorKind::UnknownCommand, false, 22)
+        );
+        for (input, scope) in [
+            (&b"lru_crawler metadump all\r\n"[..], M::All),
+            (b"lru_crawler metadump hash\r\n", M::All),
+            (b"lru_crawler metadump 1,63\r\n", M::Classes),
+            (b"lru_crawler metadump 0\r\n", M::BadClass),
+            (b"lru_crawler metadump 64\r\n", M::BadClass),
+            (b"lru_crawler metadump 1,x\r\n", M::BadClass),
+        ] {
+            assert_eq!(
+                p(input),
+                Parsed::Request {
+                    request: Request::LruCrawlerMetadump(scope),
+                    consumed: input.len()
+                },
+                "{input:?}"
+            );
+        }
+        assert_eq!(
+            p(b"lru_crawler metadump all noreply\r\n"),
+            err(ErrorKind::UnknownCommand, false, 34)
+        );
+        assert_eq!(
+            p(b"lru_crawler metadump\r\n"),
+            err(ErrorKind::UnknownCommand, false, 22)
+        );
     }
 
     #[test]

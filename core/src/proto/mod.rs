@@ -195,6 +195,18 @@ pub enum Request<'a> {
         /// The key is base64.
         base64: bool,
     },
+    /// `shutdown [graceful]`.
+    Shutdown(admin::ShutdownMode),
+    /// `cache_memlimit <megabytes> [noreply]`.
+    CacheMemlimit {
+        /// The new limit in MiB, as memcached reads it (truncated to 32
+        /// bits).
+        megabytes: u32,
+        /// No reply.
+        noreply: bool,
+    },
+    /// `lru_crawler metadump <all|hash|class ids>`.
+    LruCrawlerMetadump(admin::MetadumpScope),
 }
 
 /// Why a request failed to parse; each maps to memcached's exact reply line.
@@ -441,7 +453,9 @@ fn dispatch<'a>(t: &Tokens<'a>, line: &Line<'a>, cfg: &ParseConfig) -> Parsed<'a
         b"verbosity" => admin::parse_verbosity(t, n),
         b"slabs" => admin::parse_slabs(t, n),
         b"stats" => admin::parse_stats(t, n),
-        b"shutdown" => err(ErrorKind::ShutdownDisabled, false, n),
+        b"shutdown" => admin::parse_shutdown(t, n),
+        b"cache_memlimit" => admin::parse_cache_memlimit(t, n),
+        b"lru_crawler" => admin::parse_lru_crawler(t, n),
         _ => {
             // memcached only checks for HTTP in its final branch, reached by
             // commands not starting with one of these letters.
@@ -614,7 +628,14 @@ mod tests {
                 consumed: 5
             }
         );
-        assert_eq!(error_of(b"shutdown\r\n"), ErrorKind::ShutdownDisabled);
+        // `-A` is the engine's to check: every form parses.
+        assert_eq!(
+            p(b"shutdown\r\n"),
+            Parsed::Request {
+                request: Request::Shutdown(admin::ShutdownMode::Immediate),
+                consumed: 10
+            }
+        );
     }
 
     #[test]

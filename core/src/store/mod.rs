@@ -55,6 +55,7 @@ mod segment;
 mod segments;
 mod shard;
 mod ttl;
+mod walk;
 
 #[cfg(test)]
 mod persist_tests;
@@ -70,6 +71,7 @@ pub use hash::hash as hash_key;
 pub use item::HEADER_BYTES as ITEM_HEADER_BYTES;
 pub use layout::{Layout, MIN_SEGMENTS_PER_SHARD};
 pub use persist::{AttachError, PersistSummary, PERSIST_HEADER_BYTES};
+pub use walk::WalkCursor;
 
 use ctx::Ctx;
 use layout::carve_shard;
