@@ -155,15 +155,31 @@ fn run() -> Result<(), Exit> {
     }
     // Signals first: a SIGTERM from now on means a clean stop, exit 0.
     // SIGUSR1 is memcached's graceful restart: the same clean stop, which
-    // saves the item memory for a warm restart with --persist.
+    // saves the item memory for a warm restart with --persist. Every other
+    // signal whose default action ends the process and that can be caught
+    // stops it the same clean way, so that none loses a --persist cache
+    // (SIGHUP reopens the logs; SIGXFSZ is ignored: the write fails with
+    // EFBIG instead; SIGKILL cannot be caught).
     let (mut signal_rx, signal_tx) =
         mio::net::UnixStream::pair().map_err(|e| os_error(format!("petrel: signal pipe: {e}")))?;
     let signal_tx = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(signal_tx));
     reopen_logs_on_sighup().map_err(os_error)?;
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety
+    // preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGUSR1,
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGQUIT,
+        libc::SIGALRM,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGXCPU,
+        libc::SIGIO,
+        libc::SIGPWR,
+        libc::SIGSTKFLT,
     ] {
         let tx = signal_tx
             .try_clone()

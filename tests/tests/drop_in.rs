@@ -452,6 +452,62 @@ fn daemon_with_pidfile_and_sigusr1_saves_the_cache() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Signals whose default action would end the process without saving
+/// stop it cleanly instead: the --persist cache comes back.
+#[test]
+fn other_terminating_signals_stop_cleanly_and_save_the_cache() {
+    if !petrel_target() {
+        return;
+    }
+    let dir = temp_dir("signals");
+    let persist = PathBuf::from(format!(
+        "/dev/shm/petrel-dropin-s-{}.pmem",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&persist);
+    let port = free_port_pair();
+    let port_s = port.to_string();
+    let args = [
+        "-p",
+        &port_s,
+        "-U",
+        "0",
+        "-m",
+        "16",
+        "--admin-port",
+        "0",
+        "--persist",
+        persist.to_str().expect("utf-8"),
+    ];
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for (round, sig) in [libc::SIGQUIT, libc::SIGUSR2, libc::SIGALRM, libc::SIGTERM]
+        .into_iter()
+        .enumerate()
+    {
+        let mut petrel = spawn_petrel(&dir, &args);
+        wait_until(START_TIMEOUT, "petrel to accept", || {
+            std::net::TcpStream::connect(addr).is_ok()
+        });
+        let mut conn = Conn::connect(addr);
+        // Every earlier round's item survived its signal.
+        for r in 0..round {
+            let key = format!("round{r}");
+            conn.check(
+                format!("get {key}\r\n").as_bytes(),
+                format!("VALUE {key} 0 1\r\nx\r\nEND\r\n").as_bytes(),
+            );
+        }
+        let key = format!("round{round}");
+        conn.check(&storage_cmd("set", &key, 0, 0, b"x", false), b"STORED\r\n");
+        drop(conn);
+        signal(&petrel, sig);
+        let status = wait_exit(&mut petrel, "exit after the signal");
+        assert_eq!(status.code(), Some(0), "signal {sig}");
+    }
+    let _ = std::fs::remove_file(&persist);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The same requests over TCP (one petrel) and over the Unix socket (another,
 /// started with -s): identical replies, byte for byte.
 #[test]
