@@ -426,3 +426,25 @@ fn mg_stampede_states_like_memcached() {
         );
     });
 }
+
+#[test]
+fn only_a_completed_mg_takes_a_stale_items_win_token() {
+    // memcached 1.6.18: get, gat and an mg refused for its opaque leave the token
+    with_engine(|e| {
+        let long = format!("mg s O{}\r\n", "z".repeat(32));
+        let input = [
+            &b"set s 0 0 1\r\n1\r\nmd s I\r\nget s\r\ngat 0 s\r\n"[..],
+            long.as_bytes(),
+            b"mg s\r\nmg s\r\n",
+        ]
+        .concat();
+        assert_eq!(
+            run(e, &input),
+            [
+                &b"STORED\r\nHD\r\nVALUE s 0 1\r\n1\r\nEND\r\nVALUE s 0 1\r\n1\r\nEND\r\n"[..],
+                b"CLIENT_ERROR opaque token too long\r\nHD X W\r\nHD Z X\r\n",
+            ]
+            .concat()
+        );
+    });
+}

@@ -127,6 +127,8 @@ impl Engine<'_> {
                 vivify: f.vivify.map(|n| expire_at(last_ttl(m, n), now)),
                 recache_below,
                 count: true,
+                // ... and before it hands out a win token
+                meta: m.late_error.is_none(),
             },
             late_touch: if r_before_t { ttl } else { None },
         }

@@ -102,6 +102,10 @@ pub struct GetOptions {
     pub recache_below: Option<u32>,
     /// Count the lookup in `gets`/`get_hits`/`get_misses`.
     pub count: bool,
+    /// A meta get (`mg`): a stale item hands out its win token to this
+    /// caller ([`ItemRef::won`]) unless one was sent. Other lookups (`get`,
+    /// `gat`, the engine's own peeks) leave the token alone, as memcached's do.
+    pub meta: bool,
 }
 
 impl Default for GetOptions {
@@ -113,6 +117,7 @@ impl Default for GetOptions {
             vivify: None,
             recache_below: None,
             count: true,
+            meta: false,
         }
     }
 }

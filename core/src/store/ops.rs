@@ -172,7 +172,7 @@ impl Shard<'_> {
             let recache = opts
                 .recache_below
                 .is_some_and(|r| e != 0 && e.saturating_sub(cx.now) < r);
-            if stale || recache {
+            if (stale && opts.meta) || recache {
                 won = true;
                 item::set_info(self.segs.data, fd.view.at, INFO_TOKEN_SENT, 0);
             }

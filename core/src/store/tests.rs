@@ -165,15 +165,18 @@ fn modes_and_cas() {
         T0,
     )
     .unwrap();
+    // a plain get leaves the win token to a meta get
     let (stale, won) = s
         .get(b"a", T0, GetOptions::default(), |i| (i.stale(), i.won()))
         .unwrap();
+    assert!(stale && !won);
+    let mg = GetOptions {
+        meta: true,
+        ..GetOptions::default()
+    };
+    let (stale, won) = s.get(b"a", T0, mg, |i| (i.stale(), i.won())).unwrap();
     assert!(stale && won);
-    let (won, z) = s
-        .get(b"a", T0, GetOptions::default(), |i| {
-            (i.won(), i.token_sent())
-        })
-        .unwrap();
+    let (won, z) = s.get(b"a", T0, mg, |i| (i.won(), i.token_sent())).unwrap();
     assert!(!won && z);
     assert_eq!(s.store(&set(b"", b"v", 0), T0), Err(StoreError::BadKey));
     assert_eq!(
@@ -373,7 +376,11 @@ fn meta_options() {
     );
     let c1 = s.invalidate(b"l", c0, Some(T0 + 100), T0 + 10).unwrap();
     assert_ne!(c1, c0);
-    let r = s.get(b"l", T0 + 11, GetOptions::default(), |i| {
+    let mg = GetOptions {
+        meta: true,
+        ..GetOptions::default()
+    };
+    let r = s.get(b"l", T0 + 11, mg, |i| {
         (
             i.stale(),
             i.won(),
@@ -384,10 +391,7 @@ fn meta_options() {
     });
     assert_eq!(r, Some((true, true, c1, T0 + 100, b"x".to_vec())));
     assert_eq!(
-        s.get(b"l", T0 + 11, GetOptions::default(), |i| (
-            i.won(),
-            i.token_sent()
-        )),
+        s.get(b"l", T0 + 11, mg, |i| (i.won(), i.token_sent())),
         Some((false, true))
     );
     assert_eq!(s.invalidate(b"zz", 0, None, T0), Err(StoreError::NotFound));

@@ -486,7 +486,7 @@ impl Gen {
             }
             600..=719 => self.mg(now),
             720..=819 => self.ms(now),
-            820..=859 => self.md(),
+            820..=859 => self.md(now),
             860..=909 => match self.ma(now) {
                 Some(ma) => ma,
                 None => b"mn\r\n".to_vec(),
@@ -703,9 +703,9 @@ impl Gen {
         line
     }
 
-    fn md(&mut self) -> Vec<u8> {
+    fn md(&mut self, now: u32) -> Vec<u8> {
         let (key, bin) = self.meta_key();
-        let mut flags = self.meta_flags(&["q", "k", "O", "C"], 0);
+        let mut flags = self.meta_flags(&["q", "k", "O", "C", "I", "T"], now);
         if bin {
             flags.push("b".into());
         }

@@ -20,7 +20,8 @@
 //!   most [`clock::SEED_ATTEMPTS`] times).
 //! - Before each batch the arith keys' values are read from memcached with `mg <key> v u` (no
 //!   bump, no fetched bit, no access time), so the generator can keep incr/decr/ma away from
-//!   numbers memcached does not handle deterministically (below).
+//!   numbers memcached does not handle deterministically (below). The candidate gets the same
+//!   requests and must answer alike (an `mg` of a stale item hands out its win token).
 //! - A difference panics with the seed, batch, both clocks, the commands of the batch and the
 //!   one before, and the replies around the first differing unit, and writes
 //!   `petrel-diff-*.{txt,bin}` to the temp directory.
@@ -67,10 +68,10 @@
 //! - A base64 key (`b`) is remembered per item by memcached: a later `mg ... k`
 //!   without `b` prints it base64-encoded. Petrel stores no such bit, so keys
 //!   used with `b` are only ever accessed with `b` by meta commands.
-//! - `md ... I` (mark stale instead of deleting) is not supported by the store,
-//!   and `ms ... I` needs CAS values ordered by write time: Petrel's are unique
-//!   (segment base + offset) but a segment of another TTL bucket may carry a
-//!   lower base, so "older than" is not memcached's. `I` is not generated.
+//! - `ms ... I` needs CAS values ordered by write time (memcached stores a stale item when the
+//!   given CAS is lower than the item's): Petrel's are unique (segment base + offset) but a
+//!   segment of another TTL bucket may carry a lower base, so "older than" is not memcached's.
+//!   `ms` is sent without `I` (`md ... I`, with and without `T`, is generated).
 //! - memcached 1.6.18 drops the not-yet-sent replies of earlier pipelined
 //!   commands when a multi-get meets a key over 250 bytes (it releases the
 //!   connection's stacked responses); Petrel answers every command. Such gets

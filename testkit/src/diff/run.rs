@@ -164,8 +164,14 @@ pub fn exchange_tcp(
 pub use crate::net::connect;
 
 /// The values of `keys` in memcached, read with `mg <key> v u` (`u`: no LRU bump, no fetched
-/// bit, no access time: the item's state stays as it was).
-fn peek(sock: &mut TcpStream, keys: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
+/// bit, no access time). The same requests go to the candidate at `now`, with the same replies
+/// expected: an `mg` of a stale item hands out its win token (`W`), on both sides alike.
+fn peek(
+    sock: &mut TcpStream,
+    candidate: &mut dyn Candidate,
+    now: u32,
+    keys: &[&[u8]],
+) -> Vec<Option<Vec<u8>>> {
     let mut req = Vec::new();
     for k in keys {
         req.extend_from_slice(b"mg ");
@@ -175,6 +181,14 @@ fn peek(sock: &mut TcpStream, keys: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
     req.extend_from_slice(b"mn\r\n");
     let (reply, closed) = exchange_tcp(sock, &req, b"MN", false);
     assert!(!closed, "memcached closed the peek connection");
+    let (theirs, _) = candidate.exchange(&req, now, b"MN", false);
+    assert_eq!(
+        show(&theirs),
+        show(&reply),
+        "{} answers the arith keys' peek {} unlike memcached",
+        candidate.name(),
+        show(&req)
+    );
     let units = split_units(&reply).expect("complete peek reply");
     assert_eq!(units.len(), keys.len() + 1, "peek: {}", show(&reply));
     units[..keys.len()]
@@ -283,7 +297,7 @@ fn run_seed(
         batch_no += 1;
         let n = 1 + gen.rng.below(40);
         let now = clock.settled();
-        let values = peek(peek_sock, &ARITH_KEYS);
+        let values = peek(peek_sock, candidate, now, &ARITH_KEYS);
         gen.start_batch(|k| {
             let i = ARITH_KEYS.iter().position(|a| *a == k).expect("arith key");
             values[i].clone()
