@@ -16,6 +16,12 @@
 //! 1/128 (0.8 %) of a value that was recorded: two significant digits, from
 //! 1 ns to 68.7 s. [`Histogram::max`] is exact.
 //!
+//! Exporters read the buckets, never the recording path: [`cumulative_le`]
+//! folds them into Prometheus' cumulative buckets at the fixed bounds
+//! [`LE_BOUNDS_NS`] (each an edge of these buckets, so exact), and
+//! [`summary_of_counts`] gives the quantiles of any bucket counts, e.g. the
+//! difference of two readings (the values of the last minute).
+//!
 //! [`LatencyStats`] holds one histogram per [`CommandClass`]. The engine
 //! tells a front end which classes of request it completed
 //! ([`ClassCounts`]); the front end, which owns the clock, records one

@@ -61,7 +61,7 @@ impl Type {
 
 /// A latency histogram read at one moment: the count of every internal
 /// bucket ([`BUCKETS`] of them, nanoseconds), their sum and maximum, and,
-/// once [`crate::metrics_window::LatencyWindow::annotate`] has seen it, the
+/// once the latency window (`metrics_window`, which reads this module) has seen it, the
 /// figures of the last window.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Latency {
@@ -637,7 +637,7 @@ fn json_quantiles(o: &mut String, s: &Summary) {
 /// "samples": [{"labels": {...}, "value": N}]}]}`. A histogram sample has,
 /// instead of `value`, `count`, `sum_seconds` and `max_seconds` since start
 /// and `window`: `{"seconds": S, "count": N, "quantiles": {"0.5": s, ...}}`
-/// over the last [`crate::metrics_window::WINDOW`] (null until the first
+/// over the last minute (`metrics_window`; null until the first
 /// reading of the window).
 pub fn json(families: &[Family]) -> String {
     let mut o = String::new();

@@ -490,7 +490,11 @@ fn prometheus_scrapes_petrel_and_agrees_with_the_requests_sent() {
         i.abs_diff(j) <= 1,
         "server p99 {server_p99} s (bucket {i}) vs Prometheus {prom_p99} s (bucket {j})"
     );
-    assert!(server_p99 <= client_p99, "{server_p99} vs {client_p99}");
+    // (stats reports a bucket's middle: within 1/128 of the value)
+    assert!(
+        server_p99 <= client_p99 * (1.0 + 1.0 / 128.0),
+        "server p99 {server_p99} s vs client p99 {client_p99} s"
+    );
 
     // uptime: Prometheus' last scrape, carried to now, against stats read now
     let (up, at) = prom.scalar_at("petrel_uptime_seconds").unwrap();
