@@ -448,3 +448,17 @@ fn only_a_completed_mg_takes_a_stale_items_win_token() {
         );
     });
 }
+
+#[test]
+fn meta_k_prints_the_key_as_the_item_was_stored() {
+    // memcached 1.6.18 keeps per item whether `ms` was given a base64 key
+    with_engine(|e| {
+        assert_eq!(
+            run(
+                e,
+                b"ms azE= 1 b\r\nx\r\nmg k1 k\r\nms azE= 1 b MA\r\ny\r\nmg k1 k\r\nset k2 0 0 1\r\nz\r\nmg azI= b k\r\nmg azM= N30 b k\r\nmg azM= b k\r\n"
+            ),
+            b"HD\r\nHD kazE= b\r\nHD\r\nHD kk1\r\nSTORED\r\nHD kk2\r\nHD kk3 W\r\nHD kk3 Z\r\n"
+        );
+    });
+}

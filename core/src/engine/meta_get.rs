@@ -252,9 +252,9 @@ fn put_mg_hit(
                 room.put_byte(b' ');
                 room.put(word);
             }
-            // memcached marks only items stored with `b` as binary;
-            // one created by N prints its key raw
-            b'k' => put_meta_key(room, item.key(), f.base64 && !item.created()),
+            // memcached prints the key as the item was stored (`ms ... b`),
+            // whatever this request says; one created by N is plain
+            b'k' => put_meta_key(room, item.key(), item.key_binary()),
             _ => {}
         }
     }

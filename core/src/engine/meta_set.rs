@@ -64,6 +64,13 @@ impl Engine<'_> {
             r = Err(StoreError::NotStored);
         }
         self.count_store(&r, cas_mode);
+        if let (Ok(cas), true) = (&r, f.base64) {
+            // memcached marks the item it allocated for a `b` request; an
+            // append/prepend stores a new one without the mark
+            if !matches!(mode, StoreMode::Append | StoreMode::Prepend) {
+                self.store.mark_key_binary(key, *cas, now);
+            }
+        }
         let code: &[u8] = match r {
             Ok(_) if f.quiet => return Exec::Done,
             Ok(_) => b"HD",

@@ -159,6 +159,7 @@ pub struct ItemRef<'s> {
     pub(crate) won: bool,
     pub(crate) token_sent: bool,
     pub(crate) created: bool,
+    pub(crate) key_binary: bool,
     pub(crate) location: ValueLocation,
 }
 
@@ -166,6 +167,12 @@ impl<'s> ItemRef<'s> {
     /// The key.
     pub fn key(&self) -> &'s [u8] {
         self.key
+    }
+    /// Whether the item was stored with a base64 key (`ms ... b`, see
+    /// [`Store::mark_key_binary`](super::Store::mark_key_binary)): meta
+    /// replies print such a key base64-encoded.
+    pub fn key_binary(&self) -> bool {
+        self.key_binary
     }
     /// The value.
     pub fn value(&self) -> &'s [u8] {

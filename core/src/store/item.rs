@@ -10,10 +10,10 @@
 //! └─────────┴─────────────────┴──────────┴──────────────┘
 //!
 //! INFO:
-//!   7      6        5          4       3         2         1        0
-//! ┌─────┬───────┬──────────┬───────┬─────────┬─────────┬────────┬────────┐
-//! │  -  │DELETED│TOKEN_SENT│ STALE │ FETCHED │ EXPIRY  │  CAS   │ FLAGS  │
-//! └─────┴───────┴──────────┴───────┴─────────┴─────────┴────────┴────────┘
+//!       7        6        5          4       3         2         1        0
+//! ┌──────────┬───────┬──────────┬───────┬─────────┬─────────┬────────┬────────┐
+//! │KEY_BINARY│DELETED│TOKEN_SENT│ STALE │ FETCHED │ EXPIRY  │  CAS   │ FLAGS  │
+//! └──────────┴───────┴──────────┴───────┴─────────┴─────────┴────────┴────────┘
 //!
 //! followed by, in this order and only when the INFO bit is set:
 //!   FLAGS:  u32 client flags (only stored when non-zero)
@@ -49,8 +49,12 @@ pub const INFO_STALE: u8 = 0x10;
 pub const INFO_TOKEN_SENT: u8 = 0x20;
 /// INFO: unlinked from the hash table; the bytes are dead.
 pub const INFO_DELETED: u8 = 0x40;
+/// INFO: stored by a meta command with a base64 key (`ms ... b`): meta
+/// replies print its key base64-encoded with ` b`, as memcached's
+/// `ITEM_KEY_BINARY` does.
+pub const INFO_KEY_BINARY: u8 = 0x80;
 /// INFO bits that describe the client-visible state carried across a move.
-pub const INFO_STATE_MASK: u8 = INFO_FETCHED | INFO_STALE | INFO_TOKEN_SENT;
+pub const INFO_STATE_MASK: u8 = INFO_FETCHED | INFO_STALE | INFO_TOKEN_SENT | INFO_KEY_BINARY;
 
 const OFF_KLEN: usize = 0;
 const OFF_VLEN: usize = 1;

@@ -522,6 +522,24 @@ impl<'a> Store<'a> {
         shard.invalidate(&cx, h, key, cas, expire_at)
     }
 
+    /// Marks the version of `key` stored with CAS `cas` as stored under a
+    /// base64 key (`ms ... b`; [`ItemRef::key_binary`]). memcached keeps
+    /// that bit per item: meta replies print such a key base64-encoded with
+    /// ` b` even to a request without `b`, and a plain key as it is even to
+    /// a request with `b`. `false` (and nothing marked) when that version is
+    /// gone already.
+    pub fn mark_key_binary(&self, key: &[u8], cas: u64, now: Time) -> bool {
+        if !Self::valid_key(key) {
+            return false;
+        }
+        self.check_flush(now);
+        let h = hash::hash(self.seed, key);
+        let slot = self.shard_of(h);
+        let cx = self.ctx(slot, now);
+        let mut shard = slot.lock.lock();
+        shard.mark_key_binary(&cx, h, key, cas)
+    }
+
     /// Set a new absolute expiry (0 = never; in the past = expire now) on a
     /// present item, keeping its value, flags and cas. `NotFound` if absent.
     pub fn touch(&self, key: &[u8], expire_at: Time, now: Time) -> Result<(), StoreError> {

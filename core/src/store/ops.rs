@@ -8,7 +8,9 @@ use super::api::{
     ArithRequest, GetOptions, ItemRef, StoreError, StoreMode, StoreRequest, ValueLocation,
 };
 use super::ctx::Ctx;
-use super::item::{self, INFO_FETCHED, INFO_STALE, INFO_STATE_MASK, INFO_TOKEN_SENT};
+use super::item::{
+    self, INFO_FETCHED, INFO_KEY_BINARY, INFO_STALE, INFO_STATE_MASK, INFO_TOKEN_SENT,
+};
 use super::segments::{NeedRoom, Part};
 use super::shard::{Shard, Version, MAX_ROOM_ATTEMPTS};
 use crate::Time;
@@ -347,7 +349,7 @@ impl Shard<'_> {
                 self.unlink_found(cx, &f);
                 return Ok(cx.cas.fetch_add(1, Ordering::Relaxed));
             }
-            let state = INFO_STALE | (f.view.info & INFO_FETCHED);
+            let state = INFO_STALE | (f.view.info & (INFO_FETCHED | INFO_KEY_BINARY));
             let value = [Part::Int(f.view.value_at(), f.view.vlen)];
             let v = Version {
                 key,
@@ -370,6 +372,18 @@ impl Shard<'_> {
         }
         cx.st.store_no_memory.incr_owned();
         Err(StoreError::NoMemory)
+    }
+
+    /// Marks the version of `key` whose CAS is `cas` as stored under a
+    /// base64 key; `false` when that version is no longer there.
+    pub fn mark_key_binary(&mut self, cx: &Ctx, hash: u64, key: &[u8], cas: u64) -> bool {
+        match self.lookup(cx, key, hash) {
+            Some(f) if f.cas == cas => {
+                item::set_info(self.segs.data, f.view.at, INFO_KEY_BINARY, 0);
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn touch(

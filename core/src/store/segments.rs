@@ -21,7 +21,7 @@ use super::api::{ItemRef, StoreError, ValueLocation};
 use super::ctx::Ctx;
 use super::item::{
     self, item_bytes, Header, ItemView, HEADER_BYTES, INFO_CAS, INFO_DELETED, INFO_EXPIRY,
-    INFO_FETCHED, INFO_STALE,
+    INFO_FETCHED, INFO_KEY_BINARY, INFO_STALE,
 };
 use super::ptr::ItemPtr;
 use super::segment::{SegHeader, FREE, NONE, OPEN, SEALED};
@@ -458,6 +458,7 @@ impl<'a> Segments<'a> {
             won: false,
             token_sent: false,
             created: false,
+            key_binary: view.info & INFO_KEY_BINARY != 0,
             location: ValueLocation {
                 shard,
                 segment: seg,

@@ -65,9 +65,6 @@
 //!   still stored, read and produced by incr/decr (wrapping included).
 //! - Meta `t` written before `T` in the same request: Petrel reports the TTL
 //!   after the touch, memcached the one before.
-//! - A base64 key (`b`) is remembered per item by memcached: a later `mg ... k`
-//!   without `b` prints it base64-encoded. Petrel stores no such bit, so keys
-//!   used with `b` are only ever accessed with `b` by meta commands.
 //! - `ms ... I` needs CAS values ordered by write time (memcached stores a stale item when the
 //!   given CAS is lower than the item's): Petrel's are unique (segment base + offset) but a
 //!   segment of another TTL bucket may carry a lower base, so "older than" is not memcached's.
