@@ -786,6 +786,28 @@ for i in range({RUNTS}):
         sum(&after, "petrel_xdp_kernel_tx_invalid_total", "queue="),
         0.0
     );
+    // with AF_XDP's families too, promtool has nothing to say about the names and types
+    let promtool = Command::new("promtool").arg("--version").output();
+    if promtool.is_ok() {
+        let check = format!(
+            "ip netns exec {ns} curl -sf http://127.0.0.1:{admin}/metrics | promtool check metrics"
+        );
+        let out = Command::new("timeout")
+            .args(["20", "sh", "-c", &check])
+            .output()
+            .expect("promtool");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.trim().is_empty(),
+            "promtool check metrics:\n{text}"
+        );
+    } else {
+        petrel_tests::skip::skip("promtool is not installed (scripts/setup installs prometheus)");
+    }
     let _ = std::fs::remove_file(&log);
 }
 
