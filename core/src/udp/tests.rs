@@ -429,3 +429,81 @@ fn rate_limited_requests_are_not_executed_and_empty_replies_cost_nothing() {
     );
     assert_eq!(g.stats().dropped_rate_limited.get(), 1);
 }
+
+/// Random datagrams, caps, services and sinks: never a panic; whatever is
+/// kept is a well-numbered run of datagrams of at most 1400 bytes whose UDP
+/// payloads stay within the cap (or the one error datagram).
+#[test]
+fn random_requests_keep_the_rules() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let amp = (next() % 12) as u32;
+        let g = guard(amp, 0, 0);
+        let stats = UdpStats::new();
+        let rule = if next() % 2 == 0 {
+            HeaderRule::Memcached
+        } else {
+            HeaderRule::Strict
+        };
+        let r = Responder::new(Some(&g), &stats, rule);
+        let len = (next() % 40) as usize;
+        let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if len >= 8 && next() % 2 == 0 {
+            d[4..6].copy_from_slice(&[0, 1]);
+        }
+        let reply_len = (next() % 6000) as usize;
+        let mut sent = 0usize;
+        let mut process = |_: &[u8], out: &mut [u8]| {
+            let n = (reply_len - sent).min(out.len());
+            out[..n].fill(b'r');
+            sent += n;
+            Progress {
+                consumed: 0,
+                written: n,
+                status: if sent < reply_len {
+                    Status::OutputFull
+                } else {
+                    Status::NeedInput
+                },
+            }
+        };
+        let mut sink = Slots::new((next() % 6) as usize, UDP_MAX_DATAGRAM_BYTES);
+        let src = if next() % 4 == 0 {
+            "127.0.0.1"
+        } else {
+            STRANGER
+        };
+        let res = r.answer(ip(src), &d, SOCKET, 0, &mut sink, &mut process);
+        let id = if d.len() >= 2 { [d[0], d[1]] } else { [0, 0] };
+        match res {
+            Ok(n) => {
+                assert_eq!(n, sink.kept);
+                assert_eq!(n, reply_len.div_ceil(1392));
+                let mut payload = 0;
+                for i in 0..n {
+                    let dg = sink.datagram(i);
+                    assert!(dg.len() <= UDP_MAX_DATAGRAM_BYTES);
+                    assert_eq!(
+                        &dg[..8],
+                        &header(u16::from_be_bytes(id), i as u16, n as u16)[..]
+                    );
+                    payload += dg.len();
+                }
+                if src == STRANGER && amp > 0 {
+                    assert!(payload <= d.len() * amp as usize, "{payload} {}", d.len());
+                }
+            }
+            Err(UdpDrop::OverCap { replaced: true }) => {
+                assert_eq!(sink.kept, 1);
+                assert_eq!(&sink.datagram(0)[8..], TOO_LARGE_REPLY);
+            }
+            Err(_) => assert_eq!(sink.kept, 0),
+        }
+    }
+}
