@@ -384,12 +384,39 @@ fn run(bin: &Path, mode: &str, tag: &str, subnet: u8) {
     assert_eq!(num(&stats, "xdp_kernel_tx_invalid"), 0, "{stats:?}");
 
     // Debian's memcaslap over UDP: a short bounded run without errors.
+    let memcaslap_started = Instant::now();
     let out = topo
         .client("memcaslap")
         .args(["-s", &format!("{}:{port}", topo.server_addr), "-U"])
         .args(["-t", "2s", "-T", "1", "-c", "4", "-X", "100"])
         .output()
         .expect("memcaslap");
+    // memcaslap does not retransmit over UDP: a reply it never gets stalls
+    // that connection for 30 s (SOCK_WAIT_TIMEOUT in memaslap's
+    // ms_conn.h, counted as `udp_timeout`) and its run ends only when every
+    // connection is done. Printed before the checks, so a failure shows
+    // how long memcaslap took, whether it saw lost replies, and where the
+    // server counted drops (kernel ring statistics, TX ring full, ...).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "{mode}: memcaslap exited {} after {:?}: {}",
+        out.status,
+        memcaslap_started.elapsed(),
+        stdout
+            .lines()
+            .filter(|l| l.contains("packet_drop")
+                || l.contains("udp_timeout")
+                || l.starts_with("Run time"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let mut counters: Vec<_> = topo
+        .stats(port)
+        .into_iter()
+        .filter(|(k, v)| (k.starts_with("xdp_") || k.starts_with("udp_")) && v != "0")
+        .collect();
+    counters.sort();
+    eprintln!("{mode}: server counters after memcaslap: {counters:?}");
     let text = ok(&out, "memcaslap -U", &server);
     let ops: u64 = text
         .lines()
