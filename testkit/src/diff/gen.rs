@@ -647,20 +647,12 @@ impl Gen {
             Profile::Server => &["v", "k", "f", "s", "c", "O", "q", "T", "N", "u", "h"],
         };
         let mut flags = self.meta_flags(pool, now);
-        if matches!(key.as_slice(), b"n1" | b"n2" | b"c1" | b"c2") {
-            // win tokens (W/Z) on numbers: memcached's in-place incr keeps
-            // the item's bits, Petrel's store writes a new version
-            flags.retain(|f| !f.starts_with(['N', 'R']));
-        }
         if flags.iter().any(|f| f.starts_with('O') && f.len() > 32) {
             // memcached fails such a request half way through (after the
             // fetch, before marking a win token): keep it free of N/R/T
             flags.retain(|f| !f.starts_with(['N', 'R', 'T']));
         }
         if bin {
-            // the fetched bit of a binary-keyspace item differs (memcached h1, Petrel h0 after
-            // `ms`, a failed `mg`, classic `gat`s naming the raw key): not yet the same
-            flags.retain(|f| f != "h");
             flags.push("b".into());
         }
         let mut line = b"mg ".to_vec();

@@ -77,16 +77,11 @@
 //! - Delayed `flush_all <n>` and values within a few bytes of the item size
 //!   limit (item header sizes differ; the limit itself follows memcached's
 //!   accounting in the parser).
-//! - Meta `N`/`R` on the numeric keys (`n1`, `n2`, `c1`, `c2`): the win/stale token state
-//!   (`W`/`Z`) across incr/decr follows memcached's in-place update; generated again once the
-//!   store's stampede semantics are compared.
 //! - incr/decr/ma on a key read earlier in the same batch: memcached updates a number in place
 //!   (space padded when the result is shorter) only while no pending reply references the
 //!   item, else it writes a new, unpadded item, which depends on how the pipeline is split into
 //!   reads. With that excluded (and memcached's LRU crawler and maintainer off, which take
 //!   item references at moments of their own), the padding is compared exactly.
-//! - Meta `h` on binary-keyspace keys (`b`): Petrel reports a different fetched bit than
-//!   memcached on some sequences (found by this harness, not yet fixed).
 //! - Meta `l` (seconds since the last access): memcached 1.6.18 moves an item's access time
 //!   only on some accesses (`do_item_bump` when a fetched item becomes active, `do_item_update`
 //!   when the time is over `ITEM_UPDATE_INTERVAL`, 60 s, old), Petrel on every access, so `l`
