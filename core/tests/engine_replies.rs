@@ -462,3 +462,17 @@ fn meta_k_prints_the_key_as_the_item_was_stored() {
         );
     });
 }
+
+#[test]
+fn meta_t_prints_the_ttl_each_flag_sees_in_order() {
+    // memcached 1.6.18 walks the flags in order: a `t` before `T` sees the old TTL
+    with_engine(|e| {
+        assert_eq!(
+            run(
+                e,
+                b"set a 0 100 1\r\n1\r\nmg a t T30\r\nmg a t\r\nmg a T40 t\r\n"
+            ),
+            b"STORED\r\nHD t100\r\nHD t30\r\nHD t40\r\n"
+        );
+    });
+}

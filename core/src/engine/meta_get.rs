@@ -24,6 +24,9 @@ struct MgLookup {
     /// An expiry to set after the lookup (`R` before `T`: memcached judges
     /// the recache token against the old TTL, then touches).
     late_touch: Option<Time>,
+    /// The item's expiry before this request (when a `t` comes before the
+    /// `T`: memcached prints the TTL each flag sees, in order).
+    old_expire: Option<Time>,
 }
 
 /// What the lookup found.
@@ -64,7 +67,14 @@ impl Engine<'_> {
             if late_error.is_some() {
                 return None;
             }
-            put_mg_hit(&mut room, m, item, now, self.cfg.started_at)
+            put_mg_hit(
+                &mut room,
+                m,
+                item,
+                lookup.old_expire,
+                now,
+                self.cfg.started_at,
+            )
         });
         let outcome = MgOutcome { hit, created };
         self.mg_after_lookup(m, key, &lookup, &outcome, now);
@@ -117,6 +127,16 @@ impl Engine<'_> {
                 .unwrap_or(false);
             recache_below = if wins { Some(u32::MAX) } else { None };
         }
+        let t_before_t = f.ttl.is_some()
+            && m.flag_words
+                .into_iter()
+                .find(|w| matches!(w[0], b't' | b'T'))
+                .is_some_and(|w| w[0] == b't');
+        let old_expire = if t_before_t {
+            self.store.get(key, now, peek(), |i| i.expire_at())
+        } else {
+            None
+        };
         let ttl = f.ttl.map(|t| expire_at(t, now));
         MgLookup {
             opts: GetOptions {
@@ -131,6 +151,7 @@ impl Engine<'_> {
                 meta: m.late_error.is_none(),
             },
             late_touch: if r_before_t { ttl } else { None },
+            old_expire,
         }
     }
 
@@ -207,6 +228,7 @@ fn put_mg_hit(
     room: &mut Room<'_, '_>,
     m: &MetaRequest<'_>,
     item: &ItemRef<'_>,
+    old_expire: Option<Time>,
     now: Time,
     started_at: Time,
 ) -> Option<PartialValue> {
@@ -220,7 +242,11 @@ fn put_mg_hit(
     }
     // the TTL as memcached sees it at each flag: a new item starts
     // at 0 and takes T and N in order
-    let mut exp = if item.created() { 0 } else { item.expire_at() };
+    let mut exp = if item.created() {
+        0
+    } else {
+        old_expire.unwrap_or(item.expire_at())
+    };
     for word in m.flag_words {
         match word[0] {
             b'T' => exp = f.ttl.map_or(exp, |t| mc_expire_at(t, now, started_at)),

@@ -621,18 +621,10 @@ impl Gen {
                 flags.push(s);
             }
         }
-        // random order, but a `T` before `t` (documented divergence)
+        // random order
         for i in (1..flags.len()).rev() {
             let j = self.rng.below(i as u64 + 1) as usize;
             flags.swap(i, j);
-        }
-        if let (Some(tt), Some(t)) = (
-            flags.iter().position(|f| f.starts_with('T')),
-            flags.iter().position(|f| f == "t"),
-        ) {
-            if t < tt {
-                flags.swap(t, tt);
-            }
         }
         flags
     }

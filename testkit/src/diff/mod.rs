@@ -63,8 +63,6 @@
 //!   memcached) and follows incr/decr/ma through the batch; after any other write the
 //!   key is left alone until the next batch. Numbers of 2^63 and more are
 //!   still stored, read and produced by incr/decr (wrapping included).
-//! - Meta `t` written before `T` in the same request: Petrel reports the TTL
-//!   after the touch, memcached the one before.
 //! - `ms ... I` needs CAS values ordered by write time (memcached stores a stale item when the
 //!   given CAS is lower than the item's): Petrel's are unique (segment base + offset) but a
 //!   segment of another TTL bucket may carry a lower base, so "older than" is not memcached's.
