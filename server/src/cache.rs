@@ -2,7 +2,7 @@
 //! the effective [`Settings`].
 
 use petrel_core::engine::{Engine, EngineConfig};
-use petrel_core::store::{ConfigError, StoreConfig, MAX_SHARDS};
+use petrel_core::store::{ArenaFill, ConfigError, Store, StoreConfig, MAX_SHARDS};
 use petrel_tcp::{FrontendConfig, READ_BUFFER_LINE_BYTES};
 
 use crate::config::Settings;
@@ -98,9 +98,18 @@ pub fn explain(e: ConfigError, s: &Settings, segment_bytes: usize) -> String {
     }
 }
 
-/// Builds the engine in `arena` (exactly `required_bytes` long).
-pub fn build(cfg: &EngineConfig, arena: &'static mut [u8]) -> Result<Engine<'static>, String> {
-    Engine::new(cfg, arena).map_err(|e| format!("cannot build the store: {e:?}"))
+/// Builds the engine in `arena` (at least `required_bytes` long), whose
+/// bytes must all be zero: a fresh anonymous mapping, or a file just
+/// truncated and extended. The store then writes only its header page and
+/// TTL buckets ([`ArenaFill::Zeroed`]), so this takes the same time at any
+/// `-m` and leaves the rest of the arena untouched (not resident).
+pub fn build_on_zeroed(
+    cfg: &EngineConfig,
+    arena: &'static mut [u8],
+) -> Result<Engine<'static>, String> {
+    let store = Store::with_fill(&cfg.store, arena, ArenaFill::Zeroed)
+        .map_err(|e| format!("cannot build the store: {e:?}"))?;
+    Ok(Engine::with_store(cfg, store))
 }
 
 /// Front-end settings: addresses, threads, limits, buffer sizes.
@@ -146,7 +155,7 @@ mod tests {
         assert_eq!(cfg.store.segment_bytes, 1 << 20);
         assert!(cfg.store.shards >= 1 && bytes >= 64 << 20);
         let arena: &'static mut [u8] = Box::leak(vec![0u8; bytes].into_boxed_slice());
-        build(&cfg, arena).unwrap();
+        build_on_zeroed(&cfg, arena).unwrap();
     }
 
     #[test]

@@ -85,6 +85,7 @@ fn logging_to_file() -> bool {
 }
 
 fn run() -> Result<(), Exit> {
+    let started = std::time::Instant::now();
     let settings = match config::parse_args(std::env::args_os()).map_err(|e| usage(e.0))? {
         Parsed::Print(text) => {
             print!("{text}");
@@ -193,7 +194,8 @@ fn run() -> Result<(), Exit> {
         Some(path) => {
             let now = petrel_tcp::unix_now();
             let (engine, file, report, _) =
-                persist::start(path, &engine_config, arena_bytes, true, now).map_err(os_error)?;
+                persist::start(path, &engine_config, arena_bytes, settings.lock_memory, now)
+                    .map_err(os_error)?;
             (engine, report, Some(file))
         }
         None => {
@@ -203,12 +205,18 @@ fn run() -> Result<(), Exit> {
                         "petrel: cannot map {arena_bytes} bytes of item memory: {e}"
                     ))
                 })?;
-            let engine = cache::build(&engine_config, arena)
+            let engine = cache::build_on_zeroed(&engine_config, arena)
                 .map_err(|e| os_error(format!("petrel: {e}")))?;
             (engine, report, None)
         }
     };
 
+    let built_ms = started.elapsed().as_millis();
+    // `stats` and the metrics show how much of the item memory is resident.
+    let residency = report.residency();
+    if !engine.add_stats_source(Box::leak(Box::new(residency))) {
+        log::warn!("stats: no room for the item memory's residency figures");
+    }
     // The command log sees every request the engine executes.
     let mut engine = engine;
     engine.set_process_usage(&metrics_process::Rusage);
@@ -298,17 +306,38 @@ fn run() -> Result<(), Exit> {
 
     log_startup(&settings, arena_bytes, &report, &frontend);
     daemon::serving();
+    let mut extra = metrics_xdp::sources(xdp.as_ref());
+    extra.push(memory::metrics_source(residency));
     let observed = metrics::Sources {
         engine: &engine,
         frontend: frontend.stats(),
-        extra: metrics_xdp::sources(xdp.as_ref()),
+        extra,
         guard: Some(udp_guard.clone()),
     };
-    admin::observe(&settings.observability, admin_listener, observed, || {
-        xdp::serve(xdp, &engine, || frontend.run(&engine, Some(&mut signal_rx)))
-    })
-    .map_err(os_error)?
-    .map_err(|e| os_error(format!("petrel: serving failed: {e}")))?;
+    let stop_prefault = std::sync::atomic::AtomicBool::new(false);
+    let served = std::thread::scope(|scope| {
+        memory::start_prefault(
+            scope,
+            &engine,
+            settings.prefault_ahead_bytes,
+            &report,
+            &stop_prefault,
+        );
+        log::info!(
+            "start-up took {} ms (store built at {} ms): {}",
+            started.elapsed().as_millis(),
+            built_ms,
+            memory::describe(&report, settings.prefault_ahead_bytes)
+        );
+        let served = admin::observe(&settings.observability, admin_listener, observed, || {
+            xdp::serve(xdp, &engine, || frontend.run(&engine, Some(&mut signal_rx)))
+        });
+        stop_prefault.store(true, std::sync::atomic::Ordering::Relaxed);
+        served
+    });
+    served
+        .map_err(os_error)?
+        .map_err(|e| os_error(format!("petrel: serving failed: {e}")))?;
     log::info!("stopped");
     if let Some(file) = &persist_file {
         persist::save(engine, file, petrel_tcp::unix_now());

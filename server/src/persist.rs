@@ -155,46 +155,21 @@ impl PersistFile {
     }
 }
 
-/// Bytes locked per `mlock` call.
-const MLOCK_CHUNK_BYTES: usize = 32 << 20;
-
 /// Asks for transparent huge pages and, with `lock`, locks the mapping in
-/// RAM from a background thread: `mlock` of a file mapping populates every
-/// page table entry (about 150 ms per GiB here), which would otherwise
-/// delay serving a warm cache. The outcome is logged when it is known.
+/// RAM as it becomes resident (`mlock2(MLOCK_ONFAULT)`): nothing is faulted
+/// in here, so serving starts at once whatever the file's size; pages come
+/// in on first use, or ahead of it from the prefault thread
+/// (`memory::prefault_ahead`).
 fn advise_and_lock(ptr: *mut u8, len: usize, lock: bool, report: &mut MemoryReport) {
     // SAFETY: [ptr, ptr + len) is our mapping; advice is only a hint.
     report.thp_advised = unsafe { libc::madvise(ptr.cast(), len, libc::MADV_HUGEPAGE) } == 0;
-    if !lock {
-        return;
-    }
-    let addr = ptr as usize;
-    let spawned = std::thread::Builder::new()
-        .name("petrel-mlock".into())
-        .spawn(move || {
-            let t0 = Instant::now();
-            // In pieces, so the address-space lock is released between them
-            // and the serving threads can start meanwhile.
-            let locked = (0..len).step_by(MLOCK_CHUNK_BYTES).all(|off| {
-                let n = MLOCK_CHUNK_BYTES.min(len - off);
-                // SAFETY: [addr + off, addr + off + n) lies in our mapping,
-                // never unmapped; mlock only faults pages in.
-                unsafe { libc::mlock((addr + off) as *const libc::c_void, n) == 0 }
-            });
-            if locked {
-                log::info!(
-                    "item memory: {len} bytes locked in RAM ({} ms, in the background)",
-                    t0.elapsed().as_millis()
-                );
-            } else {
-                log::warn!(
-                    "item memory: cannot lock {len} bytes in RAM (mlock: {}); it may be swapped",
-                    io::Error::last_os_error()
-                );
-            }
-        });
-    if let Err(e) = spawned {
-        log::warn!("item memory: not locked in RAM (cannot start the mlock thread: {e})");
+    if lock {
+        match crate::memory::lock_on_fault(ptr, len) {
+            Ok(()) => report.locked = true,
+            Err(e) => log::warn!(
+                "item memory: cannot lock {len} bytes in RAM (mlock2 MLOCK_ONFAULT: {e}); it may be swapped"
+            ),
+        }
     }
 }
 
@@ -224,6 +199,8 @@ pub fn start(
         hugetlb: false,
         thp_advised: false,
         locked: false,
+        addr: ptr as usize,
+        file_backed: true,
     };
     let attached = match size_reason {
         Some(reason) => Err(reason),
@@ -256,8 +233,16 @@ pub fn start(
             // SAFETY: the slice handed to the failed attach is gone: the
             // error it returned borrows nothing, so this is the only one.
             let arena = unsafe { pf.arena() };
-            let engine = Engine::new(cfg, arena)
-                .map_err(|e| format!("petrel: cannot build the store: {e:?}"))?;
+            // The file was just emptied and extended: it reads as zeros.
+            // Building writes a few pages per shard: without read-ahead
+            // (MADV_RANDOM) each write fault reads (zero-fills) one page,
+            // not a window of them.
+            // SAFETY: advice on our own mapping; it changes no byte.
+            unsafe { libc::madvise(pf.ptr.cast(), pf.len, libc::MADV_RANDOM) };
+            let built = crate::cache::build_on_zeroed(cfg, arena);
+            // SAFETY: as above.
+            unsafe { libc::madvise(pf.ptr.cast(), pf.len, libc::MADV_NORMAL) };
+            let engine = built.map_err(|e| format!("petrel: {e}"))?;
             (engine, Start::Cold(reason))
         }
     };

@@ -66,7 +66,7 @@ pub const MIN_OUTPUT_BYTES: usize = 1024;
 const EXPIRED: Time = 1;
 
 /// Most [`StatsSource`]s one engine prints in `stats`.
-pub const MAX_STATS_SOURCES: usize = 4;
+pub const MAX_STATS_SOURCES: usize = 8;
 
 /// Figures kept outside the engine (e.g. a front end's counters) that
 /// `stats` prints after the engine's own, as `STAT <prefix><name> <value>`.

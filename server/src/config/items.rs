@@ -56,10 +56,18 @@ pub struct ItemArgs {
     #[arg(short = 'k', long = "lock-memory")]
     #[serde(default)]
     pub lock_memory: bool,
+    /// Item memory a background thread keeps resident ahead of where the
+    /// store writes next (split over the shards), so requests rarely wait
+    /// for a page to be faulted in; 0 = off, memory becomes resident on
+    /// first use only [default: 64m]
+    #[arg(long = "prefault-ahead", value_name = "SIZE", value_parser = SizeValue::from_flag)]
+    pub prefault_ahead: Option<SizeValue>,
 }
 
 /// Whether the item memory is locked without `-k`.
-pub const DEFAULT_LOCK_MEMORY: bool = true;
+pub const DEFAULT_LOCK_MEMORY: bool = false;
+/// Default `--prefault-ahead`.
+pub const DEFAULT_PREFAULT_AHEAD_BYTES: u64 = 64 << 20;
 
 /// The effective item and buffer settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +84,8 @@ pub struct ItemSettings {
     pub max_line_bytes: u64,
     /// Lock the item memory in RAM.
     pub lock_memory: bool,
+    /// Bytes kept resident ahead of the segment frontiers; 0 = off.
+    pub prefault_ahead_bytes: u64,
 }
 
 /// Merges the item flags over their keys over the defaults and checks them.
@@ -122,6 +132,9 @@ pub fn resolve(cli: &ItemArgs, file: &ItemArgs) -> Result<ItemSettings, ConfigEr
     }
     let (read_buffer_bytes, write_buffer_bytes) = buffer_sizes(cli, file, item.value)?;
     let max_line_bytes = max_line_bytes(cli, file, read_buffer_bytes)?;
+    let prefault_ahead_bytes =
+        pick_size(&cli.prefault_ahead, &file.prefault_ahead, "prefault-ahead")?
+            .map_or(DEFAULT_PREFAULT_AHEAD_BYTES, |s| s.value);
     Ok(ItemSettings {
         memory_limit_bytes,
         max_item_bytes: item.value,
@@ -129,6 +142,7 @@ pub fn resolve(cli: &ItemArgs, file: &ItemArgs) -> Result<ItemSettings, ConfigEr
         write_buffer_bytes,
         max_line_bytes,
         lock_memory: cli.lock_memory || file.lock_memory || DEFAULT_LOCK_MEMORY,
+        prefault_ahead_bytes,
     })
 }
 

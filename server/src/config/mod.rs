@@ -143,6 +143,9 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// AF_XDP front end; None = off (no `--xdp-iface`).
     pub xdp: Option<XdpSettings>,
+    /// Bytes of item memory kept resident ahead of the store's segment
+    /// frontiers (`--prefault-ahead`); 0 = off.
+    pub prefault_ahead_bytes: u64,
     /// The version reported to clients, `-A`.
     pub compat: crate::compat::CompatSettings,
     /// Lock the item memory in RAM (`-k`).
@@ -352,6 +355,7 @@ pub fn merge(cli: &Cli, file: &Sections) -> Result<Settings, ConfigError> {
         persist: p.persist,
         config_file: cli.config.clone(),
         xdp,
+        prefault_ahead_bytes: i.prefault_ahead_bytes,
         compat,
         lock_memory: i.lock_memory,
         hash_power: m.hash_power.unwrap_or(0),
