@@ -440,7 +440,13 @@ fn sigterm_under_load_finishes_replies_in_flight_and_exits_0() {
     // A reply in flight: three big values asked for, not yet read.
     let mut inflight = TcpStream::connect(addr).unwrap();
     inflight.write_all(&b"get big\r\n".repeat(3)).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // the server has started replying (peek leaves the bytes unread)
+    inflight
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    inflight
+        .peek(&mut [0u8; 1])
+        .expect("the reply starts within 10 s");
     server.signal(libc::SIGTERM);
     // Read only now: all three replies arrive whole, then EOF.
     inflight
