@@ -80,10 +80,11 @@
 //!   item, else it writes a new, unpadded item, which depends on how the pipeline is split into
 //!   reads. With that excluded (and memcached's LRU crawler and maintainer off, which take
 //!   item references at moments of their own), the padding is compared exactly.
-//! - Meta `l` (seconds since the last access): memcached 1.6.18 moves an item's access time
-//!   only on some accesses (`do_item_bump` when a fetched item becomes active, `do_item_update`
-//!   when the time is over `ITEM_UPDATE_INTERVAL`, 60 s, old), Petrel on every access, so `l`
-//!   differs after repeated reads within a minute.
+//! - Meta `l` (seconds since the last access): memcached 1.6.18's segmented LRU moves an
+//!   item's access time only when a fetched item turns ACTIVE (`do_item_bump`, on its second
+//!   hit; in the cold LRU only through an asynchronous bump), and its LRU maintainer thread
+//!   clears ACTIVE at moments of its own, so memcached's `l` depends on that thread's timing.
+//!   Petrel moves the access time on every access; `l` differs after repeated reads.
 //! - With [`gen::Profile::Server`] (a candidate with its own clock): `t`, `R`.
 
 pub mod clock;
