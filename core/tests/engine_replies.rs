@@ -476,3 +476,25 @@ fn meta_t_prints_the_ttl_each_flag_sees_in_order() {
         );
     });
 }
+
+#[test]
+fn ms_invalidate_with_an_earlier_cas_stores_a_stale_value_like_memcached() {
+    // memcached 1.6.18: `ms ... I C<cas>` with a CAS handed out earlier for the key
+    // stores the value as stale, keeping the item's TTL and a win token already sent
+    with_engine(|e| {
+        let cas_of = |reply: &[u8]| -> String {
+            let s = String::from_utf8_lossy(reply).into_owned();
+            let c = s.split(' ').find(|w| w.starts_with('c')).expect("c flag");
+            c[1..].trim_end().to_string()
+        };
+        let first = cas_of(&run(e, b"ms s 1 c T100\r\na\r\n"));
+        run(e, b"ms s 1 T50\r\nb\r\n");
+        let stale = format!("ms s 1 I C{first} T9\r\nz\r\nmg s t v\r\nmg s t v\r\n");
+        assert_eq!(
+            run(e, stale.as_bytes()),
+            b"HD\r\nVA 1 t50 X W\r\nz\r\nVA 1 t50 Z X\r\nz\r\n"
+        );
+        let again = format!("ms s 1 I C{first}\r\ny\r\nmg s t v\r\n");
+        assert_eq!(run(e, again.as_bytes()), b"HD\r\nVA 1 t50 Z X\r\ny\r\n");
+    });
+}

@@ -43,7 +43,7 @@ impl Engine<'_> {
                 .store
                 .get(key, now, peek(), |i| (i.cas(), i.expire_at()))
             {
-                if cas < old_cas {
+                if cas != old_cas {
                     expire = old_expire;
                 }
             }

@@ -251,8 +251,9 @@ pub struct StoreRequest<'a> {
     pub expire_at: Time,
     /// Compare-and-swap: 0 = no compare, else must equal the item's cas.
     pub cas: u64,
-    /// ms I: if `cas` is older than the item's cas, store as stale instead
-    /// of failing with `Exists`.
+    /// ms I: if `cas` is not the item's cas (an older one, for any CAS
+    /// handed out for this key before), store as stale instead of failing
+    /// with `Exists`; a win token already sent stays sent.
     pub invalidate: bool,
 }
 

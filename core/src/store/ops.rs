@@ -245,8 +245,14 @@ impl Shard<'_> {
                 match &existing {
                     None => return Err(StoreError::NotFound),
                     Some(f) if f.cas != req.cas => {
-                        if req.invalidate && req.cas < f.cas {
-                            state = INFO_STALE;
+                        // memcached stores a stale value when the CAS is
+                        // older than the item's; any CAS handed out for this
+                        // key before is, but Petrel's values are not ordered
+                        // by write time (a segment's base), so "not the
+                        // current one" stands for "older"
+                        if req.invalidate {
+                            // memcached keeps a win token already sent
+                            state = INFO_STALE | (f.view.info & INFO_TOKEN_SENT);
                         } else {
                             return Err(StoreError::Exists);
                         }

@@ -63,10 +63,11 @@
 //!   memcached) and follows incr/decr/ma through the batch; after any other write the
 //!   key is left alone until the next batch. Numbers of 2^63 and more are
 //!   still stored, read and produced by incr/decr (wrapping included).
-//! - `ms ... I` needs CAS values ordered by write time (memcached stores a stale item when the
-//!   given CAS is lower than the item's): Petrel's are unique (segment base + offset) but a
-//!   segment of another TTL bucket may carry a lower base, so "older than" is not memcached's.
-//!   `ms` is sent without `I` (`md ... I`, with and without `T`, is generated).
+//! - `ms ... I` with a CAS that was never handed out for that key (another key's, a made-up
+//!   number): memcached stores a stale value when it is numerically lower than the item's,
+//!   Petrel whenever it is not the item's (its CAS values are unique but not ordered by write
+//!   time). `ms` is sent without `I` (`md ... I`, with and without `T`, is generated); README's
+//!   "Differences from memcached" lists it.
 //! - memcached 1.6.18 drops the not-yet-sent replies of earlier pipelined
 //!   commands when a multi-get meets a key over 250 bytes (it releases the
 //!   connection's stacked responses); Petrel answers every command. Such gets
