@@ -1,16 +1,15 @@
 //! Counters and gauges of the kernel-socket front ends.
 //!
-//! Connection gauges that memcached's `stats` prints are also reported to the
-//! service through [`crate::ConnectionEvent`]; these are the front end's own
-//! figures (bytes, UDP drops by reason, ...), iterated without allocation.
+//! The connection figures memcached's `stats` prints (`curr_connections`,
+//! `total_connections`, `rejected_connections`, `conn_yields`) have one
+//! owner, the service: the front end reports them as
+//! [`crate::ConnectionEvent`]s and counts none of them itself. These are the
+//! front end's own figures (bytes, idle closes, UDP sockets), iterated
+//! without allocation.
 
 petrel_core::metrics! {
     /// The front end's figures: counters only grow; gauges go up and down.
     pub struct FrontendStats {
-        curr_connections: Gauge("connections") "TCP connections currently open",
-        total_connections: Counter("connections") "TCP connections accepted since start",
-        rejected_connections: Counter("connections") "TCP connections refused because of the connection limit",
-        conn_yields: Counter("yields") "times a connection gave up its turn after using its per-event budget",
         idle_closed: Counter("connections") "TCP connections closed by the idle timeout",
         read_buffer_full: Counter("connections") "TCP connections closed because a request did not fit the read buffer",
         tcp_bytes_read: Counter("bytes") "bytes read from TCP connections",

@@ -267,7 +267,6 @@ impl<'a, S: Service> Worker<'a, S> {
                     e.queued = true;
                     self.pending.push(idx);
                 }
-                self.shared.stats.conn_yields.incr();
                 self.service.connection_event(ConnectionEvent::Yielded);
             }
             Drive::WaitRead | Drive::WaitWrite => {}
@@ -307,7 +306,6 @@ impl<'a, S: Service> Worker<'a, S> {
 
     /// Bookkeeping for a connection the acceptor counted that is now gone.
     fn connection_gone(&self) {
-        self.shared.stats.curr_connections.sub(1);
         self.shared.loads[self.index].fetch_sub(1, Relaxed);
         self.service.connection_event(ConnectionEvent::Closed);
     }

@@ -206,22 +206,6 @@ pub const GROUPS: &[Group] = &[
 /// The group's copy is not exposed; `stats` on the data port still prints
 /// both under memcached's and Petrel's names.
 pub const EXPOSED_ELSEWHERE: &[(&str, &str, &str)] = &[
-    (
-        "frontend",
-        "curr_connections",
-        "petrel_engine_curr_connections",
-    ),
-    (
-        "frontend",
-        "total_connections",
-        "petrel_engine_total_connections_total",
-    ),
-    (
-        "frontend",
-        "rejected_connections",
-        "petrel_engine_rejected_connections_total",
-    ),
-    ("frontend", "conn_yields", "petrel_engine_conn_yields_total"),
     // the store counts a key's lookup once for get/gets/mg (and gat/gats);
     // memcached's cmd_get / get_hits / get_misses are the names operators know
     ("store", "gets", "petrel_engine_cmd_get_total"),

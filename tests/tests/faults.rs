@@ -601,7 +601,7 @@ fn limits_answer_like_memcached_and_are_counted() {
     // while the server has not yet counted the dropped ones out.)
     wait_admin_connections(admin, 1);
     assert_eq!(stat(addr, "petrel_error_closed"), 2);
-    assert_eq!(admin_stat(admin, "frontend_rejected_connections"), 1);
+    assert_eq!(admin_stat(admin, "engine_rejected_connections"), 1);
     assert_eq!(stat(addr, "store_too_large"), 1);
     // Idle: the first connection, unused since, is closed after 2 s.
     assert_eq!(c.read_to_eof(Duration::from_secs(5)), Some(Vec::new()));
