@@ -738,6 +738,34 @@ class Report:
             self.w("![items retained](%s)" % self.save(fig, "memory-items.png"))
             self.w()
 
+    def startup(self):
+        rows = [r for r in self.rows if r[0] == "startup"]
+        if not rows:
+            return
+        self.w("## Start-up: exec to serving")
+        self.w()
+        self.w("`scripts/bench_startup.py` starts each server (`-t 4`, no UDP) and measures the time from "
+               "just before exec until the TCP port accepts and a `version` request is answered, and the "
+               "resident memory (VmRSS) right then. Three rounds, alternating which server goes first; "
+               "median quoted, spread min–max.")
+        self.w()
+        self.w("| `-m` | Petrel exec to serving ms | spread | Petrel RSS MiB | memcached exec to serving ms "
+               "| spread | memcached RSS MiB |")
+        self.w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        by = {}
+        for _s, server, _r, v in rows:
+            by.setdefault(int(v["mib"]), {}).setdefault(server, []).append(v)
+        for mib in sorted(by):
+            cells = []
+            for server in ("petrel", "memcached"):
+                rs = by[mib].get(server, [])
+                ms = [r["exec_to_serving_ms"] for r in rs]
+                rss = [r["rss_kb"] / 1024 for r in rs]
+                cells += ["%.0f" % med(ms) if ms else "-", spread(ms, "%.0f"),
+                          "%.0f" % med(rss) if rss else "-"]
+            self.w("| %d | %s |" % (mib, " | ".join(cells)))
+        self.w()
+
     def losses_section(self):
         self.w("## Where Petrel loses")
         self.w()
@@ -807,6 +835,7 @@ class Report:
                      "preloaded over TCP. A request without a reply within 500 ms counts as lost.")
         self.xdp()
         self.memory()
+        self.startup()
         body = self.lines[body_start:]
         self.lines = self.lines[:body_start]
         other = self.interference()
