@@ -156,8 +156,9 @@ impl<S: Service> Connection<S> {
     /// for one). With `accept_input` false (server shutting down) nothing
     /// more is read: requests already received are answered, replies
     /// flushed, and then the connection closes. Each request's latency,
-    /// from the read that completed it to the write that handed the last of
-    /// its reply to the socket, goes to `latency`.
+    /// from the end of the read that completed it to the start of the write
+    /// that handed the last of its reply to the socket (both inside the
+    /// client's round trip), goes to `latency`.
     #[allow(clippy::too_many_arguments)]
     pub fn drive(
         &mut self,
@@ -195,10 +196,13 @@ impl<S: Service> Connection<S> {
         let mut steps = 0usize;
         loop {
             // 1. Flush pending replies; nothing else happens until they are out.
+            let mut handed_at = None;
             while self.wstart < self.wend {
+                let at = Instant::now();
                 match io.write(&self.wbuf[self.wstart..self.wend]) {
                     Ok(0) => return Drive::Close,
                     Ok(n) => {
+                        handed_at = Some(at);
                         self.wstart += n;
                         self.last_active = now;
                         traffic.written += n as u64;
@@ -209,8 +213,12 @@ impl<S: Service> Connection<S> {
                 }
             }
             if !self.completed.is_empty() {
-                // every reply in the buffer is now with the socket
-                let ns = self.read_at.elapsed().as_nanos();
+                // every reply in the buffer is now with the socket: the latency ends when the
+                // write that handed over its last byte began (a clock read after that write
+                // can come after the client already holds the reply, when the woken client
+                // runs first); without output (noreply) it ends now
+                let end = handed_at.unwrap_or_else(Instant::now);
+                let ns = end.saturating_duration_since(self.read_at).as_nanos();
                 latency.record(
                     &self.completed.take(),
                     u64::try_from(ns).unwrap_or(u64::MAX),
