@@ -1083,6 +1083,28 @@ fn every_seconds_and_bytes_metric_matches_an_independent_measurement() {
         (vsz - proc_vsz).abs() <= (160u64 << 20) as f64,
         format!("{vsz} vs /proc vsize {proc_vsz}"),
     );
+    // the item memory (arena): within the process's own figures in /proc, and at least -m
+    let arena = v("petrel_memory_arena_bytes");
+    let proc_size = proc_status_bytes(pid, "VmSize:");
+    check(
+        "petrel_memory_arena_bytes",
+        arena >= (64u64 << 20) as f64 && arena <= proc_size,
+        format!("{arena} for -m 64, /proc VmSize {proc_size}"),
+    );
+    let resident = v("petrel_memory_arena_resident_bytes");
+    check(
+        "petrel_memory_arena_resident_bytes",
+        // the two items stored are resident; the arena is part of the process's RSS
+        resident >= 4096.0 && resident <= proc_rss + (4u64 << 20) as f64 && resident <= arena,
+        format!("{resident} of {arena}, /proc VmRSS {proc_rss}"),
+    );
+    let locked = v("petrel_memory_arena_locked_bytes");
+    let proc_locked = proc_status_bytes(pid, "VmLck:");
+    check(
+        "petrel_memory_arena_locked_bytes",
+        locked <= proc_locked && locked <= resident + (4u64 << 20) as f64,
+        format!("{locked}, /proc VmLck {proc_locked}"),
+    );
     // (not seconds or bytes, but read from /proc the same way)
     let fds = v("process_open_fds");
     let proc_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
