@@ -67,6 +67,7 @@ pub fn engine_config(s: &Settings, started_at: u32) -> Result<(EngineConfig, usi
         // be at most the get bound above).
         line_max_bytes: usize::try_from(s.max_line_bytes)
             .map_err(|_| "--max-line-bytes: too large".to_string())?,
+        protocol: s.protocol,
         ..EngineConfig::default()
     };
     // Fewer shards if the memory cannot give each one enough segments.

@@ -5,7 +5,9 @@ use core::sync::atomic::Ordering;
 use super::session::Resume;
 use super::{expire_at, Engine, Exec, Session, MIN_OUTPUT_BYTES};
 use crate::proto::admin::StatsCommand;
+use crate::proto::binary::compose::put_stat;
 use crate::proto::compose::{Full, Room, Writer};
+use crate::proto::number::{write_u64, U64_DIGITS_MAX};
 use crate::store::Eviction;
 use crate::Time;
 
@@ -70,6 +72,7 @@ impl Engine<'_> {
                     skip,
                     index: 0,
                     full: false,
+                    binary: None,
                 };
                 match cmd {
                     StatsCommand::General => self.general_stats(&mut sink, now),
@@ -92,7 +95,7 @@ impl Engine<'_> {
         }
     }
 
-    fn general_stats(&self, s: &mut StatSink<'_, '_>, now: Time) {
+    pub(super) fn general_stats(&self, s: &mut StatSink<'_, '_>, now: Time) {
         let e = &self.stats;
         let st = self.store.stats();
         s.num(b"pid", u64::from(self.cfg.pid));
@@ -162,7 +165,7 @@ impl Engine<'_> {
         }
     }
 
-    fn settings_stats(&self, s: &mut StatSink<'_, '_>) {
+    pub(super) fn settings_stats(&self, s: &mut StatSink<'_, '_>) {
         let c = &self.cfg;
         s.num(b"maxbytes", self.memory_limit() as u64);
         s.num(b"maxconns", u64::from(c.max_connections));
@@ -221,23 +224,38 @@ fn reply_line(w: &mut Writer<'_>, line: &[u8]) -> Exec {
     }
 }
 
-/// Writes `STAT name value` lines, skipping the first `skip` (already sent)
-/// and stopping at the first that does not fit.
+/// Writes `STAT name value` lines (or, with `binary`, binary-protocol stat
+/// packets carrying that opaque), skipping the first `skip` (already sent)
+/// and stopping at the first that does not fit. Every statistic goes
+/// through [`StatSink::pair`], which writes it in the session's protocol.
 pub(super) struct StatSink<'w, 'o> {
-    w: &'w mut Writer<'o>,
-    skip: u32,
-    index: u32,
-    full: bool,
+    pub(super) w: &'w mut Writer<'o>,
+    pub(super) skip: u32,
+    pub(super) index: u32,
+    pub(super) full: bool,
+    pub(super) binary: Option<u32>,
 }
 
 impl StatSink<'_, '_> {
-    fn emit(&mut self, f: impl FnOnce(&mut Writer<'_>) -> Result<(), Full>) {
+    /// One statistic named `prefix` + `name` with the value `v`.
+    fn pair(&mut self, prefix: &[u8], name: &[u8], v: &[u8]) {
         if self.full {
             return;
         }
         if self.index >= self.skip {
             let mark = self.w.pos();
-            if f(self.w).is_err() {
+            let w = &mut *self.w;
+            let r = match self.binary {
+                Some(opaque) => put_stat(w, opaque, prefix, name, v),
+                None => w
+                    .put(b"STAT ")
+                    .and_then(|_| w.put(prefix))
+                    .and_then(|_| w.put(name))
+                    .and_then(|_| w.put_byte(b' '))
+                    .and_then(|_| w.put(v))
+                    .and_then(|_| w.put(b"\r\n")),
+            };
+            if r.is_err() {
                 self.w.rewind(mark);
                 self.full = true;
                 return;
@@ -246,50 +264,27 @@ impl StatSink<'_, '_> {
         self.index += 1;
     }
     pub(super) fn num(&mut self, name: &[u8], v: u64) {
-        self.emit(|w| {
-            w.put(b"STAT ")?;
-            w.put(name)?;
-            w.put_byte(b' ')?;
-            w.put_u64(v)?;
-            w.put(b"\r\n")
-        })
+        self.prefixed(b"", name, v)
     }
     /// `STAT name S.UUUUUU`: microseconds as seconds with six decimals,
     /// memcached's `%ld.%06ld` for `rusage_*`.
     fn micros_as_seconds(&mut self, name: &[u8], us: u64) {
-        self.emit(|w| {
-            w.put(b"STAT ")?;
-            w.put(name)?;
-            w.put_byte(b' ')?;
-            w.put_u64(us / 1_000_000)?;
-            w.put_byte(b'.')?;
-            let mut digits = [b'0'; 6];
-            let mut f = us % 1_000_000;
-            for d in digits.iter_mut().rev() {
-                *d = b'0' + (f % 10) as u8;
-                f /= 10;
-            }
-            w.put(&digits)?;
-            w.put(b"\r\n")
-        })
+        let mut buf = [0u8; U64_DIGITS_MAX + 7];
+        let n = write_u64(us / 1_000_000, &mut buf).unwrap_or(0);
+        buf[n] = b'.';
+        let mut f = us % 1_000_000;
+        for d in buf[n + 1..n + 7].iter_mut().rev() {
+            *d = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        self.pair(b"", name, &buf[..n + 7])
     }
     pub(super) fn text(&mut self, name: &[u8], v: &[u8]) {
-        self.emit(|w| {
-            w.put(b"STAT ")?;
-            w.put(name)?;
-            w.put_byte(b' ')?;
-            w.put(v)?;
-            w.put(b"\r\n")
-        })
+        self.pair(b"", name, v)
     }
     fn prefixed(&mut self, prefix: &[u8], name: &[u8], v: u64) {
-        self.emit(|w| {
-            w.put(b"STAT ")?;
-            w.put(prefix)?;
-            w.put(name)?;
-            w.put_byte(b' ')?;
-            w.put_u64(v)?;
-            w.put(b"\r\n")
-        })
+        let mut digits = [0u8; U64_DIGITS_MAX];
+        let n = write_u64(v, &mut digits).unwrap_or(0);
+        self.pair(prefix, name, &digits[..n])
     }
 }

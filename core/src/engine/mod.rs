@@ -33,6 +33,7 @@
 
 mod admin;
 mod arith;
+mod binary;
 mod delete;
 mod get;
 mod maintenance;
@@ -45,7 +46,9 @@ mod session;
 mod storage;
 mod touch;
 
+pub use crate::proto::binary::BindingProtocol;
 pub use crate::Transport;
+pub use binary::expire_at_u32;
 pub use maintenance::ShutdownHook;
 pub use session::{Progress, Session, Status};
 
@@ -63,7 +66,7 @@ use crate::Time;
 pub const MIN_OUTPUT_BYTES: usize = 1024;
 
 /// An absolute expiry in the past: memcached's "already expired".
-const EXPIRED: Time = 1;
+pub(super) const EXPIRED: Time = 1;
 
 /// Most [`StatsSource`]s one engine prints in `stats`.
 pub const MAX_STATS_SOURCES: usize = 8;
@@ -125,6 +128,9 @@ pub struct EngineConfig {
     /// `lru_crawler metadump` lists the keys (memcached's default; `-X`
     /// turns it off: `ERROR metadump not allowed`).
     pub dump_enabled: bool,
+    /// memcached's `-B`: which protocols connections may speak (default:
+    /// told apart by the first byte).
+    pub protocol: BindingProtocol,
 }
 
 impl Default for EngineConfig {
@@ -143,6 +149,7 @@ impl Default for EngineConfig {
             get_line_max_bytes: proto::GET_LINE_MAX_BYTES,
             line_max_bytes: proto::LINE_MAX_BYTES,
             dump_enabled: true,
+            protocol: BindingProtocol::Auto,
         }
     }
 }
@@ -196,6 +203,8 @@ crate::metrics! {
         memlimit_refused: Counter("requests") "cache_memlimit commands refused (under 8 MiB, a byte count, or above the arena)",
         metadump_items: Counter("items") "items listed by lru_crawler metadump",
         shutdown_requests: Counter("requests") "shutdown commands obeyed (with -A)",
+        binary_requests: Counter("requests") "requests in memcached's binary protocol (also counted in cmd_get, cmd_set, ...)",
+        binary_errors: Counter("requests") "binary requests answered Unknown command or Invalid arguments, or closed for a bad magic byte",
     }
 }
 
@@ -364,6 +373,26 @@ impl<'a> Engine<'a> {
         out: &mut [u8],
         now: Time,
     ) -> Progress {
+        match session.binary {
+            Some(false) => {}
+            Some(true) => return self.process_binary(session, input, out, now),
+            None => match input.first() {
+                None => {
+                    return Progress {
+                        consumed: 0,
+                        written: 0,
+                        status: Status::NeedInput,
+                    }
+                }
+                Some(&first) => {
+                    let binary = self.cfg.protocol.is_binary(first);
+                    session.binary = Some(binary);
+                    if binary {
+                        return self.process_binary(session, input, out, now);
+                    }
+                }
+            },
+        }
         let mut w = Writer::new(out);
         let mut pos = 0usize;
         let status = loop {

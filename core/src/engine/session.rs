@@ -36,6 +36,9 @@ pub struct Session {
     pub(super) client: Option<Client>,
     /// Where a `lru_crawler metadump` continues (while `resume` is set).
     pub(super) walk: WalkCursor,
+    /// The session speaks memcached's binary protocol; `None` until its
+    /// first byte arrived.
+    pub(super) binary: Option<bool>,
 }
 
 impl Session {
@@ -48,6 +51,7 @@ impl Session {
             completed: ClassCounts::new(),
             client: None,
             walk: WalkCursor::new(),
+            binary: None,
         }
     }
 
@@ -73,6 +77,12 @@ impl Session {
     /// again with the same unconsumed input after draining the output).
     pub fn reply_pending(&self) -> bool {
         self.resume.is_some()
+    }
+
+    /// The session speaks memcached's binary protocol (`None`: no byte has
+    /// arrived yet to tell).
+    pub fn is_binary(&self) -> Option<bool> {
+        self.binary
     }
 
     /// Incoming bytes the session will still discard.

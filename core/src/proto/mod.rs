@@ -26,6 +26,7 @@
 pub mod admin;
 pub mod arith;
 pub mod base64;
+pub mod binary;
 pub mod compose;
 pub mod delete;
 pub mod get;

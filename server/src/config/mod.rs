@@ -135,6 +135,8 @@ pub struct Settings {
     pub write_buffer_bytes: u64,
     /// Longest request line other than `get`/`gets`, in bytes.
     pub max_line_bytes: u64,
+    /// memcached's `-B`: which protocols connections speak.
+    pub protocol: petrel_core::proto::binary::BindingProtocol,
     /// Log file; None = stderr.
     pub log_file: Option<PathBuf>,
     /// Item memory file for warm restarts; None = anonymous memory.
@@ -351,6 +353,7 @@ pub fn merge(cli: &Cli, file: &Sections) -> Result<Settings, ConfigError> {
         read_buffer_bytes: i.read_buffer_bytes,
         write_buffer_bytes: i.write_buffer_bytes,
         max_line_bytes: i.max_line_bytes,
+        protocol: n.protocol,
         log_file: p.log_file,
         persist: p.persist,
         config_file: cli.config.clone(),

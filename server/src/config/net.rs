@@ -8,6 +8,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::value::{one_or_many, pick, pick_or, ConfigError, Origin};
+use petrel_core::proto::binary::BindingProtocol;
 
 /// TCP port.
 pub const DEFAULT_PORT: u16 = 11211;
@@ -55,6 +56,10 @@ pub struct NetArgs {
     /// Admin endpoint port on loopback, 0 disables [default: 9999]
     #[arg(long = "admin-port", value_name = "PORT")]
     pub admin_port: Option<u16>,
+    /// Protocols connections speak, as memcached's -B: auto (told apart by
+    /// the first byte), ascii or binary [default: auto]
+    #[arg(short = 'B', long = "protocol", value_name = "auto|ascii|binary")]
+    pub protocol: Option<String>,
 }
 
 /// One `-l` entry: an address, and the port it overrides `-p`/`-U` with.
@@ -85,6 +90,8 @@ pub struct NetSettings {
     pub admin_port: u16,
     /// `--admin-port` (or its key) was given: failing to bind it is fatal.
     pub admin_port_explicit: bool,
+    /// memcached's `-B`: which protocols connections speak.
+    pub protocol: BindingProtocol,
 }
 
 /// Merges the network flags over their keys over the defaults and checks them.
@@ -136,7 +143,24 @@ pub fn resolve(cli: &NetArgs, file: &NetArgs) -> Result<NetSettings, ConfigError
         "idle-timeout",
         DEFAULT_IDLE_TIMEOUT_SECS,
     );
+    let protocol = pick_or(
+        cli.protocol.clone(),
+        file.protocol.clone(),
+        "protocol",
+        "auto".to_string(),
+    );
+    let protocol = match protocol.value.as_str() {
+        "auto" => BindingProtocol::Auto,
+        "ascii" => BindingProtocol::Ascii,
+        "binary" => BindingProtocol::Binary,
+        other => {
+            return protocol.origin.fail(format!(
+                "invalid value {other:?}: should be one of auto, binary, or ascii"
+            ))
+        }
+    };
     Ok(NetSettings {
+        protocol,
         port: port.value,
         udp_port: udp_port.value,
         listen: listen_ips,
