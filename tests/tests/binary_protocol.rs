@@ -10,7 +10,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use petrel_tests::server::{Kind, Server, Target};
-use petrel_tests::skip::{require_memcached, skip};
+use petrel_tests::skip::{require_program, skip};
+
+/// memcached is installed (else a visible skip, a failure under `CI`).
+fn require_memcached() -> bool {
+    require_program(
+        "memcached",
+        "-h",
+        "Debian package memcached; scripts/setup installs it",
+    )
+}
 
 /// A tool the test needs is missing: a visible skip, a failure under `CI`.
 fn missing(what: &str) {
