@@ -494,6 +494,10 @@ impl Engine<'_> {
                 return h.emit(w);
             }
             Err(StoreError::Exists) => BinStatus::KeyExists,
+            // append/prepend of a missing key is NOT_STORED in memcached, with a CAS too
+            Err(StoreError::NotFound) if matches!(mode, BinMode::Append | BinMode::Prepend) => {
+                BinStatus::NotStored
+            }
             Err(StoreError::NotFound) => BinStatus::KeyNotFound,
             // NOT_STORED, too large, out of memory: by command, as memcached
             Err(_) => match mode {
