@@ -653,3 +653,57 @@ fn metadump_refused_with_dash_x() {
         );
     }
 }
+
+// ----- memcached's binary protocol -----------------------------------------------------------
+
+#[test]
+fn dalli_binary() {
+    if !have("ruby-dalli", "ruby", &["-e", "require 'dalli'"]) {
+        return;
+    }
+    let s = script("dalli_check.rb");
+    compare_client("Dalli", "ruby", &[s.to_str().unwrap()], &[], "dalli: done");
+}
+
+#[test]
+fn pylibmc_binary() {
+    if !have(
+        "python3-pylibmc",
+        "/usr/bin/python3",
+        &["-c", "import pylibmc"],
+    ) {
+        return;
+    }
+    let s = script("pylibmc_check.py");
+    compare_client(
+        "pylibmc binary",
+        "/usr/bin/python3",
+        &[s.to_str().unwrap()],
+        &["binary"],
+        "pylibmc binary: done",
+    );
+}
+
+#[test]
+fn php_memcached_binary() {
+    if !have(
+        "php-memcached with php-cli",
+        "php",
+        &["-r", "exit(class_exists('Memcached') ? 0 : 1);"],
+    ) {
+        return;
+    }
+    let s = script("php_check.php");
+    compare_client(
+        "php-memcached binary",
+        "php",
+        &[s.to_str().unwrap()],
+        &["binary"],
+        "php-memcached binary: done",
+    );
+}
+
+#[test]
+fn spymemcached_binary() {
+    spymemcached("binary");
+}
