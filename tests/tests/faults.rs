@@ -402,11 +402,13 @@ fn sigterm_under_load_finishes_replies_in_flight_and_exits_0() {
     set(addr, "big", &big);
     // Load: 4 clients doing sets and gets until the server goes away.
     let stop = Arc::new(AtomicBool::new(false));
+    // Connected here, before the SIGTERM below: a thread that only got to connect after it
+    // would find the listener closed.
     let load: Vec<_> = (0..4)
         .map(|t| {
             let stop = stop.clone();
+            let mut c = TcpStream::connect(addr).unwrap();
             std::thread::spawn(move || {
-                let mut c = TcpStream::connect(addr).unwrap();
                 c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
                 let mut ops = 0u64;
                 let mut buf = [0u8; 4096];
