@@ -141,6 +141,10 @@ fn client_that_never_reads_costs_bounded_memory_and_is_closed() {
         .memory_mib(32)
         .arg("--idle-timeout")
         .arg("2")
+        // RSS here measures connection buffers: no prefault thread making the arena
+        // resident in the background meanwhile (tests/tests/memory.rs measures that).
+        .arg("--prefault-ahead")
+        .arg("0")
         .start();
     let addr = server.tcp_addr();
     let pid = server.pid().unwrap();
@@ -315,7 +319,15 @@ fn tcp_reset_storm() {
 #[test]
 fn garbage_at_line_rate_is_bounded_and_others_are_served() {
     let Some(target) = petrel() else { return };
-    let server = target.builder().no_udp().threads(2).start();
+    // RSS here measures what garbage costs: no prefault thread making the arena resident
+    // in the background meanwhile.
+    let server = target
+        .builder()
+        .no_udp()
+        .threads(2)
+        .arg("--prefault-ahead")
+        .arg("0")
+        .start();
     let addr = server.tcp_addr();
     let pid = server.pid().unwrap();
     set(addr, "k", b"v");
