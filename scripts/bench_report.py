@@ -228,6 +228,7 @@ class Report:
         self.losses = {}
         self.compared = {}
         self.tcp_summary = None
+        self.lat_summary = {}
         self.plots = {}
         try:
             import matplotlib
@@ -540,6 +541,154 @@ class Report:
         fig.tight_layout()
         return self.save(fig, "%s-latency.png" % section)
 
+    def latency_load(self):
+        """The open-loop section: latency against offered load, per transport."""
+        cells = {}
+        peaks = {}
+        for sec, server, _rnd, v in self.rows:
+            if sec not in ("lat", "latpeak"):
+                continue
+            base = (v.get("transport"), int(v.get("threads", 0)), v.get("dist"))
+            if sec == "latpeak":
+                peaks.setdefault(base, {})[server] = v
+            else:
+                cells.setdefault(base, {}).setdefault(int(v["load_pct"]), {})[server] = v
+        xdp_note = ""
+        path = os.path.join(self.raw, "lat-xdp.txt")
+        if os.path.exists(path):
+            with open(path, errors="replace") as f:
+                t = f.read().strip()
+            if t and not any(k[0] == "xdp" for k in cells):
+                xdp_note = t.splitlines()[-1]
+        if not cells and not xdp_note:
+            return
+        self.lat_summary = {}
+        self.w("## Latency against offered load (open loop)")
+        self.w()
+        self.w("`petrel-load --rate R`: Poisson arrivals at R requests/s in total over 20 connections (TCP) or "
+               "sockets (UDP; 16 on the veth topology), one client thread; latency is measured from each "
+               "request's *intended* send time, so a server that falls behind cannot slow the client down and "
+               "hide its queue (no coordinated omission). R is 10, 50, 80 and 95 %% of the LOWER of the two "
+               "servers' closed-loop peak, measured just before with the same workload (20 connections x 1 "
+               "request in flight; on the veth topology scripts/bench-udp's 16 sockets x 4): 90/10 get/set, "
+               "32 B values, 100k keys of 16 B preloaded, uniform or Zipf 0.99 popularity. That peak is partly "
+               "the one-core client's limit (both servers do more at pipeline depth 8 in the TCP section), so "
+               "95 %% of it is below the servers' saturation. One %s s run per "
+               "cell after a warm-up, so a p99.9 rests on a few dozen slowest requests at 10 %% load. A UDP "
+               "request without a reply within 500 ms is lost and enters the percentiles with the time it "
+               "waited, so dropping requests cannot look better than answering them late. "
+               "*late* is the share of requests the client sent more than 100 µs after their intended time: "
+               "where it is large, the one-core client (not the server) is the limit and both servers' "
+               "latencies include that client queueing. A TCP or UDP cell in which the client was late on more "
+               "than 2 %% of its sends, or with more than 25 %% interference on the server's core, is measured "
+               "again (up to 3 tries in full mode, 2 in quick mode) and the least disturbed try is kept. AF_XDP: Petrel `-t 1` with one AF_XDP worker (native "
+               "mode) against memcached `-U -t 1` on kernel UDP, in the same namespaces." % (
+                   self.machine.get("lat_secs", "?")))
+        self.w()
+        if xdp_note:
+            self.w("AF_XDP: %s" % xdp_note)
+            self.w()
+        names = {"tcp": "TCP", "udp": "kernel UDP", "xdp": "AF_XDP (veth)"}
+        for transport in ("tcp", "udp", "xdp"):
+            keys = sorted(k for k in cells if k[0] == transport)
+            if not keys:
+                continue
+            self.w("### %s" % names[transport])
+            self.w()
+            pk = ["-t %d %s: Petrel %s, memcached %s" % (
+                k[1], k[2], "%.0f" % peaks[k]["petrel"]["ops_per_sec"] if "petrel" in peaks.get(k, {}) else "?",
+                "%.0f" % peaks[k]["memcached"]["ops_per_sec"] if "memcached" in peaks.get(k, {}) else "?")
+                for k in keys]
+            self.w("Closed-loop peaks (requests/s): %s." % "; ".join(pk))
+            self.w()
+            self.w("| cell | offered /s | server | achieved /s | p50 µs | p99 µs | p99.9 µs | max µs | late | "
+                   "Petrel/memcached p99 | p99.9 |")
+            self.w("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            summary = []
+            for k in keys:
+                for pct, servers in sorted(cells[k].items()):
+                    label = "-t %d, %s, %d %%" % (k[1], k[2], pct)
+                    p, m = servers.get("petrel"), servers.get("memcached")
+                    for server in ("petrel", "memcached"):
+                        a = servers.get(server)
+                        if not a:
+                            continue
+                        n = a.get("requests", 0) + a.get("lost", 0)
+                        late = 100.0 * a.get("late", 0) / n if n else float("nan")
+                        rs = ["-", "-"]
+                        if server == "petrel" and m:
+                            rs = [fmt_ratio(ratio(p["p99_us"], m["p99_us"])),
+                                  fmt_ratio(ratio(p["p999_us"], m["p999_us"]))]
+                        self.w("| %s | %.0f | %s | %.0f | %.1f | %.1f | %.1f | %.0f | %.1f %% | %s | %s |" % (
+                            label, a.get("rate", 0), server, a["ops_per_sec"], a["p50_us"], a["p99_us"],
+                            a["p999_us"], a["max_us"], late, *rs))
+                        bad = [x for x in ("errors", "lost") if a.get(x, 0) > 0]
+                        if bad:
+                            self.w("| | | (%s: %s) | | | | | | | | |" % (
+                                server, ", ".join("%s %.0f" % (x, a[x]) for x in bad)))
+                    if p and m:
+                        summary.append((k, pct, p, m))
+                        for key, what in (("p99_us", "p99"), ("p999_us", "p99.9")):
+                            cat = "%s %s latency against offered load" % (names[transport], what)
+                            self.compared[cat] = self.compared.get(cat, 0) + 1
+                            r = ratio(p[key], m[key])
+                            if r > 1 + TIE:
+                                n = p.get("requests", 0) + p.get("lost", 0)
+                                late = 100.0 * p.get("late", 0) / n if n else 0
+                                self.loss(cat, "%s (%.0f/s): %.1f µs vs %.1f µs (%.2f×)%s" % (
+                                    label, p.get("rate", 0), p[key], m[key], r,
+                                    " (client late on %.0f %% of sends)" % late if late > 1 else ""))
+            self.w()
+            self.lat_summary[transport] = summary
+            if summary:
+                for key, what in (("p99_us", "p99"), ("p999_us", "p99.9")):
+                    rs = [ratio(p[key], m[key]) for _k, _pct, p, m in summary]
+                    ok = sum(1 for r in rs if r <= 1 + TIE)
+                    worst = max(range(len(rs)), key=lambda i: rs[i])
+                    wk, wpct = summary[worst][0], summary[worst][1]
+                    self.w("%s: Petrel no higher than memcached (within %d %%) in %d of %d cells; worst %.2f× "
+                           "(-t %d, %s, %d %%); median ratio %.2f×." % (
+                               what, round(TIE * 100), ok, len(rs), rs[worst], wk[1], wk[2], wpct, med(rs)))
+                    self.w()
+            if self.plt and summary:
+                self.w("![%s latency against offered load](%s)" % (transport, self.lat_plot(transport, names[transport], cells, keys)))
+                self.w()
+
+    def lat_plot(self, transport, title, cells, keys):
+        plt = self.plt
+        threads = sorted({k[1] for k in keys})
+        dists = [d for d in ("uniform", "zipf") if any(k[2] == d for k in keys)]
+        fig, axes = plt.subplots(len(threads), len(dists), figsize=(4.2 * len(dists), 2.8 * len(threads) + 0.5),
+                                 squeeze=False)
+        styles = (("p50_us", "p50", "o"), ("p99_us", "p99", "s"), ("p999_us", "p99.9", "^"))
+        for i, t in enumerate(threads):
+            for j, d in enumerate(dists):
+                ax = axes[i][j]
+                by_pct = cells.get((transport, t, d), {})
+                pcts = sorted(by_pct)
+                for server, color, ls in (("petrel", "tab:blue", "-"), ("memcached", "tab:orange", "--")):
+                    for key, name, marker in styles:
+                        xs = [pc for pc in pcts if server in by_pct[pc]]
+                        ys = [by_pct[pc][server][key] for pc in xs]
+                        if xs:
+                            ax.plot(xs, ys, marker=marker, ms=3, ls=ls, color=color, label="%s %s" % (server, name))
+                ax.set_yscale("log")
+                ax.set_xticks([10, 50, 80, 95])
+                ax.set_xlim(0, 100)
+                ax.tick_params(labelsize=7)
+                ax.set_title("-t %d, %s keys" % (t, d), fontsize=8)
+                ax.grid(True, which="both", alpha=0.3)
+                if j == 0:
+                    ax.set_ylabel("latency µs (log)", fontsize=7)
+                if i == len(threads) - 1:
+                    ax.set_xlabel("offered load, % of the lower closed-loop peak", fontsize=7)
+                if i == 0 and j == 0:
+                    ax.legend(fontsize=6, ncol=2)
+        fig.suptitle("%s: latency against offered load, open loop (Petrel solid, memcached dashed) — %s" % (
+            title, self.machine.get("date", "")), fontsize=9)
+        fig.tight_layout()
+        return self.save(fig, "lat-%s.png" % transport)
+
     def xdp(self):
         path = os.path.join(self.raw, "xdp.txt")
         if not os.path.exists(path):
@@ -796,6 +945,35 @@ class Report:
                 if sec in ("tcp", "udp") and isinstance(v.get("other_cpu_pct"), float)]
         return med(vals) if vals else None
 
+    def tail_text(self):
+        """The tail-latency comparison in one paragraph: closed-loop TCP cells, then every transport
+        of the open-loop section (cells where Petrel's p99 / p99.9 is no higher than memcached's)."""
+        parts = []
+        for cat_p99, cat_p999, what in (("TCP p99 latency", "TCP p99.9 latency", "closed-loop TCP"),):
+            n = self.compared.get(cat_p99)
+            if n:
+                parts.append("%s: Petrel's p99 no higher than memcached's (within %d %%) in %d of %d cells, "
+                             "p99.9 in %d of %d" % (what, round(TIE * 100), n - len(self.losses.get(cat_p99, [])),
+                                                   n, n - len(self.losses.get(cat_p999, [])),
+                                                   self.compared.get(cat_p999, 0)))
+        names = {"tcp": "TCP", "udp": "kernel UDP", "xdp": "AF_XDP"}
+        for transport in ("tcp", "udp", "xdp"):
+            summary = self.lat_summary.get(transport)
+            if not summary:
+                continue
+            bits = []
+            for key, what in (("p99_us", "p99"), ("p999_us", "p99.9")):
+                rs = [ratio(p[key], m[key]) for _k, _pct, p, m in summary]
+                worst = max(range(len(rs)), key=lambda i: rs[i])
+                wk, wpct = summary[worst][0], summary[worst][1]
+                bits.append("%s in %d of %d (worst %.2f× at -t %d, %s, %d %%)" % (
+                    what, sum(1 for r in rs if r <= 1 + TIE), len(rs), rs[worst], wk[1], wk[2], wpct))
+            parts.append("open loop %s at 10–95 %% of the lower peak: Petrel no higher than memcached at %s" % (
+                names[transport], ", ".join(bits)))
+        if not parts:
+            return ""
+        return "Tail latency: " + "; ".join(parts) + "."
+
     def update_readme(self, readme):
         """Replace the headline block of `readme` (if it has one) with this run's plot and figures."""
         plot = self.plots.get("tcp-throughput.png")
@@ -811,7 +989,8 @@ class Report:
         rel = lambda p: os.path.relpath(os.path.abspath(p), base)
         ratios = [ratio(p["ops_per_sec"], m["ops_per_sec"]) for _l, _k, p, m in self.tcp_summary or []]
         cats = ["%s (%d)" % (c, len(v)) if len(v) > 1 else c for c, v in self.losses.items()]
-        block = readme_block(rel(self.out), rel(plot), self.machine, ratios, cats, self.interference())
+        block = readme_block(rel(self.out), rel(plot), self.machine, ratios, cats, self.interference(),
+                             self.tail_text())
         head, rest = text.split(README_BEGIN, 1)
         tail = rest.split(README_END, 1)[1]
         with open(readme, "w") as f:
@@ -834,6 +1013,7 @@ class Report:
                      "One request per datagram (memcache UDP frame), `-t 1`, 32 B values, 100k keys "
                      "preloaded over TCP. A request without a reply within 500 ms counts as lost.")
         self.xdp()
+        self.latency_load()
         self.memory()
         self.startup()
         body = self.lines[body_start:]
@@ -858,7 +1038,7 @@ README_BEGIN = "<!-- bench-headline: written by scripts/bench, do not edit by ha
 README_END = "<!-- /bench-headline -->"
 
 
-def readme_block(report_rel, plot_rel, machine, tcp_ratios, loss_categories, other_pct):
+def readme_block(report_rel, plot_rel, machine, tcp_ratios, loss_categories, other_pct, tail=""):
     m = machine
     lines = [README_BEGIN,
              "Latest run: `scripts/bench%s` on %s; %s, %s, %s; %s vs %s; %s." % (
@@ -875,6 +1055,9 @@ def readme_block(report_rel, plot_rel, machine, tcp_ratios, loss_categories, oth
         lines.append("TCP throughput Petrel/memcached over %d workloads: median %.2f×, range %.2f×–%.2f× "
                      "(full tables, latency, CPU, memory and where Petrel loses: [%s](%s))." % (
                          len(tcp_ratios), med(tcp_ratios), min(tcp_ratios), max(tcp_ratios), report_rel, report_rel))
+    if tail:
+        lines.append("")
+        lines.append(tail)
     if loss_categories:
         lines.append("")
         lines.append("Petrel is behind its peer (by more than %d %%) on: %s." % (

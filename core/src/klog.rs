@@ -92,6 +92,7 @@ pub fn class_of(req: &Request<'_>) -> CommandClass {
         | Request::Shutdown(_)
         | Request::CacheMemlimit { .. }
         | Request::LruCrawlerMetadump(_)
+        | Request::RefreshCerts { .. }
         | Request::Stats(_) => CommandClass::Admin,
         Request::MetaNoop | Request::MetaDebug { .. } => CommandClass::MetaOther,
         Request::MetaGet(_) => CommandClass::MetaGet,
@@ -143,6 +144,7 @@ pub fn describe<'r>(req: &Request<'r>) -> (CommandClass, &'static str, &'r [u8],
         Request::Shutdown(_) => (CommandClass::Admin, "shutdown", &[], None),
         Request::CacheMemlimit { .. } => (CommandClass::Admin, "cache_memlimit", &[], None),
         Request::LruCrawlerMetadump(_) => (CommandClass::Admin, "lru_crawler", &[], None),
+        Request::RefreshCerts { .. } => (CommandClass::Admin, "refresh_certs", &[], None),
         Request::MetaNoop => (CommandClass::MetaOther, "mn", &[], None),
         Request::MetaGet(m) => (CommandClass::MetaGet, "mg", m.key, None),
         Request::MetaSet(m, data) => (CommandClass::MetaSet, "ms", m.key, Some(data.len())),

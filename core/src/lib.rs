@@ -18,6 +18,7 @@ pub mod stats;
 pub mod store;
 pub mod udp;
 pub mod wire;
+pub mod xdp;
 
 // What an embedder needs, at the crate root (see the crate docs).
 pub use engine::{Engine, EngineConfig, EngineStats, Progress, Session, Status, MIN_OUTPUT_BYTES};

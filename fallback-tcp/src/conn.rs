@@ -212,6 +212,15 @@ impl<S: Service> Connection<S> {
                     Err(_) => return Drive::Close,
                 }
             }
+            // A transport that buffers (TLS) hands its bytes to the socket.
+            loop {
+                match io.flush() {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::WaitWrite,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Drive::Close,
+                }
+            }
             if !self.completed.is_empty() {
                 // every reply in the buffer is now with the socket: the latency ends when the
                 // write that handed over its last byte began (a clock read after that write

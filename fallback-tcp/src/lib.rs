@@ -31,6 +31,7 @@ mod engine_service;
 mod service;
 mod stats;
 mod stream;
+mod tls;
 mod udp;
 mod worker;
 
@@ -50,6 +51,7 @@ pub use buffer::PageBuf;
 pub use clock::{monotonic_ms, unix_now};
 pub use service::{ConnectionEvent, Progress, Service, Status, Time, Transport};
 pub use stats::FrontendStats;
+pub use tls::{TlsContext, TlsSettings, TlsStats, VerifyMode, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use udp::{UDP_FRAME_HEADER_BYTES, UDP_MAX_DATAGRAM_BYTES, UDP_MAX_PAYLOAD_BYTES};
 
 /// The reply memcached sends to a connection over the limit, before closing.
@@ -62,6 +64,11 @@ pub const READ_BUFFER_LINE_BYTES: usize = 2048;
 pub struct FrontendConfig {
     /// TCP listen addresses.
     pub tcp: Vec<SocketAddr>,
+    /// TLS for the TCP listeners (memcached's `-Z`); None = plain TCP.
+    pub tls: Option<Arc<TlsContext>>,
+    /// TCP addresses served without TLS even when `tls` is set
+    /// (memcached's `-l notls:ADDR`).
+    pub notls: Vec<SocketAddr>,
     /// UDP addresses (empty: no UDP).
     pub udp: Vec<SocketAddr>,
     /// Worker threads (at least 1).
@@ -103,6 +110,8 @@ impl FrontendConfig {
     pub fn new(tcp: Vec<SocketAddr>, udp: Vec<SocketAddr>, max_item_bytes: usize) -> Self {
         FrontendConfig {
             tcp,
+            tls: None,
+            notls: Vec::new(),
             udp,
             unix: None,
             turn_steps: DEFAULT_TURN_STEPS,
@@ -136,6 +145,8 @@ pub(crate) struct Shared {
     pub(crate) udp_stats: Arc<petrel_core::udp::UdpStats>,
     /// Open connections per worker.
     pub(crate) loads: Vec<AtomicUsize>,
+    /// TLS, when on (the config's).
+    pub(crate) tls: Option<Arc<TlsContext>>,
 }
 
 /// Asks a running [`Frontend`] to shut down; cheap to clone, usable from any
@@ -180,10 +191,12 @@ impl Frontend {
         }
         let mut listeners = Vec::new();
         for a in &config.tcp {
-            listeners
-                .push(stream::Listener::Tcp(TcpListener::bind(*a).map_err(
-                    |e| io::Error::new(e.kind(), format!("TCP {a}: {e}")),
-                )?));
+            let l = TcpListener::bind(*a)
+                .map_err(|e| io::Error::new(e.kind(), format!("TCP {a}: {e}")))?;
+            listeners.push(match &config.tls {
+                Some(ctx) if !config.notls.contains(a) => stream::Listener::Tls(l, ctx.clone()),
+                _ => stream::Listener::Tcp(l),
+            });
         }
         if let Some((path, mode)) = &config.unix {
             listeners.push(stream::Listener::bind_unix(path, *mode).map_err(|e| {
@@ -208,6 +221,7 @@ impl Frontend {
             udp_latency: LatencyStats::new(),
             udp_stats: config.udp_stats.clone(),
             loads: (0..config.threads).map(|_| AtomicUsize::new(0)).collect(),
+            tls: config.tls.clone(),
         });
         Ok(Frontend {
             config,
@@ -418,6 +432,11 @@ impl StatsHandle {
     /// to the write that handed its whole reply to the socket.
     pub fn tcp_latency(&self) -> &LatencyStats {
         &self.0.tcp_latency
+    }
+
+    /// TLS's context and counters, when TLS is on.
+    pub fn tls(&self) -> Option<&TlsContext> {
+        self.0.tls.as_deref()
     }
 
     /// The datagram layer's counters (shared with the other UDP paths).

@@ -1,15 +1,18 @@
-//! A connection's socket, TCP or Unix stream, and the listeners that
-//! accept them. Connections are served the same whichever it is: the
-//! protocol, the engine and the limits do not know.
+//! A connection's socket, TCP (plain or TLS) or Unix stream, and the
+//! listeners that accept them. Connections are served the same whichever it
+//! is: the protocol, the engine and the limits do not know.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
+
+use crate::tls::{TlsContext, TlsStream};
 
 /// An accepted connection.
 pub(crate) enum Stream {
@@ -17,6 +20,8 @@ pub(crate) enum Stream {
     Tcp(TcpStream),
     /// Over a Unix stream socket (`-s`).
     Unix(UnixStream),
+    /// Over TLS on TCP (`-Z`).
+    Tls(Box<TlsStream>),
 }
 
 impl Stream {
@@ -25,6 +30,16 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.peer_addr().ok(),
             Stream::Unix(_) => None,
+            Stream::Tls(s) => s.peer_addr(),
+        }
+    }
+
+    /// True for a TLS connection whose handshake is past its deadline
+    /// (counted as a handshake timeout; the caller closes it).
+    pub(crate) fn handshake_expired(&mut self, now: std::time::Instant) -> bool {
+        match self {
+            Stream::Tls(s) => s.handshake_expired(now),
+            _ => false,
         }
     }
 
@@ -33,6 +48,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Tls(s) => s.shutdown_write(),
         }
     }
 }
@@ -42,6 +58,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -51,6 +68,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -58,6 +76,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.flush(),
             Stream::Unix(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
         }
     }
 }
@@ -67,6 +86,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.register(r, t, i),
             Stream::Unix(s) => s.register(r, t, i),
+            Stream::Tls(s) => s.register(r, t, i),
         }
     }
 
@@ -74,6 +94,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.reregister(r, t, i),
             Stream::Unix(s) => s.reregister(r, t, i),
+            Stream::Tls(s) => s.reregister(r, t, i),
         }
     }
 
@@ -81,6 +102,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.deregister(r),
             Stream::Unix(s) => s.deregister(r),
+            Stream::Tls(s) => s.deregister(r),
         }
     }
 }
@@ -89,6 +111,8 @@ impl Source for Stream {
 pub(crate) enum Listener {
     /// A TCP listener.
     Tcp(TcpListener),
+    /// A TCP listener whose connections speak TLS.
+    Tls(TcpListener, Arc<TlsContext>),
     /// A Unix stream listener and its path.
     Unix(UnixListener, PathBuf),
 }
@@ -121,6 +145,11 @@ impl Listener {
                 let _ = s.set_nodelay(true);
                 Ok(Stream::Tcp(s))
             }
+            Listener::Tls(l, ctx) => {
+                let (s, _) = l.accept()?;
+                let _ = s.set_nodelay(true);
+                Ok(Stream::Tls(Box::new(ctx.accept(s)?)))
+            }
             Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
         }
     }
@@ -128,7 +157,7 @@ impl Listener {
     /// The TCP address bound (None for a Unix socket).
     pub(crate) fn tcp_addr(&self) -> Option<io::Result<SocketAddr>> {
         match self {
-            Listener::Tcp(l) => Some(l.local_addr()),
+            Listener::Tcp(l) | Listener::Tls(l, _) => Some(l.local_addr()),
             Listener::Unix(..) => None,
         }
     }
@@ -146,21 +175,21 @@ impl Drop for Listener {
 impl Source for Listener {
     fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
-            Listener::Tcp(l) => l.register(r, t, i),
+            Listener::Tcp(l) | Listener::Tls(l, _) => l.register(r, t, i),
             Listener::Unix(l, _) => l.register(r, t, i),
         }
     }
 
     fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
-            Listener::Tcp(l) => l.reregister(r, t, i),
+            Listener::Tcp(l) | Listener::Tls(l, _) => l.reregister(r, t, i),
             Listener::Unix(l, _) => l.reregister(r, t, i),
         }
     }
 
     fn deregister(&mut self, r: &Registry) -> io::Result<()> {
         match self {
-            Listener::Tcp(l) => l.deregister(r),
+            Listener::Tcp(l) | Listener::Tls(l, _) => l.deregister(r),
             Listener::Unix(l, _) => l.deregister(r),
         }
     }

@@ -156,7 +156,7 @@ impl<'a, S: Service> Worker<'a, S> {
                 }
             }
             if !stopping
-                && self.config.idle_timeout_secs > 0
+                && (self.config.idle_timeout_secs > 0 || self.config.tls.is_some())
                 && last_sweep.elapsed() >= IDLE_SWEEP_INTERVAL
             {
                 last_sweep = Instant::now();
@@ -310,11 +310,20 @@ impl<'a, S: Service> Worker<'a, S> {
         self.service.connection_event(ConnectionEvent::Closed);
     }
 
+    /// Closes connections idle past the idle timeout, and TLS handshakes
+    /// past their deadline (counted by the TLS layer).
     fn close_idle(&mut self, now: Time) {
         let limit = self.config.idle_timeout_secs;
+        let at = Instant::now();
         for idx in 0..self.conns.len() {
+            if let Some(Some(e)) = self.conns.get_mut(idx) {
+                if e.stream.handshake_expired(at) {
+                    self.close(idx);
+                    continue;
+                }
+            }
             let idle = match &self.conns[idx] {
-                Some(e) => now.saturating_sub(e.conn.last_active()) >= limit,
+                Some(e) => limit > 0 && now.saturating_sub(e.conn.last_active()) >= limit,
                 None => false,
             };
             if idle {

@@ -39,32 +39,50 @@ def row(pid, title, y):
             "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}, "panels": []}
 
 
+def sel(metric, labels=""):
+    """`metric` on the chosen instances, with more label matchers if given."""
+    matchers = f"{SEL}, {labels}" if labels else SEL
+    return f"{metric}{{{matchers}}}"
+
+
+def per_s(metric, labels=""):
+    """The per-second rate of counter `metric`."""
+    return f"rate({sel(metric, labels)}[{RI}])"
+
+
+def total(*terms, by=""):
+    """The sum of `terms` over the instances (or by the labels `by`)."""
+    body = " + ".join(terms)
+    return f"sum by ({by}) ({body})" if by else f"sum({body})"
+
+
 def q(phi, cls):
-    return (f'histogram_quantile({phi}, sum by (le) (rate(petrel_request_duration_seconds_bucket'
-            f'{{{SEL}, class=~"{cls}"}}[{RI}])))')
+    """Quantile `phi` of the request latency of the classes matching `cls`."""
+    buckets = total(per_s("petrel_request_duration_seconds_bucket", 'class=~"%s"' % cls), by="le")
+    return f"histogram_quantile({phi}, {buckets})"
 
 
 panels = [
     row(1, "Traffic", 0),
     panel(2, "Requests per second by class",
-          [(f"sum by (class) (rate(petrel_request_duration_seconds_count{{{SEL}}}[{RI}]))", "{{class}}")],
+          [(total(per_s("petrel_request_duration_seconds_count"), by="class"), "{{class}}")],
           0, 1, unit="reqps", desc="Requests completed, all transports, by command class."),
     panel(3, "Get hit ratio",
-          [(f"sum(rate(petrel_engine_get_hits_total{{{SEL}}}[{RI}])) / sum(rate(petrel_engine_cmd_get_total{{{SEL}}}[{RI}]))", "hit ratio")],
+          [(total(per_s("petrel_engine_get_hits_total")) + " / " + total(per_s("petrel_engine_cmd_get_total")), "hit ratio")],
           12, 1, unit="percentunit", desc="get_hits / cmd_get (keys), memcached's figures."),
     panel(4, "Bytes per second",
-          [(f"sum(rate(petrel_engine_bytes_read_total{{{SEL}}}[{RI}]))", "read"),
-           (f"sum(rate(petrel_engine_bytes_written_total{{{SEL}}}[{RI}]))", "written")],
+          [(total(per_s("petrel_engine_bytes_read_total")), "read"),
+           (total(per_s("petrel_engine_bytes_written_total")), "written")],
           0, 9, unit="Bps"),
     panel(5, "Errors per second",
-          [(f"sum(rate(petrel_engine_error_unknown_command_total{{{SEL}}}[{RI}]))", "ERROR"),
-           (f"sum(rate(petrel_engine_error_bad_format_total{{{SEL}}}[{RI}]))", "bad format"),
-           (f"sum(rate(petrel_engine_store_no_memory_total{{{SEL}}}[{RI}]))", "out of memory"),
-           (f"sum(rate(petrel_engine_store_too_large_total{{{SEL}}}[{RI}]))", "too large")],
+          [(total(per_s("petrel_engine_error_unknown_command_total")), "ERROR"),
+           (total(per_s("petrel_engine_error_bad_format_total")), "bad format"),
+           (total(per_s("petrel_engine_store_no_memory_total")), "out of memory"),
+           (total(per_s("petrel_engine_store_too_large_total")), "too large")],
           12, 9, unit="reqps"),
     row(6, "Latency", 17),
     panel(7, "Latency heatmap (get, set, mg, ms)",
-          [(f'sum by (le) (rate(petrel_request_duration_seconds_bucket{{{SEL}, class=~"get|set|meta_get|meta_set"}}[{RI}]))', "{{le}}")],
+          [(total(per_s("petrel_request_duration_seconds_bucket", 'class=~"get|set|meta_get|meta_set"'), by="le"), "{{le}}")],
           0, 18, kind="heatmap", unit="s",
           desc="From the histogram's buckets (le = 2^k and 1.5 x 2^k ns).",
           options={"calculate": False, "yAxis": {"unit": "s"}, "cellGap": 1,
@@ -75,65 +93,65 @@ panels = [
            (q(0.999, "get|set|meta_get|meta_set"), "p99.9")],
           12, 18, unit="s"),
     panel(9, "p99 latency by class and transport",
-          [(f"histogram_quantile(0.99, sum by (le, class, transport) (rate(petrel_request_duration_seconds_bucket{{{SEL}}}[{RI}])))",
+          [("histogram_quantile(0.99, " + total(per_s("petrel_request_duration_seconds_bucket"), by="le, class, transport") + ")",
             "{{transport}} {{class}}")],
           0, 26, w=24, unit="s"),
     row(10, "Memory and evictions", 34),
     panel(11, "Memory",
-          [(f"sum(petrel_store_item_bytes{{{SEL}}})", "items (header + key + value)"),
-           (f"sum(petrel_memory_limit_bytes{{{SEL}}})", "memory limit"),
-           (f"sum(process_resident_memory_bytes{{{SEL}}})", "resident (process)")],
+          [(total(sel("petrel_store_item_bytes")), "items (header + key + value)"),
+           (total(sel("petrel_memory_limit_bytes")), "memory limit"),
+           (total(sel("process_resident_memory_bytes")), "resident (process)")],
           0, 35, unit="bytes"),
     panel(12, "Items",
-          [(f"sum(petrel_store_items{{{SEL}}})", "items")], 12, 35),
+          [(total(sel("petrel_store_items")), "items")], 12, 35),
     panel(13, "Evictions and expirations per second",
-          [(f"sum(rate(petrel_store_evicted_items_total{{{SEL}}}[{RI}]))", "evicted (segments)"),
-           (f"sum(rate(petrel_store_hash_full_evictions_total{{{SEL}}}[{RI}]))", "evicted (hash chain full)"),
-           (f"sum(rate(petrel_store_expired_segment_items_total{{{SEL}}}[{RI}]) + rate(petrel_store_expired_lazy_total{{{SEL}}}[{RI}]))", "expired")],
+          [(total(per_s("petrel_store_evicted_items_total")), "evicted (segments)"),
+           (total(per_s("petrel_store_hash_full_evictions_total")), "evicted (hash chain full)"),
+           (total(per_s("petrel_store_expired_segment_items_total"), per_s("petrel_store_expired_lazy_total")), "expired")],
           0, 43, unit="short"),
     panel(14, "Segments",
-          [(f"sum(petrel_store_segments_used{{{SEL}}})", "used"),
-           (f"sum(petrel_store_segments_free{{{SEL}}})", "free"),
-           (f"sum(petrel_store_segments{{{SEL}}})", "all")],
+          [(total(sel("petrel_store_segments_used")), "used"),
+           (total(sel("petrel_store_segments_free")), "free"),
+           (total(sel("petrel_store_segments")), "all")],
           12, 43),
     row(15, "Connections and process", 51),
     panel(16, "Connections against the limit",
-          [(f"sum by (instance) (petrel_engine_curr_connections{{{SEL}}})", "{{instance}} open"),
-           (f"sum by (instance) (petrel_max_connections{{{SEL}}})", "{{instance}} limit"),
-           (f"sum by (instance) (rate(petrel_engine_rejected_connections_total{{{SEL}}}[{RI}]))", "{{instance}} refused/s")],
+          [(total(sel("petrel_engine_curr_connections"), by="instance"), "{{instance}} open"),
+           (total(sel("petrel_max_connections"), by="instance"), "{{instance}} limit"),
+           (total(per_s("petrel_engine_rejected_connections_total"), by="instance"), "{{instance}} refused/s")],
           0, 52),
     panel(17, "CPU",
-          [(f"sum by (instance) (rate(process_cpu_seconds_total{{{SEL}}}[{RI}]))", "{{instance}}")],
+          [(total(per_s("process_cpu_seconds_total"), by="instance"), "{{instance}}")],
           12, 52, unit="percentunit", desc="CPU seconds per second (1 = one core)."),
     panel(18, "File descriptors",
-          [(f"sum by (instance) (process_open_fds{{{SEL}}})", "{{instance}} open"),
-           (f"sum by (instance) (process_max_fds{{{SEL}}})", "{{instance}} limit")],
+          [(total(sel("process_open_fds"), by="instance"), "{{instance}} open"),
+           (total(sel("process_max_fds"), by="instance"), "{{instance}} limit")],
           0, 60),
     panel(19, "Uptime",
-          [(f"petrel_uptime_seconds{{{SEL}}}", "{{instance}}")], 12, 60, unit="s", kind="stat"),
+          [(sel("petrel_uptime_seconds"), "{{instance}}")], 12, 60, unit="s", kind="stat"),
     row(20, "UDP and AF_XDP", 68),
     panel(21, "UDP guard drops per second",
-          [(f"sum(rate(petrel_udp_guard_dropped_rate_limited_total{{{SEL}}}[{RI}]))", "rate limited"),
-           (f"sum(rate(petrel_udp_guard_replies_dropped_too_large_total{{{SEL}}}[{RI}]))", "reply over the cap, dropped"),
-           (f"sum(rate(petrel_udp_guard_replies_replaced_total{{{SEL}}}[{RI}]))", "reply over the cap, replaced")],
+          [(total(per_s("petrel_udp_guard_dropped_rate_limited_total")), "rate limited"),
+           (total(per_s("petrel_udp_guard_replies_dropped_too_large_total")), "reply over the cap, dropped"),
+           (total(per_s("petrel_udp_guard_replies_replaced_total")), "reply over the cap, replaced")],
           0, 69),
     panel(22, "UDP datagrams per second",
-          [(f"sum(rate(petrel_frontend_udp_datagrams_received_total{{{SEL}}}[{RI}]))", "received"),
-           (f"sum(rate(petrel_frontend_udp_datagrams_sent_total{{{SEL}}}[{RI}]))", "sent"),
-           (f"sum(rate(petrel_frontend_udp_send_dropped_total{{{SEL}}}[{RI}]))", "send dropped"),
-           (f"sum(rate(petrel_udp_dropped_malformed_total{{{SEL}}}[{RI}]) + rate(petrel_udp_dropped_multi_datagram_total{{{SEL}}}[{RI}]) + rate(petrel_udp_dropped_reply_too_large_total{{{SEL}}}[{RI}]))",
+          [(total(per_s("petrel_frontend_udp_datagrams_received_total")), "received"),
+           (total(per_s("petrel_frontend_udp_datagrams_sent_total")), "sent"),
+           (total(per_s("petrel_frontend_udp_send_dropped_total")), "send dropped"),
+           (total(per_s("petrel_udp_dropped_malformed_total"), per_s("petrel_udp_dropped_multi_datagram_total"), per_s("petrel_udp_dropped_reply_too_large_total")),
             "requests dropped (malformed, multi-datagram, reply too large)")],
           12, 69),
     panel(23, "AF_XDP ring events per second",
-          [(f"sum by (queue) (rate(petrel_xdp_kernel_rx_ring_full_total{{{SEL}}}[{RI}]))", "q{{queue}} RX ring full"),
-           (f"sum by (queue) (rate(petrel_xdp_tx_ring_full_total{{{SEL}}}[{RI}]))", "q{{queue}} TX ring full"),
-           (f"sum by (queue) (rate(petrel_xdp_kernel_fill_ring_empty_total{{{SEL}}}[{RI}]))", "q{{queue}} fill ring empty"),
-           (f"sum by (queue) (rate(petrel_xdp_kernel_rx_dropped_total{{{SEL}}}[{RI}]))", "q{{queue}} RX dropped")],
+          [(total(per_s("petrel_xdp_kernel_rx_ring_full_total"), by="queue"), "q{{queue}} RX ring full"),
+           (total(per_s("petrel_xdp_tx_ring_full_total"), by="queue"), "q{{queue}} TX ring full"),
+           (total(per_s("petrel_xdp_kernel_fill_ring_empty_total"), by="queue"), "q{{queue}} fill ring empty"),
+           (total(per_s("petrel_xdp_kernel_rx_dropped_total"), by="queue"), "q{{queue}} RX dropped")],
           0, 77, desc="Present only where AF_XDP serves (--xdp-iface)."),
     panel(24, "AF_XDP frames per second and UMEM in use",
-          [(f"sum(rate(petrel_xdp_rx_frames_total{{{SEL}}}[{RI}]))", "RX frames/s"),
-           (f"sum(rate(petrel_xdp_tx_frames_total{{{SEL}}}[{RI}]))", "TX frames/s"),
-           (f"sum(petrel_xdp_frames_in_use{{{SEL}}})", "UMEM frames in use")],
+          [(total(per_s("petrel_xdp_rx_frames_total")), "RX frames/s"),
+           (total(per_s("petrel_xdp_tx_frames_total")), "TX frames/s"),
+           (total(sel("petrel_xdp_frames_in_use")), "UMEM frames in use")],
           12, 77),
 ]
 

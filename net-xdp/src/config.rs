@@ -4,27 +4,7 @@ use std::fmt;
 use std::io;
 use std::str::FromStr;
 
-/// Where the XDP program runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttachMode {
-    /// Native (driver) mode first, generic (SKB) mode if the driver refuses.
-    Auto,
-    /// Native (driver) XDP only (`XDP_FLAGS_DRV_MODE`).
-    Native,
-    /// Generic XDP on the socket buffer only (`XDP_FLAGS_SKB_MODE`).
-    Generic,
-}
-
-/// Whether sockets bind in zero-copy mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ZeroCopy {
-    /// Zero-copy where the driver supports it (native mode only), else copy.
-    Auto,
-    /// Zero-copy or fail.
-    On,
-    /// Copy mode.
-    Off,
-}
+pub use petrel_core::xdp::{AttachMode, ZeroCopy};
 
 /// An AF_XDP mode: where the program runs and how frames reach the UMEM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,38 +74,6 @@ impl FromStr for XdpMode {
     }
 }
 
-impl FromStr for AttachMode {
-    type Err = String;
-
-    /// Parses `auto`, `native` or `generic` (the server's `--xdp-mode`).
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(AttachMode::Auto),
-            "native" => Ok(AttachMode::Native),
-            "generic" => Ok(AttachMode::Generic),
-            _ => Err(format!(
-                "unknown XDP attach mode {s:?} (expected auto, native or generic)"
-            )),
-        }
-    }
-}
-
-impl FromStr for ZeroCopy {
-    type Err = String;
-
-    /// Parses `auto`, `on` or `off` (the server's `--xdp-zero-copy`).
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(ZeroCopy::Auto),
-            "on" => Ok(ZeroCopy::On),
-            "off" => Ok(ZeroCopy::Off),
-            _ => Err(format!(
-                "unknown zero-copy setting {s:?} (expected auto, on or off)"
-            )),
-        }
-    }
-}
-
 /// The mode that actually took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResolvedMode {
@@ -165,8 +113,9 @@ pub struct XdpConfig {
     /// RX queues to serve; `None` = every queue of the interface. Queues not
     /// served are left to the kernel (a log line names them).
     pub queues: Option<Vec<u32>>,
-    /// Spin instead of sleeping in `poll()` when idle, and ask the kernel
-    /// for socket busy polling. For dedicated cores only.
+    /// Spin instead of sleeping in `poll()` when idle (the kernel's socket
+    /// busy polling is [`XdpConfig::prefer_busy_poll_micros`]). For
+    /// dedicated cores only.
     pub busy_poll: bool,
     /// Without `busy_poll`: how long a worker keeps polling its rings after
     /// a round that found nothing before it sleeps in `poll()`. A frame
@@ -192,6 +141,22 @@ pub struct XdpConfig {
     /// The datagram layer's counters: one set per process, shared with the
     /// kernel UDP path (give both the same `Arc`).
     pub udp_stats: std::sync::Arc<petrel_core::udp::UdpStats>,
+    /// Diagnostic: instead of answering with the engine, send every UDP
+    /// datagram to the port back unchanged with the Ethernet, IP and UDP
+    /// source and destination swapped (checksums stay valid: swapping
+    /// fields leaves one's-complement sums unchanged). Everything else
+    /// (program, UMEM, rings, batches, wake-ups, pinning) is the serving
+    /// path's, so its figures are the limit the cache can approach.
+    pub echo: bool,
+    /// The kernel's preferred busy polling for the sockets, in
+    /// microseconds (`SO_PREFER_BUSY_POLL` = 1, `SO_BUSY_POLL` = this,
+    /// `SO_BUSY_POLL_BUDGET` = the worker's batch); 0 = off. Workers then
+    /// drive the device's NAPI from their own syscalls: a non-blocking
+    /// `recvfrom()` after every round that found the RX ring empty, and a
+    /// `sendto()` every round that left frames on the TX ring. Pair it with
+    /// the interface's `napi_defer_hard_irqs` and `gro_flush_timeout`
+    /// (sysfs) so that interrupts stay off while the worker polls.
+    pub prefer_busy_poll_micros: u32,
 }
 
 impl XdpConfig {
@@ -211,6 +176,8 @@ impl XdpConfig {
             verify_udp_checksum: false,
             udp_guard: None,
             udp_stats: std::sync::Arc::default(),
+            echo: false,
+            prefer_busy_poll_micros: 0,
         }
     }
 }

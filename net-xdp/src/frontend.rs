@@ -29,8 +29,6 @@ const SO_BUSY_POLL: libc::c_int = 46;
 const SO_PREFER_BUSY_POLL: libc::c_int = 69;
 /// `SO_BUSY_POLL_BUDGET`: packets per busy-poll round.
 const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
-/// Busy-poll time asked for when `busy_poll` is on.
-const BUSY_POLL_MICROS: libc::c_int = 20;
 
 /// The running AF_XDP front end. Dropping it (or [`XdpFrontend::stop`])
 /// stops and joins every worker, then detaches the XDP program.
@@ -180,6 +178,8 @@ impl XdpFrontend {
             verify_udp_checksum: cfg.verify_udp_checksum,
             guard: cfg.udp_guard.clone(),
             udp_stats: cfg.udp_stats.clone(),
+            echo: cfg.echo,
+            napi_busy_poll: cfg.prefer_busy_poll_micros > 0,
         };
         Worker::new(params, p)
     }
@@ -244,6 +244,21 @@ impl XdpFrontend {
             cfg.interface,
             cfg.port
         );
+        if cfg.prefer_busy_poll_micros > 0 {
+            log::info!(
+                "AF_XDP on {}: preferred busy polling, {} us per poll, budget {}",
+                cfg.interface,
+                cfg.prefer_busy_poll_micros,
+                crate::worker::BATCH
+            );
+        }
+        if cfg.echo {
+            log::warn!(
+                "AF_XDP on {}: echo mode (diagnostic): UDP to port {} is sent back unchanged, not answered",
+                cfg.interface,
+                cfg.port
+            );
+        }
         if !unserved.is_empty() {
             log::warn!(
                 "AF_XDP on {}: RX queues {unserved:?} have no socket; their UDP goes to the kernel UDP socket",
@@ -386,8 +401,9 @@ fn setup_mode(
     for &q in queues {
         // Bound and primed (fill ring full): only then reachable.
         let p = open_queue(cfg, q, bind)?;
-        if cfg.busy_poll {
-            set_busy_poll(p.socket_fd(), q);
+        if cfg.prefer_busy_poll_micros > 0 {
+            set_busy_poll(p.socket_fd(), q, cfg.prefer_busy_poll_micros)
+                .map_err(|e| SetupError::Fatal(XdpError::Setup(e)))?;
         }
         sys::xskmap_set(map, q, p.socket_fd())
             .map_err(|e| SetupError::Mode(format!("queue {q}: XSKMAP update: {e}")))?;
@@ -429,8 +445,21 @@ fn open_queue(cfg: &XdpConfig, queue: u32, bind: BindFlags) -> Result<QueueRings
         .build()
         .map_err(|e| config(e.to_string()))?;
     let count = NonZeroU32::new(cfg.frame_count).ok_or_else(|| config("no frames".into()))?;
-    let (umem, frames) = Umem::new(umem_cfg, count, false)
-        .map_err(|e| classify(format!("queue {queue}: UMEM"), &e))?;
+    // Huge pages (MAP_HUGETLB) when some are reserved (vm.nr_hugepages):
+    // fewer TLB misses on the frames; else normal pages.
+    let (umem, frames) = match Umem::new(umem_cfg, count, true) {
+        Ok(u) => {
+            log::info!("AF_XDP queue {queue}: UMEM in huge pages");
+            u
+        }
+        Err(huge) => {
+            log::info!(
+                "AF_XDP queue {queue}: UMEM in normal pages (huge pages: {huge}; reserve some with sysctl vm.nr_hugepages)"
+            );
+            Umem::new(umem_cfg, count, false)
+                .map_err(|e| classify(format!("queue {queue}: UMEM"), &e))?
+        }
+    };
     let sock_cfg = SocketConfig::builder()
         .rx_queue_size(ring)
         .tx_queue_size(ring)
@@ -454,11 +483,18 @@ fn open_queue(cfg: &XdpConfig, queue: u32, bind: BindFlags) -> Result<QueueRings
         .map_err(|e| SetupError::Fatal(XdpError::Setup(format!("queue {queue}: {e}"))))
 }
 
-fn set_busy_poll(fd: i32, queue: u32) {
-    for (opt, val) in [
-        (SO_PREFER_BUSY_POLL, 1),
-        (SO_BUSY_POLL, BUSY_POLL_MICROS),
-        (SO_BUSY_POLL_BUDGET, crate::worker::BATCH as libc::c_int),
+/// Asks the kernel for preferred busy polling on socket `fd`: poll the
+/// device for up to `micros` in blocking calls, up to a batch per poll.
+fn set_busy_poll(fd: i32, queue: u32, micros: u32) -> Result<(), String> {
+    let micros = libc::c_int::try_from(micros).unwrap_or(libc::c_int::MAX);
+    for (opt, name, val) in [
+        (SO_PREFER_BUSY_POLL, "SO_PREFER_BUSY_POLL", 1),
+        (SO_BUSY_POLL, "SO_BUSY_POLL", micros),
+        (
+            SO_BUSY_POLL_BUDGET,
+            "SO_BUSY_POLL_BUDGET",
+            crate::worker::BATCH as libc::c_int,
+        ),
     ] {
         // SAFETY: `fd` is an open AF_XDP socket and `val` an int that lives
         // across the call, whose size is passed.
@@ -472,10 +508,11 @@ fn set_busy_poll(fd: i32, queue: u32) {
             )
         };
         if rc != 0 {
-            log::warn!(
-                "AF_XDP queue {queue}: busy-poll socket option {opt}: {}",
+            return Err(format!(
+                "queue {queue}: setsockopt {name} = {val}: {} (Linux 5.11 or later)",
                 std::io::Error::last_os_error()
-            );
+            ));
         }
     }
+    Ok(())
 }

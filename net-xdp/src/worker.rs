@@ -23,7 +23,12 @@
 //! kernel only when the TX ring's `need_wakeup` flag asks for it. A round
 //! that found nothing is followed by more rounds for up to `idle_spin`
 //! (none by default), then the worker sleeps in `poll()` (or spins, with
-//! `busy_poll`).
+//! `busy_poll`). With preferred busy polling each spinning round is
+//! followed by a non-blocking `recvfrom()` that runs the device's NAPI.
+//!
+//! In echo mode (a diagnostic) the round is the same but each request frame
+//! goes back to TX with its addresses swapped instead of through the
+//! datagram layer and the engine.
 
 use crate::service::UdpService;
 use crate::stats::{KernelSocketStats, QueueStats, RingLevels};
@@ -32,6 +37,7 @@ use petrel_core::histogram::ClassCounts;
 use petrel_core::udp::guard::UdpGuard;
 use petrel_core::udp::{DatagramSink, Responder, UdpStats};
 use petrel_core::wire::{self, HeaderRule, IpPair, ParseOptions, ReplyTarget};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
@@ -191,6 +197,13 @@ pub(crate) struct WorkerParams<'s, S: UdpService> {
     pub guard: Option<Arc<UdpGuard>>,
     /// The datagram layer's counters (shared with the kernel UDP path).
     pub udp_stats: Arc<UdpStats>,
+    /// Send each datagram back unchanged, addresses swapped, instead of
+    /// answering it (see [`crate::XdpConfig::echo`]).
+    pub echo: bool,
+    /// The socket has the kernel's preferred busy polling: drive NAPI with
+    /// a non-blocking `recvfrom()` after empty rounds when about to poll
+    /// again, and kick TX after every round that produced replies.
+    pub napi_busy_poll: bool,
 }
 
 /// One queue's worker: owns the queue's UMEM and rings.
@@ -309,12 +322,16 @@ impl<'s, S: UdpService> Worker<'s, S> {
                 let now = Instant::now();
                 let since = *idle_since.get_or_insert(now);
                 if now.duration_since(since) < self.p.idle_spin {
-                    std::hint::spin_loop();
+                    self.spin_once();
                     continue;
                 }
             }
             idle_since = None;
-            self.idle();
+            if self.p.busy_poll {
+                self.spin_once();
+            } else {
+                self.idle();
+            }
         }
         self.refresh_kernel_stats();
         if !self.frames_accounted() {
@@ -341,10 +358,21 @@ impl<'s, S: UdpService> Worker<'s, S> {
         // one clock read per batch: the requests are complete from here on
         let batch_at = if n > 0 { Some(Instant::now()) } else { None };
         if n > 0 {
-            self.stats().counters.rx_frames.add_owned(n as u64);
+            let c = &self.stats().counters;
+            c.rx_frames.add_owned(n as u64);
+            c.rx_batches.incr_owned();
+            if n == self.rx_descs.len() {
+                c.rx_batches_full.incr_owned();
+            }
+            // One clock read per batch for the UDP guard's rate limit too.
+            let now_ms = if self.p.guard.is_some() {
+                monotonic_ms()
+            } else {
+                0
+            };
             for i in 0..n {
                 let desc = self.rx_descs[i];
-                self.answer(desc, now);
+                self.answer(desc, now, now_ms);
             }
         }
         self.flush_tx();
@@ -369,20 +397,43 @@ impl<'s, S: UdpService> Worker<'s, S> {
         self.free.len() + self.rx_side + self.tx_in_flight == self.frame_count
     }
 
-    fn idle(&mut self) {
-        if self.p.busy_poll {
-            if self.fill.needs_wakeup() {
-                self.stats().counters.rx_wakeups.incr_owned();
-                let _ = self.rx.poll(0);
-            } else {
-                std::hint::spin_loop();
+    /// Between two rounds that will follow each other at once (spinning):
+    /// with preferred busy polling a non-blocking `recvfrom()`, which runs
+    /// the device's NAPI on this CPU; otherwise a `poll(0)` when the fill
+    /// ring asks for a wakeup, else nothing but a spin hint.
+    fn spin_once(&mut self) {
+        if self.p.napi_busy_poll {
+            self.stats().counters.napi_busy_polls.incr_owned();
+            let fd = self.rx.fd().as_raw_fd();
+            // SAFETY: `fd` is this worker's open AF_XDP socket; a zero-length
+            // receive with null buffers and address is what the kernel
+            // documents for driving busy polling on it.
+            unsafe {
+                libc::recvfrom(
+                    fd,
+                    std::ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                );
             }
-        } else {
+        } else if self.fill.needs_wakeup() {
             self.stats().counters.rx_wakeups.incr_owned();
-            if let Ok(false) = self.rx.poll(IDLE_POLL_MS) {
-                // Idle for a while: a good moment for the statistics call.
-                self.refresh_kernel_stats();
-            }
+            let _ = self.rx.poll(0);
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Sleeps in `poll()` until frames arrive (with preferred busy polling
+    /// the kernel first polls the device for up to the socket's
+    /// `SO_BUSY_POLL` microseconds).
+    fn idle(&mut self) {
+        self.stats().counters.rx_wakeups.incr_owned();
+        if let Ok(false) = self.rx.poll(IDLE_POLL_MS) {
+            // Idle for a while: a good moment for the statistics call.
+            self.refresh_kernel_stats();
         }
     }
 
@@ -413,7 +464,7 @@ impl<'s, S: UdpService> Worker<'s, S> {
     /// Answers the request in `desc` (or drops it, counting why) through
     /// the core's datagram layer. Consumes the frame: it ends on the TX list
     /// (the reply's first datagram is built in it) or back on the free list.
-    fn answer(&mut self, mut desc: FrameDesc, now: u32) {
+    fn answer(&mut self, mut desc: FrameDesc, now: u32, now_ms: u64) {
         let rx_len = desc.lengths().data();
         // SAFETY: `desc` came off the RX ring, so the frame is ours alone
         // until we hand it back; no other reference to it exists.
@@ -428,6 +479,15 @@ impl<'s, S: UdpService> Worker<'s, S> {
             }
         };
         self.stats().counters.rx_requests.incr_owned();
+        if self.p.echo {
+            echo_in_place(buf, &req);
+            set_len(&self.umem, &mut desc, rx_len);
+            if self.tx_pending.len() == self.tx_pending.capacity() {
+                self.flush_tx();
+            }
+            self.tx_pending.push(desc);
+            return;
+        }
         let len = req.datagram_len;
         if len > self.request.len() {
             self.stats().drop_for(wire::Error::BufferTooSmall);
@@ -435,11 +495,6 @@ impl<'s, S: UdpService> Worker<'s, S> {
             return;
         }
         self.request[..len].copy_from_slice(req.datagram(buf));
-        let now_ms = if self.p.guard.is_some() {
-            monotonic_ms()
-        } else {
-            0
-        };
         let responder = Responder::new(
             self.p.guard.as_deref(),
             &self.p.udp_stats,
@@ -481,6 +536,7 @@ impl<'s, S: UdpService> Worker<'s, S> {
 
     /// Puts pending replies on the TX ring and kicks the kernel if asked.
     fn flush_tx(&mut self) {
+        let produced = !self.tx_pending.is_empty();
         let mut at = 0;
         let mut retried = false;
         while at < self.tx_pending.len() {
@@ -510,7 +566,8 @@ impl<'s, S: UdpService> Worker<'s, S> {
             }
         }
         self.tx_pending.clear();
-        if self.tx_in_flight > 0 && self.tx.needs_wakeup() {
+        if self.tx_in_flight > 0 && (self.tx.needs_wakeup() || (self.p.napi_busy_poll && produced))
+        {
             self.kick_tx();
         }
     }
@@ -555,6 +612,31 @@ unsafe fn frame_mut<'a>(umem: &'a Umem, desc: &mut FrameDesc) -> &'a mut [u8] {
     // SAFETY: the slice is the frame's data area inside the UMEM mapping,
     // which `umem` keeps alive for 'a; exclusivity is the caller's contract.
     unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr(), s.len()) }
+}
+
+/// Turns the request frame in `buf` into its echo: Ethernet, IP and UDP
+/// source and destination swapped, everything else unchanged. The IPv4 and
+/// UDP checksums stay valid (a one's-complement sum does not depend on the
+/// order of its words), so the echo is correct when the request's were;
+/// veth's TX offload leaves partial UDP checksums, which the sender must
+/// turn off (`ethtool -K IF tx off`, as `scripts/netns` does).
+fn echo_in_place(buf: &mut [u8], req: &wire::DatagramFrame) {
+    let r = &req.reply;
+    let l4 = req.datagram_offset - wire::udp::UDP_HEADER_BYTES;
+    buf[0..6].copy_from_slice(&r.eth_dst.0);
+    buf[6..12].copy_from_slice(&r.eth_src.0);
+    match &r.ips {
+        IpPair::V4 { src, dst } => {
+            buf[26..30].copy_from_slice(&src.0);
+            buf[30..34].copy_from_slice(&dst.0);
+        }
+        IpPair::V6 { src, dst } => {
+            buf[22..38].copy_from_slice(&src.0);
+            buf[38..54].copy_from_slice(&dst.0);
+        }
+    }
+    buf[l4..l4 + 2].copy_from_slice(&r.src_port.to_be_bytes());
+    buf[l4 + 2..l4 + 4].copy_from_slice(&r.dst_port.to_be_bytes());
 }
 
 /// Sets the length that will be transmitted for frame `desc`.

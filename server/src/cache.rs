@@ -130,6 +130,7 @@ pub fn frontend_config(s: &Settings) -> FrontendConfig {
         .clone()
         .map(|p| (p, s.memcached.unix_mask));
     f.turn_steps = s.memcached.turn_steps as usize;
+    f.notls = s.notls_addrs();
     f
 }
 

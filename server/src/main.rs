@@ -9,6 +9,7 @@
 //! stdout except for `--help` and `--version`.
 
 mod admin;
+mod auth;
 mod cache;
 mod compat;
 mod config;
@@ -24,8 +25,10 @@ mod metrics_process;
 mod metrics_settings;
 mod metrics_window;
 mod metrics_xdp;
+mod pauses;
 mod persist;
 mod privileges;
+mod tls;
 mod udp_guard;
 mod xdp;
 
@@ -148,6 +151,14 @@ fn run() -> Result<(), Exit> {
         }
     }
 
+    // -Z: the certificates are read now (an error exits 64, as memcached's).
+    let tls = match &settings.tls {
+        Some(t) => Some(std::sync::Arc::new(
+            petrel_tcp::TlsContext::new(t.clone()).map_err(|e| usage(format!("petrel: {e}")))?,
+        )),
+        None => None,
+    };
+
     let (engine_config, arena_bytes) = cache::engine_config(&settings, petrel_tcp::unix_now())
         .map_err(|e| usage(format!("petrel: {e}")))?;
 
@@ -164,7 +175,7 @@ fn run() -> Result<(), Exit> {
     let (mut signal_rx, signal_tx) =
         mio::net::UnixStream::pair().map_err(|e| os_error(format!("petrel: signal pipe: {e}")))?;
     let signal_tx = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(signal_tx));
-    reopen_logs_on_sighup().map_err(os_error)?;
+    reopen_logs_on_sighup(tls.clone()).map_err(os_error)?;
     // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety
     // preconditions.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
@@ -220,10 +231,36 @@ fn run() -> Result<(), Exit> {
     // The command log sees every request the engine executes.
     let mut engine = engine;
     engine.set_process_usage(&metrics_process::Rusage);
+    // Eviction steps time their shard-lock holds (stats store_evict_pause_*).
+    let evict_pauses = pauses::install(&mut engine);
+    // -Y / -S: the credentials file, read now and on SIGHUP.
+    if let Some(a) = &settings.memcached.auth {
+        let creds = auth::Credentials::load(&a.file, a.named_by).map_err(usage)?;
+        let path: &'static str = Box::leak(a.file.display().to_string().into_boxed_str());
+        engine.set_authentication(petrel_core::engine::Authentication {
+            authenticator: creds.install(),
+            ascii: a.ascii.then_some(path),
+            sasl: a.sasl,
+        });
+        log::info!(
+            "authentication: {} {path} ascii={} sasl={}",
+            a.named_by,
+            a.ascii,
+            a.sasl
+        );
+    }
     if let Some(k) = &settings.observability.klog {
         let klog = klog::Klog::start(&k.path, k.sample, k.max_bytes)
             .map_err(|e| usage(format!("petrel: --klog-file {}: {e}", k.path.display())))?;
         engine.set_command_log(Box::leak(Box::new(klog)));
+    }
+    // -Z: `refresh_certs` reloads the certificates; `stats` shows TLS.
+    if let Some(ctx) = &tls {
+        let hooks: &'static tls::TlsHooks = Box::leak(Box::new(tls::TlsHooks(ctx.clone())));
+        engine.set_cert_reload(hooks);
+        if !engine.add_stats_source(hooks) {
+            log::warn!("stats: no room for the TLS counters");
+        }
     }
     // -A: a client's `shutdown` stops the server as SIGTERM does.
     if settings.compat.enable_shutdown {
@@ -257,6 +294,7 @@ fn run() -> Result<(), Exit> {
     );
     let mut frontend_config = cache::frontend_config(&settings);
     frontend_config.udp_guard = Some(udp_guard.clone());
+    frontend_config.tls = tls.clone();
     // The datagram layer's counters, shared by every UDP path as the guard
     // is; `stats` prints them (udp_*).
     let udp_stats = frontend_config.udp_stats.clone();
@@ -308,6 +346,7 @@ fn run() -> Result<(), Exit> {
     daemon::serving();
     let mut extra = metrics_xdp::sources(xdp.as_ref());
     extra.push(memory::metrics_source(residency));
+    extra.push(pauses::metrics_source(evict_pauses));
     let observed = metrics::Sources {
         engine: &engine,
         frontend: frontend.stats(),
@@ -348,8 +387,13 @@ fn run() -> Result<(), Exit> {
 }
 
 /// SIGHUP (logrotate's postrotate, supervisors) reopens the log file and
-/// the command log and keeps serving; a thread waits for it.
-fn reopen_logs_on_sighup() -> Result<(), String> {
+/// the command log, rereads the credentials file (`-Y`/`-S`, as memcached
+/// rereads its authfile), reloads the TLS certificates (with -Z; new
+/// handshakes use them, established connections keep theirs) and keeps
+/// serving; a thread waits for it.
+fn reopen_logs_on_sighup(
+    tls: Option<std::sync::Arc<petrel_tcp::TlsContext>>,
+) -> Result<(), String> {
     use std::io::Read;
     let (mut rx, tx) =
         std::os::unix::net::UnixStream::pair().map_err(|e| format!("petrel: signal pipe: {e}"))?;
@@ -366,6 +410,10 @@ fn reopen_logs_on_sighup() -> Result<(), String> {
                 logger::reopen();
                 klog::reopen();
                 log::info!("SIGHUP: log files reopened");
+                auth::reload();
+                if let Some(ctx) = &tls {
+                    let _ = tls::reload(ctx);
+                }
             }
         })
         .map_err(|e| format!("petrel: cannot start the SIGHUP thread: {e}"))?;

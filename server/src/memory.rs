@@ -18,8 +18,8 @@
 //!   as it becomes resident, without faulting the rest in;
 //! - `--prefault-ahead SIZE`: a background thread keeps that much memory
 //!   (split over the shards) resident ahead of each shard's segment
-//!   frontier with `madvise(MADV_POPULATE_WRITE)` (`MADV_POPULATE_READ`
-//!   for a `--persist` file), so the request path rarely takes the page
+//!   frontier with `madvise(MADV_POPULATE_WRITE)` (`fallocate` for a
+//!   `--persist` file, see [`Populate`]), so the request path rarely takes the page
 //!   fault and the zeroing of a fresh page.
 
 use std::io;
@@ -38,8 +38,51 @@ pub const HUGE_PAGE_BYTES: usize = 2 << 20;
 const MLOCK_ONFAULT: libc::c_uint = 1;
 /// `madvise` advice: populate (prefault) page tables writable (Linux 5.14+).
 const MADV_POPULATE_WRITE: libc::c_int = 23;
-/// `madvise` advice: populate page tables readable (Linux 5.14+).
-const MADV_POPULATE_READ: libc::c_int = 22;
+/// How the prefault thread makes a range resident.
+#[derive(Debug, Clone, Copy)]
+pub enum Populate {
+    /// Anonymous memory: `madvise(MADV_POPULATE_WRITE)`, the pages are
+    /// allocated, zeroed and mapped.
+    Anonymous,
+    /// A shared file mapping starting at `base` (the file's offset 0):
+    /// `fallocate` allocates the file's pages (blocks) without mapping
+    /// them into the process, so the first touch is a minor fault and the
+    /// exit has no more page-table entries to tear down than the store
+    /// touched; a write never fails for lack of space in the file system.
+    File {
+        /// The file's descriptor.
+        fd: std::os::fd::RawFd,
+        /// Address of the mapping's first byte.
+        base: usize,
+    },
+}
+
+impl Populate {
+    /// Makes `[from, to)` resident (see the variants).
+    fn range(self, from: usize, to: usize) -> io::Result<()> {
+        let rc = match self {
+            // SAFETY: the caller's range lies in the item memory (mapped
+            // for the life of the process); populate advice only faults
+            // pages in and changes no byte.
+            Populate::Anonymous => unsafe {
+                libc::madvise(from as *mut libc::c_void, to - from, MADV_POPULATE_WRITE)
+            },
+            Populate::File { fd, base } => {
+                let off = libc::off_t::try_from(from - base).unwrap_or(libc::off_t::MAX);
+                let len = libc::off_t::try_from(to - from).unwrap_or(0);
+                // SAFETY: fallocate mode 0 on our own descriptor, inside
+                // the file's size: it allocates and changes no byte.
+                unsafe { libc::fallocate(fd, 0, off, len) }
+            }
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
 /// How often the prefault thread looks at the segment frontiers.
 const PREFAULT_POLL: Duration = Duration::from_millis(2);
 
@@ -56,8 +99,10 @@ pub struct MemoryReport {
     pub locked: bool,
     /// Address of the first byte.
     pub addr: usize,
-    /// A shared file mapping (`--persist`) rather than anonymous memory.
-    pub file_backed: bool,
+    /// A shared file mapping (`--persist`) rather than anonymous memory:
+    /// the file's descriptor (open for the life of the process); the
+    /// mapping starts at the file's offset 0.
+    pub file: Option<std::os::fd::RawFd>,
 }
 
 impl MemoryReport {
@@ -112,7 +157,7 @@ pub fn allocate(bytes: usize, lock: bool) -> io::Result<(&'static mut [u8], Memo
         thp_advised: false,
         locked: false,
         addr: 0,
-        file_backed: false,
+        file: None,
     };
     let ptr = match map(mapped_bytes, libc::MAP_HUGETLB) {
         Ok(p) => {
@@ -268,24 +313,19 @@ pub type Frontiers<'a> = dyn Fn(&mut dyn FnMut(DataFrontier)) + 'a;
 
 /// Keeps memory resident ahead of each shard's segment frontier until
 /// `stop`: every [`PREFAULT_POLL`], for each shard, the range from where it
-/// stopped last to `ahead_bytes / shards` (at least one segment) past the
-/// frontier is populated with `madvise(MADV_POPULATE_WRITE)` (or `_READ`
-/// for a shared file mapping, which a write would dirty). Its work is
-/// bounded by how far the frontiers move. Logs once if the kernel cannot
-/// populate (before Linux 5.14) and stops.
+/// stopped last (at first: the frontier) to `ahead_bytes / shards` (at
+/// least one segment) past the frontier is made resident ([`Populate`]).
+/// Its work is bounded by how far the frontiers move. Logs once if the
+/// kernel cannot populate (`MADV_POPULATE_WRITE` needs Linux 5.14; a file
+/// system may not support `fallocate`) and stops.
 pub fn prefault_ahead(
     frontiers: &Frontiers<'_>,
     segment_bytes: usize,
     ahead_bytes: usize,
-    file_backed: bool,
+    populate: Populate,
     stop: &AtomicBool,
 ) {
     let page = page_bytes();
-    let advice = if file_backed {
-        MADV_POPULATE_READ
-    } else {
-        MADV_POPULATE_WRITE
-    };
     let mut done: Vec<usize> = Vec::new();
     let mut shards = 0;
     frontiers(&mut |_| shards += 1);
@@ -297,26 +337,26 @@ pub fn prefault_ahead(
         let mut failed = None;
         frontiers(&mut |f| {
             if done.len() <= i {
-                done.push(0);
+                // Start at the frontier as first seen: the segments below
+                // it hold items (a warm restart), their pages come in with
+                // the first read of each. Populating them too would map
+                // the whole saved cache into this process, delay the first
+                // requests and make the exit's unmapping longer.
+                done.push(f.used);
             }
             let target = (f.used + per_shard).min(f.len);
             if target > done[i] && failed.is_none() {
                 let from = (f.start + done[i]) & !(page - 1);
                 let to = f.start + target;
-                // SAFETY: [from, to) lies in the shard's data region of the
-                // item memory (mapped for the life of the process); populate
-                // advice only faults pages in and changes no byte.
-                let rc = unsafe { libc::madvise(from as *mut libc::c_void, to - from, advice) };
-                if rc == 0 {
-                    done[i] = target;
-                } else {
-                    failed = Some(io::Error::last_os_error());
+                match populate.range(from, to) {
+                    Ok(()) => done[i] = target,
+                    Err(e) => failed = Some(e),
                 }
             }
             i += 1;
         });
         if let Some(e) = failed {
-            log::warn!("item memory: prefault thread stops: madvise(MADV_POPULATE_*): {e}");
+            log::warn!("item memory: prefault thread stops: {populate:?}: {e}");
             return;
         }
         if !logged_first {
@@ -388,7 +428,13 @@ pub fn start_prefault<'s, 'e: 's>(
     if ahead_bytes == 0 {
         return;
     }
-    let file_backed = report.file_backed;
+    let populate = match report.file {
+        Some(fd) => Populate::File {
+            fd,
+            base: report.addr,
+        },
+        None => Populate::Anonymous,
+    };
     let segment_bytes = engine.store().config().segment_bytes;
     let spawned = std::thread::Builder::new()
         .name("petrel-prefault".into())
@@ -398,7 +444,7 @@ pub fn start_prefault<'s, 'e: 's>(
                 &frontiers,
                 segment_bytes,
                 usize::try_from(ahead_bytes).unwrap_or(usize::MAX),
-                file_backed,
+                populate,
                 stop,
             );
         });
@@ -409,7 +455,7 @@ pub fn start_prefault<'s, 'e: 's>(
 
 /// What start-up did with the item memory, for the start-up log line.
 pub fn describe(report: &MemoryReport, ahead_bytes: u64) -> String {
-    let backing = if report.file_backed {
+    let backing = if report.file.is_some() {
         "a --persist file mapping"
     } else if report.hugetlb {
         "explicit huge pages"
@@ -491,7 +537,7 @@ mod tests {
         };
         let res = Residency::new(m.as_ptr(), m.len());
         std::thread::scope(|s| {
-            s.spawn(|| prefault_ahead(&frontiers, 1 << 20, 4 << 20, false, &stop));
+            s.spawn(|| prefault_ahead(&frontiers, 1 << 20, 4 << 20, Populate::Anonymous, &stop));
             let wait_for = |want: u64| {
                 let t = Instant::now();
                 while res.resident_bytes() < want && t.elapsed() < Duration::from_secs(20) {
@@ -506,6 +552,102 @@ mod tests {
         });
         // Never further than the distance (THP may round up to 2 MiB).
         assert!(res.resident_bytes() <= 16 << 20, "{}", res.resident_bytes());
+        unmap(m);
+    }
+
+    /// A file mapping: the file's blocks ahead of the frontier are
+    /// allocated, none of its pages is mapped into the process.
+    #[test]
+    fn prefault_of_a_file_allocates_it_without_mapping_it() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let _one = ONE_MAPPING.lock().unwrap_or_else(|e| e.into_inner());
+        let path = std::env::temp_dir().join(format!("petrel-prefault-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        let len = 32usize << 20;
+        file.set_len(len as u64).unwrap();
+        // SAFETY: a shared mapping of the file just sized to `len`,
+        // checked against MAP_FAILED and unmapped below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        let start = p as usize;
+        let stop = AtomicBool::new(false);
+        let frontiers = |f: &mut dyn FnMut(DataFrontier)| {
+            f(DataFrontier {
+                start: start + (4 << 20),
+                len: 28 << 20,
+                used: 8 << 20,
+            })
+        };
+        let populate = Populate::File {
+            fd: file.as_raw_fd(),
+            base: start,
+        };
+        let allocated = || file.metadata().unwrap().blocks() * 512;
+        assert_eq!(allocated(), 0, "a new file has no blocks");
+        std::thread::scope(|s| {
+            s.spawn(|| prefault_ahead(&frontiers, 1 << 20, 4 << 20, populate, &stop));
+            let t = Instant::now();
+            while allocated() < 4 << 20 && t.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        // File bytes [12 MiB, 16 MiB): 4 MiB past the frontier (a file
+        // system may round an allocation out a little).
+        let bytes = allocated();
+        assert!((4 << 20..6 << 20).contains(&bytes), "{bytes}");
+        let res = Residency::new(p.cast(), len);
+        assert_eq!(res.resident_bytes(), 0, "nothing mapped");
+        // SAFETY: the mapping made above; nothing refers to it.
+        unsafe { libc::munmap(p, len) };
+    }
+
+    /// A store reattached from a file has its frontier far into each
+    /// shard: the memory below it (saved items) is left alone.
+    #[test]
+    fn prefault_starts_at_the_frontier_not_below_it() {
+        let _one = ONE_MAPPING.lock().unwrap_or_else(|e| e.into_inner());
+        let (m, _) = allocate(32 << 20, false).unwrap();
+        let start = m.as_ptr() as usize;
+        let stop = AtomicBool::new(false);
+        let frontiers = |f: &mut dyn FnMut(DataFrontier)| {
+            f(DataFrontier {
+                start,
+                len: 32 << 20,
+                used: 20 << 20,
+            })
+        };
+        let res = Residency::new(m.as_ptr(), m.len());
+        std::thread::scope(|s| {
+            s.spawn(|| prefault_ahead(&frontiers, 1 << 20, 4 << 20, Populate::Anonymous, &stop));
+            let t = Instant::now();
+            while res.resident_bytes() < 4 << 20 && t.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let resident = res.resident_bytes();
+        assert!(resident >= 4 << 20, "{resident}");
+        // The 4 MiB past the frontier (THP may round out to 2 MiB pages),
+        // none of the 20 MiB below it.
+        assert!(resident <= 6 << 20, "{resident}");
         unmap(m);
     }
 }

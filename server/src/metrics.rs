@@ -193,6 +193,10 @@ pub const GROUPS: &[Group] = &[
         descs: &GuardStats::DESCS,
     },
     Group {
+        prefix: "tls",
+        descs: &petrel_tcp::TlsStats::DESCS,
+    },
+    Group {
         prefix: "log",
         descs: &LogStats::DESCS,
     },
@@ -405,6 +409,15 @@ impl Sources<'_> {
                 .stats()
                 .for_each_desc(|d, v| push_group(&mut out, "udp_guard", d, v)),
             None => GuardStats::new().for_each_desc(|d, v| push_group(&mut out, "udp_guard", d, v)),
+        }
+        // zeros when TLS is off (-Z not given), as the guard's without UDP
+        match self.frontend.tls() {
+            Some(t) => t
+                .stats()
+                .for_each_desc(|d, v| push_group(&mut out, "tls", d, v)),
+            None => {
+                petrel_tcp::TlsStats::new().for_each_desc(|d, v| push_group(&mut out, "tls", d, v))
+            }
         }
         crate::logger::stats().for_each_desc(|d, v| push_group(&mut out, "log", d, v));
         crate::klog::stats().for_each_desc(|d, v| push_group(&mut out, "klog", d, v));

@@ -73,6 +73,9 @@ pub fn markdown_table() -> String {
     for (name, kind, unit, labels, help) in crate::memory::documented() {
         row(&name, kind, unit, labels, &help);
     }
+    for (name, kind, unit, labels, help) in crate::pauses::documented() {
+        row(&name, kind, unit, labels, &help);
+    }
     o
 }
 

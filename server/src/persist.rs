@@ -200,7 +200,7 @@ pub fn start(
         thp_advised: false,
         locked: false,
         addr: ptr as usize,
-        file_backed: true,
+        file: Some(pf.file.as_raw_fd()),
     };
     let attached = match size_reason {
         Some(reason) => Err(reason),

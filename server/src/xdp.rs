@@ -26,13 +26,14 @@
 //! accepted, so configurations stay portable; AF_XDP is then unavailable,
 //! which is fatal only when required.
 
-use std::fmt;
 use std::net::IpAddr;
 
 use clap::Args;
 use serde::Deserialize;
 
 use crate::config::value::{parse_id_list, pick, pick_switch, ConfigError, Origin};
+use petrel_core::xdp::UnknownSetting;
+pub use petrel_core::xdp::{AttachMode, ZeroCopy};
 
 /// Longest interface name Linux accepts (`IFNAMSIZ` - 1).
 const IFACE_NAME_MAX_BYTES: usize = 15;
@@ -77,48 +78,13 @@ pub struct XdpArgs {
     /// Microseconds an idle AF_XDP worker keeps polling its rings before it sleeps, 0 = sleep at once [default: 0]
     #[arg(long = "xdp-idle-spin-us", value_name = "US")]
     pub xdp_idle_spin_us: Option<u32>,
-}
-
-/// Where the XDP program runs (`--xdp-mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Native (driver) mode, generic if the driver refuses.
-    Auto,
-    /// Native (driver) mode only.
-    Native,
-    /// Generic (SKB) mode only.
-    Generic,
-}
-
-/// Whether AF_XDP sockets bind zero-copy (`--xdp-zero-copy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ZeroCopy {
-    /// Zero-copy where the driver supports it, else copy.
-    Auto,
-    /// Zero-copy or fail.
-    On,
-    /// Copy mode.
-    Off,
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Mode::Auto => "auto",
-            Mode::Native => "native",
-            Mode::Generic => "generic",
-        })
-    }
-}
-
-impl fmt::Display for ZeroCopy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ZeroCopy::Auto => "auto",
-            ZeroCopy::On => "on",
-            ZeroCopy::Off => "off",
-        })
-    }
+    /// Kernel's preferred busy polling on the AF_XDP sockets (SO_PREFER_BUSY_POLL, SO_BUSY_POLL = US); pair with the interface's napi_defer_hard_irqs and gro_flush_timeout, 0 = off [default: 0]
+    #[arg(long = "xdp-prefer-busy-poll", value_name = "US")]
+    pub xdp_prefer_busy_poll: Option<u32>,
+    /// Diagnostic: the AF_XDP workers send every UDP datagram to the port back unchanged (addresses swapped) instead of answering it
+    #[arg(long = "xdp-echo")]
+    #[serde(default)]
+    pub xdp_echo: bool,
 }
 
 /// The effective AF_XDP settings (present only with `--xdp-iface`).
@@ -129,7 +95,7 @@ pub struct XdpSettings {
     /// RX queues to serve; `None` = all of the interface's.
     pub queues: Option<Vec<u32>>,
     /// Attach mode.
-    pub mode: Mode,
+    pub mode: AttachMode,
     /// Zero-copy setting.
     pub zero_copy: ZeroCopy,
     /// Spin instead of sleeping when idle (dedicated cores only).
@@ -141,6 +107,10 @@ pub struct XdpSettings {
     pub required: bool,
     /// Microseconds an idle worker polls before sleeping.
     pub idle_spin_us: u32,
+    /// `SO_BUSY_POLL` microseconds of preferred busy polling, 0 = off.
+    pub prefer_busy_poll_us: u32,
+    /// Diagnostic echo instead of the cache.
+    pub echo: bool,
     /// The UDP port served (the server's `--udp-port`).
     pub port: u16,
 }
@@ -172,6 +142,12 @@ pub fn settings(
         file.xdp_idle_spin_us,
         "xdp-idle-spin-us",
     );
+    let prefer_busy_poll = pick(
+        cli.xdp_prefer_busy_poll,
+        file.xdp_prefer_busy_poll,
+        "xdp-prefer-busy-poll",
+    );
+    let echo = pick_switch(cli.xdp_echo, file.xdp_echo, "xdp-echo");
 
     let Some(iface) = iface else {
         // Any other AF_XDP setting without an interface is a mistake.
@@ -183,6 +159,8 @@ pub fn settings(
             Some(busy_poll.origin),
             Some(required.origin),
             idle_spin_us.as_ref().map(|s| s.origin),
+            prefer_busy_poll.as_ref().map(|s| s.origin),
+            Some(echo.origin),
         ];
         if let Some(origin) = given.into_iter().flatten().find(|o| o.given()) {
             return origin.fail("needs --xdp-iface");
@@ -207,31 +185,26 @@ pub fn settings(
         return iface_origin
             .fail("AF_XDP serves memcache over UDP, but UDP is off (-U/--udp-port 0)");
     }
-    let mode_origin = mode
-        .as_ref()
-        .map_or(Origin::Default("xdp-mode"), |m| m.origin);
-    let mode = match mode.as_ref().map(|m| m.value.as_str()) {
-        None | Some("auto") => Mode::Auto,
-        Some("native") => Mode::Native,
-        Some("generic") => Mode::Generic,
-        Some(other) => {
-            return mode_origin.fail(format!("'{other}' is not a mode (auto, native or generic)"))
-        }
+    let mode = match &mode {
+        None => AttachMode::Auto,
+        Some(m) => m.value.parse().or_else(|e: UnknownSetting| {
+            m.origin
+                .fail(format!("'{}' is not a mode ({})", m.value, e.expected))
+        })?,
     };
     let zc_origin = zero_copy
         .as_ref()
         .map_or(Origin::Default("xdp-zero-copy"), |z| z.origin);
-    let zero_copy = match zero_copy.as_ref().map(|z| z.value.as_str()) {
-        None | Some("auto") => ZeroCopy::Auto,
-        Some("on") => ZeroCopy::On,
-        Some("off") => ZeroCopy::Off,
-        Some(other) => {
-            return zc_origin.fail(format!(
-                "'{other}' is not a zero-copy setting (auto, on or off)"
+    let zero_copy = match &zero_copy {
+        None => ZeroCopy::Auto,
+        Some(z) => z.value.parse().or_else(|e: UnknownSetting| {
+            z.origin.fail(format!(
+                "'{}' is not a zero-copy setting ({})",
+                z.value, e.expected
             ))
-        }
+        })?,
     };
-    if zero_copy == ZeroCopy::On && mode == Mode::Generic {
+    if zero_copy == ZeroCopy::On && mode == AttachMode::Generic {
         return zc_origin
             .fail("zero-copy needs native XDP; generic mode (--xdp-mode generic) only copies");
     }
@@ -252,7 +225,16 @@ pub fn settings(
         Some(s) => s.value,
         None => IDLE_SPIN_US_DEFAULT,
     };
-    let forced = mode != Mode::Auto || zero_copy == ZeroCopy::On;
+    let prefer_busy_poll_us = match prefer_busy_poll {
+        Some(s) if s.value > IDLE_SPIN_US_MAX => {
+            return s
+                .origin
+                .fail(format!("at most {IDLE_SPIN_US_MAX} microseconds"))
+        }
+        Some(s) => s.value,
+        None => 0,
+    };
+    let forced = mode != AttachMode::Auto || zero_copy == ZeroCopy::On;
     Ok(Some(XdpSettings {
         iface,
         queues,
@@ -262,6 +244,8 @@ pub fn settings(
         cpus,
         required: required.value || forced,
         idle_spin_us,
+        prefer_busy_poll_us,
+        echo: echo.value,
         port: udp_port,
     }))
 }
@@ -341,20 +325,14 @@ pub fn attach(
     cfg.udp_guard = udp_guard;
     cfg.udp_stats = udp_stats;
     cfg.mode = petrel_xdp::XdpMode {
-        attach: match s.mode {
-            Mode::Auto => petrel_xdp::AttachMode::Auto,
-            Mode::Native => petrel_xdp::AttachMode::Native,
-            Mode::Generic => petrel_xdp::AttachMode::Generic,
-        },
-        zero_copy: match s.zero_copy {
-            ZeroCopy::Auto => petrel_xdp::ZeroCopy::Auto,
-            ZeroCopy::On => petrel_xdp::ZeroCopy::On,
-            ZeroCopy::Off => petrel_xdp::ZeroCopy::Off,
-        },
+        attach: s.mode,
+        zero_copy: s.zero_copy,
     };
     cfg.queues = s.queues.clone();
     cfg.busy_poll = s.busy_poll;
     cfg.idle_spin_micros = s.idle_spin_us;
+    cfg.prefer_busy_poll_micros = s.prefer_busy_poll_us;
+    cfg.echo = s.echo;
     cfg.cores = s.cpus.iter().map(|&c| c as usize).collect();
     match petrel_xdp::XdpFrontend::attach(cfg) {
         Ok(a) => Ok(Some(a)),
@@ -567,7 +545,7 @@ mod tests {
             .unwrap();
         assert_eq!(s.iface, "eth0");
         assert_eq!(s.port, 2000);
-        assert_eq!((s.mode, s.zero_copy), (Mode::Auto, ZeroCopy::Auto));
+        assert_eq!((s.mode, s.zero_copy), (AttachMode::Auto, ZeroCopy::Auto));
         assert_eq!(s.queues, None);
         assert!(s.cpus.is_empty() && !s.busy_poll && !s.required);
         assert_eq!(s.idle_spin_us, IDLE_SPIN_US_DEFAULT);
@@ -595,7 +573,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(s.queues, Some(vec![0, 2, 3]));
-        assert_eq!((s.mode, s.zero_copy), (Mode::Native, ZeroCopy::Off));
+        assert_eq!((s.mode, s.zero_copy), (AttachMode::Native, ZeroCopy::Off));
         assert!(s.busy_poll);
         assert_eq!(s.cpus, vec![1]);
         assert!(s.required, "a forced mode makes AF_XDP required");
@@ -683,7 +661,7 @@ mod tests {
         let s = settings(&none, &f, 11211).unwrap().unwrap();
         assert_eq!(s.iface, "veth0");
         assert_eq!(s.queues, Some(vec![1]));
-        assert_eq!(s.mode, Mode::Generic);
+        assert_eq!(s.mode, AttachMode::Generic);
         assert_eq!(s.cpus, vec![0, 1]);
         assert!(s.busy_poll && s.required);
         let cli = XdpArgs {
@@ -692,7 +670,7 @@ mod tests {
             ..XdpArgs::default()
         };
         let s = settings(&cli, &f, 11211).unwrap().unwrap();
-        assert_eq!((s.iface.as_str(), s.mode), ("veth9", Mode::Auto));
+        assert_eq!((s.iface.as_str(), s.mode), ("veth9", AttachMode::Auto));
         let f = parse_file("xdp-mode = \"turbo\"\nxdp-iface = \"e\"\n").unwrap();
         let e = settings(&none, &f.xdp, 11211).unwrap_err().0;
         assert!(e.contains("config key `xdp-mode`"), "{e}");

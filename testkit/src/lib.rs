@@ -13,7 +13,9 @@
 //! * [`rng`]: a seeded, reproducible pseudo-random generator (no dependency).
 //! * [`escape`]: printable rendering of protocol bytes for failure messages.
 //! * [`wait`]: waiting on a condition with a bounded timeout.
+//! * [`binary`]: memcached binary-protocol request frames.
 
+pub mod binary;
 pub mod diff;
 pub mod escape;
 pub mod net;

@@ -152,6 +152,8 @@ impl Target {
             extra: Vec::new(),
             taskset: None,
             bare: false,
+            probe: None,
+            env: Vec::new(),
         }
     }
 
@@ -173,9 +175,22 @@ pub struct ServerBuilder {
     extra: Vec<String>,
     taskset: Option<String>,
     bare: bool,
+    probe: Option<fn(TcpStream) -> Option<u32>>,
+    env: Vec<(String, String)>,
 }
 
 impl ServerBuilder {
+    /// Sets an environment variable of the server process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+    /// Tells readiness (and the answering process's pid) with `probe` instead of an ASCII
+    /// `stats`: for servers that answer nothing before authentication.
+    pub fn ready_probe(mut self, probe: fn(TcpStream) -> Option<u32>) -> Self {
+        self.probe = Some(probe);
+        self
+    }
     /// Pass only the arguments given with [`ServerBuilder::arg`] (no `-p -U -l -m -t`): for
     /// servers configured by a file. [`ServerBuilder::try_start`] still waits on its `tcp` port.
     pub fn bare(mut self) -> Self {
@@ -285,6 +300,7 @@ impl ServerBuilder {
             None => Command::new(&self.target.path),
         };
         cmd.args(&args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
@@ -318,7 +334,7 @@ impl ServerBuilder {
                 TcpStream::connect_timeout(&server.tcp_addr(), Duration::from_millis(200))
             {
                 let ours = server.pid();
-                match stats_pid(stream) {
+                match self.probe.unwrap_or(stats_pid)(stream) {
                     Some(pid) if Some(pid) == ours => return Ok(server),
                     Some(pid) => {
                         // another process took the port between free_port_pair and the spawn

@@ -2,11 +2,11 @@
 //!
 //! * [`tcp`]: a raw TCP connection with exact-bytes assertions.
 //! * [`udp`]: a small memcache-over-UDP client written from memcached's `protocol.txt`.
-//! * [`server`], [`rng`], [`escape`], [`skip`], [`net`], [`diff`]: from `petrel-testkit`, the
+//! * [`server`], [`rng`], [`escape`], [`skip`], [`net`], [`diff`], [`binary`]: from `petrel-testkit`, the
 //!   helpers every test of the workspace shares (server launcher, seeded generator, byte
 //!   rendering, visible skips, free ports, the differential harness).
 
-pub use petrel_testkit::{diff, escape, net, rng, server, skip, wait};
+pub use petrel_testkit::{binary, diff, escape, net, rng, server, skip, wait};
 
 pub mod tcp;
 pub mod udp;

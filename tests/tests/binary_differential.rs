@@ -24,11 +24,12 @@
 //! magic byte comes after a `noop`: memcached drops the quiet replies it still holds when it
 //! closes for one, Petrel has sent them.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use petrel_tests::binary::header;
+use petrel_tests::diff::reply::CasMap;
 use petrel_tests::rng::Rng;
 use petrel_tests::server::Target;
 
@@ -49,16 +50,6 @@ enum Cas {
     Literal(u64),
     /// A CAS memcached handed out; the candidate gets its own number for the same item.
     Reference(u64),
-}
-
-fn header(op: u8, keylen: u16, extlen: u8, bodylen: u32, opaque: u32) -> Vec<u8> {
-    let mut b = vec![0x80, op];
-    b.extend_from_slice(&keylen.to_be_bytes());
-    b.push(extlen);
-    b.extend_from_slice(&[0, 0, 0]);
-    b.extend_from_slice(&bodylen.to_be_bytes());
-    b.extend_from_slice(&opaque.to_be_bytes());
-    b
 }
 
 fn req(op: u8, key: &[u8], extras: &[u8], value: &[u8], cas: Cas, opaque: u32) -> Req {
@@ -311,27 +302,6 @@ impl Gen {
     }
 }
 
-/// A bijection between memcached's CAS numbers and the candidate's.
-#[derive(Default)]
-struct CasMap {
-    m2p: HashMap<u64, u64>,
-    p2m: HashMap<u64, u64>,
-}
-
-impl CasMap {
-    fn pair(&mut self, m: u64, p: u64) -> bool {
-        match (self.m2p.get(&m), self.p2m.get(&p)) {
-            (Some(&pp), Some(&mm)) => pp == p && mm == m,
-            (None, None) => {
-                self.m2p.insert(m, p);
-                self.p2m.insert(p, m);
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
 fn render(r: &Req, cas: u64) -> Vec<u8> {
     let mut b = r.head.clone();
     b.extend_from_slice(&cas.to_be_bytes());
@@ -432,7 +402,7 @@ fn run_seed(seed: u64, requests: usize, m_addr: SocketAddr, p_addr: SocketAddr) 
             let r = g.next();
             let (mc, pc) = match r.cas {
                 Cas::Literal(c) => (c, c),
-                Cas::Reference(c) => (c, cas.m2p.get(&c).copied().unwrap_or(c)),
+                Cas::Reference(c) => (c, cas.to_candidate(c)),
             };
             mb.extend(render(&r, mc));
             pb.extend(render(&r, pc));

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use petrel_tests::binary::request;
 use petrel_tests::server::{Kind, Server, Target};
 use petrel_tests::skip::{require_program, skip};
 
@@ -183,20 +184,6 @@ fn memcache_crate_binary_protocol() {
         assert!(!c.delete("k").unwrap(), "{kind:?}");
         assert!(c.version().is_ok(), "{kind:?}");
     }
-}
-
-fn request(op: u8, key: &[u8], extras: &[u8], value: &[u8], opaque: u32) -> Vec<u8> {
-    let mut b = vec![0x80, op];
-    b.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    b.push(extras.len() as u8);
-    b.extend_from_slice(&[0, 0, 0]);
-    b.extend_from_slice(&((extras.len() + key.len() + value.len()) as u32).to_be_bytes());
-    b.extend_from_slice(&opaque.to_be_bytes());
-    b.extend_from_slice(&[0; 8]);
-    b.extend_from_slice(extras);
-    b.extend_from_slice(key);
-    b.extend_from_slice(value);
-    b
 }
 
 /// Sends `data`, then reads until `want` bytes arrived or the peer closed (bounded).

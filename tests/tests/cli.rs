@@ -93,7 +93,19 @@ fn bad_flags_exit_64_naming_the_flag() {
         &["-p", p, "-o", "modern,no_such_option"],
         &["no_such_option"],
     );
-    expect_usage_error(&t, &["-p", p, "-o", "ssl_key=/k"], &["ssl_key"]);
+    // TLS: a certificate is needed, must load, and notls: needs -Z (as memcached).
+    expect_usage_error(
+        &t,
+        &["-p", p, "-Z", "-o", "ssl_key=/k"],
+        &["ssl_chain_cert"],
+    );
+    expect_usage_error(
+        &t,
+        &["-p", p, "-Z", "-o", "ssl_chain_cert=/nonexistent/c.pem"],
+        &["Error loading the certificate chain: /nonexistent/c.pem"],
+    );
+    expect_usage_error(&t, &["-p", p, "-l", "notls:127.0.0.1"], &["notls"]);
+    expect_usage_error(&t, &["-p", p, "-o", "ssl_kernel_tls"], &["ssl_kernel_tls"]);
     expect_usage_error(&t, &["-p", p, "-M"], &["--disable-evictions"]);
     expect_usage_error(&t, &["-p", p, "-Z"], &["--enable-ssl"]);
     expect_usage_error(&t, &["-p", p, "-S"], &["--enable-sasl"]);

@@ -23,6 +23,13 @@ struct Pair {
     under_test: Server,
 }
 
+impl Pair {
+    /// Both servers, memcached first.
+    fn both(&self) -> [&Server; 2] {
+        [&self.reference, &self.under_test]
+    }
+}
+
 fn start_pair(extra: &[&str]) -> Option<Pair> {
     let target = Target::from_env()?;
     let with = |t: &Target| {
@@ -58,12 +65,22 @@ fn have(what: &str, program: &str, args: &[&str]) -> bool {
     false
 }
 
+/// `program` run under `timeout` ([`SCRIPT_TIMEOUT_SECS`]).
+fn timed(program: &str) -> Command {
+    let mut c = Command::new("timeout");
+    c.arg(SCRIPT_TIMEOUT_SECS.to_string()).arg(program);
+    c
+}
+
+/// Everything a finished command printed: stdout, then stderr.
+fn printed(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
 /// Runs `program args... 127.0.0.1 PORT tail...` against `server` under a timeout and returns
 /// its stdout; panics with everything it printed (and the server's log) if it fails.
 fn run_client(program: &str, args: &[&str], server: &Server, tail: &[&str]) -> String {
-    let out = Command::new("timeout")
-        .arg(SCRIPT_TIMEOUT_SECS.to_string())
-        .arg(program)
+    let out = timed(program)
         .args(args)
         .arg("127.0.0.1")
         .arg(server.tcp_port.to_string())
@@ -106,6 +123,55 @@ fn script(name: &str) -> PathBuf {
     workspace_root().join("tests/clients").join(name)
 }
 
+/// A client library driven by a script of `tests/clients/`.
+struct ScriptClient {
+    /// The package that provides it (named when it is missing).
+    package: &'static str,
+    /// The interpreter that runs the script.
+    program: &'static str,
+    /// Arguments with which `program` exits 0 only when the library is installed.
+    probe: &'static [&'static str],
+    /// The script's file name.
+    script: &'static str,
+}
+
+// Debian's pylibmc is for Debian's python (`python3` may be another one).
+const PYLIBMC: ScriptClient = ScriptClient {
+    package: "python3-pylibmc",
+    program: "/usr/bin/python3",
+    probe: &["-c", "import pylibmc"],
+    script: "pylibmc_check.py",
+};
+const PHP_MEMCACHED: ScriptClient = ScriptClient {
+    package: "php-memcached with php-cli",
+    program: "php",
+    probe: &["-r", "exit(class_exists('Memcached') ? 0 : 1);"],
+    script: "php_check.php",
+};
+const PERL_FAST: ScriptClient = ScriptClient {
+    package: "libcache-memcached-fast-perl",
+    program: "perl",
+    probe: &["-MCache::Memcached::Fast", "-e", "1"],
+    script: "perl_check.pl",
+};
+const DALLI: ScriptClient = ScriptClient {
+    package: "ruby-dalli",
+    program: "ruby",
+    probe: &["-e", "require 'dalli'"],
+    script: "dalli_check.rb",
+};
+
+/// Runs `client`'s script with `mode` (its arguments after host and port) against both
+/// servers and compares the transcripts (see [`compare_client`]); skips visibly when the
+/// client is not installed.
+fn compare_script(client: &ScriptClient, mode: &[&str], what: &str, done: &str) {
+    if !have(client.package, client.program, client.probe) {
+        return;
+    }
+    let s = script(client.script);
+    compare_client(what, client.program, &[s.to_str().unwrap()], mode, done);
+}
+
 /// Runs one client script against both servers and compares the transcripts; `done` is the
 /// script's last line, proving it ran to the end.
 fn compare_client(what: &str, program: &str, args: &[&str], tail: &[&str], done: &str) {
@@ -124,58 +190,25 @@ fn compare_client(what: &str, program: &str, args: &[&str], tail: &[&str], done:
 
 #[test]
 fn pylibmc_text() {
-    // Debian's module is for Debian's python (`python3` may be another one).
-    if !have(
-        "python3-pylibmc",
-        "/usr/bin/python3",
-        &["-c", "import pylibmc"],
-    ) {
-        return;
-    }
-    let s = script("pylibmc_check.py");
-    compare_client(
-        "pylibmc text",
-        "/usr/bin/python3",
-        &[s.to_str().unwrap()],
-        &["text"],
-        "pylibmc text: done",
-    );
+    compare_script(&PYLIBMC, &["text"], "pylibmc text", "pylibmc text: done");
 }
 
 #[test]
 fn php_memcached_text() {
-    if !have(
-        "php-memcached with php-cli",
-        "php",
-        &["-r", "exit(class_exists('Memcached') ? 0 : 1);"],
-    ) {
-        return;
-    }
-    let s = script("php_check.php");
-    compare_client(
-        "php-memcached text",
-        "php",
-        &[s.to_str().unwrap()],
+    compare_script(
+        &PHP_MEMCACHED,
         &["text"],
+        "php-memcached text",
         "php-memcached text: done",
     );
 }
 
 #[test]
 fn perl_cache_memcached_fast() {
-    if !have(
-        "libcache-memcached-fast-perl",
-        "perl",
-        &["-MCache::Memcached::Fast", "-e", "1"],
-    ) {
-        return;
-    }
-    let s = script("perl_check.pl");
-    compare_client(
-        "Cache::Memcached::Fast",
-        "perl",
-        &[s.to_str().unwrap()],
+    compare_script(
+        &PERL_FAST,
         &[],
+        "Cache::Memcached::Fast",
         "Cache::Memcached::Fast: done",
     );
 }
@@ -244,15 +277,12 @@ fn memccapable_ascii() {
         return;
     };
     let run = |s: &Server| {
-        let out = Command::new("timeout")
-            .arg(SCRIPT_TIMEOUT_SECS.to_string())
-            .args(["memccapable", "-a", "-t", "10", "-h", "127.0.0.1", "-p"])
+        let out = timed("memccapable")
+            .args(["-a", "-t", "10", "-h", "127.0.0.1", "-p"])
             .arg(s.tcp_port.to_string())
             .output()
             .expect("run memccapable");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status, text)
+        (out.status, printed(&out))
     };
     let (ref_status, reference) = run(&pair.reference);
     let (status, under_test) = run(&pair.under_test);
@@ -300,25 +330,15 @@ fn pymemcache_integration_suite() {
         return;
     };
     let run = |s: &Server| {
-        let out = Command::new("timeout")
-            .arg(SCRIPT_TIMEOUT_SECS.to_string())
-            .args([
-                "python3",
-                "-m",
-                "pytest",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "-rfEs",
-            ])
+        let out = timed("python3")
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs"])
             .arg(&suite)
             .args(["-m", "integration", "--server", "127.0.0.1", "--port"])
             .arg(s.tcp_port.to_string())
             .current_dir(std::env::temp_dir())
             .output()
             .expect("run pytest");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
+        let text = printed(&out);
         let summary = text
             .lines()
             .rev()
@@ -345,9 +365,8 @@ fn pymemcache_integration_suite() {
 /// Runs Debian's memcached-tool (a Perl script, with warnings on) in `mode` against `server`;
 /// returns its output, asserting it exited 0 and printed no Perl warning.
 fn memcached_tool(server: &Server, mode: &str) -> String {
-    let out = Command::new("timeout")
-        .arg(SCRIPT_TIMEOUT_SECS.to_string())
-        .args(["perl", "-w", MEMCACHED_TOOL])
+    let out = timed("perl")
+        .args(["-w", MEMCACHED_TOOL])
         .arg(format!("127.0.0.1:{}", server.tcp_port))
         .arg(mode)
         .output()
@@ -391,7 +410,7 @@ fn memcached_tool_modes() {
     let Some(pair) = start_pair(&[]) else {
         return;
     };
-    for s in [&pair.reference, &pair.under_test] {
+    for s in pair.both() {
         store_items(s);
     }
     // dump: `add` commands that restore every item; the same on both (order aside).
@@ -530,14 +549,14 @@ fn admin_commands_reply_as_memcached() {
         assert_eq!(g, w, "request {:?}", w.0);
     }
     // An empty metadump is just END on both.
-    for s in [&pair.reference, &pair.under_test] {
+    for s in pair.both() {
         let mut c = petrel_tests::tcp::Conn::connect(s.tcp_addr());
         c.check(b"flush_all\r\n", b"OK\r\n");
         let mut c = petrel_tests::tcp::Conn::connect(s.tcp_addr());
         c.check(b"lru_crawler metadump all\r\n", b"END\r\n");
     }
     // limit_maxbytes follows cache_memlimit on both (the last one set 64).
-    for s in [&pair.reference, &pair.under_test] {
+    for s in pair.both() {
         assert_eq!(
             petrel_tests::tcp::stat(s.tcp_addr(), "limit_maxbytes"),
             64 << 20
@@ -645,7 +664,7 @@ fn metadump_refused_with_dash_x() {
     let Some(pair) = start_pair(&["-X"]) else {
         return;
     };
-    for s in [&pair.reference, &pair.under_test] {
+    for s in pair.both() {
         let mut c = petrel_tests::tcp::Conn::connect(s.tcp_addr());
         c.check(
             b"lru_crawler metadump all\r\n",
@@ -658,47 +677,25 @@ fn metadump_refused_with_dash_x() {
 
 #[test]
 fn dalli_binary() {
-    if !have("ruby-dalli", "ruby", &["-e", "require 'dalli'"]) {
-        return;
-    }
-    let s = script("dalli_check.rb");
-    compare_client("Dalli", "ruby", &[s.to_str().unwrap()], &[], "dalli: done");
+    compare_script(&DALLI, &[], "Dalli", "dalli: done");
 }
 
 #[test]
 fn pylibmc_binary() {
-    if !have(
-        "python3-pylibmc",
-        "/usr/bin/python3",
-        &["-c", "import pylibmc"],
-    ) {
-        return;
-    }
-    let s = script("pylibmc_check.py");
-    compare_client(
-        "pylibmc binary",
-        "/usr/bin/python3",
-        &[s.to_str().unwrap()],
+    compare_script(
+        &PYLIBMC,
         &["binary"],
+        "pylibmc binary",
         "pylibmc binary: done",
     );
 }
 
 #[test]
 fn php_memcached_binary() {
-    if !have(
-        "php-memcached with php-cli",
-        "php",
-        &["-r", "exit(class_exists('Memcached') ? 0 : 1);"],
-    ) {
-        return;
-    }
-    let s = script("php_check.php");
-    compare_client(
-        "php-memcached binary",
-        "php",
-        &[s.to_str().unwrap()],
+    compare_script(
+        &PHP_MEMCACHED,
         &["binary"],
+        "php-memcached binary",
         "php-memcached binary: done",
     );
 }

@@ -6,9 +6,10 @@
 
 use petrel_tests::server::{free_port_pair, petrel_path, workspace_root, Kind, Target};
 use petrel_tests::skip;
-use petrel_tests::tcp::{storage_cmd, Conn};
+use petrel_tests::tcp::{storage_cmd, value_reply, Conn};
 use petrel_tests::wait::wait_until;
 use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -150,9 +151,7 @@ fn wrapper_run(name: &str, conf: &str, serves: Serves, log_must_name: &[&str]) {
             for a in addrs {
                 let key = format!("k{}", a.replace([':', '.'], "_"));
                 in_netns_of(pid, move || {
-                    let mut s = std::net::TcpStream::connect(a).expect("connect");
-                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                    set_and_get(&mut s, &key);
+                    set_and_get(&mut connect_tcp(a), &key);
                 });
             }
             // The shipped config's port in the namespace, nowhere else: no UDP
@@ -161,15 +160,12 @@ fn wrapper_run(name: &str, conf: &str, serves: Serves, log_must_name: &[&str]) {
         Serves::Unix(path, mode) => {
             let p = format!("{root}{path}");
             wait_until(START_TIMEOUT, "the Unix socket", || Path::new(&p).exists());
-            let m = std::fs::metadata(&p).expect("socket").permissions().mode() & 0o777;
-            assert_eq!(m, mode, "-a sets the socket's mode");
+            assert_eq!(mode_of(&p), mode, "-a sets the socket's mode");
             let mut s = UnixStream::connect(&p).expect("connect to the socket");
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             set_and_get(&mut s, "unix");
             // memcached serves only the socket with -s: nothing on TCP 11211.
-            let tcp = in_netns_of(pid, || {
-                std::net::TcpStream::connect("127.0.0.1:11211").is_ok()
-            });
+            let tcp = in_netns_of(pid, || TcpStream::connect("127.0.0.1:11211").is_ok());
             assert!(!tcp, "with -s there must be no TCP listener");
         }
     }
@@ -259,6 +255,73 @@ fn signal(child: &Child, sig: i32) {
     unsafe { libc::kill(child.id() as libc::pid_t, sig) };
 }
 
+/// 127.0.0.1:`port`.
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Starts petrel with `args` (output to `dir/out`) and waits until it accepts on `addr`.
+fn start_petrel(dir: &Path, args: &[&str], addr: SocketAddr, what: &str) -> Child {
+    let petrel = spawn_petrel(dir, args);
+    wait_until(START_TIMEOUT, what, || TcpStream::connect(addr).is_ok());
+    petrel
+}
+
+/// Sends SIGTERM to `child` and asserts that it exits 0.
+fn stop(child: &mut Child, what: &str) {
+    signal(child, libc::SIGTERM);
+    assert_eq!(wait_exit(child, what).code(), Some(0), "{what}");
+}
+
+/// A TCP connection to `addr` whose reads give up after 10 s.
+fn connect_tcp(addr: impl ToSocketAddrs) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// The permission bits of the file at `path`.
+fn mode_of(path: impl AsRef<Path>) -> u32 {
+    std::fs::metadata(path)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// A `--persist` file of this test process in /dev/shm, absent at the start and removed when
+/// dropped.
+struct PersistFile(PathBuf);
+
+impl PersistFile {
+    fn new(name: &str) -> Self {
+        let p = PathBuf::from(format!(
+            "/dev/shm/petrel-dropin-{name}-{}.pmem",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&p);
+        PersistFile(p)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().expect("utf-8")
+    }
+}
+
+impl Drop for PersistFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Checks that `key` holds `value` (flags 0).
+fn check_value(conn: &mut Conn, key: &str, value: &str) {
+    conn.check(
+        format!("get {key}\r\n").as_bytes(),
+        &value_reply(key, 0, value.as_bytes()),
+    );
+}
+
 #[test]
 fn sighup_under_load_reopens_the_log_and_sigterm_still_saves_the_cache() {
     if !petrel_target() {
@@ -266,11 +329,7 @@ fn sighup_under_load_reopens_the_log_and_sigterm_still_saves_the_cache() {
     }
     let dir = temp_dir("sighup");
     let log = dir.join("petrel.log");
-    let persist = PathBuf::from(format!(
-        "/dev/shm/petrel-dropin-{}.pmem",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&persist);
+    let persist = PersistFile::new("h");
     let port = free_port_pair();
     let port_s = port.to_string();
     let args = [
@@ -289,13 +348,10 @@ fn sighup_under_load_reopens_the_log_and_sigterm_still_saves_the_cache() {
         "--log-file",
         log.to_str().expect("utf-8"),
         "--persist",
-        persist.to_str().expect("utf-8"),
+        persist.arg(),
     ];
-    let mut petrel = spawn_petrel(&dir, &args);
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_until(START_TIMEOUT, "petrel to accept", || {
-        std::net::TcpStream::connect(addr).is_ok()
-    });
+    let addr = loopback(port);
+    let mut petrel = start_petrel(&dir, &args, addr, "petrel to accept");
     const CLIENTS: usize = 2;
     const KEYS: usize = 3000;
     let load: Vec<_> = (0..CLIENTS)
@@ -309,8 +365,7 @@ fn sighup_under_load_reopens_the_log_and_sigterm_still_saves_the_cache() {
                         &storage_cmd("set", &key, 0, 0, value.as_bytes(), false),
                         b"STORED\r\n",
                     );
-                    let want = format!("VALUE {key} 0 {}\r\n{value}\r\nEND\r\n", value.len());
-                    conn.check(format!("get {key}\r\n").as_bytes(), want.as_bytes());
+                    check_value(&mut conn, &key, &value);
                 }
             })
         })
@@ -346,9 +401,7 @@ fn sighup_under_load_reopens_the_log_and_sigterm_still_saves_the_cache() {
         !old.contains("SIGHUP"),
         "lines after the SIGHUP went to the old file:\n{old}"
     );
-    signal(&petrel, libc::SIGTERM);
-    let status = wait_exit(&mut petrel, "exit after SIGTERM");
-    assert_eq!(status.code(), Some(0));
+    stop(&mut petrel, "exit after SIGTERM");
     let new = std::fs::read_to_string(&log).expect("log");
     assert!(
         new.contains("stopped"),
@@ -356,22 +409,14 @@ fn sighup_under_load_reopens_the_log_and_sigterm_still_saves_the_cache() {
     );
 
     // Warm restart: every item is back.
-    let mut petrel = spawn_petrel(&dir, &args);
-    wait_until(START_TIMEOUT, "petrel to accept after the restart", || {
-        std::net::TcpStream::connect(addr).is_ok()
-    });
+    let mut petrel = start_petrel(&dir, &args, addr, "petrel to accept after the restart");
     let mut conn = Conn::connect(addr);
     for c in 0..CLIENTS {
         for i in 0..KEYS {
-            let key = format!("c{c}-{i}");
-            let value = format!("value-{c}-{i}");
-            let want = format!("VALUE {key} 0 {}\r\n{value}\r\nEND\r\n", value.len());
-            conn.check(format!("get {key}\r\n").as_bytes(), want.as_bytes());
+            check_value(&mut conn, &format!("c{c}-{i}"), &format!("value-{c}-{i}"));
         }
     }
-    signal(&petrel, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut petrel, "exit").code(), Some(0));
-    let _ = std::fs::remove_file(&persist);
+    stop(&mut petrel, "exit");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -386,11 +431,7 @@ fn daemon_with_pidfile_and_sigusr1_saves_the_cache() {
     }
     let dir = temp_dir("daemon");
     let pidfile = dir.join("petrel.pid");
-    let persist = PathBuf::from(format!(
-        "/dev/shm/petrel-dropin-d-{}.pmem",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&persist);
+    let persist = PersistFile::new("d");
     let port = free_port_pair();
     let port_s = port.to_string();
     let args = [
@@ -406,7 +447,7 @@ fn daemon_with_pidfile_and_sigusr1_saves_the_cache() {
         "--admin-port",
         "0",
         "-e",
-        persist.to_str().expect("utf-8"),
+        persist.arg(),
     ];
     let mut starter = spawn_petrel(&dir, &args);
     let status = wait_exit(&mut starter, "the starting process to return");
@@ -418,7 +459,7 @@ fn daemon_with_pidfile_and_sigusr1_saves_the_cache() {
         .parse()
         .expect("a pid");
     assert_ne!(pid as u32, starter.id(), "the daemon is another process");
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = loopback(port);
     let mut conn = Conn::connect(addr);
     conn.check(
         &storage_cmd("set", "kept", 3, 0, b"yes", false),
@@ -440,15 +481,10 @@ fn daemon_with_pidfile_and_sigusr1_saves_the_cache() {
     });
     assert!(!pidfile.exists(), "the pidfile is removed at a clean exit");
     // Warm: the item saved on SIGUSR1 is back (foreground this time).
-    let mut petrel = spawn_petrel(&dir, &args[3..]);
-    wait_until(START_TIMEOUT, "petrel to accept", || {
-        std::net::TcpStream::connect(addr).is_ok()
-    });
+    let mut petrel = start_petrel(&dir, &args[3..], addr, "petrel to accept");
     let mut conn = Conn::connect(addr);
     conn.check(b"get kept\r\n", b"VALUE kept 3 3\r\nyes\r\nEND\r\n");
-    signal(&petrel, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut petrel, "exit").code(), Some(0));
-    let _ = std::fs::remove_file(&persist);
+    stop(&mut petrel, "exit");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -460,11 +496,7 @@ fn other_terminating_signals_stop_cleanly_and_save_the_cache() {
         return;
     }
     let dir = temp_dir("signals");
-    let persist = PathBuf::from(format!(
-        "/dev/shm/petrel-dropin-s-{}.pmem",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&persist);
+    let persist = PersistFile::new("s");
     let port = free_port_pair();
     let port_s = port.to_string();
     let args = [
@@ -477,25 +509,18 @@ fn other_terminating_signals_stop_cleanly_and_save_the_cache() {
         "--admin-port",
         "0",
         "--persist",
-        persist.to_str().expect("utf-8"),
+        persist.arg(),
     ];
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = loopback(port);
     for (round, sig) in [libc::SIGQUIT, libc::SIGUSR2, libc::SIGALRM, libc::SIGTERM]
         .into_iter()
         .enumerate()
     {
-        let mut petrel = spawn_petrel(&dir, &args);
-        wait_until(START_TIMEOUT, "petrel to accept", || {
-            std::net::TcpStream::connect(addr).is_ok()
-        });
+        let mut petrel = start_petrel(&dir, &args, addr, "petrel to accept");
         let mut conn = Conn::connect(addr);
         // Every earlier round's item survived its signal.
         for r in 0..round {
-            let key = format!("round{r}");
-            conn.check(
-                format!("get {key}\r\n").as_bytes(),
-                format!("VALUE {key} 0 1\r\nx\r\nEND\r\n").as_bytes(),
-            );
+            check_value(&mut conn, &format!("round{r}"), "x");
         }
         let key = format!("round{round}");
         conn.check(&storage_cmd("set", &key, 0, 0, b"x", false), b"STORED\r\n");
@@ -504,7 +529,6 @@ fn other_terminating_signals_stop_cleanly_and_save_the_cache() {
         let status = wait_exit(&mut petrel, "exit after the signal");
         assert_eq!(status.code(), Some(0), "signal {sig}");
     }
-    let _ = std::fs::remove_file(&persist);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -525,24 +549,15 @@ fn unix_socket_answers_as_tcp_does_and_follows_the_mask() {
     let mut unix_args = vec!["-s", sock.to_str().expect("utf-8"), "-a", "0766"];
     unix_args.extend_from_slice(&common);
     let tcp_dir = temp_dir("unix-tcp");
-    let mut tcp = spawn_petrel(&tcp_dir, &tcp_args);
+    let addr = loopback(port);
     let mut unix = spawn_petrel(&dir, &unix_args);
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_until(START_TIMEOUT, "TCP petrel", || {
-        std::net::TcpStream::connect(addr).is_ok()
-    });
+    let mut tcp = start_petrel(&tcp_dir, &tcp_args, addr, "TCP petrel");
     wait_until(START_TIMEOUT, "Unix petrel", || {
         UnixStream::connect(&sock).is_ok()
     });
-    let mode = std::fs::metadata(&sock)
-        .expect("socket")
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(mode, 0o766, "-a 0766");
-    let mut t = std::net::TcpStream::connect(addr).expect("tcp");
+    assert_eq!(mode_of(&sock), 0o766, "-a 0766");
+    let mut t = connect_tcp(addr);
     let mut u = UnixStream::connect(&sock).expect("unix");
-    t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     u.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let requests: &[(&[u8], &[u8])] = &[
         (b"set a 1 0 3\r\nabc\r\n", b"\r\n"),
@@ -578,24 +593,16 @@ fn unix_socket_answers_as_tcp_does_and_follows_the_mask() {
             String::from_utf8_lossy(req)
         );
     }
-    signal(&tcp, libc::SIGTERM);
-    signal(&unix, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut tcp, "tcp exit").code(), Some(0));
-    assert_eq!(wait_exit(&mut unix, "unix exit").code(), Some(0));
+    stop(&mut tcp, "tcp exit");
+    stop(&mut unix, "unix exit");
     assert!(!sock.exists(), "the socket file is removed at a clean exit");
     // Default mask: memcached's 0700.
     let mut unix = spawn_petrel(&dir, &["-s", sock.to_str().unwrap(), "--admin-port", "0"]);
     wait_until(START_TIMEOUT, "Unix petrel", || {
         UnixStream::connect(&sock).is_ok()
     });
-    let mode = std::fs::metadata(&sock)
-        .expect("socket")
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(mode, 0o700, "default -a");
-    signal(&unix, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut unix, "exit").code(), Some(0));
+    assert_eq!(mode_of(&sock), 0o700, "default -a");
+    stop(&mut unix, "exit");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&tcp_dir);
 }
@@ -683,6 +690,21 @@ fn debian_package_builds_installs_runs_and_purges() {
     ] {
         assert!(list.contains(f), "dpkg -c lacks {f}:\n{list}");
     }
+    // The release profile keeps debug information (for perf); the package strips it from the
+    // binary and ships it in petrel-dbgsym, found by build id.
+    let dbgsym = deb.with_file_name(
+        deb.file_name()
+            .and_then(|n| n.to_str())
+            .expect("deb name")
+            .replace("petrel_", "petrel-dbgsym_")
+            .replace(".deb", ".ddeb"),
+    );
+    let (ok, list) = run(Command::new("dpkg").arg("-c").arg(&dbgsym));
+    assert!(
+        ok && list.contains("./usr/lib/debug/.build-id/") && list.contains(".debug"),
+        "{}: {list}",
+        dbgsym.display()
+    );
     let user_existed = Command::new("getent")
         .args(["passwd", "petrel"])
         .stdout(Stdio::null())
@@ -691,6 +713,14 @@ fn debian_package_builds_installs_runs_and_purges() {
     let guard = Installed { user_existed };
     let (ok, text) = run(Command::new("dpkg").arg("-i").arg(&deb));
     assert!(ok, "dpkg -i:\n{text}");
+    let (ok, sections) = run(Command::new("readelf").args(["-S", "-W", "/usr/bin/petrel"]));
+    assert!(
+        ok && sections.contains(".text")
+            && sections.contains(".gnu_debuglink")
+            && !sections.contains(".debug_info")
+            && !sections.contains(".debug_line"),
+        "the installed binary is stripped, linked to its debug file:\n{sections}"
+    );
     let (ok, version) = run(Command::new("/usr/bin/petrel").arg("--version"));
     assert!(ok && version.starts_with("petrel "), "{version}");
     let (ok, user) = run(Command::new("getent").args(["passwd", "petrel"]));
@@ -707,13 +737,14 @@ fn debian_package_builds_installs_runs_and_purges() {
         "systemd-analyze verify:\n{text}"
     );
     // The installed binary serves with the installed config (ports moved).
-    let port = free_port_pair().to_string();
+    let port = free_port_pair();
+    let port_s = port.to_string();
     let mut installed = Command::new("/usr/bin/petrel")
         .args([
             "--config",
             "/etc/petrel/petrel.toml",
             "-p",
-            &port,
+            &port_s,
             "-U",
             "0",
         ])
@@ -723,15 +754,12 @@ fn debian_package_builds_installs_runs_and_purges() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn /usr/bin/petrel");
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = loopback(port);
     wait_until(START_TIMEOUT, "/usr/bin/petrel to accept", || {
-        std::net::TcpStream::connect(addr).is_ok()
+        TcpStream::connect(addr).is_ok()
     });
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    set_and_get(&mut s, "installed");
-    signal(&installed, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut installed, "exit").code(), Some(0));
+    set_and_get(&mut connect_tcp(addr), "installed");
+    stop(&mut installed, "exit");
     drop(guard);
     assert!(!Path::new("/usr/bin/petrel").exists(), "purged");
     assert!(!Path::new("/etc/petrel/petrel.toml").exists(), "purged");

@@ -87,10 +87,48 @@ fn petrel_load_tcp_and_udp() {
         "lost {} of 20000 UDP requests on loopback",
         r["lost"]
     );
+    // open loop with Zipf keys: every scheduled request is sent and answered, over TCP and UDP
+    let open = |server: &str, udp: bool| {
+        let mut a = common(&["--server", server, "--connections", "4", "--threads", "2"]);
+        a.extend(
+            ["--rate", "5000", "--zipf", "0.99"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        if udp {
+            a.push("--udp".to_string());
+        }
+        // --requests 20000 from `common` bounds the run: 4 s at 5000/s
+        run_load(&a)
+    };
+    let r = open(&tcp, false);
+    assert_eq!(r["offered_per_sec"], 5000.0);
+    assert_eq!(r["requests"], 20000.0, "{r:?}");
+    assert_eq!(r["lost"], 0.0);
+    assert_eq!(r["errors"], 0.0);
+    assert_eq!(r["misses"], 0.0, "every key was preloaded");
+    assert!(r["late"] <= r["requests"] && r["p50_us"] <= r["p999_us"]);
+    let r = open(&udp, true);
+    assert_eq!(r["errors"], 0.0);
+    assert_eq!(r["requests"] + r["lost"], 20000.0, "{r:?}");
+    assert!(
+        r["lost"] <= 200.0,
+        "lost {} of 20000 UDP requests",
+        r["lost"]
+    );
     // an unbounded run is refused
     let out = Command::new(env!("CARGO_BIN_EXE_petrel-load"))
         .args(["--server", &tcp])
         .output()
         .expect("run petrel-load");
     assert_eq!(out.status.code(), Some(64));
+    // so are a rate of zero and an out-of-range skew
+    for bad in [["--rate", "0"], ["--zipf", "11"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_petrel-load"))
+            .args(["--server", &tcp, "--requests", "1"])
+            .args(bad)
+            .output()
+            .expect("run petrel-load");
+        assert_eq!(out.status.code(), Some(64), "{bad:?}");
+    }
 }

@@ -1005,6 +1005,22 @@ fn every_seconds_and_bytes_metric_matches_an_independent_measurement() {
         max > 0.0 && max <= client_max,
         format!("largest get latency {max} s, largest round trip {client_max} s"),
     );
+    // Eviction pauses lie inside the process's life, each inside one worker (four by
+    // default): their sum is at most four times the wall time since spawn, the longest at
+    // most that wall time.
+    let alive = scraped - spawned;
+    let pause_sum = v("petrel_store_evict_pause_seconds_sum");
+    check(
+        "petrel_store_evict_pause_seconds",
+        (0.0..=4.0 * alive).contains(&pause_sum),
+        format!("sum {pause_sum} s for a process alive {alive:.2} s"),
+    );
+    let pause_max = v("petrel_store_evict_pause_max_seconds");
+    check(
+        "petrel_store_evict_pause_max_seconds",
+        (0.0..=alive).contains(&pause_max) && pause_max <= pause_sum.max(0.0) + 1e-9,
+        format!("max {pause_max} s, sum {pause_sum} s, alive {alive:.2} s"),
+    );
     // bytes
     for (name, want) in [
         ("petrel_engine_bytes_read_total", sent),

@@ -5,7 +5,8 @@ use core::sync::atomic::Ordering;
 use super::session::Resume;
 use super::{expire_at, Engine, Exec, Session, MIN_OUTPUT_BYTES};
 use crate::proto::admin::StatsCommand;
-use crate::proto::binary::compose::put_stat;
+use crate::proto::binary::compose::{put_stat, ResponseHeader};
+use crate::proto::binary::{opcode, Status as BinStatus};
 use crate::proto::compose::{Full, Room, Writer};
 use crate::proto::number::{write_u64, U64_DIGITS_MAX};
 use crate::store::Eviction;
@@ -66,31 +67,14 @@ impl Engine<'_> {
             | StatsCommand::Settings
             | StatsCommand::Slabs
             | StatsCommand::Sizes => {
-                let skip = session.resume.map_or(0, |r| r.item);
-                let mut sink = StatSink {
-                    w,
-                    skip,
-                    index: 0,
-                    full: false,
-                    binary: None,
-                };
+                let mut sink = StatSink::new(w, session, None);
                 match cmd {
                     StatsCommand::General => self.general_stats(&mut sink, now),
                     StatsCommand::Slabs => self.slabs_stats(&mut sink),
                     StatsCommand::Sizes => sink.text(b"sizes_status", b"disabled"),
                     _ => self.settings_stats(&mut sink),
                 }
-                if !sink.full && sink.index >= sink.skip && sink.w.put(b"END\r\n").is_err() {
-                    sink.full = true;
-                }
-                if sink.full {
-                    session.resume = Some(Resume {
-                        item: sink.index,
-                        value: None,
-                    });
-                    return Exec::Full;
-                }
-                Exec::Done
+                sink.finish(session)
             }
         }
     }
@@ -136,6 +120,8 @@ impl Engine<'_> {
         s.num(b"touch_misses", e.touch_misses.get());
         s.num(b"store_too_large", e.store_too_large.get());
         s.num(b"store_no_memory", e.store_no_memory.get());
+        s.num(b"auth_cmds", e.auth_cmds.get());
+        s.num(b"auth_errors", e.auth_errors.get());
         s.num(b"bytes_read", e.bytes_read.get());
         s.num(b"bytes_written", e.bytes_written.get());
         s.num(b"limit_maxbytes", self.memory_limit() as u64);
@@ -196,6 +182,9 @@ impl Engine<'_> {
             },
         );
         s.text(b"dump_enabled", if c.dump_enabled { b"yes" } else { b"no" });
+        let (ascii, sasl) = self.auth_settings();
+        s.text(b"auth_enabled_sasl", if sasl { b"yes" } else { b"no" });
+        s.text(b"auth_enabled_ascii", ascii);
         s.num(b"hashpower_init", u64::from(c.store.hash_power));
         s.num(b"segment_bytes", c.store.segment_bytes as u64);
         s.num(b"shards", c.store.shards as u64);
@@ -236,7 +225,44 @@ pub(super) struct StatSink<'w, 'o> {
     pub(super) binary: Option<u32>,
 }
 
-impl StatSink<'_, '_> {
+impl<'w, 'o> StatSink<'w, 'o> {
+    /// A sink over `w` that skips the statistics an earlier call already
+    /// wrote (the session's resume point); `binary` is the request's opaque
+    /// for binary-protocol packets, `None` for text lines.
+    pub(super) fn new(w: &'w mut Writer<'o>, session: &Session, binary: Option<u32>) -> Self {
+        StatSink {
+            w,
+            skip: session.resume.map_or(0, |r| r.item),
+            index: 0,
+            full: false,
+            binary,
+        }
+    }
+
+    /// Ends the reply with its terminator (`END`, or an empty `stat`
+    /// packet): `Exec::Full`, with where to go on saved in the session,
+    /// when the output filled up first.
+    pub(super) fn finish(mut self, session: &mut Session) -> Exec {
+        if !self.full && self.index >= self.skip {
+            let w = &mut *self.w;
+            let r = match self.binary {
+                Some(opaque) => {
+                    ResponseHeader::empty(opcode::STAT, opaque, BinStatus::NoError).emit(w)
+                }
+                None => w.put(b"END\r\n"),
+            };
+            self.full = r.is_err();
+        }
+        if self.full {
+            session.resume = Some(Resume {
+                item: self.index,
+                value: None,
+            });
+            return Exec::Full;
+        }
+        Exec::Done
+    }
+
     /// One statistic named `prefix` + `name` with the value `v`.
     fn pair(&mut self, prefix: &[u8], name: &[u8], v: &[u8]) {
         if self.full {

@@ -14,14 +14,15 @@
 //! `cmd_set`, ... statistics as text ones; so does Petrel, and
 //! `binary_requests` / `binary_errors` count the protocol's own traffic.
 
-use super::session::{PartialValue, Resume};
+use super::auth::AuthStep;
+use super::session::PartialValue;
 use super::{admin::StatSink, Engine, Exec, Progress, Session, Status};
 use super::{MIN_OUTPUT_BYTES, RELATIVE_EXPTIME_MAX_SECONDS};
 use crate::histogram::CommandClass;
 use crate::proto::binary::compose::{error_len, put_error, put_value, ResponseHeader};
 use crate::proto::binary::{
-    self, opcode, Command, ParseError, Parsed, Request, Status as BinStatus, StoreMode as BinMode,
-    ARITH_NO_CREATE, HEADER_BYTES,
+    self, opcode, Command, ParseError, Parsed, Refusal, Request, Status as BinStatus,
+    StoreMode as BinMode, ARITH_NO_CREATE, HEADER_BYTES,
 };
 use crate::proto::compose::{Full, Writer};
 use crate::proto::KEY_MAX_BYTES;
@@ -115,28 +116,30 @@ impl Engine<'_> {
         let mut w = Writer::new(out);
         let mut pos = 0usize;
         let status = loop {
-            if session.swallow > 0 {
-                let n = session.swallow.min(input.len() - pos);
-                pos += n;
-                session.swallow -= n;
-                self.stats.swallowed_bytes.add(n as u64);
-                if session.swallow > 0 {
-                    break Status::NeedInput;
-                }
-            }
-            if pos >= input.len() {
+            if !self.swallow_owed(session, input, &mut pos) {
                 break Status::NeedInput;
+            }
+            if let Some(step) = self.sasl_gate(session, &input[pos..], &mut w) {
+                match step {
+                    AuthStep::NeedInput => break Status::NeedInput,
+                    AuthStep::Full => break Status::OutputFull,
+                    AuthStep::Close => break Status::Close,
+                    AuthStep::Done { consumed } => {
+                        pos += consumed;
+                        continue;
+                    }
+                }
             }
             match binary::parse(&input[pos..], self.cfg.item_size_max_bytes) {
                 Parsed::NeedMore => break Status::NeedInput,
-                Parsed::BadMagic => {
+                Parsed::Error(Refusal::BadMagic) => {
                     self.stats.binary_errors.incr();
                     self.stats.error_closed.incr();
                     session.completed.add(CommandClass::Invalid);
                     session.resume = None;
                     break Status::Close;
                 }
-                Parsed::Error(e) => {
+                Parsed::Error(Refusal::Reply(e)) => {
                     if w.remaining() < error_len(e.status) {
                         break Status::OutputFull;
                     }
@@ -148,39 +151,19 @@ impl Engine<'_> {
                         session.resume = None;
                         break Status::Close;
                     }
-                    let avail = input.len() - pos;
-                    if e.skip > avail {
-                        session.swallow = e.skip - avail;
-                        pos = input.len();
-                    } else {
-                        pos += e.skip;
-                    }
+                    session.skip(input, &mut pos, e.skip);
                 }
                 Parsed::Request { request, consumed } => {
                     let exec = self.execute_binary(session, &request, &mut w, now);
-                    match exec {
-                        Exec::Done => {
-                            session.resume = None;
-                            session.completed.add(class_of(&request.command));
-                            pos += consumed;
-                        }
-                        Exec::Full => {
-                            if w.pos() == 0 {
-                                // not even one reply unit fits: the caller's buffer is too small
-                                session.resume = None;
-                                break Status::Close;
-                            }
-                            if session.resume.is_some() {
-                                self.stats.replies_resumed.incr();
-                            }
-                            break Status::OutputFull;
-                        }
-                        Exec::Close => {
-                            session.resume = None;
-                            session.completed.add(class_of(&request.command));
-                            pos += consumed;
-                            break Status::Close;
-                        }
+                    if let Some(status) = self.settle(
+                        session,
+                        exec,
+                        class_of(&request.command),
+                        consumed,
+                        &mut pos,
+                        w.pos(),
+                    ) {
+                        break status;
                     }
                 }
             }
@@ -299,22 +282,9 @@ impl Engine<'_> {
         w: &mut Writer<'_>,
         now: Time,
     ) -> Exec {
-        if let Some(Resume {
-            value: Some(mut pv),
-            ..
-        }) = session.resume
-        {
-            return match self.continue_raw_value(&mut pv, w, now) {
-                Ok(true) => Exec::Done,
-                Ok(false) => {
-                    session.resume = Some(Resume {
-                        item: 0,
-                        value: Some(pv),
-                    });
-                    Exec::Full
-                }
-                Err(e) => e,
-            };
+        // the binary protocol has no `\r\n` after a value
+        if let Some(exec) = self.resume_value(session, b"", w, now) {
+            return exec;
         }
         if w.remaining() < GET_HEAD_BYTES {
             return Exec::Full;
@@ -353,13 +323,7 @@ impl Engine<'_> {
         });
         self.count_get(touch.is_some(), hit.is_some());
         match hit {
-            Some(Some(pv)) => {
-                session.resume = Some(Resume {
-                    item: 0,
-                    value: Some(pv),
-                });
-                Exec::Full
-            }
+            Some(Some(pv)) => session.hold_value(pv),
             Some(None) => Exec::Done,
             None => {
                 if quiet {
@@ -379,34 +343,6 @@ impl Engine<'_> {
                 Exec::Done
             }
         }
-    }
-
-    /// Continues a value saved in the session (no trailing `\r\n` in the
-    /// binary protocol); `Ok(true)` when complete.
-    fn continue_raw_value(
-        &self,
-        pv: &mut PartialValue,
-        w: &mut Writer<'_>,
-        now: Time,
-    ) -> Result<bool, Exec> {
-        let len = pv.loc.len();
-        while pv.offset < len {
-            if w.remaining() == 0 {
-                return Ok(false);
-            }
-            match self.store.read_value(pv.loc, pv.offset, w.spare(), now) {
-                Ok(0) | Err(_) => {
-                    self.stats.resume_gone.incr();
-                    return Err(Exec::Close);
-                }
-                Ok(n) => {
-                    let n = n.min(len - pv.offset);
-                    w.advance(n);
-                    pv.offset += n;
-                }
-            }
-        }
-        Ok(true)
     }
 
     fn bin_touch(
@@ -618,30 +554,13 @@ impl Engine<'_> {
                 Err(Full) => Exec::Full,
             };
         }
-        let skip = session.resume.map_or(0, |r| r.item);
-        let mut sink = StatSink {
-            w,
-            skip,
-            index: 0,
-            full: false,
-            binary: Some(req.opaque),
-        };
+        let mut sink = StatSink::new(w, session, Some(req.opaque));
         if matches!(group, StatGroup::General) {
             self.general_stats(&mut sink, now);
         } else {
             self.settings_stats(&mut sink);
         }
-        if !sink.full && sink.index >= sink.skip && terminator.emit(sink.w).is_err() {
-            sink.full = true;
-        }
-        if sink.full {
-            session.resume = Some(Resume {
-                item: sink.index,
-                value: None,
-            });
-            return Exec::Full;
-        }
-        Exec::Done
+        sink.finish(session)
     }
 }
 

@@ -28,10 +28,15 @@ pub(super) fn put_value_from(w: &mut Writer<'_>, value: &[u8], offset: usize) ->
 const VALUE_HEADER_MAX_BYTES: usize = 64;
 
 impl Engine<'_> {
-    /// Continues a value saved in the session; `Ok(true)` when complete.
+    /// Continues a value saved in the session: its stored bytes, then
+    /// `tail` (the text protocol's `\r\n`; nothing in the binary protocol),
+    /// as far as `w` has room; `Ok(true)` when complete. `Err(Exec::Close)`,
+    /// counted in `resume_gone`, when the item's bytes were overwritten
+    /// meanwhile.
     pub(super) fn continue_value(
         &self,
         pv: &mut PartialValue,
+        tail: &[u8],
         w: &mut Writer<'_>,
         now: Time,
     ) -> Result<bool, Exec> {
@@ -46,13 +51,33 @@ impl Engine<'_> {
                     return Err(Exec::Close);
                 }
                 Ok(n) => {
+                    let n = n.min(len - pv.offset);
                     w.advance(n);
                     pv.offset += n;
                 }
             }
         }
-        pv.offset = put_value_from(w, &[], pv.offset - len) + len;
-        Ok(pv.offset == len + 2)
+        let tail_rest = tail.get(pv.offset - len..).unwrap_or(&[]);
+        pv.offset += w.put_partial(tail_rest);
+        Ok(pv.offset >= len + tail.len())
+    }
+
+    /// Continues the one value a previous call left pending (the reply of
+    /// `mg` or of a binary get), followed by `tail` (see
+    /// [`Engine::continue_value`]); `None` when none is pending.
+    pub(super) fn resume_value(
+        &self,
+        session: &mut Session,
+        tail: &[u8],
+        w: &mut Writer<'_>,
+        now: Time,
+    ) -> Option<Exec> {
+        let mut pv = session.resume?.value?;
+        Some(match self.continue_value(&mut pv, tail, w, now) {
+            Ok(true) => Exec::Done,
+            Ok(false) => session.hold_value(pv),
+            Err(e) => e,
+        })
     }
 
     /// memcached's counters for one key of a get/gets (or gat/gats).
@@ -91,7 +116,7 @@ impl Engine<'_> {
         if let Some(r) = session.resume {
             start = r.item;
             if let Some(mut pv) = r.value {
-                match self.continue_value(&mut pv, w, now) {
+                match self.continue_value(&mut pv, b"\r\n", w, now) {
                     Ok(true) => start += 1,
                     Ok(false) => {
                         session.resume = Some(Resume {

@@ -25,6 +25,21 @@ pub trait ShutdownHook: Sync {
     fn shutdown(&self, graceful: bool);
 }
 
+/// What the host does on `refresh_certs`: read the TLS certificate files
+/// again, so that new handshakes use them (memcached's `-Z`). Called on a
+/// worker thread while it executes the request. Without a hook installed
+/// ([`Engine::set_cert_reload`]) `refresh_certs` answers memcached's
+/// `Error TLS not enabled`.
+pub trait CertReload: Sync {
+    /// Reloads. On failure writes the reason, memcached's text without the
+    /// line end, into `message` (truncated to fit) and returns its length.
+    fn reload(&self, message: &mut [u8]) -> Result<(), usize>;
+}
+
+/// The longest `refresh_certs` error line Petrel sends, in bytes (memcached
+/// allows a path of 4096 bytes; a longer message is cut).
+const REFRESH_CERTS_MESSAGE_MAX_BYTES: usize = super::MIN_OUTPUT_BYTES - 2;
+
 /// memcached refuses limits below 8 MiB.
 const MEMLIMIT_MIN_MIB: u32 = 8;
 /// memcached takes a larger number for a byte count given by mistake.
@@ -91,6 +106,30 @@ impl<'a> Engine<'a> {
     /// `hook` is called when one does.
     pub fn set_shutdown_hook(&mut self, hook: &'a dyn ShutdownHook) {
         self.shutdown = Some(hook);
+    }
+
+    /// Lets clients reload the TLS certificates with `refresh_certs`.
+    pub fn set_cert_reload(&mut self, hook: &'a dyn CertReload) {
+        self.cert_reload = Some(hook);
+    }
+
+    /// `refresh_certs`: `OK` (none with `noreply`) or the reason it failed,
+    /// which memcached sends even with `noreply`.
+    pub(super) fn exec_refresh_certs(&self, noreply: bool, room: &mut Room<'_, '_>) -> Exec {
+        let Some(hook) = self.cert_reload else {
+            room.line(b"Error TLS not enabled");
+            return Exec::Done;
+        };
+        let mut message = [0u8; REFRESH_CERTS_MESSAGE_MAX_BYTES];
+        match hook.reload(&mut message) {
+            Ok(()) => {
+                if !noreply {
+                    room.line(b"OK");
+                }
+            }
+            Err(n) => room.line(&message[..n.min(message.len())]),
+        }
+        Exec::Done
     }
 
     /// The item memory limit in bytes: `-m` unless changed by
@@ -273,6 +312,34 @@ mod tests {
             },
             ..super::super::EngineConfig::default()
         }
+    }
+
+    struct Reload(bool);
+    impl CertReload for Reload {
+        fn reload(&self, message: &mut [u8]) -> Result<(), usize> {
+            if self.0 {
+                return Ok(());
+            }
+            let text = b"Error loading the key: /k : bad";
+            message[..text.len()].copy_from_slice(text);
+            Err(text.len())
+        }
+    }
+
+    #[test]
+    fn refresh_certs_answers_as_memcached() {
+        let (ok, bad) = (Reload(true), Reload(false));
+        let mut arena = std::vec![0u8; Engine::required_bytes(&config()).unwrap()];
+        let mut e = engine(&mut arena);
+        let input = b"refresh_certs\r\nrefresh_certs noreply\r\nrefresh_certs a b\r\n";
+        assert_eq!(run(&e, input, 4096), b"Error TLS not enabled\r\n".repeat(3));
+        e.set_cert_reload(&ok);
+        assert_eq!(run(&e, input, 4096), b"OK\r\nOK\r\n");
+        e.set_cert_reload(&bad);
+        assert_eq!(
+            run(&e, b"refresh_certs noreply\r\n", 4096),
+            b"Error loading the key: /k : bad\r\n"
+        );
     }
 
     #[test]

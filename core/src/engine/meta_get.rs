@@ -1,7 +1,7 @@
 //! `mg`: the meta get, with memcached's stampede control (`N` vivify on
 //! miss, `R` recache token, `W`/`X`/`Z` in the reply) and resumable values.
 //!
-//! The steps, in order: [`Engine::mg_resume`] continues a value cut by a full
+//! The steps, in order: [`Engine::resume_value`] continues a value cut by a full
 //! output buffer; [`Engine::mg_options`] turns the flags into a lookup
 //! ([`MgLookup`]); [`put_mg_hit`] writes a hit's reply during the lookup;
 //! [`Engine::mg_after_lookup`] applies what memcached does after it (a late
@@ -10,7 +10,7 @@
 
 use super::get::put_value_from;
 use super::meta::{last_ttl, mc_expire_at, put_meta_key, put_opaque_and_key, ttl_left, KeyBuf};
-use super::session::{PartialValue, Resume};
+use super::session::PartialValue;
 use super::{expire_at, peek, Engine, Exec, Session, MIN_OUTPUT_BYTES};
 use crate::proto::compose::{Room, Writer};
 use crate::proto::{ErrorKind, MetaRequest};
@@ -46,7 +46,7 @@ impl Engine<'_> {
         w: &mut Writer<'_>,
         now: Time,
     ) -> Exec {
-        if let Some(exec) = self.mg_resume(session, w, now) {
+        if let Some(exec) = self.resume_value(session, b"\r\n", w, now) {
             return exec;
         }
         // the longest reply line (every flag, a base64 key) fits
@@ -79,23 +79,6 @@ impl Engine<'_> {
         let outcome = MgOutcome { hit, created };
         self.mg_after_lookup(m, key, &lookup, &outcome, now);
         self.mg_finish(session, m, key, outcome, &mut room)
-    }
-
-    /// Continues a value a previous call could not finish; `None` when no
-    /// value is pending.
-    fn mg_resume(&self, session: &mut Session, w: &mut Writer<'_>, now: Time) -> Option<Exec> {
-        let mut pv = session.resume?.value?;
-        Some(match self.continue_value(&mut pv, w, now) {
-            Ok(true) => Exec::Done,
-            Ok(false) => {
-                session.resume = Some(Resume {
-                    item: 0,
-                    value: Some(pv),
-                });
-                Exec::Full
-            }
-            Err(e) => e,
-        })
     }
 
     /// The lookup `m`'s flags ask for: `T` touch, `N` vivify, `R` recache,
@@ -201,13 +184,7 @@ impl Engine<'_> {
             return Exec::Done;
         }
         match outcome.hit {
-            Some(Some(pv)) => {
-                session.resume = Some(Resume {
-                    item: 0,
-                    value: Some(pv),
-                });
-                Exec::Full
-            }
+            Some(Some(pv)) => session.hold_value(pv),
             Some(None) => Exec::Done,
             None => {
                 if !m.flags.quiet {

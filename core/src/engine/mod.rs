@@ -33,6 +33,7 @@
 
 mod admin;
 mod arith;
+mod auth;
 mod binary;
 mod delete;
 mod get;
@@ -48,8 +49,9 @@ mod touch;
 
 pub use crate::proto::binary::BindingProtocol;
 pub use crate::Transport;
+pub use auth::{constant_time_eq, Authentication, Authenticator, ASCII_AUTH_LINE_MAX_BYTES};
 pub use binary::expire_at_u32;
-pub use maintenance::ShutdownHook;
+pub use maintenance::{CertReload, ShutdownHook};
 pub use session::{Progress, Session, Status};
 
 use core::sync::atomic::{AtomicU32, AtomicUsize};
@@ -205,6 +207,10 @@ crate::metrics! {
         shutdown_requests: Counter("requests") "shutdown commands obeyed (with -A)",
         binary_requests: Counter("requests") "requests in memcached's binary protocol (also counted in cmd_get, cmd_set, ...)",
         binary_errors: Counter("requests") "binary requests answered Unknown command or Invalid arguments, or closed for a bad magic byte",
+        auth_cmds: Counter("requests") "authentication attempts (ASCII set or SASL auth/step), as memcached counts them",
+        auth_errors: Counter("requests") "authentication attempts refused (unknown user or wrong password)",
+        auth_unauthenticated: Counter("requests") "requests refused because the connection has not authenticated",
+        auth_malformed: Counter("requests") "authentication requests that were malformed (bad token format or termination)",
     }
 }
 
@@ -235,8 +241,12 @@ pub struct Engine<'a> {
     /// Called on `shutdown` ([`Engine::set_shutdown_hook`]); `None` = not
     /// allowed.
     shutdown: Option<&'a dyn ShutdownHook>,
+    /// Called on `refresh_certs` ([`Engine::set_cert_reload`]); `None` = no TLS.
+    cert_reload: Option<&'a dyn CertReload>,
     /// Bytes of item memory in use as the limit (`cache_memlimit`).
     memory_limit: AtomicUsize,
+    /// Authentication required of connections ([`Engine::set_authentication`]).
+    auth: Option<Authentication<'a>>,
 }
 
 /// Converts a memcached exptime to an absolute expiry (0 = never).
@@ -311,7 +321,9 @@ impl<'a> Engine<'a> {
             klog: None,
             usage: None,
             shutdown: None,
+            cert_reload: None,
             memory_limit: AtomicUsize::new(cfg.store.item_memory_bytes),
+            auth: None,
         }
     }
 
@@ -351,6 +363,15 @@ impl<'a> Engine<'a> {
     /// The store.
     pub fn store(&self) -> &Store<'a> {
         &self.store
+    }
+
+    /// See [`Store::set_pause_recorder`].
+    pub fn set_pause_recorder(
+        &mut self,
+        histogram: &'a crate::histogram::Histogram,
+        clock: fn() -> u64,
+    ) {
+        self.store.set_pause_recorder(histogram, clock);
     }
 
     /// The configuration.
@@ -396,17 +417,19 @@ impl<'a> Engine<'a> {
         let mut w = Writer::new(out);
         let mut pos = 0usize;
         let status = loop {
-            if session.swallow > 0 {
-                let n = session.swallow.min(input.len() - pos);
-                pos += n;
-                session.swallow -= n;
-                self.stats.swallowed_bytes.add(n as u64);
-                if session.swallow > 0 {
-                    break Status::NeedInput;
-                }
-            }
-            if pos >= input.len() {
+            if !self.swallow_owed(session, input, &mut pos) {
                 break Status::NeedInput;
+            }
+            if self.ascii_auth_required(session) {
+                match self.ascii_auth(session, &input[pos..], &mut w) {
+                    auth::AuthStep::NeedInput => break Status::NeedInput,
+                    auth::AuthStep::Full => break Status::OutputFull,
+                    auth::AuthStep::Close => break Status::Close,
+                    auth::AuthStep::Done { consumed } => {
+                        pos += consumed;
+                        continue;
+                    }
+                }
             }
             match proto::parse(&input[pos..], &self.parse) {
                 Parsed::NeedMore => break Status::NeedInput,
@@ -426,13 +449,7 @@ impl<'a> Engine<'a> {
                     }
                     self.count_error(e.kind);
                     session.completed.add(CommandClass::Invalid);
-                    let avail = input.len() - pos;
-                    if e.skip > avail {
-                        session.swallow = e.skip - avail;
-                        pos = input.len();
-                    } else {
-                        pos += e.skip;
-                    }
+                    session.skip(input, &mut pos, e.skip);
                 }
                 Parsed::Request { request, consumed } => {
                     let class = klog::class_of(&request);
@@ -455,29 +472,10 @@ impl<'a> Engine<'a> {
                             });
                         }
                     }
-                    match exec {
-                        Exec::Done => {
-                            session.resume = None;
-                            session.completed.add(class);
-                            pos += consumed;
-                        }
-                        Exec::Full => {
-                            if w.pos() == 0 {
-                                // not even one reply unit fits: the caller's buffer is too small
-                                session.resume = None;
-                                break Status::Close;
-                            }
-                            if session.resume.is_some() {
-                                self.stats.replies_resumed.incr();
-                            }
-                            break Status::OutputFull;
-                        }
-                        Exec::Close => {
-                            session.resume = None;
-                            session.completed.add(class);
-                            pos += consumed;
-                            break Status::Close;
-                        }
+                    if let Some(status) =
+                        self.settle(session, exec, class, consumed, &mut pos, w.pos())
+                    {
+                        break status;
                     }
                 }
             }
@@ -583,6 +581,7 @@ impl<'a> Engine<'a> {
             Request::CacheMemlimit { megabytes, noreply } => {
                 self.exec_cache_memlimit(megabytes, noreply, r, now)
             }
+            Request::RefreshCerts { noreply } => self.exec_refresh_certs(noreply, r),
             Request::Get { .. }
             | Request::MetaGet(_)
             | Request::Stats(_)

@@ -1,7 +1,8 @@
 //! Per-connection protocol state and what [`Engine::process`](super::Engine::process)
 //! tells its caller.
 
-use crate::histogram::ClassCounts;
+use super::{Engine, Exec};
+use crate::histogram::{ClassCounts, CommandClass};
 use crate::klog::Client;
 use crate::store::{ValueLocation, WalkCursor};
 use crate::Transport;
@@ -10,7 +11,8 @@ use crate::Transport;
 #[derive(Clone, Copy, Debug)]
 pub(super) struct PartialValue {
     pub(super) loc: ValueLocation,
-    /// Bytes of `value ++ "\r\n"` already written.
+    /// Bytes of the value already written: the stored bytes, then (text
+    /// protocol) its `\r\n`.
     pub(super) offset: usize,
 }
 
@@ -39,6 +41,11 @@ pub struct Session {
     /// The session speaks memcached's binary protocol; `None` until its
     /// first byte arrived.
     pub(super) binary: Option<bool>,
+    /// The connection has authenticated (only consulted when the engine
+    /// requires authentication).
+    pub(super) authenticated: bool,
+    /// Where the SASL exchange stands (binary sessions with `-S`).
+    pub(super) sasl: super::auth::SaslState,
 }
 
 impl Session {
@@ -52,6 +59,8 @@ impl Session {
             client: None,
             walk: WalkCursor::new(),
             binary: None,
+            authenticated: false,
+            sasl: super::auth::SaslState::Idle,
         }
     }
 
@@ -85,9 +94,98 @@ impl Session {
         self.binary
     }
 
+    /// The connection has authenticated (always false while the engine
+    /// requires no authentication: nothing to authenticate).
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
     /// Incoming bytes the session will still discard.
     pub fn swallow_pending(&self) -> usize {
         self.swallow
+    }
+
+    /// Keeps a value cut by a full output buffer (the one value of an `mg`
+    /// or binary get reply) to continue at the next call; `Exec::Full`.
+    pub(super) fn hold_value(&mut self, pv: PartialValue) -> Exec {
+        self.resume = Some(Resume {
+            item: 0,
+            value: Some(pv),
+        });
+        Exec::Full
+    }
+
+    /// Steps `*pos` over the `skip` bytes of a refused request in `input`;
+    /// what `input` does not hold yet is discarded from later input.
+    pub(super) fn skip(&mut self, input: &[u8], pos: &mut usize, skip: usize) {
+        let avail = input.len() - *pos;
+        if skip > avail {
+            self.swallow = skip - avail;
+            *pos = input.len();
+        } else {
+            *pos += skip;
+        }
+    }
+}
+
+/// The request loop's bookkeeping, the same for both protocols.
+impl Engine<'_> {
+    /// Discards, from `input[*pos..]`, the bytes of a refused value the
+    /// session still owes (counted in `swallowed_bytes`); `false` when no
+    /// request is left to parse (the caller needs more input).
+    #[inline]
+    pub(super) fn swallow_owed(
+        &self,
+        session: &mut Session,
+        input: &[u8],
+        pos: &mut usize,
+    ) -> bool {
+        if session.swallow > 0 {
+            let n = session.swallow.min(input.len() - *pos);
+            *pos += n;
+            session.swallow -= n;
+            self.stats.swallowed_bytes.add(n as u64);
+            if session.swallow > 0 {
+                return false;
+            }
+        }
+        *pos < input.len()
+    }
+
+    /// Settles a request that ran with outcome `exec`, its `consumed` bytes
+    /// at `*pos`, `written` bytes of output in all so far; `Some` ends the
+    /// loop with that status. A finished request (`Done`, `Close`) counts in
+    /// `class` and is stepped over. `Full` leaves it (and the session's
+    /// resume point) for the next call, or closes when nothing at all was
+    /// written: the caller's buffer cannot hold one reply unit.
+    #[inline]
+    pub(super) fn settle(
+        &self,
+        session: &mut Session,
+        exec: Exec,
+        class: CommandClass,
+        consumed: usize,
+        pos: &mut usize,
+        written: usize,
+    ) -> Option<Status> {
+        match exec {
+            Exec::Done | Exec::Close => {
+                session.resume = None;
+                session.completed.add(class);
+                *pos += consumed;
+                matches!(exec, Exec::Close).then_some(Status::Close)
+            }
+            Exec::Full if written == 0 => {
+                session.resume = None;
+                Some(Status::Close)
+            }
+            Exec::Full => {
+                if session.resume.is_some() {
+                    self.stats.replies_resumed.incr();
+                }
+                Some(Status::OutputFull)
+            }
+        }
     }
 }
 

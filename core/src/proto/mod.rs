@@ -208,6 +208,11 @@ pub enum Request<'a> {
     },
     /// `lru_crawler metadump <all|hash|class ids>`.
     LruCrawlerMetadump(admin::MetadumpScope),
+    /// `refresh_certs [noreply]`: reload the TLS certificates.
+    RefreshCerts {
+        /// No reply on success (an error is still answered, as memcached does).
+        noreply: bool,
+    },
 }
 
 /// Why a request failed to parse; each maps to memcached's exact reply line.
@@ -339,21 +344,25 @@ pub struct ParseError {
     pub skip: usize,
 }
 
-/// Result of one [`parse`] step.
+/// Result of one parse step of either protocol: `R` is its request, `E`
+/// what it says about a request it refuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Parsed<'a> {
+pub enum Step<R, E> {
     /// No complete request yet; nothing consumed.
     NeedMore,
-    /// One request and the input bytes it occupies (`consumed <= input.len()`).
+    /// One request and the input bytes it occupies.
     Request {
         /// The request.
-        request: Request<'a>,
-        /// Bytes consumed.
+        request: R,
+        /// Bytes consumed (never more than the input).
         consumed: usize,
     },
-    /// An error reply.
-    Error(ParseError),
+    /// A refused request.
+    Error(E),
 }
+
+/// Result of one [`parse`] step.
+pub type Parsed<'a> = Step<Request<'a>, ParseError>;
 
 /// Shorthand used by the command parsers.
 #[inline]
@@ -457,6 +466,12 @@ fn dispatch<'a>(t: &Tokens<'a>, line: &Line<'a>, cfg: &ParseConfig) -> Parsed<'a
         b"shutdown" => admin::parse_shutdown(t, n),
         b"cache_memlimit" => admin::parse_cache_memlimit(t, n),
         b"lru_crawler" => admin::parse_lru_crawler(t, n),
+        b"refresh_certs" => Parsed::Request {
+            request: Request::RefreshCerts {
+                noreply: noreply_last(t),
+            },
+            consumed: n,
+        },
         _ => {
             // memcached only checks for HTTP in its final branch, reached by
             // commands not starting with one of these letters.

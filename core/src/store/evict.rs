@@ -39,8 +39,17 @@ struct Mover {
 
 impl Shard<'_> {
     /// Free one or more segments: reclaim a dead segment if any, else evict
-    /// by policy. Returns false if nothing could be freed.
+    /// by policy. Returns false if nothing could be freed. The caller holds
+    /// the shard lock: the time this takes is recorded as one eviction
+    /// pause ([`Ctx::pause_end`]).
     pub(crate) fn make_room(&mut self, cx: &Ctx) -> bool {
+        let t0 = cx.pause_start();
+        let freed = self.make_room_untimed(cx);
+        cx.pause_end(t0);
+        freed
+    }
+
+    fn make_room_untimed(&mut self, cx: &Ctx) -> bool {
         if self.reclaim_dead(cx, 1) > 0 {
             return true;
         }

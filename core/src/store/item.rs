@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn bytes_eq_agrees_with_slice_eq_at_every_length_and_position() {
-        let a: [u8; 48] = core::array::from_fn(|i| i as u8 * 7 + 1);
+        let a: [u8; 48] = core::array::from_fn(|i| (i as u8).wrapping_mul(7).wrapping_add(1));
         for n in 0..=a.len() {
             assert!(bytes_eq(&a[..n], &a[..n]));
             for i in 0..n {

@@ -73,7 +73,8 @@ pub use layout::{Layout, MIN_SEGMENTS_PER_SHARD};
 pub use persist::{AttachError, PersistSummary, PERSIST_HEADER_BYTES};
 pub use walk::WalkCursor;
 
-use ctx::Ctx;
+use crate::histogram::Histogram;
+use ctx::{Ctx, PauseRecorder};
 use layout::carve_shard;
 use shard::{Shard, ShardParams};
 
@@ -154,6 +155,9 @@ pub struct Store<'a> {
     shard_offset: usize,
     /// When the state this store was attached to had been saved.
     saved_at: Option<Time>,
+    /// Where eviction work records its shard-lock holds (see
+    /// [`Store::set_pause_recorder`]).
+    pauses: Option<PauseRecorder<'a>>,
 }
 
 impl<'a> Store<'a> {
@@ -199,6 +203,7 @@ impl<'a> Store<'a> {
             header,
             shard_offset: arena_len - carver.remaining(),
             saved_at: None,
+            pauses: None,
         };
         let params = ShardParams {
             layout: l,
@@ -268,6 +273,7 @@ impl<'a> Store<'a> {
             header,
             shard_offset,
             saved_at: Some(saved.saved_at),
+            pauses: None,
         };
         let params = ShardParams {
             layout: l,
@@ -359,7 +365,17 @@ impl<'a> Store<'a> {
             now,
             seed: self.seed,
             frontier: &slot.frontier,
+            pauses: self.pauses,
         }
+    }
+
+    /// From now on, every eviction step (reclaiming an expired or flushed
+    /// segment, evicting one, a merge or compaction pass, each under its
+    /// shard's lock) records how long it held the lock, in nanoseconds of
+    /// `clock` (monotonic), into `histogram`. The store has no clock: a
+    /// caller without one leaves this unset and nothing is timed.
+    pub fn set_pause_recorder(&mut self, histogram: &'a Histogram, clock: fn() -> u64) {
+        self.pauses = Some(PauseRecorder { histogram, clock });
     }
 
     /// Execute a delayed flush that has fallen due.
@@ -581,7 +597,14 @@ impl<'a> Store<'a> {
                 break;
             }
             let cx = self.ctx(slot, now);
-            n += slot.lock.lock().reclaim_dead(&cx, max_segments - n);
+            let mut shard = slot.lock.lock();
+            let t0 = cx.pause_start();
+            let freed = shard.reclaim_dead(&cx, max_segments - n);
+            if freed > 0 {
+                cx.pause_end(t0);
+            }
+            drop(shard);
+            n += freed;
         }
         n
     }

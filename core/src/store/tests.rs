@@ -821,3 +821,51 @@ fn memory_limit_shrinks_and_grows() {
     assert!(s.stats().segments_used.get() > 8);
     s.audit().unwrap();
 }
+
+/// A clock that advances 1000 ns per reading, so every recorded pause is
+/// exactly one reading long.
+fn ticking_clock() -> u64 {
+    static NOW: AtomicU64 = AtomicU64::new(0);
+    NOW.fetch_add(1000, Ordering::Relaxed) + 1000
+}
+
+#[test]
+fn eviction_steps_record_their_shard_lock_holds() {
+    let cfg = cfg_merge_no_hash_drops();
+    let mut a = arena(&cfg);
+    let pauses = crate::histogram::Histogram::new();
+    let mut s = Store::new(&cfg, &mut a).unwrap();
+    // Nothing is timed before a recorder is set, and filling is not an
+    // eviction step.
+    s.set_pause_recorder(&pauses, ticking_clock);
+    for i in 0..10u32 {
+        s.store(&set(&i.to_le_bytes(), &[1u8; 40], 0), T0).unwrap();
+    }
+    assert_eq!(pauses.count(), 0, "no eviction yet");
+    for i in 10..5000u32 {
+        s.store(&set(&i.to_le_bytes(), &[1u8; 40], 0), T0).unwrap();
+    }
+    let st = s.stats();
+    let steps = st.merge_passes.get() + st.compactions.get();
+    assert!(steps > 0);
+    // One pause per step at least (a step that frees a dead segment
+    // counts as one too), each one clock reading long.
+    assert!(
+        pauses.count() >= steps,
+        "{} pauses, {steps} steps",
+        pauses.count()
+    );
+    assert_eq!(pauses.max(), 1000);
+    // Expiry reclaimed by expire() is timed as well.
+    let before = pauses.count();
+    s.store(&set(b"soon", &[2u8; 40], T0 + 1), T0).unwrap();
+    for i in 5000..5200u32 {
+        s.store(&set(&i.to_le_bytes(), &[1u8; 40], T0 + 1), T0)
+            .unwrap();
+    }
+    let mid = pauses.count();
+    assert!(mid > before);
+    if s.expire(T0 + 5, usize::MAX) > 0 {
+        assert!(pauses.count() > mid);
+    }
+}

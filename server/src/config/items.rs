@@ -15,8 +15,9 @@ pub const DEFAULT_MAX_ITEM_BYTES: u64 = 1 << 20;
 pub const MIN_ITEM_BYTES: u64 = 1024;
 /// Largest `-I` memcached accepts (1024m).
 pub const MAX_ITEM_LIMIT_BYTES: u64 = 1024 << 20;
-/// Bytes of command line a read buffer holds beyond the largest item.
-pub const READ_BUFFER_LINE_BYTES: u64 = 2048;
+/// Bytes of command line a read buffer holds beyond the largest item (the
+/// front end's [`petrel_tcp::READ_BUFFER_LINE_BYTES`]).
+pub const READ_BUFFER_LINE_BYTES: u64 = petrel_tcp::READ_BUFFER_LINE_BYTES as u64;
 /// Default per-connection write buffer.
 pub const WRITE_BUFFER_DEFAULT_BYTES: u64 = 64 << 10;
 /// Smallest write buffer (one reply line of the engine must fit).

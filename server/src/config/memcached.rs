@@ -4,12 +4,16 @@
 //! memcached's short and long name and meaning where Petrel can honour it;
 //! the rest are accepted with one warning naming them, or refused (exit 64)
 //! when ignoring them would change what a client or an operator relies on
-//! (authentication, TLS, no evictions, no `flush_all`).
+//! (no evictions, no `flush_all`). Authentication (`-Y`, `-S`) follows
+//! memcached's rules on the protocols and UDP ([`apply_auth`]). `-Z` and
+//! `-o ssl_*` (TLS) are collected here and resolved with the TLS section.
 
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args};
 use serde::Deserialize;
+
+use petrel_tcp::VerifyMode;
 
 use super::value::{one_or_many, pick, pick_switch, ConfigError, Origin};
 
@@ -94,15 +98,20 @@ pub struct MemcachedArgs {
     #[arg(short = 'F', long = "disable-flush-all")]
     #[serde(default)]
     pub disable_flush_all: bool,
-    /// SASL authentication (refused: not supported)
+    /// SASL PLAIN authentication on binary connections, against the
+    /// --auth-file credentials (or the file MEMCACHED_SASL_PWDB names);
+    /// implies -B binary unless --auth-file is also given (then -B auto)
     #[arg(short = 'S', long = "enable-sasl")]
     #[serde(default)]
     pub enable_sasl: bool,
-    /// TLS (refused: not supported)
-    #[arg(short = 'Z', long = "enable-ssl")]
+    /// TLS on every TCP listener but those given as -l notls:ADDR (with
+    /// -o ssl_chain_cert=...,ssl_key=... or --tls-cert/--tls-key)
+    #[arg(short = 'Z', long = "enable-ssl", visible_alias = "tls")]
     #[serde(default)]
     pub enable_ssl: bool,
-    /// ASCII authentication file (refused: not supported)
+    /// ASCII authentication: a connection's first command must be a `set`
+    /// whose data is "user password", checked against FILE's
+    /// `user:password` lines (reread on SIGHUP); implies -B ascii and no UDP
     #[arg(short = 'Y', long = "auth-file", value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
     /// Print the license and exit
@@ -134,8 +143,79 @@ pub struct MemcachedSettings {
     pub idle_timeout: Option<u32>,
     /// `-o hashpower=N`: log2 of the hash table's buckets.
     pub hash_power: Option<u8>,
+    /// `-Z`: TLS is on (where it was asked for).
+    pub enable_ssl: Option<Origin>,
+    /// `-o ssl_*`.
+    pub ssl: super::tls::SslOptions,
     /// Flags and `-o` options accepted without effect, for the one warning line.
     pub ignored: Vec<String>,
+    /// `-Y` and/or `-S`: authentication.
+    pub auth: Option<AuthSettings>,
+}
+
+/// Authentication asked for with `-Y` (ASCII) and/or `-S` (SASL on binary
+/// connections), both against one credentials file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// The `user:password` file.
+    pub file: PathBuf,
+    /// What named it: `--auth-file` or `MEMCACHED_SASL_PWDB`.
+    pub named_by: &'static str,
+    /// ASCII connections authenticate (`-Y`).
+    pub ascii: bool,
+    /// Binary connections authenticate with SASL PLAIN (`-S`).
+    pub sasl: bool,
+}
+
+/// The environment variable memcached built with `--enable-sasl-pwdb`
+/// reads its SASL `user:password` file from.
+pub const SASL_PWDB_VAR: &str = "MEMCACHED_SASL_PWDB";
+
+/// memcached's rules for authentication, applied to the protocol and UDP
+/// settings: `-Y` alone implies `-B ascii` (an explicit `-B binary` or
+/// `-B auto` is refused), `-S` alone implies `-B binary` (an explicit
+/// `-B ascii` or `-B auto` is refused), both together imply `-B auto`
+/// (Petrel's own: memcached cannot combine them). UDP carries no
+/// authentication: an explicit UDP port is refused, Petrel's default one
+/// is turned off (memcached's default is off).
+pub fn apply_auth(
+    a: &AuthSettings,
+    protocol: &mut petrel_core::proto::binary::BindingProtocol,
+    protocol_given: bool,
+    udp_port: &mut u16,
+    udp_given: bool,
+) -> Result<(), ConfigError> {
+    use petrel_core::proto::binary::BindingProtocol as P;
+    if protocol_given {
+        if a.sasl && (*protocol == P::Ascii || (*protocol == P::Auto && !a.ascii)) {
+            return Origin::Flag("enable-sasl").fail(
+                "SASL authenticates binary connections only: ASCII ones would be \
+                 unauthenticated (use -B binary, or add --auth-file for ASCII authentication)",
+            );
+        }
+        if a.ascii && !a.sasl && *protocol != P::Ascii {
+            return Origin::Flag("auth-file").fail(
+                "ASCII authentication cannot guard binary connections (use -B ascii, \
+                 or add -S for SASL on binary connections)",
+            );
+        }
+    } else {
+        *protocol = match (a.ascii, a.sasl) {
+            (true, true) => P::Auto,
+            (true, false) => P::Ascii,
+            _ => P::Binary,
+        };
+    }
+    if *udp_port != 0 {
+        if udp_given {
+            let flag = if a.ascii { "auth-file" } else { "enable-sasl" };
+            return Origin::Flag(flag).fail(
+                "UDP carries no authentication: turn it off with -U 0 (as memcached requires)",
+            );
+        }
+        *udp_port = 0;
+    }
+    Ok(())
 }
 
 /// `-o` options that tune memcached internals Petrel does not have.
@@ -194,19 +274,9 @@ const IGNORED_OPTIONS: &[&str] = &[
     "ext_drop_unread",
 ];
 
-/// `-o` options of memcached's TLS, which Petrel does not have.
-const TLS_OPTIONS: &[&str] = &[
-    "ssl_chain_cert",
-    "ssl_key",
-    "ssl_keyformat",
-    "ssl_verify_mode",
-    "ssl_ciphers",
-    "ssl_ca_cert",
-    "ssl_wbuf_size",
-    "ssl_session_cache",
-    "ssl_kernel_tls",
-    "ssl_min_version",
-];
+/// `-o` options of memcached's TLS that tune OpenSSL (rustls chooses its
+/// own ciphers, reads PEM keys only, and has its own buffers).
+const IGNORED_TLS_OPTIONS: &[&str] = &["ssl_keyformat", "ssl_ciphers", "ssl_wbuf_size"];
 
 /// memcached's accepted `hashpower` range.
 const HASHPOWER_MIN: u8 = 12;
@@ -236,27 +306,45 @@ pub fn resolve(
             "disable-flush-all",
             "not supported: flush_all stays enabled",
         ),
-        (
-            cli.enable_sasl,
-            file.enable_sasl,
-            "enable-sasl",
-            "SASL authentication is not supported",
-        ),
-        (
-            cli.enable_ssl,
-            file.enable_ssl,
-            "enable-ssl",
-            "TLS is not supported",
-        ),
     ] {
         let s = pick_switch(flag, key, name);
         if s.value {
             return s.origin.fail(why);
         }
     }
-    if let Some(a) = pick(cli.auth_file.as_ref(), file.auth_file.as_ref(), "auth-file") {
-        return a.origin.fail("ASCII authentication is not supported");
+    let ssl = pick_switch(cli.enable_ssl, file.enable_ssl, "enable-ssl");
+    out.enable_ssl = ssl.value.then_some(ssl.origin);
+    let auth_file = pick(cli.auth_file.clone(), file.auth_file.clone(), "auth-file");
+    if let Some(a) = &auth_file {
+        if a.value.as_os_str().is_empty() {
+            return a.origin.fail("empty path");
+        }
     }
+    let sasl = pick_switch(cli.enable_sasl, file.enable_sasl, "enable-sasl");
+    out.auth = match (auth_file, sasl.value) {
+        (Some(a), sasl) => Some(AuthSettings {
+            file: a.value,
+            named_by: "--auth-file",
+            ascii: true,
+            sasl,
+        }),
+        (None, true) => match std::env::var_os(SASL_PWDB_VAR) {
+            Some(f) if !f.is_empty() => Some(AuthSettings {
+                file: f.into(),
+                named_by: SASL_PWDB_VAR,
+                ascii: false,
+                sasl: true,
+            }),
+            _ => {
+                return sasl.origin.fail(format!(
+                    "SASL needs a credentials file of user:password lines: give --auth-file FILE \
+                     (also ASCII authentication) or set {SASL_PWDB_VAR}=FILE (Petrel does not \
+                     read Cyrus SASL's configuration or sasldb)"
+                ))
+            }
+        },
+        (None, false) => None,
+    };
     out.pidfile = pick(cli.pidfile.clone(), file.pidfile.clone(), "pidfile").map(|p| p.value);
     if out
         .pidfile
@@ -409,8 +497,46 @@ fn extended_option(
             }
             out.hash_power = Some(n as u8);
         }
-        n if TLS_OPTIONS.contains(&n) => {
-            return origin.fail(format!("-o {n}: TLS is not supported"));
+        "ssl_chain_cert" | "ssl_key" | "ssl_ca_cert" => {
+            let path = match value.map(str::trim) {
+                Some(v) if !v.is_empty() => PathBuf::from(v),
+                _ => {
+                    return origin.fail(format!(
+                        "-o {name}: needs a file, e.g. {name}=/etc/petrel/tls.pem"
+                    ))
+                }
+            };
+            match name {
+                "ssl_chain_cert" => out.ssl.chain_cert = Some(path),
+                "ssl_key" => out.ssl.key = Some(path),
+                _ => out.ssl.ca_cert = Some(path),
+            }
+        }
+        "ssl_verify_mode" => {
+            let n = number("needs 0 (none), 1 (request), 2 (require) or 3 (once)")?;
+            out.ssl.verify_mode = Some(VerifyMode::from_number(n).ok_or_else(|| {
+                ConfigError(format!(
+                    "petrel: {origin}: -o ssl_verify_mode: must be 0, 1, 2 or 3"
+                ))
+            })?);
+        }
+        "ssl_min_version" => {
+            // memcached: 0 TLS 1.0, 1 TLS 1.1, 2 TLS 1.2, 3 TLS 1.3; rustls
+            // speaks 1.2 and 1.3, so 0-2 all mean 1.2.
+            let n = number("needs 0, 1, 2 or 3 (tlsv1.0 to tlsv1.3)")?;
+            if n > 3 {
+                return origin.fail("-o ssl_min_version: must be 0, 1, 2 or 3");
+            }
+            out.ssl.tls13_only = Some(n == 3);
+        }
+        "ssl_session_cache" => out.ssl.session_cache = true,
+        "ssl_kernel_tls" => {
+            return origin.fail("-o ssl_kernel_tls: kernel TLS offload is not supported");
+        }
+        n if IGNORED_TLS_OPTIONS.contains(&n) => {
+            if !out.ignored.iter().any(|i| i == &format!("-o {n}")) {
+                out.ignored.push(format!("-o {n}"));
+            }
         }
         n if IGNORED_OPTIONS.contains(&n) => {
             if !out.ignored.iter().any(|i| i == &format!("-o {n}")) {
@@ -453,12 +579,12 @@ mod tests {
         assert_eq!(s.ignored, vec!["-o modern", "-o slab_reassign"]);
         for (args, needle) in [
             (&["-o", "bogus_thing"][..], "-o bogus_thing: unknown"),
-            (&["-o", "ssl_key=/k"][..], "TLS"),
+            (&["-o", "ssl_kernel_tls"][..], "kernel TLS"),
+            (&["-o", "ssl_verify_mode=4"][..], "ssl_verify_mode"),
             (&["-o", "idle_timeout"][..], "idle_timeout"),
             (&["-o", "hashpower=99"][..], "hashpower"),
             (&["-M"][..], "--disable-evictions"),
             (&["-S"][..], "--enable-sasl"),
-            (&["-Z"][..], "--enable-ssl"),
             (&["-F"][..], "--disable-flush-all"),
             (&["-a", "9"][..], "--unix-mask"),
             (&["-R", "0"][..], "--max-reqs-per-event"),

@@ -18,6 +18,7 @@ pub mod items;
 pub mod memcached;
 pub mod net;
 pub mod process;
+pub mod tls;
 pub mod value;
 
 use std::net::SocketAddr;
@@ -63,6 +64,10 @@ pub struct Sections {
     #[command(flatten)]
     #[serde(flatten)]
     pub compat: crate::compat::CompatArgs,
+    /// TLS (with memcached's -Z).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub tls: tls::TlsArgs,
     /// memcached's flags that are not settings of their own.
     #[command(flatten)]
     #[serde(flatten)]
@@ -156,6 +161,8 @@ pub struct Settings {
     pub hash_power: u8,
     /// memcached's process flags: pidfile, daemon, Unix socket, ...
     pub memcached: memcached::MemcachedSettings,
+    /// TLS on the TCP listeners (`-Z`); None = plain.
+    pub tls: Option<petrel_tcp::TlsSettings>,
 }
 
 impl Settings {
@@ -179,6 +186,15 @@ impl Settings {
         self.listen
             .iter()
             .map(|l| SocketAddr::new(l.ip, l.port.unwrap_or(self.udp_port)))
+            .collect()
+    }
+
+    /// TCP addresses served without TLS when TLS is on (`-l notls:ADDR`).
+    pub fn notls_addrs(&self) -> Vec<SocketAddr> {
+        self.listen
+            .iter()
+            .filter(|l| l.notls)
+            .map(|l| SocketAddr::new(l.ip, l.port.unwrap_or(self.port)))
             .collect()
     }
 
@@ -306,7 +322,16 @@ pub fn merge(cli: &Cli, file: &Sections) -> Result<Settings, ConfigError> {
             _ => c_net.idle_timeout = Some(t),
         }
     }
-    let n = net::resolve(&c_net, &file.net)?;
+    let mut n = net::resolve(&c_net, &file.net)?;
+    if let Some(a) = &m.auth {
+        memcached::apply_auth(
+            a,
+            &mut n.protocol,
+            c_net.protocol.is_some() || file.net.protocol.is_some(),
+            &mut n.udp_port,
+            c_net.udp_port.is_some() || file.net.udp_port.is_some(),
+        )?;
+    }
     let i = items::resolve(&c.items, &file.items)?;
     let mut p = process::resolve(&c.process, &file.process)?;
     if let Some((path, origin)) = &m.memory_file {
@@ -329,6 +354,10 @@ pub fn merge(cli: &Cli, file: &Sections) -> Result<Settings, ConfigError> {
         n.udp_port
     };
     let xdp = crate::xdp::settings(&c.xdp, &file.xdp, udp_port)?;
+    if xdp.is_some() && m.auth.is_some() {
+        return value::Origin::Flag("xdp-iface")
+            .fail("AF_XDP serves UDP, which carries no authentication (--auth-file, -S)");
+    }
     let udp_guard = crate::udp_guard::settings(&c.udp_guard, &file.udp_guard)?;
     let observability = crate::metrics_settings::settings(
         &c.observability,
@@ -336,7 +365,14 @@ pub fn merge(cli: &Cli, file: &Sections) -> Result<Settings, ConfigError> {
         n.admin_port_explicit,
     )?;
     let compat = crate::compat::resolve(&c.compat, &file.compat)?;
+    let tls = tls::resolve(&c.tls, &file.tls, m.enable_ssl, &m.ssl)?;
+    if tls.is_none() && n.listen.iter().any(|l| l.notls) {
+        // memcached: "'notls' option is valid only when SSL is enabled".
+        return value::Origin::Flag("listen")
+            .fail("'notls' is valid only when TLS is enabled (-Z)");
+    }
     Ok(Settings {
+        tls,
         port: n.port,
         udp_port: n.udp_port,
         listen: n.listen,
@@ -394,6 +430,54 @@ mod tests {
         assert_eq!(s.admin_port, 9999);
         assert_eq!(s.idle_timeout_secs, 0);
         assert_eq!(s.verbosity, 0);
+    }
+
+    #[test]
+    fn auth_file_implies_ascii_and_no_udp_as_memcached() {
+        use petrel_core::proto::binary::BindingProtocol;
+        let s = run(&["-Y", "/etc/petrel/auth"]).unwrap();
+        assert_eq!(s.protocol, BindingProtocol::Ascii);
+        assert_eq!(s.udp_port, 0);
+        assert!(s.udp_addrs().is_empty());
+        let a = s.memcached.auth.unwrap();
+        assert!(a.ascii && !a.sasl);
+        assert_eq!(a.file, PathBuf::from("/etc/petrel/auth"));
+        let s = run(&["-Y", "/a", "-B", "ascii", "-U", "0"]).unwrap();
+        assert_eq!(s.protocol, BindingProtocol::Ascii);
+        for (args, needle) in [
+            (&["-Y", "/a", "-U", "11211"][..], "-U 0"),
+            (&["-Y", "/a", "-B", "binary"][..], "binary connections"),
+            (&["-Y", "/a", "-B", "auto"][..], "binary connections"),
+            (&["-Y", ""][..], "--auth-file"),
+        ] {
+            let e = run(args).unwrap_err().0;
+            assert!(
+                e.contains("--auth-file") && e.contains(needle),
+                "{args:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn sasl_implies_binary_and_combines_with_the_auth_file() {
+        use petrel_core::proto::binary::BindingProtocol;
+        let s = run(&["-S", "-Y", "/a"]).unwrap();
+        assert_eq!(s.protocol, BindingProtocol::Auto);
+        assert_eq!(s.udp_port, 0);
+        let a = s.memcached.auth.unwrap();
+        assert!(a.ascii && a.sasl);
+        let s = run(&["-S", "-Y", "/a", "-B", "binary"]).unwrap();
+        assert_eq!(s.protocol, BindingProtocol::Binary);
+        for args in [
+            &["-S", "-Y", "/a", "-B", "ascii"][..],
+            &["-S", "-Y", "/a", "-U", "11211"][..],
+        ] {
+            let e = run(args).unwrap_err().0;
+            assert!(
+                e.contains("--enable-sasl") || e.contains("--auth-file"),
+                "{args:?}: {e}"
+            );
+        }
     }
 
     #[test]

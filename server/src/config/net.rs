@@ -40,7 +40,8 @@ pub struct NetArgs {
     pub udp_port: Option<u16>,
     /// Interface(s) to listen on: comma-separated, repeatable; HOST, HOST:PORT,
     /// [V6] or [V6]:PORT, * for all IPv4 interfaces (a PORT applies to TCP
-    /// and UDP, as in memcached) [default: 127.0.0.1]
+    /// and UDP, as in memcached); with -Z, a notls: prefix serves that
+    /// address without TLS [default: 127.0.0.1]
     #[arg(short = 'l', long = "listen", value_name = "ADDR", action = clap::ArgAction::Append)]
     #[serde(default, deserialize_with = "one_or_many")]
     pub listen: Vec<String>,
@@ -69,6 +70,8 @@ pub struct ListenAddr {
     pub ip: IpAddr,
     /// `HOST:PORT`: this port for TCP and UDP instead of `-p` and `-U`.
     pub port: Option<u16>,
+    /// `notls:HOST...`: plain TCP on this address even with TLS on.
+    pub notls: bool,
 }
 
 /// The effective network settings.
@@ -181,6 +184,10 @@ fn parse_listen(values: &[String], origin: Origin) -> Result<Vec<ListenAddr>, Co
     for text in values {
         for part in text.split([',', ';']) {
             let p = part.trim();
+            let (notls, p) = match p.strip_prefix("notls:") {
+                Some(rest) => (true, rest.trim()),
+                None => (false, p),
+            };
             if p.is_empty() {
                 return origin.fail(format!("empty address in '{text}'"));
             }
@@ -228,8 +235,8 @@ fn parse_listen(values: &[String], origin: Origin) -> Result<Vec<ListenAddr>, Co
                 }
             }
             for ip in ips {
-                let a = ListenAddr { ip, port };
-                if out.contains(&a) {
+                let a = ListenAddr { ip, port, notls };
+                if out.iter().any(|o| o.ip == a.ip && o.port == a.port) {
                     return origin.fail(format!("address {p} given twice"));
                 }
                 out.push(a);

@@ -644,17 +644,7 @@ impl Gen {
             // fetch, before marking a win token): keep it free of N/R/T
             flags.retain(|f| !f.starts_with(['N', 'R', 'T']));
         }
-        if bin {
-            flags.push("b".into());
-        }
-        let mut line = b"mg ".to_vec();
-        line.extend(key);
-        for f in flags {
-            line.push(b' ');
-            line.extend(f.as_bytes());
-        }
-        line.extend(b"\r\n");
-        line
+        meta_line("mg", &key, None, &flags, bin)
     }
 
     fn ms(&mut self, now: u32) -> Vec<u8> {
@@ -674,17 +664,7 @@ impl Gen {
             };
             flags.push(self.rng.pick(modes).to_string());
         }
-        if bin {
-            flags.push("b".into());
-        }
-        let mut line = b"ms ".to_vec();
-        line.extend(key);
-        line.extend(format!(" {}", value.len()).as_bytes());
-        for f in flags {
-            line.push(b' ');
-            line.extend(f.as_bytes());
-        }
-        line.extend(b"\r\n");
+        let mut line = meta_line("ms", &key, Some(value.len()), &flags, bin);
         line.extend(value);
         line.extend(b"\r\n");
         line
@@ -692,18 +672,8 @@ impl Gen {
 
     fn md(&mut self, now: u32) -> Vec<u8> {
         let (key, bin) = self.meta_key();
-        let mut flags = self.meta_flags(&["q", "k", "O", "C", "I", "T"], now);
-        if bin {
-            flags.push("b".into());
-        }
-        let mut line = b"md ".to_vec();
-        line.extend(key);
-        for f in flags {
-            line.push(b' ');
-            line.extend(f.as_bytes());
-        }
-        line.extend(b"\r\n");
-        line
+        let flags = self.meta_flags(&["q", "k", "O", "C", "I", "T"], now);
+        meta_line("md", &key, None, &flags, bin)
     }
 
     fn ma(&mut self, now: u32) -> Option<Vec<u8>> {
@@ -721,13 +691,29 @@ impl Gen {
             // the reply holds a reference to the item until it is sent, like a get's
             self.read_in_batch.push(key.clone());
         }
-        let mut line = b"ma ".to_vec();
-        line.extend(key);
-        for f in flags {
-            line.push(b' ');
-            line.extend(f.as_bytes());
-        }
-        line.extend(b"\r\n");
-        Some(line)
+        Some(meta_line("ma", &key, None, &flags, false))
     }
+}
+
+/// A meta command's line: `CMD KEY [DATALEN] FLAG...\r\n`, with the flag `b` last when `bin`
+/// (the key is base64).
+fn meta_line(
+    cmd: &str,
+    key: &[u8],
+    datalen: Option<usize>,
+    flags: &[String],
+    bin: bool,
+) -> Vec<u8> {
+    let mut line = cmd.as_bytes().to_vec();
+    line.push(b' ');
+    line.extend(key);
+    if let Some(n) = datalen {
+        line.extend(format!(" {n}").as_bytes());
+    }
+    for f in flags.iter().map(String::as_str).chain(bin.then_some("b")) {
+        line.push(b' ');
+        line.extend(f.as_bytes());
+    }
+    line.extend(b"\r\n");
+    line
 }

@@ -91,6 +91,10 @@ impl CasMap {
     pub fn to_memcached(&self, p: u64) -> u64 {
         self.p2m.get(&p).copied().unwrap_or(p)
     }
+    /// The candidate's CAS for a memcached CAS (unpaired values pass through).
+    pub fn to_candidate(&self, m: u64) -> u64 {
+        self.m2p.get(&m).copied().unwrap_or(m)
+    }
     /// Pairs recorded.
     pub fn len(&self) -> usize {
         self.m2p.len()

@@ -1,19 +1,38 @@
-//! `petrel-load`: a closed-loop memcached load generator with exact latency percentiles.
+//! `petrel-load`: a memcached load generator with exact latency percentiles, closed or open loop.
 //!
-//! Each connection (TCP) or socket (UDP) keeps `--pipeline` requests outstanding: a new
-//! request is sent only when a reply arrives (closed loop). Latency is measured per request
-//! from the moment its bytes were handed to the kernel to the moment its reply was complete,
-//! and recorded in an HDR histogram (3 significant digits, 1 ns .. 60 s).
+//! Closed loop (default): each connection (TCP) or socket (UDP) keeps `--pipeline` requests
+//! outstanding; a new request is sent only when a reply arrives. Latency is measured per
+//! request from the moment its bytes were handed to the kernel to the moment its reply was
+//! complete.
 //!
-//! The run is bounded: it stops after `--duration` seconds or `--requests` requests, whichever
-//! comes first (at least one must be given; the duration is capped at one hour).
+//! Open loop (`--rate R`): requests are sent at R per second in total, whatever the replies
+//! do. Every client thread runs its own Poisson arrival process of rate R / threads
+//! (exponentially distributed gaps; the superposition is a Poisson process of rate R) and
+//! hands each request to its connections in turn, so several may be outstanding on one
+//! connection. Latency is measured from the request's INTENDED send time (its arrival in the
+//! schedule), so a server or client that falls behind shows up in the latency instead of
+//! slowing the schedule down (no coordinated omission). A request handed to the kernel more
+//! than `--late-us` after its intended time counts as `late`: many late requests mean the
+//! client, not the server, could not keep the rate. At the end of an open-loop run the
+//! requests still outstanding get up to 5 more seconds (UDP: the loss timeout) to complete; those
+//! that do not are counted as `lost`. In open loop a lost request (UDP: no reply within the loss
+//! timeout) enters the latency percentiles with the time it waited until given up.
+//!
+//! Latencies go into an HDR histogram (3 significant digits, 1 ns .. 60 s). The run is
+//! bounded: it stops after `--duration` seconds or `--requests` requests, whichever comes
+//! first (at least one must be given; the duration is capped at one hour).
 //!
 //! Requests: `get <key>` with probability `--get-ratio`, otherwise `set <key> 0 0 <len>`.
-//! Keys are `--key-size` bytes (`k` + zero-padded index), chosen uniformly from `--keys`.
-//! With `--preload`, every key is set once over TCP before the measurement.
+//! Keys are `--key-size` bytes (`k` + zero-padded index) out of `--keys`, chosen uniformly or,
+//! with `--zipf S`, with probability proportional to 1 / rank^S (key `k0..0` is the most
+//! popular). With `--preload`, every key is set once over TCP before the measurement.
+//!
+//! Building and sending a request and parsing a single-datagram reply allocate nothing once
+//! the buffers have grown to their working size.
 //!
 //! The last line of output is machine-readable:
-//! `RESULT ops_per_sec=.. requests=.. errors=.. misses=.. p50_us=.. p90_us=.. p99_us=.. p999_us=.. max_us=..`
+//! `RESULT ops_per_sec=.. offered_per_sec=.. requests=.. errors=.. misses=.. lost=.. late=.. p50_us=.. p90_us=.. p99_us=.. p999_us=.. max_us=.. max_send_lag_us=..`
+//! (`offered_per_sec` is 0 in closed loop).
 
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -33,11 +52,15 @@ const MAX_DURATION_SECS: f64 = 3600.0;
 const UDP_TIMEOUT: Duration = Duration::from_millis(500);
 /// Highest latency the histogram records (larger values are clamped).
 const MAX_LATENCY_NS: u64 = 60_000_000_000;
+/// In open loop, how long requests still outstanding at the end may take over TCP.
+const TCP_DRAIN: Duration = Duration::from_secs(5);
+/// Highest accepted `--rate` (requests per second).
+const MAX_RATE: f64 = 100_000_000.0;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "petrel-load",
-    about = "Closed-loop memcached load generator (HDR latency percentiles)"
+    about = "memcached load generator, closed or open loop (HDR latency percentiles)"
 )]
 struct Args {
     /// Server address (host:port); the UDP port when --udp is given.
@@ -82,32 +105,102 @@ struct Args {
     /// Set every key once before measuring.
     #[arg(long)]
     preload: bool,
-    /// Seed of the key/operation choice.
+    /// Seed of the key/operation choice (and of the open-loop schedule).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-/// An outstanding UDP request: when it was sent, whether it is a get, payloads by seq.
-type UdpPending = (Instant, bool, Vec<Option<Vec<u8>>>);
-
-/// Per-thread results.
-struct Outcome {
-    hist: Histogram<u64>,
-    requests: u64,
-    errors: u64,
-    misses: u64,
-    lost: u64,
+    /// Open loop: send this many requests per second in total (Poisson arrivals), measuring
+    /// latency from each request's intended send time. Without it the loop is closed.
+    #[arg(short = 'r', long)]
+    rate: Option<f64>,
+    /// Zipf exponent of key popularity (0.99 is the usual skew); 0 chooses keys uniformly.
+    #[arg(long, default_value_t = 0.0)]
+    zipf: f64,
+    /// Open loop: a request sent more than this many microseconds after its intended time
+    /// counts as late.
+    #[arg(long, default_value_t = 100)]
+    late_us: u64,
+    /// UDP only: the server echoes each request back (petrel --xdp-echo);
+    /// a reply is correct when it is a get or set request.
+    #[arg(long)]
+    echo: bool,
 }
 
 fn key_bytes(args: &Args, i: u64) -> Vec<u8> {
     format!("k{:0>width$}", i, width = args.key_size - 1).into_bytes()
 }
 
+/// Key popularity.
+enum KeyDist {
+    /// Every key of `0..n` equally likely.
+    Uniform(u64),
+    /// Zipf: key `i` (rank `i + 1`) with probability proportional to `1 / (i + 1)^s`, sampled
+    /// by binary search in the cumulative distribution (`cdf[i]` = P(key <= i), the last is 1).
+    Zipf(Vec<f64>),
+}
+
+impl KeyDist {
+    /// `s` = 0 is uniform; `count` must be positive.
+    fn new(count: u64, s: f64) -> KeyDist {
+        if s == 0.0 {
+            return KeyDist::Uniform(count);
+        }
+        let mut cdf = Vec::with_capacity(count as usize);
+        let mut sum = 0.0f64;
+        for i in 0..count {
+            sum += ((i + 1) as f64).powf(-s);
+            cdf.push(sum);
+        }
+        for c in cdf.iter_mut() {
+            *c /= sum;
+        }
+        KeyDist::Zipf(cdf)
+    }
+
+    fn sample(&self, rng: &mut Rng) -> u64 {
+        match self {
+            KeyDist::Uniform(n) => rng.below(*n),
+            KeyDist::Zipf(cdf) => {
+                let u = rng.unit();
+                // the first key whose cumulative probability exceeds u (u < 1 = the last one)
+                (cdf.partition_point(|&c| c <= u) as u64).min(cdf.len() as u64 - 1)
+            }
+        }
+    }
+}
+
+/// An open-loop schedule: the arrival times of a Poisson process in nanoseconds from the
+/// start, each gap drawn from the exponential distribution of mean 1 / rate.
+struct Schedule {
+    next_ns: f64,
+    mean_gap_ns: f64,
+}
+
+impl Schedule {
+    /// The first arrival is one gap after 0.
+    fn new(rate_per_sec: f64, rng: &mut Rng) -> Schedule {
+        let mut s = Schedule {
+            next_ns: 0.0,
+            mean_gap_ns: 1e9 / rate_per_sec,
+        };
+        s.advance(rng);
+        s
+    }
+    /// Intended time of the next request.
+    fn due_ns(&self) -> u64 {
+        self.next_ns as u64
+    }
+    /// Moves on to the following arrival.
+    fn advance(&mut self, rng: &mut Rng) {
+        // 1 - u is in (0, 1]: the logarithm is finite
+        self.next_ns += -(1.0 - rng.unit()).ln() * self.mean_gap_ns;
+    }
+}
+
 /// Every key, precomputed so that building a request allocates nothing.
 struct Keys {
     flat: Vec<u8>,
     size: usize,
-    count: u64,
+    dist: KeyDist,
     /// `" 0 0 <value_size>\r\n"`
     set_suffix: Vec<u8>,
 }
@@ -121,7 +214,7 @@ impl Keys {
         Keys {
             flat,
             size: args.key_size,
-            count: args.keys,
+            dist: KeyDist::new(args.keys, args.zipf),
             set_suffix: format!(" 0 0 {}\r\n", args.value_size).into_bytes(),
         }
     }
@@ -129,23 +222,6 @@ impl Keys {
         let at = i as usize * self.size;
         &self.flat[at..at + self.size]
     }
-}
-
-fn make_request(args: &Args, keys: &Keys, rng: &mut Rng, value: &[u8], out: &mut Vec<u8>) -> bool {
-    let key = keys.key(rng.below(keys.count));
-    let is_get = rng.unit() < args.get_ratio;
-    if is_get {
-        out.extend_from_slice(b"get ");
-        out.extend_from_slice(key);
-        out.extend_from_slice(b"\r\n");
-    } else {
-        out.extend_from_slice(b"set ");
-        out.extend_from_slice(key);
-        out.extend_from_slice(&keys.set_suffix);
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
-    is_get
 }
 
 /// Parses one complete reply at the start of `buf`: `(bytes consumed, error, miss)`, or
@@ -174,13 +250,6 @@ fn parse_reply(buf: &[u8], is_get: bool) -> Option<(usize, bool, bool)> {
     Some((eol + 2, line != b"STORED", false))
 }
 
-struct TcpConn {
-    stream: TcpStream,
-    inflight: VecDeque<(Instant, bool)>,
-    rbuf: Vec<u8>,
-    wbuf: Vec<u8>,
-}
-
 struct Shared {
     stop: AtomicBool,
     started: AtomicU64,
@@ -201,24 +270,161 @@ fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("histogram bounds")
 }
 
-fn record(hist: &mut Histogram<u64>, since: Instant, measuring: bool) {
-    if measuring {
-        let ns = (since.elapsed().as_nanos() as u64).clamp(1, MAX_LATENCY_NS);
-        hist.record(ns).expect("value within bounds");
+/// Per-thread results.
+struct Outcome {
+    hist: Histogram<u64>,
+    requests: u64,
+    errors: u64,
+    misses: u64,
+    lost: u64,
+    late: u64,
+    max_send_lag_ns: u64,
+}
+
+/// One client thread's state. Times are nanoseconds since `base`.
+struct Ctx<'a> {
+    args: &'a Args,
+    keys: &'a Keys,
+    shared: &'a Shared,
+    rng: Rng,
+    value: Vec<u8>,
+    base: Instant,
+    /// Requests sent (closed loop) or intended (open loop) before this are not recorded.
+    measure_from_ns: u64,
+    /// Open loop only.
+    schedule: Option<Schedule>,
+    late_ns: u64,
+    out: Outcome,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(
+        args: &'a Args,
+        keys: &'a Keys,
+        shared: &'a Shared,
+        tid: usize,
+        measure_from: Instant,
+    ) -> Self {
+        let base = Instant::now();
+        let mut rng = Rng::new(args.seed.wrapping_mul(1000).wrapping_add(tid as u64));
+        let threads = args.threads.min(args.connections) as f64;
+        let schedule = args.rate.map(|r| Schedule::new(r / threads, &mut rng));
+        Ctx {
+            args,
+            keys,
+            shared,
+            rng,
+            value: vec![b'v'; args.value_size],
+            base,
+            measure_from_ns: measure_from.saturating_duration_since(base).as_nanos() as u64,
+            schedule,
+            late_ns: args.late_us.saturating_mul(1000),
+            out: Outcome {
+                hist: new_hist(),
+                requests: 0,
+                errors: 0,
+                misses: 0,
+                lost: 0,
+                late: 0,
+                max_send_lag_ns: 0,
+            },
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    /// Appends one request to `out`; true for a get.
+    fn request(&mut self, out: &mut Vec<u8>) -> bool {
+        let args = self.args;
+        let key = self.keys.key(self.keys.dist.sample(&mut self.rng));
+        let is_get = self.rng.unit() < args.get_ratio;
+        if is_get {
+            out.extend_from_slice(b"get ");
+            out.extend_from_slice(key);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(b"set ");
+            out.extend_from_slice(key);
+            out.extend_from_slice(&self.keys.set_suffix);
+            out.extend_from_slice(&self.value);
+            out.extend_from_slice(b"\r\n");
+        }
+        is_get
+    }
+
+    /// Open loop: the intended time of the next request if it is due at `now`, claimed (and
+    /// the schedule moved on); `None` when it is not due yet or no more may be sent.
+    fn due(&mut self, now: u64) -> Option<u64> {
+        let s = self.schedule.as_mut()?;
+        let due = s.due_ns();
+        if due > now || !self.shared.claim() {
+            return None;
+        }
+        s.advance(&mut self.rng);
+        if due >= self.measure_from_ns {
+            let lag = now.saturating_sub(due);
+            self.out.max_send_lag_ns = self.out.max_send_lag_ns.max(lag);
+            self.out.late += u64::from(lag > self.late_ns);
+        }
+        Some(due)
+    }
+
+    /// How long the poll may sleep before the next open-loop request is due: epoll's
+    /// timeout has millisecond resolution, so within 1.5 ms of it the thread polls without
+    /// sleeping.
+    fn poll_timeout(&self, now: u64, closed: Duration) -> Duration {
+        match &self.schedule {
+            None => closed,
+            Some(s) => {
+                let wait = s.due_ns().saturating_sub(now);
+                if wait > 1_500_000 {
+                    Duration::from_nanos(wait - 1_000_000).min(closed)
+                } else {
+                    Duration::ZERO
+                }
+            }
+        }
+    }
+
+    /// Records one reply complete at `now` to a request sent (or intended) at `sent`.
+    fn complete(&mut self, sent: u64, now: u64, err: bool, miss: bool) {
+        if sent < self.measure_from_ns {
+            return;
+        }
+        let ns = now.saturating_sub(sent).clamp(1, MAX_LATENCY_NS);
+        self.out.hist.record(ns).expect("value within bounds");
+        self.out.requests += 1;
+        self.out.errors += err as u64;
+        self.out.misses += miss as u64;
+    }
+
+    /// Counts a request without a reply as lost. In open loop its latency is also recorded as
+    /// the time it waited until given up (at least the loss timeout), so that dropping requests
+    /// cannot make a server's percentiles look better than answering them late.
+    fn lose(&mut self, sent: u64) {
+        if sent >= self.measure_from_ns {
+            self.out.lost += 1;
+            if self.schedule.is_some() {
+                let ns = self.now_ns().saturating_sub(sent).clamp(1, MAX_LATENCY_NS);
+                self.out.hist.record(ns).expect("value within bounds");
+            }
+        }
     }
 }
 
-fn run_tcp(
-    args: &Args,
-    keys: &Keys,
-    conns: usize,
-    tid: usize,
-    shared: &Shared,
-    measure_from: Instant,
-) -> Outcome {
+struct TcpConn {
+    stream: TcpStream,
+    /// (sent or intended time, is a get), oldest first
+    inflight: VecDeque<(u64, bool)>,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+}
+
+fn run_tcp(ctx: &mut Ctx, conns: usize) {
+    let args = ctx.args;
     let mut poll = Poll::new().expect("poll");
-    let mut rng = Rng::new(args.seed.wrapping_mul(1000).wrapping_add(tid as u64));
-    let value = vec![b'v'; args.value_size];
     let mut cs: Vec<TcpConn> = (0..conns)
         .map(|i| {
             let std = std::net::TcpStream::connect(args.server)
@@ -235,38 +441,72 @@ fn run_tcp(
                 .expect("register");
             TcpConn {
                 stream,
-                inflight: VecDeque::new(),
+                inflight: VecDeque::with_capacity(1024),
                 rbuf: Vec::with_capacity(64 * 1024),
-                wbuf: Vec::new(),
+                wbuf: Vec::with_capacity(64 * 1024),
             }
         })
         .collect();
-    let mut out = Outcome {
-        hist: new_hist(),
-        requests: 0,
-        errors: 0,
-        misses: 0,
-        lost: 0,
-    };
+    let open = ctx.schedule.is_some();
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 256 * 1024];
-    // Fill every pipeline.
-    for c in cs.iter_mut() {
-        for _ in 0..args.pipeline {
-            if !shared.claim() {
-                break;
+    if !open {
+        // Fill every pipeline.
+        for c in cs.iter_mut() {
+            for _ in 0..args.pipeline {
+                if !ctx.shared.claim() {
+                    break;
+                }
+                let g = ctx.request(&mut c.wbuf);
+                c.inflight.push_back((ctx.now_ns(), g));
             }
-            let g = make_request(args, keys, &mut rng, &value, &mut c.wbuf);
-            c.inflight.push_back((Instant::now(), g));
+            flush(c);
         }
-        flush(c);
     }
+    let mut next_conn = 0;
+    let mut drain_until: Option<u64> = None;
     loop {
-        if cs.iter().all(|c| c.inflight.is_empty()) {
+        let now = ctx.now_ns();
+        if open {
+            if drain_until.is_none() {
+                while let Some(due) = ctx.due(now) {
+                    let n = cs.len();
+                    let c = &mut cs[next_conn];
+                    next_conn = (next_conn + 1) % n;
+                    let g = ctx.request(&mut c.wbuf);
+                    c.inflight.push_back((due, g));
+                }
+                for c in cs.iter_mut().filter(|c| !c.wbuf.is_empty()) {
+                    flush(c);
+                }
+                if ctx.shared.stop.load(Ordering::Relaxed)
+                    || ctx.shared.started.load(Ordering::Relaxed) >= ctx.shared.limit
+                {
+                    drain_until = Some(now + TCP_DRAIN.as_nanos() as u64);
+                }
+            }
+            if let Some(until) = drain_until {
+                if cs.iter().all(|c| c.inflight.is_empty()) {
+                    break;
+                }
+                if now >= until {
+                    for c in cs.iter_mut() {
+                        for (sent, _) in std::mem::take(&mut c.inflight) {
+                            ctx.lose(sent);
+                        }
+                    }
+                    break;
+                }
+            }
+        } else if cs.iter().all(|c| c.inflight.is_empty()) {
             break;
         }
-        poll.poll(&mut events, Some(Duration::from_millis(100)))
-            .expect("poll");
+        let timeout = if drain_until.is_some() {
+            Duration::from_millis(10)
+        } else {
+            ctx.poll_timeout(now, Duration::from_millis(100))
+        };
+        poll.poll(&mut events, Some(timeout)).expect("poll");
         for ev in events.iter() {
             let c = &mut cs[ev.token().0];
             if ev.is_writable() {
@@ -291,6 +531,7 @@ fn run_tcp(
                     Err(e) => panic!("read: {e}"),
                 }
             }
+            let now = ctx.now_ns();
             let mut off = 0;
             while let Some(&(sent, is_get)) = c.inflight.front() {
                 let Some((used, err, miss)) = parse_reply(&c.rbuf[off..], is_get) else {
@@ -298,23 +539,16 @@ fn run_tcp(
                 };
                 off += used;
                 c.inflight.pop_front();
-                let measuring = sent >= measure_from;
-                record(&mut out.hist, sent, measuring);
-                if measuring {
-                    out.requests += 1;
-                    out.errors += err as u64;
-                    out.misses += miss as u64;
-                }
-                if shared.claim() {
-                    let g = make_request(args, keys, &mut rng, &value, &mut c.wbuf);
-                    c.inflight.push_back((Instant::now(), g));
+                ctx.complete(sent, now, err, miss);
+                if !open && ctx.shared.claim() {
+                    let g = ctx.request(&mut c.wbuf);
+                    c.inflight.push_back((ctx.now_ns(), g));
                 }
             }
             c.rbuf.drain(..off);
             flush(c);
         }
     }
-    out
 }
 
 fn flush(c: &mut TcpConn) {
@@ -330,24 +564,54 @@ fn flush(c: &mut TcpConn) {
     }
 }
 
-fn run_udp(
-    args: &Args,
-    keys: &Keys,
-    socks: usize,
-    tid: usize,
-    shared: &Shared,
-    measure_from: Instant,
-) -> Outcome {
-    let mut poll = Poll::new().expect("poll");
-    let mut rng = Rng::new(args.seed.wrapping_mul(1000).wrapping_add(tid as u64));
-    let value = vec![b'v'; args.value_size];
-    struct Sock {
-        sock: UdpSocket,
-        next_id: u16,
-        /// request id -> (sent, is_get, payloads received, by seq)
-        inflight: HashMap<u16, UdpPending>,
+struct UdpSock {
+    sock: UdpSocket,
+    next_id: u16,
+    /// request id -> (sent or intended time, is a get)
+    inflight: HashMap<u16, (u64, bool)>,
+    /// Payloads by seq of replies that span several datagrams, until complete.
+    parts: HashMap<u16, Vec<Option<Vec<u8>>>>,
+    /// (request id, time) in sending order, to find the requests that timed out.
+    order: VecDeque<(u16, u64)>,
+}
+
+/// Sends one request on `s` (the datagram is built in `d`), recorded as sent at `at` (the
+/// intended time in open loop) or, when `None`, now.
+fn send_udp(ctx: &mut Ctx, s: &mut UdpSock, d: &mut Vec<u8>, at: Option<u64>) {
+    let id = s.next_id;
+    s.next_id = s.next_id.wrapping_add(1).max(1);
+    if let Some((old, _)) = s.inflight.remove(&id) {
+        // the id wrapped around while that request was outstanding
+        s.parts.remove(&id);
+        ctx.lose(old);
     }
-    let mut ss: Vec<Sock> = (0..socks)
+    d.clear();
+    d.extend_from_slice(
+        &petrel_tests::udp::FrameHeader {
+            request_id: id,
+            seq: 0,
+            total: 1,
+            reserved: 0,
+        }
+        .to_bytes(),
+    );
+    let g = ctx.request(d);
+    loop {
+        match s.sock.send(d) {
+            Ok(_) => break,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::yield_now(),
+            Err(e) => panic!("udp send: {e}"),
+        }
+    }
+    let t = at.unwrap_or_else(|| ctx.now_ns());
+    s.inflight.insert(id, (t, g));
+    s.order.push_back((id, t));
+}
+
+fn run_udp(ctx: &mut Ctx, socks: usize) {
+    let args = ctx.args;
+    let mut poll = Poll::new().expect("poll");
+    let mut ss: Vec<UdpSock> = (0..socks)
         .map(|i| {
             // Any local address of the server's family: the route picks
             // the source (loopback for a loopback server).
@@ -364,57 +628,53 @@ fn run_udp(
             poll.registry()
                 .register(&mut sock, Token(i), Interest::READABLE)
                 .expect("register");
-            Sock {
+            UdpSock {
                 sock,
                 next_id: 1,
-                inflight: HashMap::new(),
+                inflight: HashMap::with_capacity(4096),
+                parts: HashMap::new(),
+                order: VecDeque::with_capacity(4096),
             }
         })
         .collect();
-    let mut out = Outcome {
-        hist: new_hist(),
-        requests: 0,
-        errors: 0,
-        misses: 0,
-        lost: 0,
-    };
-    let send = |s: &mut Sock, rng: &mut Rng| {
-        let id = s.next_id;
-        s.next_id = s.next_id.wrapping_add(1).max(1);
-        let mut d = petrel_tests::udp::FrameHeader {
-            request_id: id,
-            seq: 0,
-            total: 1,
-            reserved: 0,
-        }
-        .to_bytes()
-        .to_vec();
-        let g = make_request(args, keys, rng, &value, &mut d);
-        loop {
-            match s.sock.send(&d) {
-                Ok(_) => break,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::yield_now(),
-                Err(e) => panic!("udp send: {e}"),
+    let open = ctx.schedule.is_some();
+    let timeout_ns = UDP_TIMEOUT.as_nanos() as u64;
+    let mut d = Vec::with_capacity(1024);
+    if !open {
+        for s in ss.iter_mut() {
+            for _ in 0..args.pipeline {
+                if !ctx.shared.claim() {
+                    break;
+                }
+                send_udp(ctx, s, &mut d, None);
             }
-        }
-        s.inflight.insert(id, (Instant::now(), g, Vec::new()));
-    };
-    for s in ss.iter_mut() {
-        for _ in 0..args.pipeline {
-            if !shared.claim() {
-                break;
-            }
-            send(s, &mut rng);
         }
     }
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 65536];
+    let mut next_sock = 0;
+    let mut stopping = false;
     loop {
-        if ss.iter().all(|s| s.inflight.is_empty()) {
+        let now = ctx.now_ns();
+        if open && !stopping {
+            while let Some(due) = ctx.due(now) {
+                let n = ss.len();
+                let s = &mut ss[next_sock];
+                next_sock = (next_sock + 1) % n;
+                send_udp(ctx, s, &mut d, Some(due));
+            }
+            stopping = ctx.shared.stop.load(Ordering::Relaxed)
+                || ctx.shared.started.load(Ordering::Relaxed) >= ctx.shared.limit;
+        }
+        if (!open || stopping) && ss.iter().all(|s| s.inflight.is_empty()) {
             break;
         }
-        poll.poll(&mut events, Some(Duration::from_millis(50)))
-            .expect("poll");
+        let timeout = if stopping {
+            Duration::from_millis(10)
+        } else {
+            ctx.poll_timeout(now, Duration::from_millis(50))
+        };
+        poll.poll(&mut events, Some(timeout)).expect("poll");
         for ev in events.iter() {
             let s = &mut ss[ev.token().0];
             loop {
@@ -425,60 +685,82 @@ fn run_udp(
                     Err(e) => panic!("udp recv: {e}"),
                 };
                 let Some(h) = petrel_tests::udp::FrameHeader::parse(&buf[..n]) else {
-                    out.errors += 1;
+                    ctx.out.errors += 1;
                     continue;
                 };
-                let Some(entry) = s.inflight.get_mut(&h.request_id) else {
+                let Some(&(sent, is_get)) = s.inflight.get(&h.request_id) else {
                     continue; // late reply to a request already counted as lost
                 };
                 if h.total == 0 || h.seq >= h.total {
-                    out.errors += 1;
+                    ctx.out.errors += 1;
                     continue;
                 }
-                if entry.2.len() != h.total as usize {
-                    entry.2 = vec![None; h.total as usize];
-                }
-                entry.2[h.seq as usize] = Some(buf[8..n].to_vec());
-                if entry.2.iter().any(Option::is_none) {
-                    continue;
-                }
-                let (sent, is_get, parts) = s.inflight.remove(&h.request_id).expect("present");
-                let bytes: Vec<u8> = parts.into_iter().flatten().flatten().collect();
-                let (err, miss) = match parse_reply(&bytes, is_get) {
-                    Some((used, err, miss)) => (err || used != bytes.len(), miss),
-                    None => (true, false),
+                let payload = &buf[petrel_tests::udp::FRAME_HEADER_BYTES..n];
+                let now = ctx.now_ns();
+                let (err, miss) = if h.total == 1 {
+                    s.inflight.remove(&h.request_id);
+                    if args.echo {
+                        let want: &[u8] = if is_get { b"get " } else { b"set " };
+                        (!payload.starts_with(want), false)
+                    } else {
+                        match parse_reply(payload, is_get) {
+                            Some((used, err, miss)) => (err || used != payload.len(), miss),
+                            None => (true, false),
+                        }
+                    }
+                } else {
+                    // a reply in several datagrams: collect them (this allocates)
+                    let parts = s.parts.entry(h.request_id).or_default();
+                    if parts.len() != h.total as usize {
+                        *parts = vec![None; h.total as usize];
+                    }
+                    parts[h.seq as usize] = Some(payload.to_vec());
+                    if parts.iter().any(Option::is_none) {
+                        continue;
+                    }
+                    let parts = s.parts.remove(&h.request_id).expect("present");
+                    s.inflight.remove(&h.request_id);
+                    let bytes: Vec<u8> = parts.into_iter().flatten().flatten().collect();
+                    match parse_reply(&bytes, is_get) {
+                        Some((used, err, miss)) => (err || used != bytes.len(), miss),
+                        None => (true, false),
+                    }
                 };
-                let measuring = sent >= measure_from;
-                record(&mut out.hist, sent, measuring);
-                if measuring {
-                    out.requests += 1;
-                    out.errors += err as u64;
-                    out.misses += miss as u64;
-                }
-                if shared.claim() {
-                    send(s, &mut rng);
+                ctx.complete(sent, now, err, miss);
+                if !open && ctx.shared.claim() {
+                    send_udp(ctx, s, &mut d, None);
                 }
             }
         }
-        // Requests without a reply for too long are lost: count them and send new ones.
-        let now = Instant::now();
+        // Requests without a reply for too long are lost: count them (and, in closed loop,
+        // send new ones in their place).
+        let now = ctx.now_ns();
         for s in ss.iter_mut() {
-            let expired: Vec<u16> = s
-                .inflight
-                .iter()
-                .filter(|(_, v)| now.duration_since(v.0) > UDP_TIMEOUT)
-                .map(|(k, _)| *k)
-                .collect();
-            for id in expired {
-                s.inflight.remove(&id);
-                out.lost += 1;
-                if shared.claim() {
-                    send(s, &mut rng);
+            let mut expired = 0;
+            while let Some(&(id, t)) = s.order.front() {
+                match s.inflight.get(&id) {
+                    Some(&(t2, _)) if t2 == t => {
+                        if now.saturating_sub(t) <= timeout_ns {
+                            break;
+                        }
+                        s.inflight.remove(&id);
+                        s.parts.remove(&id);
+                        ctx.lose(t);
+                        expired += 1;
+                    }
+                    _ => {} // answered (or its id reused) already
+                }
+                s.order.pop_front();
+            }
+            if !open {
+                for _ in 0..expired {
+                    if ctx.shared.claim() {
+                        send_udp(ctx, s, &mut d, None);
+                    }
                 }
             }
         }
     }
-    out
 }
 
 fn preload(args: &Args) {
@@ -539,6 +821,18 @@ fn main() {
         eprintln!("petrel-load: --get-ratio must be within 0..=1");
         std::process::exit(64);
     }
+    if let Some(r) = args.rate {
+        if !(r > 0.0 && r <= MAX_RATE) {
+            eprintln!(
+                "petrel-load: --rate must be within 0..={MAX_RATE} requests/s (exclusive of 0)"
+            );
+            std::process::exit(64);
+        }
+    }
+    if !(0.0..=10.0).contains(&args.zipf) {
+        eprintln!("petrel-load: --zipf must be within 0..=10");
+        std::process::exit(64);
+    }
     let threads = args.threads.min(args.connections);
     if args.preload {
         let t = Instant::now();
@@ -572,11 +866,13 @@ fn main() {
             let sh = Arc::clone(&shared);
             let k = Arc::clone(&keys);
             std::thread::spawn(move || {
+                let mut ctx = Ctx::new(&a, &k, &sh, tid, measure_from);
                 if a.udp {
-                    run_udp(&a, &k, conns, tid, &sh, measure_from)
+                    run_udp(&mut ctx, conns);
                 } else {
-                    run_tcp(&a, &k, conns, tid, &sh, measure_from)
+                    run_tcp(&mut ctx, conns);
                 }
+                ctx.out
             })
         })
         .collect();
@@ -587,7 +883,7 @@ fn main() {
     shared.stop.store(true, Ordering::Relaxed);
     let end = Instant::now().max(measure_from);
     let mut hist = new_hist();
-    let (mut requests, mut errors, mut misses, mut lost) = (0, 0, 0, 0);
+    let (mut requests, mut errors, mut misses, mut lost, mut late, mut lag) = (0, 0, 0, 0, 0, 0);
     for h in handles {
         let o = h.join().expect("load thread panicked");
         hist.add(&o.hist).expect("merge histograms");
@@ -595,18 +891,30 @@ fn main() {
         errors += o.errors;
         misses += o.misses;
         lost += o.lost;
+        late += o.late;
+        lag = lag.max(o.max_send_lag_ns);
     }
     let secs = end.duration_since(measure_from).as_secs_f64().max(1e-9);
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     let ops = requests as f64 / secs;
+    let offered = args.rate.unwrap_or(0.0);
     println!(
-        "petrel-load: {} {} conns={} pipeline={} threads={} keys={} key_size={} value_size={} get_ratio={}",
+        "petrel-load: {} {} {} conns={} pipeline={} threads={} keys={} ({}) key_size={} value_size={} get_ratio={}",
         if args.udp { "udp" } else { "tcp" },
         args.server,
+        match args.rate {
+            Some(r) => format!("open loop at {r:.0}/s"),
+            None => "closed loop".to_string(),
+        },
         args.connections,
         args.pipeline,
         threads,
         args.keys,
+        if args.zipf > 0.0 {
+            format!("zipf {}", args.zipf)
+        } else {
+            "uniform".to_string()
+        },
         args.key_size,
         args.value_size,
         args.get_ratio
@@ -614,6 +922,13 @@ fn main() {
     println!(
         "requests {requests} in {secs:.2}s: {ops:.0} ops/s; errors {errors}, misses {misses}, lost {lost}"
     );
+    if args.rate.is_some() {
+        println!(
+            "open loop: offered {offered:.0}/s; {late} requests sent more than {} us late (largest lag {:.1} us)",
+            args.late_us,
+            lag as f64 / 1000.0
+        );
+    }
     println!(
         "latency us: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
         us(0.5),
@@ -623,14 +938,125 @@ fn main() {
         hist.max() as f64 / 1000.0
     );
     println!(
-        "RESULT ops_per_sec={ops:.0} requests={requests} errors={errors} misses={misses} lost={lost} p50_us={:.1} p90_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1}",
+        "RESULT ops_per_sec={ops:.0} offered_per_sec={offered:.0} requests={requests} errors={errors} misses={misses} lost={lost} late={late} p50_us={:.1} p90_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1} max_send_lag_us={:.1}",
         us(0.5),
         us(0.9),
         us(0.99),
         us(0.999),
-        hist.max() as f64 / 1000.0
+        hist.max() as f64 / 1000.0,
+        lag as f64 / 1000.0
     );
     if errors > 0 {
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KeyDist, Rng, Schedule};
+
+    /// Frequency of the most popular keys, and of two groups of less popular ones, against the
+    /// exact Zipf probabilities (within four standard errors of the sample).
+    #[test]
+    fn zipf_sampler_follows_the_distribution() {
+        let (n, s, samples) = (1000u64, 0.99f64, 400_000u64);
+        let dist = KeyDist::new(n, s);
+        let mut rng = Rng::new(42);
+        let mut counts = vec![0u64; n as usize];
+        for _ in 0..samples {
+            let k = dist.sample(&mut rng);
+            assert!(k < n, "key {k} out of range");
+            counts[k as usize] += 1;
+        }
+        let norm: f64 = (1..=n).map(|r| (r as f64).powf(-s)).sum();
+        let p = |i: u64| ((i + 1) as f64).powf(-s) / norm;
+        let check = |what: &str, observed: u64, prob: f64| {
+            let expected = prob * samples as f64;
+            let sigma = (samples as f64 * prob * (1.0 - prob)).sqrt();
+            assert!(
+                (observed as f64 - expected).abs() <= 4.0 * sigma,
+                "{what}: {observed} samples, expected {expected:.0} +- {:.0}",
+                4.0 * sigma
+            );
+        };
+        for i in 0..10 {
+            check(&format!("key {i}"), counts[i as usize], p(i));
+        }
+        let group = |lo: u64, hi: u64| -> (u64, f64) {
+            (
+                counts[lo as usize..hi as usize].iter().sum(),
+                (lo..hi).map(p).sum(),
+            )
+        };
+        let (c, q) = group(10, 100);
+        check("keys 10..100", c, q);
+        let (c, q) = group(100, 1000);
+        check("keys 100..1000", c, q);
+        // the most popular key is about 2^0.99 times as popular as the second
+        let r = counts[0] as f64 / counts[1] as f64;
+        assert!((r - 2f64.powf(s)).abs() < 0.1, "ratio {r}");
+    }
+
+    #[test]
+    fn zipf_zero_is_uniform() {
+        let dist = KeyDist::new(10, 0.0);
+        assert!(matches!(dist, KeyDist::Uniform(10)));
+        let mut rng = Rng::new(7);
+        let mut counts = [0u64; 10];
+        for _ in 0..100_000 {
+            counts[dist.sample(&mut rng) as usize] += 1;
+        }
+        // 10_000 expected each; sigma ~95
+        assert!(
+            counts.iter().all(|&c| (9_600..=10_400).contains(&c)),
+            "{counts:?}"
+        );
+    }
+
+    /// The schedule's gaps are exponential with mean 1 / rate: mean and standard deviation
+    /// both 1 / rate, P(gap > mean) = 1/e, and the number of arrivals in a window is the
+    /// rate times the window. Computed from the schedule alone: no clock is read.
+    #[test]
+    fn schedule_is_poisson_at_the_rate() {
+        let rate = 50_000.0;
+        let mean = 1e9 / rate;
+        let mut rng = Rng::new(3);
+        let mut s = Schedule::new(rate, &mut rng);
+        let n = 200_000;
+        let mut prev = 0.0f64;
+        let (mut sum, mut sum_sq, mut above) = (0.0f64, 0.0f64, 0u64);
+        let mut in_first_second = 0u64;
+        for _ in 0..n {
+            let t = s.next_ns;
+            assert!(t >= prev, "arrivals go backwards: {t} after {prev}");
+            let gap = t - prev;
+            sum += gap;
+            sum_sq += gap * gap;
+            above += u64::from(gap > mean);
+            in_first_second += u64::from(t < 1e9);
+            assert_eq!(s.due_ns(), t as u64);
+            prev = t;
+            s.advance(&mut rng);
+        }
+        let m = sum / n as f64;
+        let sd = (sum_sq / n as f64 - m * m).sqrt();
+        assert!(
+            (m / mean - 1.0).abs() < 0.01,
+            "mean gap {m} ns, want {mean}"
+        );
+        assert!(
+            (sd / mean - 1.0).abs() < 0.02,
+            "gap sd {sd} ns, want {mean}"
+        );
+        let frac = above as f64 / n as f64;
+        assert!(
+            (frac - (-1f64).exp()).abs() < 0.005,
+            "P(gap > mean) = {frac}"
+        );
+        // Poisson count: 50_000 +- 4 * sqrt(50_000)
+        assert!(
+            (in_first_second as f64 - rate).abs() < 4.0 * rate.sqrt(),
+            "{in_first_second} arrivals in the first second"
+        );
     }
 }

@@ -8,11 +8,12 @@
 //! - [`Parsed::NeedMore`]: the request is incomplete (nothing consumed);
 //! - [`Parsed::Request`]: a request borrowing its key and value from the
 //!   input, and the bytes it occupies;
-//! - [`Parsed::Error`]: a request memcached answers with an error packet
-//!   ([`Status`] and its message) and then either closes the connection or
-//!   skips bytes (which may exceed the input: the caller discards the rest as
-//!   it arrives);
-//! - [`Parsed::BadMagic`]: memcached closes without a reply.
+//! - [`Parsed::Error`] with [`Refusal::Reply`]: a request memcached answers
+//!   with an error packet ([`Status`] and its message) and then either closes
+//!   the connection or skips bytes (which may exceed the input: the caller
+//!   discards the rest as it arrives);
+//! - [`Parsed::Error`] with [`Refusal::BadMagic`]: memcached closes without
+//!   a reply.
 //!
 //! memcached's framing quirks are kept because a client sees them:
 //! - the request is looked at once the header, extras and key have arrived;
@@ -35,7 +36,7 @@ pub mod header;
 
 pub use header::{Header, HEADER_BYTES};
 
-use super::{item_too_large, KEY_MAX_BYTES};
+use super::{item_too_large, Step, KEY_MAX_BYTES};
 
 /// First byte of every request.
 pub const REQUEST_MAGIC: u8 = 0x80;
@@ -303,23 +304,17 @@ pub struct ParseError {
     pub skip: usize,
 }
 
-/// Result of one [`parse`] step.
+/// What [`parse`] says about a request memcached does not execute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Parsed<'a> {
-    /// No complete request yet; nothing consumed.
-    NeedMore,
-    /// One request and the input bytes it occupies.
-    Request {
-        /// The request.
-        request: Request<'a>,
-        /// Bytes consumed (never more than the input).
-        consumed: usize,
-    },
-    /// An error reply.
-    Error(ParseError),
+pub enum Refusal {
+    /// An error reply, then close or skip.
+    Reply(ParseError),
     /// The first byte is not [`REQUEST_MAGIC`]: close without a reply.
     BadMagic,
 }
+
+/// Result of one [`parse`] step.
+pub type Parsed<'a> = Step<Request<'a>, Refusal>;
 
 fn be32(b: &[u8]) -> u32 {
     let mut a = [0u8; 4];
@@ -340,7 +335,7 @@ pub fn parse(input: &[u8], item_size_max_bytes: usize) -> Parsed<'_> {
         return Parsed::NeedMore;
     };
     if h.magic() != REQUEST_MAGIC {
-        return Parsed::BadMagic;
+        return Parsed::Error(Refusal::BadMagic);
     }
     let extlen = usize::from(h.extras_len());
     let keylen = usize::from(h.key_len());
@@ -353,13 +348,13 @@ pub fn parse(input: &[u8], item_size_max_bytes: usize) -> Parsed<'_> {
     let opaque = h.opaque();
     let cas = h.cas();
     let error = |status, close, skip| {
-        Parsed::Error(ParseError {
+        Parsed::Error(Refusal::Reply(ParseError {
             opcode: op,
             opaque,
             status,
             close,
             skip,
-        })
+        }))
     };
     let invalid = error(Status::InvalidArguments, true, 0);
     if keylen > bodylen || keylen + extlen > bodylen {

@@ -76,7 +76,7 @@ fn set_extras(flags: u32, exp: u32) -> Vec<u8> {
 
 fn error_of(b: &[u8]) -> (Status, bool, usize) {
     match p(b) {
-        Parsed::Error(e) => (e.status, e.close, e.skip),
+        Parsed::Error(Refusal::Reply(e)) => (e.status, e.close, e.skip),
         other => panic!("expected an error, got {other:?}"),
     }
 }
@@ -98,7 +98,7 @@ fn incomplete_requests_need_more() {
 fn bad_magic_closes() {
     let mut r = req(opcode::NOOP);
     r.magic = 0x81;
-    assert_eq!(p(&r.bytes()), Parsed::BadMagic);
+    assert_eq!(p(&r.bytes()), Parsed::Error(Refusal::BadMagic));
 }
 
 #[test]
@@ -385,7 +385,7 @@ fn never_panics_on_random_headers() {
         let _ = p(&buf[..n]);
         match p(&buf) {
             Parsed::Request { consumed, .. } => assert!(consumed <= buf.len()),
-            Parsed::Error(e) => assert!(e.close || e.skip >= HEADER_BYTES),
+            Parsed::Error(Refusal::Reply(e)) => assert!(e.close || e.skip >= HEADER_BYTES),
             _ => {}
         }
     }
