@@ -4,9 +4,11 @@
 //! (one `AtomicU64` each) with a kind, a unit and a one-line description: the
 //! one place a metric is named. It generates `new()`, `for_each()` (name,
 //! description, kind, value), `DESCS` / `for_each_desc()` (the full
-//! [`Desc`], for exporters and the README's metric table) and `assign_sum()`
-//! (fold per-shard copies into one). All operations use `Relaxed` ordering:
-//! metrics are statistics, never synchronisation.
+//! [`Desc`], for exporters and the README's metric table), `assign_sum()`
+//! (fold per-shard copies into one) and `mark_counters()` / `since()` (a
+//! view whose counters start again from a mark, for memcached's `stats
+//! reset`, while the counters themselves never go down). All operations use
+//! `Relaxed` ordering: metrics are statistics, never synchronisation.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,6 +51,10 @@ impl Metric {
     /// A metric starting at zero.
     pub const fn new() -> Self {
         Self(AtomicU64::new(0))
+    }
+    /// A metric starting at `v`.
+    pub const fn with_value(v: u64) -> Self {
+        Self(AtomicU64::new(v))
     }
     /// Current value.
     #[inline]
@@ -167,6 +173,34 @@ macro_rules! metrics {
                 $( f(stringify!($field), $desc, $crate::stats::Kind::$kind, self.$field.get()); )*
             }
 
+            /// A copy in which every counter reads what it counted since
+            /// `base` took its values ([`mark_counters`](Self::mark_counters);
+            /// never below zero) and every gauge its current value: a view
+            /// that starts again from a reset without ever lowering the
+            /// counters themselves. Never allocates.
+            pub fn since(&self, base: &Self) -> Self {
+                Self { $(
+                    $field: $crate::stats::Metric::with_value(
+                        match $crate::stats::Kind::$kind {
+                            $crate::stats::Kind::Counter => {
+                                self.$field.get().saturating_sub(base.$field.get())
+                            }
+                            $crate::stats::Kind::Gauge => self.$field.get(),
+                        },
+                    ),
+                )* }
+            }
+
+            /// Set every counter of `self` to its value in `current` (the
+            /// base of [`since`](Self::since)); gauges are left as they are.
+            pub fn mark_counters(&self, current: &Self) {
+                $(
+                    if let $crate::stats::Kind::Counter = $crate::stats::Kind::$kind {
+                        self.$field.set(current.$field.get());
+                    }
+                )*
+            }
+
             /// Set every metric of `self` to the sum of that metric over `parts`.
             pub fn assign_sum<'p>(&self, parts: impl Iterator<Item = &'p Self> + Clone)
             where
@@ -247,6 +281,26 @@ mod tests {
         for d in StoreStats::DESCS {
             assert_ne!(d.unit, DEFAULT_UNIT, "{} needs a unit", d.name);
         }
+    }
+
+    #[test]
+    fn since_counts_counters_from_the_mark_and_keeps_gauges() {
+        let cur = TestStats::new();
+        let base = TestStats::new();
+        cur.a.add(5);
+        cur.b.add(3);
+        let v = cur.since(&base);
+        assert_eq!((v.a.get(), v.b.get()), (5, 3));
+        base.mark_counters(&cur);
+        assert_eq!(base.b.get(), 0, "gauges are never marked");
+        cur.a.add(2);
+        cur.b.incr();
+        let v = cur.since(&base);
+        assert_eq!((v.a.get(), v.b.get()), (2, 4));
+        assert_eq!(cur.a.get(), 7, "the counter itself keeps counting");
+        // a base ahead of the counter (a reset racing a reader) reads 0
+        base.a.set(100);
+        assert_eq!(cur.since(&base).a.get(), 0);
     }
 
     #[test]

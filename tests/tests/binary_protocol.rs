@@ -359,3 +359,127 @@ fn binary_over_udp() {
     );
     assert_eq!(&replies[0][1][8 + 24 + 4..], b"val");
 }
+
+/// Reads one binary response packet (header and body) from `s`.
+fn read_packet(s: &mut TcpStream) -> Vec<u8> {
+    let mut p = vec![0u8; 24];
+    s.read_exact(&mut p).expect("response header");
+    assert_eq!(p[0], 0x81, "response magic in {p:?}");
+    let body = u32::from_be_bytes([p[8], p[9], p[10], p[11]]) as usize;
+    p.resize(24 + body, 0);
+    s.read_exact(&mut p[24..]).expect("response body");
+    p
+}
+
+/// A binary `stat` of `group`: every (key, value) before the terminator, and the terminator
+/// packet itself.
+fn binary_stats(s: &mut TcpStream, group: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
+    s.write_all(&request(0x10, group, b"", b"", 0x5157))
+        .unwrap();
+    let mut pairs = Vec::new();
+    loop {
+        let p = read_packet(s);
+        assert_eq!((p[1], &p[6..8]), (0x10, &[0u8, 0][..]), "stat reply {p:?}");
+        let keylen = u16::from_be_bytes([p[2], p[3]]) as usize;
+        let extlen = p[4] as usize;
+        if keylen == 0 && p.len() == 24 {
+            return (pairs, p);
+        }
+        let key = &p[24 + extlen..24 + extlen + keylen];
+        let value = &p[24 + extlen + keylen..];
+        pairs.push((
+            String::from_utf8_lossy(key).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        ));
+    }
+}
+
+/// The binary protocol's `stat reset` answers the terminator alone and sets the same counters to
+/// zero as the text `stats reset`, on memcached and the server under test alike; the gauges stay.
+#[test]
+fn binary_stat_reset_zeroes_counters_and_keeps_gauges() {
+    let Some(target) = Target::from_env() else {
+        return;
+    };
+    if !require_memcached() {
+        return;
+    }
+    let counters = [
+        "cmd_get",
+        "cmd_set",
+        "get_hits",
+        "get_misses",
+        "delete_hits",
+        "delete_misses",
+        "incr_hits",
+        "incr_misses",
+        "total_items",
+    ];
+    let gauges = ["curr_items", "bytes", "curr_connections", "limit_maxbytes"];
+    let mut seen = Vec::new();
+    for (kind, server) in both(&target) {
+        let mut s = TcpStream::connect(server.tcp_addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let extras = [0u8; 8]; // flags 0, exptime 0
+        let mut replies = Vec::new();
+        for (i, key) in [b"k0", b"k1", b"k2"].iter().enumerate() {
+            s.write_all(&request(0x01, *key, &extras, b"12", i as u32))
+                .unwrap();
+            replies.push(read_packet(&mut s)[..8].to_vec());
+        }
+        for (op, key, extras) in [
+            (0x00u8, &b"k0"[..], &[][..]),
+            (0x00, b"nope", &[]),
+            (0x04, b"k1", &[]),
+            (0x04, b"nope", &[]),
+            // incr by 1, initial 0, exptime 0xffffffff: no vivify
+            (
+                0x05,
+                b"k2",
+                &[
+                    0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+                ],
+            ),
+            (
+                0x05,
+                b"nope",
+                &[
+                    0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+                ],
+            ),
+        ] {
+            s.write_all(&request(op, key, extras, b"", 9)).unwrap();
+            replies.push(read_packet(&mut s)[..8].to_vec());
+        }
+        let num = |pairs: &[(String, String)], name: &str| -> u64 {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or_else(|| panic!("{kind:?}: no numeric stat {name} in {pairs:?}"))
+        };
+        let (before, _) = binary_stats(&mut s, b"");
+        for name in counters {
+            assert_ne!(num(&before, name), 0, "{kind:?}: {name} before reset");
+        }
+        let (none, reset) = binary_stats(&mut s, b"reset");
+        assert!(none.is_empty(), "{kind:?}: stat reset sent {none:?}");
+        let (after, _) = binary_stats(&mut s, b"");
+        for name in counters {
+            assert_eq!(num(&after, name), 0, "{kind:?}: {name} after reset");
+        }
+        for name in gauges {
+            assert_eq!(
+                num(&after, name),
+                num(&before, name),
+                "{kind:?}: {name} kept"
+            );
+        }
+        assert_eq!(num(&after, "curr_items"), 2, "{kind:?}: k0 and k2");
+        seen.push((replies, reset));
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "memcached's replies, then the server under test's"
+    );
+}

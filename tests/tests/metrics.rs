@@ -1142,3 +1142,63 @@ fn every_seconds_and_bytes_metric_matches_an_independent_measurement() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn stats_reset_lowers_no_metric() {
+    let Some((server, admin)) = start(&[]) else {
+        return;
+    };
+    let mut c = Conn::connect(server.tcp_addr());
+    for i in 0..5 {
+        c.check(
+            format!("set k{i} 0 0 2\r\nv{i}\r\n").as_bytes(),
+            b"STORED\r\n",
+        );
+    }
+    c.check(b"get k0 nope\r\n", b"VALUE k0 0 2\r\nv0\r\nEND\r\n");
+    c.check(b"delete k1\r\n", b"DELETED\r\n");
+    c.check(b"incr nope 1\r\n", b"NOT_FOUND\r\n");
+    let before = scrape(admin);
+    assert_eq!(before.get(&plain("petrel_engine_cmd_get_total")), 2.0);
+    c.check(b"stats reset\r\n", b"RESET\r\n");
+    // what `stats` prints starts again from zero ...
+    c.send(b"stats\r\n");
+    let text = String::from_utf8(c.read_until_suffix(b"END\r\n", Duration::from_secs(5)))
+        .expect("ascii stats");
+    for line in [
+        "STAT cmd_get 0\r\n",
+        "STAT cmd_set 0\r\n",
+        "STAT curr_items 4\r\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+    // ... and no Prometheus counter (nor histogram count, sum or bucket) goes down
+    let after = scrape(admin);
+    let mut compared = 0;
+    for (k, was) in &before.prom {
+        let kind = before.kind.get(k).map(String::as_str);
+        if !matches!(kind, Some("counter" | "histogram")) {
+            continue;
+        }
+        let now = after
+            .prom
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} gone after stats reset"));
+        assert!(
+            now >= was,
+            "{k} went down across stats reset: {was} -> {now}"
+        );
+        compared += 1;
+    }
+    assert!(compared > 50, "only {compared} counters compared");
+    for (k, v) in [
+        ("petrel_engine_cmd_get_total", 2.0),
+        ("petrel_engine_cmd_set_total", 5.0),
+        ("petrel_engine_get_hits_total", 1.0),
+        ("petrel_engine_delete_hits_total", 1.0),
+        ("petrel_store_stores_total", 5.0),
+    ] {
+        assert_eq!(after.get(&plain(k)), v, "{k} after stats reset");
+    }
+    assert_eq!(after.get(&plain("petrel_store_items")), 4.0);
+}

@@ -4,6 +4,8 @@
 
 use petrel_tests::server::{Server, Target};
 use petrel_tests::tcp::{storage_cmd, value_reply, Conn};
+use petrel_tests::wait::wait_until;
+use std::collections::HashMap;
 use std::time::Duration;
 
 fn start() -> Option<(Server, Conn)> {
@@ -197,6 +199,172 @@ fn noreply_is_silent() {
     c.check_quiet();
 }
 
+/// `stats` over `c`: the values by name, and the reply's text.
+fn stats(c: &mut Conn) -> (HashMap<String, String>, String) {
+    c.send(b"stats\r\n");
+    let stats = c.read_until_suffix(b"END\r\n", Duration::from_secs(5));
+    let text = String::from_utf8(stats).expect("ascii stats");
+    let mut map = HashMap::new();
+    for line in text.lines() {
+        if line == "END" {
+            continue;
+        }
+        let w: Vec<&str> = line.splitn(3, ' ').collect();
+        assert!(w.len() == 3 && w[0] == "STAT", "stats line {line:?}");
+        map.insert(w[1].to_string(), w[2].to_string());
+    }
+    (map, text)
+}
+
+/// The numeric `stats` value `name` (panics naming the reply if absent).
+fn stat_num(map: &HashMap<String, String>, name: &str) -> u64 {
+    map.get(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no numeric STAT {name} in {map:?}"))
+}
+
+/// The counters memcached 1.6.18's `stats reset` sets to zero that both servers print, and
+/// which of them the traffic of `stats_reset_zeroes_counters_and_keeps_gauges` moves first.
+const RESET_COUNTERS: &[(&str, bool)] = &[
+    ("total_connections", true),
+    ("rejected_connections", false),
+    ("cmd_get", true),
+    ("cmd_set", true),
+    ("cmd_flush", true),
+    ("cmd_touch", true),
+    ("get_hits", true),
+    ("get_misses", true),
+    ("get_expired", false),
+    ("delete_misses", true),
+    ("delete_hits", true),
+    ("incr_misses", true),
+    ("incr_hits", true),
+    ("decr_misses", true),
+    ("decr_hits", true),
+    ("cas_misses", true),
+    ("cas_hits", true),
+    ("cas_badval", true),
+    ("touch_hits", true),
+    ("touch_misses", true),
+    ("store_too_large", true),
+    ("store_no_memory", false),
+    ("auth_cmds", false),
+    ("auth_errors", false),
+    ("conn_yields", false),
+    ("total_items", true),
+    ("evictions", true),
+    ("reclaimed", false),
+];
+
+/// Gauges and settings `stats reset` keeps.
+const RESET_KEEPS: &[&str] = &[
+    "curr_items",
+    "bytes",
+    "curr_connections",
+    "limit_maxbytes",
+    "max_connections",
+    "threads",
+    "pointer_size",
+];
+
+#[test]
+fn stats_reset_zeroes_counters_and_keeps_gauges() {
+    let Some(target) = Target::from_env() else {
+        return;
+    };
+    // 8 MiB of item memory, filled twice over below to make evictions
+    let server = target.builder().memory_mib(8).no_udp().start();
+    let mut c = Conn::connect(server.tcp_addr());
+    c.check(b"flush_all\r\n", b"OK\r\n");
+    let big = vec![b'a'; 3000];
+    for i in 0..6000 {
+        c.check(
+            &storage_cmd("set", &format!("fill{i}"), 0, 0, &big, false),
+            b"STORED\r\n",
+        );
+    }
+    for i in 0..5 {
+        c.check(
+            &storage_cmd("set", &format!("k{i}"), 0, 0, b"10", false),
+            b"STORED\r\n",
+        );
+    }
+    c.check(b"get k0 nope\r\n", &value_reply("k0", 0, b"10"));
+    c.check(b"incr k1 1\r\n", b"11\r\n");
+    c.check(b"incr nope 1\r\n", b"NOT_FOUND\r\n");
+    c.check(b"decr k1 1\r\n", b"10\r\n");
+    c.check(b"decr nope 1\r\n", b"NOT_FOUND\r\n");
+    c.check(b"delete k2\r\n", b"DELETED\r\n");
+    c.check(b"delete nope\r\n", b"NOT_FOUND\r\n");
+    c.check(b"touch k3 0\r\n", b"TOUCHED\r\n");
+    c.check(b"touch nope 0\r\n", b"NOT_FOUND\r\n");
+    let cas = gets_cas(&mut c, "k4", 0, b"10");
+    c.check(
+        format!("cas k4 0 0 1 {cas}\r\n5\r\n").as_bytes(),
+        b"STORED\r\n",
+    );
+    c.check(
+        format!("cas k4 0 0 1 {cas}\r\n6\r\n").as_bytes(),
+        b"EXISTS\r\n",
+    );
+    c.check(b"cas nope 0 0 1 1\r\n6\r\n", b"NOT_FOUND\r\n");
+    let too_large = vec![b'x'; 2 << 20];
+    c.check(
+        &storage_cmd("set", "huge", 0, 0, &too_large, false),
+        b"SERVER_ERROR object too large for cache\r\n",
+    );
+    // a second connection, closed before the figures are compared
+    drop(Conn::connect(server.tcp_addr()));
+    let mut before = stats(&mut c).0;
+    wait_until(
+        Duration::from_secs(10),
+        "the second connection closed",
+        || {
+            if stat_num(&before, "curr_connections") == 1 {
+                return true;
+            }
+            before = stats(&mut c).0;
+            false
+        },
+    );
+    for &(name, moved) in RESET_COUNTERS {
+        if moved {
+            assert_ne!(stat_num(&before, name), 0, "{name} before stats reset");
+        }
+    }
+    assert_ne!(stat_num(&before, "curr_items"), 0);
+    assert_ne!(stat_num(&before, "bytes"), 0);
+
+    c.check(b"stats reset\r\n", b"RESET\r\n");
+    let after = stats(&mut c).0;
+    for &(name, _) in RESET_COUNTERS {
+        assert_eq!(stat_num(&after, name), 0, "{name} after stats reset");
+    }
+    for &name in RESET_KEEPS {
+        assert_eq!(
+            stat_num(&after, name),
+            stat_num(&before, name),
+            "{name} is kept by stats reset"
+        );
+    }
+    // the traffic since the reset: memcached counts the bytes of `stats\r\n` as read before
+    // answering it, Petrel once the read's requests are answered (so the `stats reset` line
+    // instead); both count `RESET\r\n` as written and not yet the reply being sent
+    let read = stat_num(&after, "bytes_read");
+    assert!(
+        read == b"stats\r\n".len() as u64 || read == b"stats reset\r\n".len() as u64,
+        "bytes_read {read} after stats reset"
+    );
+    assert_eq!(stat_num(&after, "bytes_written"), b"RESET\r\n".len() as u64);
+    // counting goes on from zero
+    c.check(b"get k0\r\n", &value_reply("k0", 0, b"10"));
+    let again = stats(&mut c).0;
+    assert_eq!(stat_num(&again, "cmd_get"), 1);
+    assert_eq!(stat_num(&again, "get_hits"), 1);
+    assert_eq!(stat_num(&again, "get_misses"), 0);
+    c.check_quiet();
+}
+
 #[test]
 fn admin_commands() {
     let Some((_s, mut c)) = start() else { return };
@@ -222,18 +390,7 @@ fn admin_commands() {
         b"STORED\r\n",
     );
     c.check(b"get s nope\r\n", &value_reply("s", 0, b"12345"));
-    c.send(b"stats\r\n");
-    let stats = c.read_until_suffix(b"END\r\n", Duration::from_secs(5));
-    let text = String::from_utf8(stats).expect("ascii stats");
-    let mut map = std::collections::HashMap::new();
-    for line in text.lines() {
-        if line == "END" {
-            continue;
-        }
-        let w: Vec<&str> = line.splitn(3, ' ').collect();
-        assert!(w.len() == 3 && w[0] == "STAT", "stats line {line:?}");
-        map.insert(w[1].to_string(), w[2].to_string());
-    }
+    let (map, text) = stats(&mut c);
     for name in [
         "pid",
         "uptime",

@@ -60,7 +60,13 @@ impl Engine<'_> {
         now: Time,
     ) -> Exec {
         match cmd {
-            StatsCommand::Reset => reply_line(w, b"RESET"),
+            StatsCommand::Reset => {
+                let r = reply_line(w, b"RESET");
+                if let Exec::Done = r {
+                    self.reset_stats();
+                }
+                r
+            }
             StatsCommand::DetailToggle => reply_line(w, b"OK"),
             StatsCommand::DetailDump | StatsCommand::Empty => reply_line(w, b"END"),
             StatsCommand::General
@@ -79,9 +85,11 @@ impl Engine<'_> {
         }
     }
 
+    /// memcached's `stats`: counters since the last `stats reset`
+    /// ([`Engine::reset_stats`]).
     pub(super) fn general_stats(&self, s: &mut StatSink<'_, '_>, now: Time) {
-        let e = &self.stats;
-        let st = self.store.stats();
+        let e = &self.stats.since(&self.stats_mark);
+        let st = &self.store.stats().since(&self.store_mark);
         s.num(b"pid", u64::from(self.cfg.pid));
         s.num(
             b"uptime",

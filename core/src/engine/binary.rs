@@ -68,9 +68,10 @@ fn class_of(c: &Command<'_>) -> CommandClass {
 enum StatGroup {
     General,
     Settings,
-    /// `reset`, `detail on`, `detail off`: only the terminator.
+    /// `detail on`, `detail off`: only the terminator.
     Terminator,
-    /// `reset`: clear the counters memcached clears, then the terminator.
+    /// `reset`: the counters `stats` prints start again from zero
+    /// ([`Engine::reset_stats`]), then the terminator.
     Reset,
     /// `detail dump`: one `detailed` packet, then the terminator.
     DetailDump,
@@ -535,6 +536,7 @@ impl Engine<'_> {
                 if w.remaining() < MIN_OUTPUT_BYTES {
                     return Exec::Full;
                 }
+                self.reset_stats();
                 Some(terminator.emit(w))
             }
             StatGroup::Terminator | StatGroup::Empty => Some(terminator.emit(w)),

@@ -60,6 +60,7 @@ use crate::histogram::CommandClass;
 use crate::klog::{self, CommandLog, CommandRecord, REPLY_HEAD_BYTES};
 use crate::proto::compose::{Full, Room, Writer};
 use crate::proto::{self, ErrorKind, ParseConfig, Parsed, Request, RELATIVE_EXPTIME_MAX_SECONDS};
+use crate::stats::StoreStats;
 use crate::store::{AttachError, ConfigError, GetOptions, PersistSummary, Store, StoreConfig};
 use crate::Time;
 
@@ -231,6 +232,12 @@ pub struct Engine<'a> {
     cfg: EngineConfig,
     parse: ParseConfig,
     stats: EngineStats,
+    /// The counters' values at the last `stats reset`: `stats` prints each
+    /// counter less its mark, while [`Engine::stats`] (what metrics export)
+    /// keeps counting from start.
+    stats_mark: EngineStats,
+    /// The store's counters at the last `stats reset`.
+    store_mark: StoreStats,
     verbosity: AtomicU32,
     /// Extra figures for `stats` (see [`Engine::add_stats_source`]).
     sources: spin::Mutex<heapless::Vec<&'a dyn StatsSource, MAX_STATS_SOURCES>>,
@@ -316,6 +323,8 @@ impl<'a> Engine<'a> {
                 line_max_bytes: cfg.line_max_bytes,
             },
             stats: EngineStats::new(),
+            stats_mark: EngineStats::new(),
+            store_mark: StoreStats::new(),
             verbosity: AtomicU32::new(0),
             sources: spin::Mutex::new(heapless::Vec::new()),
             klog: None,
@@ -355,9 +364,23 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Protocol counters and connection gauges.
+    /// Protocol counters and connection gauges, counted from start: `stats
+    /// reset` does not lower them (see [`Engine::reset_stats`]).
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// memcached's `stats reset`: from now on every counter that `stats`
+    /// prints from the engine and the store (`cmd_get`, `total_items`,
+    /// `evictions`, ..., `petrel_*` and `store_*` counters) reads what it
+    /// counted since this call. Gauges (`curr_items`, `bytes`,
+    /// `curr_connections`, ...) are kept, and so are the figures of
+    /// [`StatsSource`]s. The counters themselves (`Engine::stats`,
+    /// `Store::stats`) are not lowered: exporters of monotonic counters
+    /// keep reading them.
+    pub fn reset_stats(&self) {
+        self.stats_mark.mark_counters(&self.stats);
+        self.store_mark.mark_counters(self.store.stats());
     }
 
     /// The store.

@@ -14,7 +14,8 @@ pub enum StatsCommand {
     General,
     /// `stats settings`.
     Settings,
-    /// `stats reset`: reply `RESET`.
+    /// `stats reset`: the counters `stats` prints start again from zero;
+    /// reply `RESET`.
     Reset,
     /// `stats detail on|off`: reply `OK` (per-prefix stats are not kept).
     DetailToggle,
