@@ -27,6 +27,12 @@
 //! with `--zipf S`, with probability proportional to 1 / rank^S (key `k0..0` is the most
 //! popular). With `--preload`, every key is set once over TCP before the measurement.
 //!
+//! TLS (`--tls-ca FILE`): every TCP connection, the preload's included, speaks TLS (rustls
+//! with the ring provider, TLS 1.3 or 1.2 as the server chooses), verifying the server's
+//! certificate against FILE for `--tls-server-name` (default: the server's IP address), with a
+//! client certificate when `--tls-cert` and `--tls-key` are given. The handshakes complete
+//! when the connections are made, before the warm-up and the measured window.
+//!
 //! Building and sending a request and parsing a single-datagram reply allocate nothing once
 //! the buffers have grown to their working size.
 //!
@@ -123,6 +129,93 @@ struct Args {
     /// a reply is correct when it is a get or set request.
     #[arg(long)]
     echo: bool,
+    /// TCP over TLS: verify the server's certificate against the CAs in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// TLS client certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// The name the server's certificate must be valid for (default: the server's IP address).
+    #[arg(long)]
+    tls_server_name: Option<String>,
+}
+
+/// What a TLS connection is made with.
+#[derive(Clone)]
+struct TlsClient {
+    config: Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl TlsClient {
+    /// From --tls-ca and the options beside it; None without --tls-ca. The error says which
+    /// file or name is bad.
+    fn from_args(args: &Args) -> Result<Option<TlsClient>, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let Some(ca) = &args.tls_ca else {
+            if args.tls_cert.is_some() || args.tls_server_name.is_some() {
+                return Err("--tls-cert and --tls-server-name need --tls-ca".into());
+            }
+            return Ok(None);
+        };
+        if args.udp {
+            return Err("--tls-ca is for TCP, not --udp".into());
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
+            roots
+                .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
+        }
+        if roots.is_empty() {
+            return Err(format!("{}: no certificate", ca.display()));
+        }
+        // the server's provider (fallback-tcp); rustls deprecates ring's for its lack of
+        // post-quantum key exchange
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots);
+        let config = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| format!("{}: {e}", cert.display()))?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| format!("{}: {e}", key.display()))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("client certificate: {e}"))?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        let name = match &args.tls_server_name {
+            Some(n) => ServerName::try_from(n.clone())
+                .map_err(|e| format!("--tls-server-name {n}: {e}"))?,
+            None => ServerName::IpAddress(args.server.ip().into()),
+        };
+        Ok(Some(TlsClient {
+            config: Arc::new(config),
+            name,
+        }))
+    }
+
+    /// Completes a handshake on the blocking socket `sock`.
+    fn handshake(&self, sock: &mut std::net::TcpStream) -> rustls::ClientConnection {
+        let mut c = rustls::ClientConnection::new(self.config.clone(), self.name.clone())
+            .unwrap_or_else(|e| panic!("TLS client: {e}"));
+        while c.is_handshaking() {
+            c.complete_io(sock)
+                .unwrap_or_else(|e| panic!("TLS handshake with {:?}: {e}", sock.peer_addr()));
+        }
+        c
+    }
 }
 
 fn key_bytes(args: &Args, i: u64) -> Vec<u8> {
@@ -251,6 +344,7 @@ fn parse_reply(buf: &[u8], is_get: bool) -> Option<(usize, bool, bool)> {
 }
 
 struct Shared {
+    tls: Option<TlsClient>,
     stop: AtomicBool,
     started: AtomicU64,
     limit: u64,
@@ -416,6 +510,8 @@ impl<'a> Ctx<'a> {
 
 struct TcpConn {
     stream: TcpStream,
+    /// The TLS session (handshake done) when --tls-ca is given.
+    tls: Option<rustls::ClientConnection>,
     /// (sent or intended time, is a get), oldest first
     inflight: VecDeque<(u64, bool)>,
     rbuf: Vec<u8>,
@@ -427,9 +523,10 @@ fn run_tcp(ctx: &mut Ctx, conns: usize) {
     let mut poll = Poll::new().expect("poll");
     let mut cs: Vec<TcpConn> = (0..conns)
         .map(|i| {
-            let std = std::net::TcpStream::connect(args.server)
+            let mut std = std::net::TcpStream::connect(args.server)
                 .unwrap_or_else(|e| panic!("connect {}: {e}", args.server));
             std.set_nodelay(true).expect("nodelay");
+            let tls = ctx.shared.tls.as_ref().map(|t| t.handshake(&mut std));
             std.set_nonblocking(true).expect("nonblocking");
             let mut stream = TcpStream::from_std(std);
             poll.registry()
@@ -441,6 +538,7 @@ fn run_tcp(ctx: &mut Ctx, conns: usize) {
                 .expect("register");
             TcpConn {
                 stream,
+                tls,
                 inflight: VecDeque::with_capacity(1024),
                 rbuf: Vec::with_capacity(64 * 1024),
                 wbuf: Vec::with_capacity(64 * 1024),
@@ -515,7 +613,10 @@ fn run_tcp(ctx: &mut Ctx, conns: usize) {
             if !ev.is_readable() {
                 continue;
             }
-            loop {
+            if c.tls.is_some() {
+                tls_read(c, &mut buf);
+            }
+            while c.tls.is_none() {
                 match c.stream.read(&mut buf) {
                     Ok(0) => panic!("server closed a connection"),
                     Ok(n) => {
@@ -551,7 +652,50 @@ fn run_tcp(ctx: &mut Ctx, conns: usize) {
     }
 }
 
+/// Reads every record the socket holds and appends their plaintext to `c.rbuf`.
+fn tls_read(c: &mut TcpConn, buf: &mut [u8]) {
+    let tls = c.tls.as_mut().expect("a TLS connection");
+    loop {
+        match tls.read_tls(&mut c.stream) {
+            Ok(0) => panic!("server closed a connection"),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => panic!("read: {e}"),
+        }
+        if let Err(e) = tls.process_new_packets() {
+            panic!("TLS: {e}");
+        }
+        loop {
+            match tls.reader().read(buf) {
+                Ok(0) => panic!("server ended the TLS session"),
+                Ok(n) => c.rbuf.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("TLS read: {e}"),
+            }
+        }
+    }
+}
+
 fn flush(c: &mut TcpConn) {
+    if let Some(tls) = c.tls.as_mut() {
+        // plaintext into records (as much as rustls' buffer limit takes), records to the socket
+        loop {
+            if !c.wbuf.is_empty() {
+                let n = tls.writer().write(&c.wbuf).expect("TLS write");
+                c.wbuf.drain(..n);
+            }
+            if !tls.wants_write() {
+                return;
+            }
+            match tls.write_tls(&mut c.stream) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+    }
     while !c.wbuf.is_empty() {
         match c.stream.write(&c.wbuf) {
             Ok(n) => {
@@ -763,12 +907,22 @@ fn run_udp(ctx: &mut Ctx, socks: usize) {
     }
 }
 
-fn preload(args: &Args) {
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+fn preload(args: &Args, tls: Option<&TlsClient>) {
     let port = args.tcp_port.unwrap_or(args.server.port());
     let addr = SocketAddr::new(args.server.ip(), port);
-    let mut s = std::net::TcpStream::connect(addr)
+    let mut sock = std::net::TcpStream::connect(addr)
         .unwrap_or_else(|e| panic!("preload connect {addr}: {e}"));
-    s.set_nodelay(true).ok();
+    sock.set_nodelay(true).ok();
+    let mut s: Box<dyn ReadWrite> = match tls {
+        Some(t) => {
+            let c = t.handshake(&mut sock);
+            Box::new(rustls::StreamOwned::new(c, sock))
+        }
+        None => Box::new(sock),
+    };
     let value = vec![b'v'; args.value_size];
     const BATCH: u64 = 1000;
     let mut i = 0;
@@ -833,10 +987,17 @@ fn main() {
         eprintln!("petrel-load: --zipf must be within 0..=10");
         std::process::exit(64);
     }
+    let tls = match TlsClient::from_args(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("petrel-load: {e}");
+            std::process::exit(64);
+        }
+    };
     let threads = args.threads.min(args.connections);
     if args.preload {
         let t = Instant::now();
-        preload(&args);
+        preload(&args, tls.as_ref());
         eprintln!(
             "preloaded {} keys in {:.2}s",
             args.keys,
@@ -849,6 +1010,7 @@ fn main() {
         .unwrap_or(MAX_DURATION_SECS)
         .min(MAX_DURATION_SECS);
     let shared = Arc::new(Shared {
+        tls,
         stop: AtomicBool::new(false),
         started: AtomicU64::new(0),
         limit: args
@@ -900,7 +1062,13 @@ fn main() {
     let offered = args.rate.unwrap_or(0.0);
     println!(
         "petrel-load: {} {} {} conns={} pipeline={} threads={} keys={} ({}) key_size={} value_size={} get_ratio={}",
-        if args.udp { "udp" } else { "tcp" },
+        if args.udp {
+            "udp"
+        } else if args.tls_ca.is_some() {
+            "tls"
+        } else {
+            "tcp"
+        },
         args.server,
         match args.rate {
             Some(r) => format!("open loop at {r:.0}/s"),
