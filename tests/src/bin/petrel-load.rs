@@ -518,15 +518,15 @@ struct TcpConn {
     wbuf: Vec<u8>,
 }
 
-fn run_tcp(ctx: &mut Ctx, conns: usize) {
-    let args = ctx.args;
-    let mut poll = Poll::new().expect("poll");
-    let mut cs: Vec<TcpConn> = (0..conns)
+/// Opens `conns` connections (TLS handshakes included), registered with a new poll.
+fn connect_tcp(args: &Args, tls: Option<&TlsClient>, conns: usize) -> (Poll, Vec<TcpConn>) {
+    let poll = Poll::new().expect("poll");
+    let cs: Vec<TcpConn> = (0..conns)
         .map(|i| {
             let mut std = std::net::TcpStream::connect(args.server)
                 .unwrap_or_else(|e| panic!("connect {}: {e}", args.server));
             std.set_nodelay(true).expect("nodelay");
-            let tls = ctx.shared.tls.as_ref().map(|t| t.handshake(&mut std));
+            let tls = tls.map(|t| t.handshake(&mut std));
             std.set_nonblocking(true).expect("nonblocking");
             let mut stream = TcpStream::from_std(std);
             poll.registry()
@@ -545,6 +545,11 @@ fn run_tcp(ctx: &mut Ctx, conns: usize) {
             }
         })
         .collect();
+    (poll, cs)
+}
+
+fn run_tcp(ctx: &mut Ctx, mut poll: Poll, mut cs: Vec<TcpConn>) {
+    let args = ctx.args;
     let open = ctx.schedule.is_some();
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 256 * 1024];
@@ -1018,26 +1023,62 @@ fn main() {
             .map(|r| r.saturating_add(0))
             .unwrap_or(u64::MAX),
     });
-    let start = Instant::now();
-    let measure_from = start + Duration::from_secs_f64(args.warmup.max(0.0));
-    let stop_at = measure_from + Duration::from_secs_f64(duration);
+    // Every thread makes its TCP connections (and TLS handshakes) first and says so; then the
+    // warm-up and the measured window start, at the same instant for all.
+    let connecting = Instant::now();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let mut go = Vec::with_capacity(threads);
     let handles: Vec<_> = (0..threads)
         .map(|tid| {
             let conns = args.connections / threads + usize::from(tid < args.connections % threads);
             let a = args.clone();
             let sh = Arc::clone(&shared);
             let k = Arc::clone(&keys);
+            let ready = ready_tx.clone();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<Instant>();
+            go.push(go_tx);
             std::thread::spawn(move || {
+                let tcp = (!a.udp).then(|| connect_tcp(&a, sh.tls.as_ref(), conns));
+                let _ = ready.send(());
+                let measure_from = go_rx.recv().expect("start time");
                 let mut ctx = Ctx::new(&a, &k, &sh, tid, measure_from);
-                if a.udp {
-                    run_udp(&mut ctx, conns);
-                } else {
-                    run_tcp(&mut ctx, conns);
+                match tcp {
+                    Some((poll, cs)) => run_tcp(&mut ctx, poll, cs),
+                    None => run_udp(&mut ctx, conns),
                 }
                 ctx.out
             })
         })
         .collect();
+    let mut connected = 0;
+    while connected < threads {
+        match ready_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(()) => connected += 1,
+            Err(_) if handles.iter().any(|h| h.is_finished()) => {
+                eprintln!("petrel-load: a client thread failed while connecting");
+                std::process::exit(1);
+            }
+            Err(_) => {}
+        }
+    }
+    if !args.udp {
+        eprintln!(
+            "connected {} connections{} in {:.3}s",
+            args.connections,
+            if args.tls_ca.is_some() {
+                " (TLS handshakes included)"
+            } else {
+                ""
+            },
+            connecting.elapsed().as_secs_f64()
+        );
+    }
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(args.warmup.max(0.0));
+    let stop_at = measure_from + Duration::from_secs_f64(duration);
+    for g in go {
+        let _ = g.send(measure_from);
+    }
     // Stop at the deadline (or when every thread finished its share of --requests).
     while Instant::now() < stop_at && !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(Duration::from_millis(5));
