@@ -51,7 +51,10 @@ pub use buffer::PageBuf;
 pub use clock::{monotonic_ms, unix_now};
 pub use service::{ConnectionEvent, Progress, Service, Status, Time, Transport};
 pub use stats::FrontendStats;
-pub use tls::{TlsContext, TlsSettings, TlsStats, VerifyMode, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use tls::{
+    TlsContext, TlsSettings, TlsStats, VerifyMode, DEFAULT_HANDSHAKE_TIMEOUT,
+    TLS_BUFFER_LIMIT_BYTES,
+};
 pub use udp::{UDP_FRAME_HEADER_BYTES, UDP_MAX_DATAGRAM_BYTES, UDP_MAX_PAYLOAD_BYTES};
 
 /// The reply memcached sends to a connection over the limit, before closing.

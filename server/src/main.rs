@@ -256,7 +256,7 @@ fn run() -> Result<(), Exit> {
     }
     // -Z: `refresh_certs` reloads the certificates; `stats` shows TLS.
     if let Some(ctx) = &tls {
-        let hooks: &'static tls::TlsHooks = Box::leak(Box::new(tls::TlsHooks(ctx.clone())));
+        let hooks: &'static tls::TlsHooks = Box::leak(Box::new(tls::TlsHooks::new(ctx.clone())));
         engine.set_cert_reload(hooks);
         if !engine.add_stats_source(hooks) {
             log::warn!("stats: no room for the TLS counters");

@@ -545,3 +545,178 @@ fn hex_decode(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
         .collect()
 }
+
+/// `stats settings` over the plain port: its `ssl_*` lines as (name, value), in order.
+fn ssl_settings(s: &Tls) -> Vec<(String, String)> {
+    let mut c = Conn::connect(std::net::SocketAddr::from(([127, 0, 0, 1], s.plain)));
+    c.send(b"stats settings\r\n");
+    let text = c.read_until_suffix(b"END\r\n", Duration::from_secs(10));
+    String::from_utf8(text)
+        .expect("ASCII")
+        .lines()
+        .filter_map(|l| l.strip_prefix("STAT ssl_"))
+        .map(|l| {
+            let (name, value) = l.split_once(' ').expect("STAT name value");
+            (format!("ssl_{name}"), value.to_string())
+        })
+        .collect()
+}
+
+/// Under `-Z`, `stats settings` has memcached's `ssl_*` lines, in its order, with the same values
+/// for the same options, except `ssl_wbuf_size` (the output each connection may hold: memcached's
+/// 16 KiB default, Petrel's 64 KiB limit).
+#[test]
+fn stats_settings_ssl_lines_match_memcached() {
+    let Some((petrel, memcached)) = both() else {
+        return;
+    };
+    let Some(certs) = make_certs("settings") else {
+        return;
+    };
+    let ca = certs.path("ca.crt");
+    let option_sets = [
+        String::new(),
+        format!(",ssl_ca_cert={ca},ssl_verify_mode=1,ssl_session_cache,ssl_min_version=3"),
+    ];
+    for options in &option_sets {
+        let mut seen = Vec::new();
+        for target in [&petrel, &memcached] {
+            let s = start(target, &certs, options, &[]);
+            seen.push(ssl_settings(&s));
+        }
+        let (p, m) = (&seen[0], &seen[1]);
+        let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(p),
+            names(m),
+            "options {options:?}: Petrel (left), memcached (right)"
+        );
+        assert!(p.len() >= 11, "{p:?}");
+        for ((name, pv), (_, mv)) in p.iter().zip(m) {
+            if name == "ssl_wbuf_size" {
+                assert_eq!(pv, "65536");
+                assert_eq!(mv, "16384");
+            } else {
+                assert_eq!(
+                    pv, mv,
+                    "options {options:?}: {name}: Petrel (left), memcached (right)"
+                );
+            }
+        }
+        let value = |n: &str| p.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(value("ssl_enabled"), Some("yes"));
+        assert_eq!(
+            value("ssl_chain_cert"),
+            Some(certs.path("live.crt").as_str())
+        );
+        if options.is_empty() {
+            assert_eq!(value("ssl_ca_cert"), Some("NULL"));
+            assert_eq!(value("ssl_min_version"), Some("tlsv1.2"));
+        } else {
+            assert_eq!(value("ssl_ca_cert"), Some(ca.as_str()));
+            assert_eq!(value("ssl_verify_mode"), Some("1"));
+            assert_eq!(value("ssl_session_cache"), Some("yes"));
+        }
+    }
+}
+
+/// A server listening on a Unix socket only (`-s`) with `-Z`: the socket speaks plaintext, as
+/// memcached's does (its TLS covers TCP listeners only): a plaintext `version` is answered and a
+/// TLS handshake fails the same way on both.
+#[test]
+fn unix_socket_stays_plaintext_under_tls() {
+    use std::io::{Read, Write};
+    let Some((petrel, memcached)) = both() else {
+        return;
+    };
+    if !require_program("openssl", "version", "scripts/setup installs it") {
+        return;
+    }
+    let Some(certs) = make_certs("unix") else {
+        return;
+    };
+    let ca = certs.path("ca.crt");
+    let mut seen = Vec::new();
+    for target in [&petrel, &memcached] {
+        // in /tmp itself: memcached binds after dropping to its user
+        let sock = std::env::temp_dir().join(format!(
+            "petrel-tls-unix-{:?}-{}.sock",
+            target.kind,
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&sock);
+        let mut cmd = Command::new(&target.path);
+        cmd.args(["-s", sock.to_str().expect("UTF-8 path"), "-a", "0666"])
+            .args(["-m", "64", "-t", "1", "-Z", "-o"])
+            .arg(format!(
+                "ssl_chain_cert={},ssl_key={}",
+                certs.path("live.crt"),
+                certs.path("live.key")
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if target.kind == Kind::Memcached && is_root() {
+            cmd.args(["-u", "memcache"]);
+        }
+        if target.kind == Kind::Petrel {
+            cmd.args(["--admin-port", "0"]);
+        }
+        let mut child = KillOnDrop(cmd.spawn().expect("start the server"));
+        wait_until(
+            Duration::from_secs(20),
+            "listening on the Unix socket",
+            || {
+                if let Ok(Some(status)) = child.0.try_wait() {
+                    let mut err = String::new();
+                    let _ = child
+                        .0
+                        .stderr
+                        .take()
+                        .map(|mut e| e.read_to_string(&mut err));
+                    panic!("{:?} exited ({status}): {err}", target.kind);
+                }
+                std::os::unix::net::UnixStream::connect(&sock).is_ok()
+            },
+        );
+        let mut c = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"version\r\n").expect("send");
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 256];
+        while !reply.ends_with(b"\r\n") {
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{:?}: read: {e}", target.kind),
+            }
+        }
+        let tls = Command::new("timeout")
+            .args(["30", "openssl", "s_client", "-unix"])
+            .arg(&sock)
+            .args(["-CAfile", &ca, "-quiet", "-verify_return_error"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl s_client");
+        seen.push((
+            String::from_utf8_lossy(&reply).into_owned(),
+            tls.status.success(),
+            String::from_utf8_lossy(&tls.stdout).into_owned(),
+        ));
+        drop(child);
+        let _ = std::fs::remove_file(&sock);
+    }
+    assert_eq!(seen[0], seen[1], "Petrel (left) and memcached (right)");
+    assert_eq!(seen[0].0, "VERSION 1.6.18\r\n");
+    assert!(!seen[0].1, "a TLS handshake on the Unix socket succeeded");
+}
+
+/// A child process killed (and reaped) when dropped, a failed assertion included.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -206,6 +206,9 @@ impl Engine<'_> {
                 Eviction::Merge { .. } => b"merge",
             },
         );
+        for source in self.sources.lock().iter() {
+            source.for_each_setting(&mut |name, v| s.text(name.as_bytes(), v));
+        }
     }
 }
 

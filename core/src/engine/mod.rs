@@ -83,6 +83,11 @@ pub const MAX_STATS_SOURCES: usize = 8;
 pub trait StatsSource: Sync {
     /// Calls `f(prefix, name, value)` for every figure.
     fn for_each_stat(&self, f: &mut dyn FnMut(&str, &str, u64));
+
+    /// Calls `f(name, value)` for every line the source adds to `stats settings`, after the
+    /// engine's own (`STAT <name> <value>`); none unless overridden. The same contract as
+    /// [`StatsSource::for_each_stat`].
+    fn for_each_setting(&self, _f: &mut dyn FnMut(&str, &[u8])) {}
 }
 
 /// The process's CPU time, which `stats` prints as memcached does
