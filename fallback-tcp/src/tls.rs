@@ -503,3 +503,216 @@ impl Source for TlsStream {
         self.sock.deregister(r)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Allocations of an established TLS connection, counted by a global allocator that counts
+    //! the calls made on threads that ask it to.
+    use super::*;
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    struct Counting;
+
+    thread_local! {
+        /// Allocations made on this thread while `COUNTING` is set.
+        static COUNT: Cell<u64> = const { Cell::new(0) };
+        static COUNTING: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn note() {
+        // try_with: an allocation during thread teardown is not counted
+        let _ = COUNTING.try_with(|on| {
+            if on.get() {
+                let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+            }
+        });
+    }
+
+    // SAFETY: forwards to the system allocator unchanged; only counts calls.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note();
+            // SAFETY: same contract as the caller's.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: same contract as the caller's.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note();
+            // SAFETY: same contract as the caller's.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    /// Runs `f`, counting the allocations this thread makes meanwhile.
+    fn counted<T>(count: &mut u64, f: impl FnOnce() -> T) -> T {
+        COUNT.with(|c| c.set(0));
+        COUNTING.with(|on| on.set(true));
+        let r = f();
+        COUNTING.with(|on| on.set(false));
+        *count += COUNT.with(|c| c.get());
+        r
+    }
+
+    /// A CA and a server certificate it signed for `localhost`, made with `openssl`; None (a
+    /// visible skip) without it.
+    fn certs(dir: &Path) -> Option<()> {
+        if !petrel_testkit::skip::require_program("openssl", "version", "scripts/setup installs it")
+        {
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\n").unwrap();
+        for args in [
+            "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=ca",
+            "req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost",
+            "x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 2 -extfile ext",
+        ] {
+            let out = std::process::Command::new("openssl")
+                .args(args.split(' '))
+                .current_dir(dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "openssl {args}: {out:?}");
+        }
+        Some(())
+    }
+
+    /// After the handshake, a request and its reply (one record each way) cost the server side
+    /// (TlsStream's read, write and flush) a fixed number of allocations: rustls' buffered API
+    /// allocates the buffer each record is decrypted into and the one each is encrypted into.
+    /// The figure is printed; more than 2 per request fails.
+    #[test]
+    fn allocations_per_request_after_the_handshake() {
+        let dir = std::env::temp_dir().join(format!("petrel-tls-alloc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        if certs(&dir).is_none() {
+            return;
+        }
+        let ctx = Arc::new(
+            TlsContext::new(TlsSettings {
+                chain_cert: dir.join("srv.crt"),
+                key: Some(dir.join("srv.key")),
+                ca_cert: None,
+                verify_mode: VerifyMode::None,
+                allow_tls12: true,
+                session_cache: false,
+                handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            })
+            .unwrap(),
+        );
+        let mut roots = RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(dir.join("ca.crt")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut client = rustls::ClientConnection::new(
+            Arc::new(config),
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut csock = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ssock, _) = listener.accept().unwrap();
+        ssock.set_nonblocking(true).unwrap();
+        csock.set_nonblocking(true).unwrap();
+        let mut server = ctx.accept(TcpStream::from_std(ssock)).unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        // One step of each side; the plaintext the client received.
+        let mut pump = |client: &mut rustls::ClientConnection,
+                        server: &mut TlsStream,
+                        buf: &mut [u8],
+                        allocs: &mut u64|
+         -> (Vec<u8>, Vec<u8>) {
+            while client.wants_write() {
+                match client.write_tls(&mut csock) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("client write: {e}"),
+                }
+            }
+            let mut got = Vec::new();
+            let r = counted(allocs, || server.read(buf));
+            match r {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("server read: {e}"),
+            }
+            match client.read_tls(&mut csock) {
+                Ok(_) => {
+                    client.process_new_packets().expect("client TLS");
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("client read: {e}"),
+            }
+            let mut plain = Vec::new();
+            let _ = client.reader().read_to_end(&mut plain);
+            (got, plain)
+        };
+        let mut handshake_allocs = 0;
+        for _ in 0..10_000 {
+            if !client.is_handshaking() && !server.handshaking {
+                break;
+            }
+            pump(&mut client, &mut server, &mut buf, &mut handshake_allocs);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            !client.is_handshaking() && !server.handshaking,
+            "the handshake did not complete"
+        );
+        const REQUEST: &[u8] = b"get k\r\n";
+        const REPLY: &[u8] = b"VALUE k 0 32\r\nvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv\r\nEND\r\n";
+        let mut round = |requests: u32, allocs: &mut u64| {
+            for _ in 0..requests {
+                client.writer().write_all(REQUEST).unwrap();
+                let mut got = Vec::new();
+                let mut spins = 0;
+                while got.len() < REQUEST.len() {
+                    got.extend(pump(&mut client, &mut server, &mut buf, allocs).0);
+                    spins += 1;
+                    assert!(spins < 100_000, "the request did not arrive");
+                }
+                assert_eq!(got, REQUEST);
+                let n = counted(allocs, || {
+                    let n = server.write(REPLY).unwrap();
+                    server.flush().unwrap();
+                    n
+                });
+                assert_eq!(n, REPLY.len());
+                let mut plain = Vec::new();
+                let mut spins = 0;
+                while plain.len() < REPLY.len() {
+                    plain.extend(pump(&mut client, &mut server, &mut buf, allocs).1);
+                    spins += 1;
+                    assert!(spins < 100_000, "the reply did not arrive");
+                }
+                assert_eq!(plain, REPLY);
+            }
+        };
+        let mut warm = 0;
+        round(100, &mut warm);
+        let mut allocs = 0;
+        const REQUESTS: u32 = 1000;
+        round(REQUESTS, &mut allocs);
+        let per = allocs as f64 / f64::from(REQUESTS);
+        println!(
+            "TLS server side: {per:.2} allocations per request after the handshake \
+             ({allocs} in {REQUESTS}; handshake: {handshake_allocs})"
+        );
+        assert!(per <= 2.0, "{per} allocations per request");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
