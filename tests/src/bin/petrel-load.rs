@@ -18,6 +18,11 @@
 //! that do not are counted as `lost`. In open loop a lost request (UDP: no reply within the loss
 //! timeout) enters the latency percentiles with the time it waited until given up.
 //!
+//! Over UDP a thread reads its readable sockets in turn, each at most as many reply datagrams
+//! per turn as it had requests outstanding, so that a socket whose replies keep arriving while
+//! it is read cannot hold the thread while replies wait on the others (with a server that
+//! answers faster than the client reads, that unfairness made the latency bimodal).
+//!
 //! Latencies go into an HDR histogram (3 significant digits, 1 ns .. 60 s). The run is
 //! bounded: it stops after `--duration` seconds or `--requests` requests, whichever comes
 //! first (at least one must be given; the duration is capped at one hour).
@@ -757,6 +762,74 @@ fn send_udp(ctx: &mut Ctx, s: &mut UdpSock, d: &mut Vec<u8>, at: Option<u64>) {
     s.order.push_back((id, t));
 }
 
+/// Reads and completes up to `budget` reply datagrams from `s` (closed loop: sends a new
+/// request for each reply); true when the socket has nothing more to read now.
+fn recv_udp(
+    ctx: &mut Ctx,
+    s: &mut UdpSock,
+    buf: &mut [u8],
+    d: &mut Vec<u8>,
+    budget: usize,
+) -> bool {
+    let args = ctx.args;
+    let open = ctx.schedule.is_some();
+    for _ in 0..budget {
+        let n = match s.sock.recv(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => panic!("udp recv: {e}"),
+        };
+        let Some(h) = petrel_tests::udp::FrameHeader::parse(&buf[..n]) else {
+            ctx.out.errors += 1;
+            continue;
+        };
+        let Some(&(sent, is_get)) = s.inflight.get(&h.request_id) else {
+            continue; // late reply to a request already counted as lost
+        };
+        if h.total == 0 || h.seq >= h.total {
+            ctx.out.errors += 1;
+            continue;
+        }
+        let payload = &buf[petrel_tests::udp::FRAME_HEADER_BYTES..n];
+        let now = ctx.now_ns();
+        let (err, miss) = if h.total == 1 {
+            s.inflight.remove(&h.request_id);
+            if args.echo {
+                let want: &[u8] = if is_get { b"get " } else { b"set " };
+                (!payload.starts_with(want), false)
+            } else {
+                match parse_reply(payload, is_get) {
+                    Some((used, err, miss)) => (err || used != payload.len(), miss),
+                    None => (true, false),
+                }
+            }
+        } else {
+            // a reply in several datagrams: collect them (this allocates)
+            let parts = s.parts.entry(h.request_id).or_default();
+            if parts.len() != h.total as usize {
+                *parts = vec![None; h.total as usize];
+            }
+            parts[h.seq as usize] = Some(payload.to_vec());
+            if parts.iter().any(Option::is_none) {
+                continue;
+            }
+            let parts = s.parts.remove(&h.request_id).expect("present");
+            s.inflight.remove(&h.request_id);
+            let bytes: Vec<u8> = parts.into_iter().flatten().flatten().collect();
+            match parse_reply(&bytes, is_get) {
+                Some((used, err, miss)) => (err || used != bytes.len(), miss),
+                None => (true, false),
+            }
+        };
+        ctx.complete(sent, now, err, miss);
+        if !open && ctx.shared.claim() {
+            send_udp(ctx, s, d, None);
+        }
+    }
+    false
+}
+
 fn run_udp(ctx: &mut Ctx, socks: usize) {
     let args = ctx.args;
     let mut poll = Poll::new().expect("poll");
@@ -803,6 +876,11 @@ fn run_udp(ctx: &mut Ctx, socks: usize) {
     let mut buf = vec![0u8; 65536];
     let mut next_sock = 0;
     let mut stopping = false;
+    // Sockets read up to their share last pass with replies possibly left (read first next
+    // pass); `queued[i]` when socket i is in `again` or `ready`.
+    let mut again: Vec<usize> = Vec::with_capacity(socks);
+    let mut ready: Vec<usize> = Vec::with_capacity(socks);
+    let mut queued = vec![false; socks];
     loop {
         let now = ctx.now_ns();
         if open && !stopping {
@@ -818,67 +896,38 @@ fn run_udp(ctx: &mut Ctx, socks: usize) {
         if (!open || stopping) && ss.iter().all(|s| s.inflight.is_empty()) {
             break;
         }
-        let timeout = if stopping {
+        let timeout = if !again.is_empty() {
+            Duration::ZERO
+        } else if stopping {
             Duration::from_millis(10)
         } else {
             ctx.poll_timeout(now, Duration::from_millis(50))
         };
         poll.poll(&mut events, Some(timeout)).expect("poll");
+        // Sockets to read this pass: those left with replies unread last pass, then those
+        // that became readable. Each reads at most as many datagrams as it had requests
+        // outstanding when its turn came: a socket whose next replies keep arriving while it
+        // is read (a fast server answers a request before the client is done with the
+        // previous reply) would otherwise hold the thread while the replies waiting on every
+        // other socket age, and the latency would measure the client's unfairness.
+        ready.clear();
+        ready.append(&mut again);
         for ev in events.iter() {
-            let s = &mut ss[ev.token().0];
-            loop {
-                let n = match s.sock.recv(&mut buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => panic!("udp recv: {e}"),
-                };
-                let Some(h) = petrel_tests::udp::FrameHeader::parse(&buf[..n]) else {
-                    ctx.out.errors += 1;
-                    continue;
-                };
-                let Some(&(sent, is_get)) = s.inflight.get(&h.request_id) else {
-                    continue; // late reply to a request already counted as lost
-                };
-                if h.total == 0 || h.seq >= h.total {
-                    ctx.out.errors += 1;
-                    continue;
-                }
-                let payload = &buf[petrel_tests::udp::FRAME_HEADER_BYTES..n];
-                let now = ctx.now_ns();
-                let (err, miss) = if h.total == 1 {
-                    s.inflight.remove(&h.request_id);
-                    if args.echo {
-                        let want: &[u8] = if is_get { b"get " } else { b"set " };
-                        (!payload.starts_with(want), false)
-                    } else {
-                        match parse_reply(payload, is_get) {
-                            Some((used, err, miss)) => (err || used != payload.len(), miss),
-                            None => (true, false),
-                        }
-                    }
-                } else {
-                    // a reply in several datagrams: collect them (this allocates)
-                    let parts = s.parts.entry(h.request_id).or_default();
-                    if parts.len() != h.total as usize {
-                        *parts = vec![None; h.total as usize];
-                    }
-                    parts[h.seq as usize] = Some(payload.to_vec());
-                    if parts.iter().any(Option::is_none) {
-                        continue;
-                    }
-                    let parts = s.parts.remove(&h.request_id).expect("present");
-                    s.inflight.remove(&h.request_id);
-                    let bytes: Vec<u8> = parts.into_iter().flatten().flatten().collect();
-                    match parse_reply(&bytes, is_get) {
-                        Some((used, err, miss)) => (err || used != bytes.len(), miss),
-                        None => (true, false),
-                    }
-                };
-                ctx.complete(sent, now, err, miss);
-                if !open && ctx.shared.claim() {
-                    send_udp(ctx, s, &mut d, None);
-                }
+            let i = ev.token().0;
+            if !queued[i] {
+                queued[i] = true;
+                ready.push(i);
+            }
+        }
+        for &i in &ready {
+            queued[i] = false;
+            let s = &mut ss[i];
+            let budget = s.inflight.len().max(1);
+            if !recv_udp(ctx, s, &mut buf, &mut d, budget) {
+                // Edge-triggered readiness: no new event will come for what is still
+                // queued, so it is read next pass.
+                queued[i] = true;
+                again.push(i);
             }
         }
         // Requests without a reply for too long are lost: count them (and, in closed loop,
