@@ -19,6 +19,7 @@ petrel_core::metrics! {
         tx_ring_full: Counter("datagrams") "reply datagrams dropped because the TX ring stayed full",
         frames_short: Counter("rounds") "rounds that began with fewer free frames than the reserve kept for multi-datagram replies",
         tx_wakeups: Counter("syscalls") "sendto() kicks: frames were on the TX ring and it asked for a wakeup, or it was full",
+        tx_kicks_by_poll: Counter("rounds") "TX kicks left to the poll() the worker went to sleep in (poll() sends the TX ring): a sendto() saved each",
         rx_wakeups: Counter("syscalls") "poll() calls: sleeping when idle, or waking the kernel when busy polling",
         rx_batches: Counter("rounds") "rounds that took frames off the RX ring (rx_frames / rx_batches is the average batch)",
         rx_batches_full: Counter("rounds") "rounds that took a full batch (64 frames) off the RX ring",

@@ -19,12 +19,23 @@
 //!
 //! One round: reclaim completions, top up the fill ring (keeping a reserve
 //! of free frames for multi-datagram replies), take up to [`BATCH`] frames
-//! from RX and answer each, push the replies to TX in batches, kick the
-//! kernel only when the TX ring's `need_wakeup` flag asks for it. A round
+//! from RX and answer each, push the replies to TX in batches. A round
 //! that found nothing is followed by more rounds for up to `idle_spin`
 //! (none by default), then the worker sleeps in `poll()` (or spins, with
 //! `busy_poll`). With preferred busy polling each spinning round is
 //! followed by a non-blocking `recvfrom()` that runs the device's NAPI.
+//!
+//! Kicks ([`kick_now`]): the kernel is told of TX frames it has not taken
+//! yet (a `sendto()`) only when the TX ring's `need_wakeup` flag asks for
+//! it (always, in copy mode), and not when the worker is about to sleep in
+//! `poll()`, which drives TX itself: a busy period of rounds ends in one
+//! `poll()` that sends the last round's replies and then sleeps, instead of
+//! a `sendto()` and a `poll()`. A round whose replies were not kicked is
+//! followed at once by another; if that one finds requests, everything is
+//! kicked after it, so a reply waits at most one round for its kick. In
+//! copy mode one `sendto()` or `poll()` sends at most [`KERNEL_TX_BATCH`]
+//! frames, so with more than that on the ring the worker kicks and does
+//! not sleep until the ring is down to what one `poll()` sends.
 //!
 //! In echo mode (a diagnostic) the round is the same but each request frame
 //! goes back to TX with its addresses swapped instead of through the
@@ -49,6 +60,65 @@ pub const BATCH: usize = 64;
 const IDLE_POLL_MS: i32 = 100;
 /// Rounds between refreshes of the kernel's XDP socket statistics (a power of two).
 const KERNEL_STATS_ROUNDS: u32 = 4096;
+
+/// What a worker does after the round that just ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Another round at once (this one took frames off the RX ring).
+    Round,
+    /// A spin step (`busy_poll`, `idle_spin`, preferred busy polling).
+    Spin,
+    /// Sleep in `poll()`, which drives TX (copy mode sends the TX ring,
+    /// zero-copy wakes the driver) before it sleeps.
+    Sleep,
+}
+
+/// Frames the kernel sends per `sendto()` or `poll()` in copy mode
+/// (`TX_BATCH_SIZE` of `net/xdp/xsk.c`, the default of its per-socket
+/// TX budget).
+pub(crate) const KERNEL_TX_BATCH: u32 = 32;
+
+/// Where the worker stands after a round, for [`kick_now`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KickState {
+    /// Frames on the TX ring the kernel has not taken yet.
+    pub pending: u32,
+    /// The TX ring's `need_wakeup` flag is set.
+    pub needs_wakeup: bool,
+    /// The socket has preferred busy polling (kick after every round that
+    /// produced, as before: the kick is also what runs NAPI).
+    pub napi_busy_poll: bool,
+    /// The kick was already put off for one round.
+    pub deferred: bool,
+    /// Frames are waiting on the RX ring (the next round will take them).
+    pub rx_waiting: bool,
+    pub next: Next,
+}
+
+/// Whether to kick TX (`sendto()`) now, after a round. Never when the
+/// TX ring holds nothing the kernel has not taken; always with preferred
+/// busy polling (the kick also runs NAPI); otherwise never when the kernel
+/// needs no wakeup; always before spinning; before sleeping in `poll()`
+/// (which drives TX) only when more is pending than one `poll()` sends;
+/// before another round when requests are already waiting for it, when
+/// the kick was already put off once (a reply waits at most one round for
+/// its kick), or when more is pending than one kick sends.
+pub(crate) fn kick_now(k: KickState) -> bool {
+    if k.pending == 0 {
+        return false;
+    }
+    if k.napi_busy_poll {
+        return true;
+    }
+    if !k.needs_wakeup {
+        return false;
+    }
+    match k.next {
+        Next::Sleep => k.pending > KERNEL_TX_BATCH,
+        Next::Spin => true,
+        Next::Round => k.rx_waiting || k.deferred || k.pending > KERNEL_TX_BATCH,
+    }
+}
 
 /// Largest request datagram copied out of a frame: a whole 4096-byte frame.
 const REQUEST_MAX_BYTES: usize = 4096;
@@ -226,6 +296,10 @@ pub(crate) struct Worker<'s, S: UdpService> {
     comp_descs: Vec<FrameDesc>,
     /// Frames on the TX ring not yet completed.
     tx_in_flight: usize,
+    /// Slots of the TX ring.
+    tx_size: u32,
+    /// The kick of frames pending on the TX ring was put off for a round.
+    tx_deferred: bool,
     /// Replies ready for the TX ring; capacity `frame_count`.
     tx_pending: Vec<FrameDesc>,
     /// Datagrams of the reply being built; capacity `frame_count`.
@@ -273,6 +347,8 @@ impl<'s, S: UdpService> Worker<'s, S> {
             rx_descs: vec![FrameDesc::default(); BATCH],
             comp_descs: vec![FrameDesc::default(); BATCH],
             tx_in_flight: 0,
+            tx_size: frame_count as u32,
+            tx_deferred: false,
             tx_pending: Vec::with_capacity(frame_count),
             reply: Vec::with_capacity(frame_count),
             request: vec![0; REQUEST_MAX_BYTES],
@@ -314,23 +390,28 @@ impl<'s, S: UdpService> Worker<'s, S> {
             if rounds & (KERNEL_STATS_ROUNDS - 1) == 0 {
                 self.refresh_kernel_stats();
             }
-            if got > 0 {
+            let next = if got > 0 {
                 idle_since = None;
-                continue;
-            }
-            if !self.p.busy_poll && !self.p.idle_spin.is_zero() {
+                Next::Round
+            } else if self.p.busy_poll {
+                Next::Spin
+            } else if self.p.idle_spin.is_zero() {
+                Next::Sleep
+            } else {
                 let now = Instant::now();
                 let since = *idle_since.get_or_insert(now);
                 if now.duration_since(since) < self.p.idle_spin {
-                    self.spin_once();
-                    continue;
+                    Next::Spin
+                } else {
+                    idle_since = None;
+                    Next::Sleep
                 }
-            }
-            idle_since = None;
-            if self.p.busy_poll {
-                self.spin_once();
-            } else {
-                self.idle();
+            };
+            let next = self.settle_tx(next);
+            match next {
+                Next::Round => {}
+                Next::Spin => self.spin_once(),
+                Next::Sleep => self.idle(),
             }
         }
         self.refresh_kernel_stats();
@@ -391,6 +472,49 @@ impl<'s, S: UdpService> Worker<'s, S> {
         n
     }
 
+    /// Frames on the TX ring the kernel has not taken yet.
+    fn tx_pending_in_ring(&mut self) -> u32 {
+        if self.tx_in_flight == 0 {
+            return 0;
+        }
+        self.tx_size.saturating_sub(self.tx.nb_free_exact())
+    }
+
+    /// Kicks TX or puts the kick off, as [`kick_now`] says for `next`;
+    /// returns what to do next: `next`, or another round instead of a
+    /// sleep when more is still pending than the `poll()` would send.
+    fn settle_tx(&mut self, next: Next) -> Next {
+        let pending = self.tx_pending_in_ring();
+        if pending == 0 {
+            self.tx_deferred = false;
+            return next;
+        }
+        let k = KickState {
+            pending,
+            needs_wakeup: self.tx.needs_wakeup(),
+            napi_busy_poll: self.p.napi_busy_poll,
+            deferred: self.tx_deferred,
+            rx_waiting: next == Next::Round && self.rx.nb_avail(1) > 0,
+            next,
+        };
+        if !kick_now(k) {
+            match next {
+                Next::Sleep if k.needs_wakeup => {
+                    self.stats().counters.tx_kicks_by_poll.incr_owned();
+                }
+                Next::Round => self.tx_deferred = true,
+                _ => {}
+            }
+            return next;
+        }
+        self.kick_tx();
+        if next == Next::Sleep && self.tx_pending_in_ring() > KERNEL_TX_BATCH {
+            // The poll() would leave frames on the ring while it sleeps.
+            return Next::Round;
+        }
+        next
+    }
+
     /// Between rounds every UMEM frame is in exactly one place: the free
     /// list, the fill or RX ring, or the TX ring (until completed).
     fn frames_accounted(&self) -> bool {
@@ -431,6 +555,8 @@ impl<'s, S: UdpService> Worker<'s, S> {
     /// `SO_BUSY_POLL` microseconds).
     fn idle(&mut self) {
         self.stats().counters.rx_wakeups.incr_owned();
+        // poll() drives TX before it sleeps: the pending frames go now.
+        self.tx_deferred = false;
         if let Ok(false) = self.rx.poll(IDLE_POLL_MS) {
             // Idle for a while: a good moment for the statistics call.
             self.refresh_kernel_stats();
@@ -534,9 +660,9 @@ impl<'s, S: UdpService> Worker<'s, S> {
         self.reply.clear();
     }
 
-    /// Puts pending replies on the TX ring and kicks the kernel if asked.
+    /// Puts pending replies on the TX ring (kicking the kernel only if the
+    /// ring is full; the round's kick is [`Worker::settle_tx`]'s).
     fn flush_tx(&mut self) {
-        let produced = !self.tx_pending.is_empty();
         let mut at = 0;
         let mut retried = false;
         while at < self.tx_pending.len() {
@@ -566,13 +692,10 @@ impl<'s, S: UdpService> Worker<'s, S> {
             }
         }
         self.tx_pending.clear();
-        if self.tx_in_flight > 0 && (self.tx.needs_wakeup() || (self.p.napi_busy_poll && produced))
-        {
-            self.kick_tx();
-        }
     }
 
     fn kick_tx(&mut self) {
+        self.tx_deferred = false;
         self.stats().counters.tx_wakeups.incr_owned();
         if let Err(e) = self.tx.wakeup() {
             log::debug!("AF_XDP queue {}: TX wakeup: {e}", self.p.queue);
@@ -695,5 +818,77 @@ impl DatagramSink for FrameSink<'_> {
 
     fn discard(&mut self) {
         self.free.append(self.reply);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(pending: u32, next: Next) -> KickState {
+        KickState {
+            pending,
+            needs_wakeup: true,
+            napi_busy_poll: false,
+            deferred: false,
+            rx_waiting: false,
+            next,
+        }
+    }
+
+    #[test]
+    fn nothing_pending_is_never_kicked() {
+        for next in [Next::Round, Next::Spin, Next::Sleep] {
+            let mut k = state(0, next);
+            k.napi_busy_poll = true;
+            k.deferred = true;
+            k.rx_waiting = true;
+            assert!(!kick_now(k), "{next:?}");
+        }
+    }
+
+    #[test]
+    fn a_sleep_in_poll_sends_what_fits_in_one_kernel_batch() {
+        assert!(!kick_now(state(1, Next::Sleep)));
+        assert!(!kick_now(state(KERNEL_TX_BATCH, Next::Sleep)));
+        assert!(kick_now(state(KERNEL_TX_BATCH + 1, Next::Sleep)));
+    }
+
+    #[test]
+    fn the_kick_before_another_round_is_put_off_once() {
+        let k = state(3, Next::Round);
+        assert!(!kick_now(k), "first round: put off");
+        assert!(
+            kick_now(KickState {
+                deferred: true,
+                ..k
+            }),
+            "second: kicked"
+        );
+        assert!(
+            kick_now(KickState {
+                rx_waiting: true,
+                ..k
+            }),
+            "requests already waiting: kicked before answering them"
+        );
+        assert!(kick_now(state(KERNEL_TX_BATCH + 1, Next::Round)));
+    }
+
+    #[test]
+    fn spinning_kicks_at_once() {
+        assert!(kick_now(state(1, Next::Spin)));
+    }
+
+    #[test]
+    fn no_wakeup_needed_means_no_kick_except_for_busy_polling() {
+        for next in [Next::Round, Next::Spin, Next::Sleep] {
+            let mut k = state(KERNEL_TX_BATCH + 5, next);
+            k.needs_wakeup = false;
+            k.deferred = true;
+            assert!(!kick_now(k), "{next:?}");
+            k.napi_busy_poll = true;
+            assert!(kick_now(k), "{next:?}: busy polling kicks to run NAPI");
+        }
     }
 }

@@ -121,6 +121,15 @@ def memcache_checks():
         fail("get big came in %d datagrams" % n)
     multi_datagrams = n
 
+    # 2b. one request whose reply is more datagrams than the kernel sends
+    # per sendto()/poll() in copy mode (32): every one must still arrive
+    many = 10
+    for _ in range(3):
+        reply, n = request(b"get " + b" ".join([b"big"] * many) + b"\r\n")
+        want = b"VALUE big 0 5000\r\n" + big + b"\r\n"
+        if reply != want * many + b"END\r\n" or n <= 32:
+            fail("get big x%d: %d bytes in %d datagrams" % (many, len(reply), n))
+
     # 3. set and get over UDP, then sequential gets, every reply checked
     reply, _ = request(b"set k0 3 0 2\r\nv0\r\n")
     if reply != b"STORED\r\n":

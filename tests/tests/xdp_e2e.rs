@@ -349,6 +349,9 @@ fn run(bin: &Path, mode: &str, tag: &str, subnet: u8) {
     assert!(tx >= GETS as u64 + 3, "{tx} replies through AF_XDP");
     // The datagram layer's counters (udp_*) are shared by every UDP path.
     assert!(num(&stats, "udp_multi_datagram_replies") >= 1);
+    // Replies went out with the poll() the worker slept in, without a
+    // sendto() of their own (copy mode).
+    assert!(num(&stats, "xdp_tx_kicks_by_poll") >= 1, "{stats:?}");
     // Malformed: a datagram shorter than its header and two with a datagram
     // count other than 1 (dropped by the datagram layer), a frame with a bad
     // IPv4 checksum and one whose UDP length exceeds the IP payload (dropped
