@@ -352,15 +352,21 @@ impl TlsStream {
         Ok(())
     }
 
-    /// Reads records from the socket and processes them. Ok(false) at the
-    /// end of the stream.
-    fn fill(&mut self) -> io::Result<bool> {
+    /// Reads records from the socket and processes them: Ok(false) at the
+    /// end of the stream. `drained` becomes true when the socket gave fewer
+    /// bytes than rustls asked for (it holds no more for now).
+    fn fill(&mut self, drained: &mut bool) -> io::Result<bool> {
+        let mut src = ShortRead {
+            sock: &mut self.sock,
+            short: false,
+        };
         let n = loop {
-            match self.tls.read_tls(&mut self.sock) {
+            match self.tls.read_tls(&mut src) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => break r?,
             }
         };
+        *drained = src.short;
         if let Err(e) = self.tls.process_new_packets() {
             if self.handshaking && matches!(e, rustls::Error::InvalidMessage(_)) {
                 // Not TLS at all (a plaintext client on a TLS port):
@@ -385,6 +391,20 @@ impl TlsStream {
             Err(e) => return Err(e),
         }
         Ok(n > 0)
+    }
+}
+
+/// The socket as rustls reads it, noting a short read.
+struct ShortRead<'a> {
+    sock: &'a mut TcpStream,
+    short: bool,
+}
+
+impl Read for ShortRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
     }
 }
 
@@ -414,8 +434,13 @@ fn reset_on_close(sock: &TcpStream) {
 impl Read for TlsStream {
     /// Plaintext: whatever rustls holds, then records from the socket until
     /// `buf` is full or the socket is empty (WouldBlock when nothing came).
+    /// The socket is empty when a read of it in this call was short (then no
+    /// read is made only to hear WouldBlock; the caller treats a short
+    /// return as the end of what the socket holds and waits for the next
+    /// readable edge) or said WouldBlock.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut n = 0;
+        let mut drained = false;
         loop {
             match self.tls.reader().read(&mut buf[n..]) {
                 // close_notify received: the end of the stream.
@@ -438,7 +463,10 @@ impl Read for TlsStream {
                     }
                 }
             }
-            match self.fill() {
+            if n > 0 && drained {
+                return Ok(n);
+            }
+            match self.fill(&mut drained) {
                 Ok(true) => {}
                 Ok(false) if n > 0 => return Ok(n),
                 Ok(false) => return Ok(0),
