@@ -532,6 +532,13 @@ fn connect_tcp(args: &Args, tls: Option<&TlsClient>, conns: usize) -> (Poll, Vec
                 .unwrap_or_else(|e| panic!("connect {}: {e}", args.server));
             std.set_nodelay(true).expect("nodelay");
             let tls = tls.map(|t| t.handshake(&mut std));
+            if let (0, Some(c)) = (i, &tls) {
+                eprintln!(
+                    "TLS: {:?}, {:?}",
+                    c.protocol_version(),
+                    c.negotiated_cipher_suite().map(|s| s.suite())
+                );
+            }
             std.set_nonblocking(true).expect("nonblocking");
             let mut stream = TcpStream::from_std(std);
             poll.registry()
