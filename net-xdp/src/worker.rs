@@ -43,7 +43,7 @@
 
 use crate::service::UdpService;
 use crate::stats::{KernelSocketStats, QueueStats, RingLevels};
-use petrel_clock::{monotonic_ms, unix_now};
+use petrel_clock::{monotonic_ns, UnixSeconds};
 use petrel_core::histogram::ClassCounts;
 use petrel_core::udp::guard::UdpGuard;
 use petrel_core::udp::{DatagramSink, Responder, UdpStats};
@@ -309,6 +309,8 @@ pub(crate) struct Worker<'s, S: UdpService> {
     request: Vec<u8>,
     /// Requests of this round answered, by class (for latency).
     completed: ClassCounts,
+    /// The engine's clock, from the batch's monotonic read.
+    unix_seconds: UnixSeconds,
     parse: ParseOptions,
 }
 
@@ -353,6 +355,7 @@ impl<'s, S: UdpService> Worker<'s, S> {
             reply: Vec::with_capacity(frame_count),
             request: vec![0; REQUEST_MAX_BYTES],
             completed: ClassCounts::new(),
+            unix_seconds: UnixSeconds::new(),
             parse,
         }
     }
@@ -385,7 +388,7 @@ impl<'s, S: UdpService> Worker<'s, S> {
         // When the current run of empty rounds began (spinning before sleep).
         let mut idle_since: Option<Instant> = None;
         while !self.p.stop.load(Relaxed) {
-            let got = self.round(unix_now());
+            let got = self.round();
             rounds = rounds.wrapping_add(1);
             if rounds & (KERNEL_STATS_ROUNDS - 1) == 0 {
                 self.refresh_kernel_stats();
@@ -429,40 +432,15 @@ impl<'s, S: UdpService> Worker<'s, S> {
     }
 
     /// One round; returns the number of RX frames taken.
-    fn round(&mut self, now: u32) -> usize {
+    fn round(&mut self) -> usize {
         self.reclaim_completions();
         self.refill();
         // SAFETY: the descriptors are written by the kernel's RX ring of this
         // socket and refer to frames of `self.umem`, now owned by us.
         let n = unsafe { self.rx.consume(&mut self.rx_descs) };
         self.rx_side -= n;
-        // one clock read per batch: the requests are complete from here on
-        let batch_at = if n > 0 { Some(Instant::now()) } else { None };
         if n > 0 {
-            let c = &self.stats().counters;
-            c.rx_frames.add_owned(n as u64);
-            c.rx_batches.incr_owned();
-            if n == self.rx_descs.len() {
-                c.rx_batches_full.incr_owned();
-            }
-            // One clock read per batch for the UDP guard's rate limit too.
-            let now_ms = if self.p.guard.is_some() {
-                monotonic_ms()
-            } else {
-                0
-            };
-            for i in 0..n {
-                let desc = self.rx_descs[i];
-                self.answer(desc, now, now_ms);
-            }
-        }
-        self.flush_tx();
-        if let Some(t) = batch_at {
-            if !self.completed.is_empty() {
-                let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                let done = self.completed.take();
-                self.stats().latency.record_owned(&done, ns);
-            }
+            self.answer_batch(n);
         }
         self.stats()
             .counters
@@ -513,6 +491,33 @@ impl<'s, S: UdpService> Worker<'s, S> {
             return Next::Round;
         }
         next
+    }
+
+    /// Answers the `n` frames taken into `rx_descs` and puts the replies on
+    /// the TX ring.
+    fn answer_batch(&mut self, n: usize) {
+        // One clock read per batch: the requests are complete from here on
+        // (the latency's start), and the engine's Unix seconds and the UDP
+        // guard's milliseconds come from it.
+        let batch_ns = monotonic_ns();
+        let now = self.unix_seconds.at(batch_ns);
+        let now_ms = batch_ns / 1_000_000;
+        let c = &self.stats().counters;
+        c.rx_frames.add_owned(n as u64);
+        c.rx_batches.incr_owned();
+        if n == self.rx_descs.len() {
+            c.rx_batches_full.incr_owned();
+        }
+        for i in 0..n {
+            let desc = self.rx_descs[i];
+            self.answer(desc, now, now_ms);
+        }
+        self.flush_tx();
+        if !self.completed.is_empty() {
+            let ns = monotonic_ns().saturating_sub(batch_ns);
+            let done = self.completed.take();
+            self.stats().latency.record_owned(&done, ns);
+        }
     }
 
     /// Between rounds every UMEM frame is in exactly one place: the free
