@@ -261,6 +261,21 @@ fn run() -> Result<(), Exit> {
         if !engine.add_stats_source(hooks) {
             log::warn!("stats: no room for the TLS counters");
         }
+    } else {
+        // Without -Z, `stats settings` still shows the ssl_* lines, as memcached does.
+        let ssl = &settings.memcached.ssl;
+        let lines = tls::TlsOffSettings::new(&tls::SslLines {
+            enabled: false,
+            chain_cert: ssl.chain_cert.as_deref(),
+            key: ssl.key.as_deref(),
+            ca_cert: ssl.ca_cert.as_deref(),
+            verify_mode: ssl.verify_mode.unwrap_or_default(),
+            session_cache: ssl.session_cache,
+            tls13_only: ssl.tls13_only.unwrap_or(false),
+        });
+        if !engine.add_stats_source(Box::leak(Box::new(lines))) {
+            log::warn!("stats: no room for the ssl_* settings");
+        }
     }
     // -A: a client's `shutdown` stops the server as SIGTERM does.
     if settings.compat.enable_shutdown {

@@ -562,9 +562,47 @@ fn ssl_settings(s: &Tls) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Under `-Z`, `stats settings` has memcached's `ssl_*` lines, in its order, with the same values
-/// for the same options, except `ssl_wbuf_size` (the output each connection may hold: memcached's
-/// 16 KiB default, Petrel's 64 KiB limit).
+/// A server without `-Z`, on a loopback port, with `-o OPTIONS` when not empty; `tls` is 0.
+fn start_without_tls(target: &Target, options: &str) -> Tls {
+    let mut last = String::new();
+    for _ in 0..4 {
+        let plain = free_port();
+        let mut b = target.builder().bare();
+        let mut args: Vec<String> = ["-U", "0", "-l", "127.0.0.1", "-m", "64", "-t", "2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["-p".into(), plain.to_string()]);
+        if !options.is_empty() {
+            args.extend(["-o".into(), options.to_string()]);
+        }
+        if target.kind == Kind::Memcached && is_root() {
+            args.extend(["-u".into(), "memcache".into()]);
+        }
+        if target.kind == Kind::Petrel {
+            args.extend(["--admin-port".into(), "0".into()]);
+        }
+        for a in &args {
+            b = b.arg(a);
+        }
+        match b.try_start(plain, 0) {
+            Ok(server) => {
+                return Tls {
+                    server,
+                    plain,
+                    tls: 0,
+                }
+            }
+            Err(e) => last = e,
+        }
+    }
+    panic!("server did not start: {last}");
+}
+
+/// `stats settings` has memcached's `ssl_*` lines, in its order, with the same values for the
+/// same options, with `-Z` and without it (memcached built with TLS prints them either way,
+/// `ssl_enabled no` and the `-o ssl_*` options as given), except `ssl_wbuf_size` (the output
+/// each connection may hold: memcached's 16 KiB default, Petrel's 64 KiB limit).
 #[test]
 fn stats_settings_ssl_lines_match_memcached() {
     let Some((petrel, memcached)) = both() else {
@@ -574,14 +612,27 @@ fn stats_settings_ssl_lines_match_memcached() {
         return;
     };
     let ca = certs.path("ca.crt");
-    let option_sets = [
-        String::new(),
-        format!(",ssl_ca_cert={ca},ssl_verify_mode=1,ssl_session_cache,ssl_min_version=3"),
+    let more = format!(",ssl_ca_cert={ca},ssl_verify_mode=1,ssl_session_cache,ssl_min_version=3");
+    let files = format!(
+        "ssl_chain_cert={},ssl_key={}",
+        certs.path("live.crt"),
+        certs.path("live.key")
+    );
+    // (-Z, the options after -Z's certificate and key, or all of them without -Z)
+    let cases = [
+        (true, String::new()),
+        (true, more.clone()),
+        (false, String::new()),
+        (false, format!("{files}{more}")),
     ];
-    for options in &option_sets {
+    for (tls, options) in &cases {
         let mut seen = Vec::new();
         for target in [&petrel, &memcached] {
-            let s = start(target, &certs, options, &[]);
+            let s = if *tls {
+                start(target, &certs, options, &[])
+            } else {
+                start_without_tls(target, options)
+            };
             seen.push(ssl_settings(&s));
         }
         let (p, m) = (&seen[0], &seen[1]);
@@ -589,7 +640,7 @@ fn stats_settings_ssl_lines_match_memcached() {
         assert_eq!(
             names(p),
             names(m),
-            "options {options:?}: Petrel (left), memcached (right)"
+            "-Z {tls}, options {options:?}: Petrel (left), memcached (right)"
         );
         assert!(p.len() >= 11, "{p:?}");
         for ((name, pv), (_, mv)) in p.iter().zip(m) {
@@ -599,23 +650,32 @@ fn stats_settings_ssl_lines_match_memcached() {
             } else {
                 assert_eq!(
                     pv, mv,
-                    "options {options:?}: {name}: Petrel (left), memcached (right)"
+                    "-Z {tls}, options {options:?}: {name}: Petrel (left), memcached (right)"
                 );
             }
         }
         let value = |n: &str| p.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-        assert_eq!(value("ssl_enabled"), Some("yes"));
-        assert_eq!(
-            value("ssl_chain_cert"),
-            Some(certs.path("live.crt").as_str())
-        );
+        assert_eq!(value("ssl_enabled"), Some(if *tls { "yes" } else { "no" }));
         if options.is_empty() {
             assert_eq!(value("ssl_ca_cert"), Some("NULL"));
             assert_eq!(value("ssl_min_version"), Some("tlsv1.2"));
+            assert_eq!(value("ssl_verify_mode"), Some("0"));
+            assert_eq!(value("ssl_session_cache"), Some("no"));
+            if !*tls {
+                assert_eq!(value("ssl_chain_cert"), Some("(null)"));
+                assert_eq!(value("ssl_key"), Some("(null)"));
+            }
         } else {
             assert_eq!(value("ssl_ca_cert"), Some(ca.as_str()));
             assert_eq!(value("ssl_verify_mode"), Some("1"));
             assert_eq!(value("ssl_session_cache"), Some("yes"));
+            assert_eq!(value("ssl_min_version"), Some("tlsv1.3"));
+        }
+        if *tls || !options.is_empty() {
+            assert_eq!(
+                value("ssl_chain_cert"),
+                Some(certs.path("live.crt").as_str())
+            );
         }
     }
 }
