@@ -261,6 +261,11 @@ impl<'a> Shard<'a> {
             rng: saved.rng | 1,
             merge_bucket: (saved.merge_bucket as usize) % TTL_BUCKETS,
             flush_done: 0,
+            pass: None,
+            hold_work: 0,
+            hold_limit: super::evict::HOLD_WORK,
+            yielded: false,
+            max_hold_work: 0,
         })
     }
 

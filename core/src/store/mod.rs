@@ -107,6 +107,23 @@ pub struct DataFrontier {
     pub used: usize,
 }
 
+/// How many times one call lets a shard lock go for an eviction pass to
+/// go on ([`Store::with_shard`]) before it lets the pass run unbounded.
+const MAX_YIELDS: u32 = 4096;
+
+/// After letting `slot`'s lock go for an eviction pass: spin a little
+/// while nobody has taken it, so that a request waiting for it (spinning)
+/// gets it before this thread takes it back.
+#[inline]
+fn give_way(slot: &ShardSlot<'_>) {
+    for _ in 0..64 {
+        if slot.lock.is_locked() {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+}
+
 /// One shard and its statistics (written only under the shard's lock).
 #[repr(align(64))]
 struct ShardSlot<'a> {
@@ -369,6 +386,45 @@ impl<'a> Store<'a> {
         }
     }
 
+    /// Run `op` on `slot`'s shard under its lock. When an eviction pass
+    /// in it has spent one hold's work ([`Shard::yielded`]), `op` returned
+    /// without effect: let the lock go so that waiting requests get their
+    /// turn, take it again and run `op` anew (the pass resumes where it
+    /// stopped). After [`MAX_YIELDS`] turns the last run has no limit.
+    #[inline(always)]
+    fn with_shard<R>(
+        &self,
+        slot: &ShardSlot<'a>,
+        now: Time,
+        mut op: impl FnMut(&mut Shard<'a>, &Ctx<'_>) -> R,
+    ) -> R {
+        let mut turns = 0;
+        loop {
+            let cx = self.ctx(slot, now);
+            let mut shard = slot.lock.lock();
+            shard.begin_hold(turns == MAX_YIELDS);
+            let r = op(&mut shard, &cx);
+            if !shard.yielded() {
+                return r;
+            }
+            drop(shard);
+            turns += 1;
+            give_way(slot);
+        }
+    }
+
+    /// The most eviction work (see [`Store`]'s module notes: items visited,
+    /// KiB copied, segments freed) any one hold of a shard lock has done
+    /// since the store was built: bounded by the per-hold budget plus one
+    /// item and one segment, whatever the size of a merge pass.
+    pub fn max_evict_hold_work(&self) -> u32 {
+        self.shards
+            .iter()
+            .map(|s| s.lock.lock().max_hold_work)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// From now on, every eviction step (reclaiming an expired or flushed
     /// segment, evicting one, a merge or compaction pass, each under its
     /// shard's lock) records how long it held the lock, in nanoseconds of
@@ -429,9 +485,20 @@ impl<'a> Store<'a> {
         let h = hash::hash(self.seed, key);
         let slot = self.shard_of(h);
         slot.prefetch(h);
-        let cx = self.ctx(slot, now);
-        let mut shard = slot.lock.lock();
-        shard.get(&cx, h, key, &opts, f)
+        let mut f = f;
+        let mut turns = 0;
+        loop {
+            let cx = self.ctx(slot, now);
+            let mut shard = slot.lock.lock();
+            shard.begin_hold(turns == MAX_YIELDS);
+            match shard.get(&cx, h, key, &opts, f) {
+                Ok(r) => return r,
+                Err(back) => f = back,
+            }
+            drop(shard);
+            turns += 1;
+            give_way(slot);
+        }
     }
 
     /// A hint for a coming `get` of `key`: start loading its hash bucket.
@@ -472,9 +539,7 @@ impl<'a> Store<'a> {
         let h = hash::hash(self.seed, req.key);
         let slot = self.shard_of(h);
         slot.prefetch(h);
-        let cx = self.ctx(slot, now);
-        let mut shard = slot.lock.lock();
-        shard.store(&cx, h, req)
+        self.with_shard(slot, now, |shard, cx| shard.store(cx, h, req))
     }
 
     /// Delete `key`; if `cas != 0` only when it equals the item's cas
@@ -510,9 +575,7 @@ impl<'a> Store<'a> {
         let h = hash::hash(self.seed, key);
         let slot = self.shard_of(h);
         slot.prefetch(h);
-        let cx = self.ctx(slot, now);
-        let mut shard = slot.lock.lock();
-        shard.arith(&cx, h, key, op)
+        self.with_shard(slot, now, |shard, cx| shard.arith(cx, h, key, op))
     }
 
     /// meta `md <key> I`: instead of deleting, mark the item stale (the next
@@ -533,9 +596,9 @@ impl<'a> Store<'a> {
         let h = hash::hash(self.seed, key);
         let slot = self.shard_of(h);
         slot.prefetch(h);
-        let cx = self.ctx(slot, now);
-        let mut shard = slot.lock.lock();
-        shard.invalidate(&cx, h, key, cas, expire_at)
+        self.with_shard(slot, now, |shard, cx| {
+            shard.invalidate(cx, h, key, cas, expire_at)
+        })
     }
 
     /// Marks the version of `key` stored with CAS `cas` as stored under a
@@ -566,9 +629,7 @@ impl<'a> Store<'a> {
         let h = hash::hash(self.seed, key);
         let slot = self.shard_of(h);
         slot.prefetch(h);
-        let cx = self.ctx(slot, now);
-        let mut shard = slot.lock.lock();
-        shard.touch(&cx, h, key, expire_at)
+        self.with_shard(slot, now, |shard, cx| shard.touch(cx, h, key, expire_at))
     }
 
     /// memcached `flush_all`: with `at <= now` (or 0) every item stored so far
@@ -596,15 +657,24 @@ impl<'a> Store<'a> {
             if n >= max_segments {
                 break;
             }
-            let cx = self.ctx(slot, now);
-            let mut shard = slot.lock.lock();
-            let t0 = cx.pause_start();
-            let freed = shard.reclaim_dead(&cx, max_segments - n);
-            if freed > 0 {
-                cx.pause_end(t0);
+            // One hold at a time: a pass that spends a hold's work lets
+            // the lock go and is carried on in the next.
+            loop {
+                let cx = self.ctx(slot, now);
+                let mut shard = slot.lock.lock();
+                shard.begin_hold(false);
+                let t0 = cx.pause_start();
+                n += shard.reclaim_dead(&cx, max_segments - n);
+                if shard.hold_work > 0 {
+                    cx.pause_end(t0);
+                }
+                let again = shard.yielded() && n < max_segments;
+                drop(shard);
+                if !again {
+                    break;
+                }
+                give_way(slot);
             }
-            drop(shard);
-            n += freed;
         }
         n
     }
@@ -682,8 +752,9 @@ impl<'a> Store<'a> {
         let per_shard =
             (bytes / self.cfg.segment_bytes / l.shards).clamp(MIN_SEGMENTS_PER_SHARD, l.segments);
         for slot in self.shards.iter() {
-            let cx = self.ctx(slot, now);
-            slot.lock.lock().set_segment_limit(&cx, per_shard as u32);
+            self.with_shard(slot, now, |shard, cx| {
+                shard.set_segment_limit(cx, per_shard as u32)
+            });
         }
         self.memory_limit()
     }

@@ -8,6 +8,7 @@ use super::api::{
     ArithRequest, GetOptions, ItemRef, StoreError, StoreMode, StoreRequest, ValueLocation,
 };
 use super::ctx::Ctx;
+use super::evict::Room;
 use super::item::{
     self, INFO_FETCHED, INFO_KEY_BINARY, INFO_STALE, INFO_STATE_MASK, INFO_TOKEN_SENT,
 };
@@ -61,18 +62,20 @@ impl Shard<'_> {
         Ok(Some(f(&item)))
     }
 
+    /// A lookup; `Err(f)` hands `f` back when a touch or vivify stopped to
+    /// let the lock go for eviction ([`Room::Yield`]): the caller retries.
     #[inline(always)]
-    pub fn get<R>(
+    pub fn get<R, F: FnOnce(&ItemRef<'_>) -> R>(
         &mut self,
         cx: &Ctx,
         hash: u64,
         key: &[u8],
         opts: &GetOptions,
-        f: impl FnOnce(&ItemRef<'_>) -> R,
-    ) -> Option<R> {
+        f: F,
+    ) -> Result<Option<R>, F> {
         let f = if opts.touch.is_none() && opts.vivify.is_none() && opts.recache_below.is_none() {
             match self.get_plain(cx, hash, key, opts, f) {
-                Ok(r) => return r,
+                Ok(r) => return Ok(r),
                 Err(f) => f,
             }
         } else {
@@ -84,37 +87,42 @@ impl Shard<'_> {
     /// `get` with touch, vivify or recache, or on a dead or stale item.
     /// Kept out of line so that the plain path stays small.
     #[inline(never)]
-    fn get_general<R>(
+    fn get_general<R, F: FnOnce(&ItemRef<'_>) -> R>(
         &mut self,
         cx: &Ctx,
         hash: u64,
         key: &[u8],
         opts: &GetOptions,
-        f: impl FnOnce(&ItemRef<'_>) -> R,
-    ) -> Option<R> {
+        f: F,
+    ) -> Result<Option<R>, F> {
         let mut created = false;
         let mut expire_after = false;
         let mut attempts = 0;
         let found = loop {
             match self.lookup(cx, key, hash) {
                 Some(fd) => {
+                    let mut out = fd;
                     if let Some(t) = opts.touch {
-                        cx.st.touches.incr_owned();
                         if t != 0 && t <= cx.now {
                             expire_after = true;
                         } else if t != fd.e {
                             match self.relocate(cx, &fd, t) {
-                                Ok(nf) => break Some(nf),
+                                Ok(nf) => out = nf,
                                 Err(NeedRoom) => {
                                     attempts += 1;
-                                    if attempts < MAX_ROOM_ATTEMPTS && self.make_room(cx) {
-                                        continue;
+                                    if attempts < MAX_ROOM_ATTEMPTS {
+                                        match self.make_room(cx) {
+                                            Room::Freed => continue,
+                                            Room::Yield => return Err(f),
+                                            Room::Full => {}
+                                        }
                                     }
                                 }
                             }
                         }
+                        cx.st.touches.incr_owned();
                     }
-                    break Some(fd);
+                    break Some(out);
                 }
                 None => {
                     let Some(mut t) = opts.vivify else {
@@ -144,8 +152,12 @@ impl Shard<'_> {
                         }
                         Err(NeedRoom) => {
                             attempts += 1;
-                            if attempts < MAX_ROOM_ATTEMPTS && self.make_room(cx) {
-                                continue;
+                            if attempts < MAX_ROOM_ATTEMPTS {
+                                match self.make_room(cx) {
+                                    Room::Freed => continue,
+                                    Room::Yield => return Err(f),
+                                    Room::Full => {}
+                                }
                             }
                             break None;
                         }
@@ -155,7 +167,7 @@ impl Shard<'_> {
         };
         let Some(fd) = found else {
             count_lookup(cx, opts, false);
-            return None;
+            return Ok(None);
         };
         // A vivified item answers a miss.
         count_lookup(cx, opts, !created);
@@ -199,7 +211,7 @@ impl Shard<'_> {
                 self.unlink_found(cx, &fd);
             }
         }
-        Some(r)
+        Ok(Some(r))
     }
 
     pub fn store(
@@ -209,6 +221,10 @@ impl Shard<'_> {
         req: &StoreRequest<'_>,
     ) -> Result<u64, StoreError> {
         let r = self.store_inner(cx, hash, req);
+        if self.yielded() {
+            // Retried once the lock has been let go: nothing happened.
+            return r;
+        }
         match r {
             Ok(_) => cx.st.stores.incr_owned(),
             Err(StoreError::NotStored) => cx.st.store_not_stored.incr_owned(),
@@ -310,7 +326,7 @@ impl Shard<'_> {
             match self.put_new(cx, hash, &v, existing.as_ref()) {
                 Ok(cas) => return Ok(cas),
                 Err(NeedRoom) => {
-                    if !self.make_room(cx) {
+                    if self.make_room(cx) != Room::Freed {
                         return Err(StoreError::NoMemory);
                     }
                 }
@@ -369,11 +385,11 @@ impl Shard<'_> {
                     cx.st.deletes.incr_owned();
                     return Ok(new_cas);
                 }
-                Err(NeedRoom) => {
-                    if !self.make_room(cx) {
-                        break;
-                    }
-                }
+                Err(NeedRoom) => match self.make_room(cx) {
+                    Room::Freed => {}
+                    Room::Yield => return Err(StoreError::NoMemory),
+                    Room::Full => break,
+                },
             }
         }
         cx.st.store_no_memory.incr_owned();
@@ -411,7 +427,7 @@ impl Shard<'_> {
                     match self.relocate(cx, &f, expire_at) {
                         Ok(moved) => moved.view.at,
                         Err(_) => {
-                            if !self.make_room(cx) {
+                            if self.make_room(cx) != Room::Freed {
                                 break;
                             }
                             continue;
@@ -500,11 +516,11 @@ impl Shard<'_> {
                     cx.st.ariths.incr_owned();
                     return Ok((value, cas));
                 }
-                Err(NeedRoom) => {
-                    if !self.make_room(cx) {
-                        break;
-                    }
-                }
+                Err(NeedRoom) => match self.make_room(cx) {
+                    Room::Freed => {}
+                    Room::Yield => return Err(StoreError::NoMemory),
+                    Room::Full => break,
+                },
             }
         }
         cx.st.store_no_memory.incr_owned();

@@ -10,6 +10,7 @@
 use super::api::AuditFailure;
 use super::config::Eviction;
 use super::ctx::Ctx;
+use super::evict::{Pass, HOLD_WORK};
 use super::hashtable::{HashTable, Slot, SLOTS};
 use super::item;
 use super::item::{item_bytes, ItemView, INFO_CAS, INFO_EXPIRY, INFO_FLAGS, INFO_STATE_MASK};
@@ -68,6 +69,16 @@ pub(crate) struct Shard<'a> {
     pub(crate) merge_bucket: usize,
     /// The flush cas up to which flushed segments have been reclaimed.
     pub(crate) flush_done: u64,
+    /// The reclaim in progress, carried on across lock holds.
+    pub(crate) pass: Option<Pass>,
+    /// Eviction work done in the current lock hold, and how much it may do
+    /// (see [`Shard::begin_hold`]).
+    pub(crate) hold_work: u32,
+    pub(crate) hold_limit: u32,
+    /// An operation in this hold stopped to let the lock go.
+    pub(crate) yielded: bool,
+    /// The most eviction work one lock hold has done.
+    pub(crate) max_hold_work: u32,
 }
 
 impl<'a> Shard<'a> {
@@ -90,6 +101,11 @@ impl<'a> Shard<'a> {
             rng: seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
             merge_bucket: 0,
             flush_done: 0,
+            pass: None,
+            hold_work: 0,
+            hold_limit: HOLD_WORK,
+            yielded: false,
+            max_hold_work: 0,
         }
     }
 

@@ -869,3 +869,199 @@ fn eviction_steps_record_their_shard_lock_holds() {
         assert!(pauses.count() > mid);
     }
 }
+
+/// Segments of 64 KiB holding about 900 small items each: one merge pass
+/// over 8 of them visits some 7,000 items, a whole-segment eviction 900.
+fn cfg_big_segments(eviction: Eviction) -> StoreConfig {
+    StoreConfig {
+        item_memory_bytes: 2 << 20,
+        segment_bytes: 64 << 10,
+        shards: 1,
+        hash_power: 16,
+        overflow_percent: 25,
+        max_item_bytes: 64 << 10,
+        eviction,
+        seed: 11,
+    }
+}
+
+/// The most eviction work one shard-lock hold may do: the budget, plus the
+/// item at hand and the segment it empties.
+fn hold_work_bound() -> u32 {
+    super::evict::HOLD_WORK + 64
+}
+
+/// A value that names its key, so a torn or misplaced one shows.
+fn value_of(i: u32, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        v.extend_from_slice(&i.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+#[test]
+fn eviction_work_per_lock_hold_is_bounded() {
+    for eviction in [
+        Eviction::Merge {
+            max: 8,
+            merge: 4,
+            compact: 2,
+        },
+        Eviction::Fifo,
+        Eviction::Random,
+        Eviction::Cte,
+    ] {
+        let cfg = cfg_big_segments(eviction);
+        let mut a = arena(&cfg);
+        let s = Store::new(&cfg, &mut a).unwrap();
+        let n = 60_000u32;
+        for i in 0..n {
+            s.store(&set(&i.to_le_bytes(), &value_of(i, 40), 0), T0)
+                .unwrap_or_else(|e| panic!("{eviction:?}: set {i}: {e:?}"));
+            // Hot keys get read so merge has something to keep.
+            for h in 0..4u32 {
+                if let Some(v) = get(&s, &h.to_le_bytes(), T0) {
+                    assert_eq!(v, value_of(h, 40));
+                }
+            }
+        }
+        let st = s.stats();
+        assert!(st.evicted_items.get() > 10_000, "{eviction:?}");
+        if matches!(eviction, Eviction::Merge { .. }) {
+            assert!(st.merge_passes.get() > 0);
+        }
+        assert_eq!(st.store_no_memory.get(), 0, "{eviction:?}");
+        // Whole passes visit thousands of items; no hold did more than
+        // its budget.
+        let w = s.max_evict_hold_work();
+        assert!(w > 100, "{eviction:?}: {w}");
+        assert!(w <= hold_work_bound(), "{eviction:?}: {w}");
+        assert_eq!(
+            get(&s, &(n - 1).to_le_bytes(), T0).unwrap(),
+            value_of(n - 1, 40)
+        );
+        s.audit().unwrap();
+    }
+}
+
+#[test]
+fn expiry_of_full_segments_is_bounded_per_lock_hold() {
+    let cfg = cfg_big_segments(Eviction::Merge {
+        max: 8,
+        merge: 4,
+        compact: 2,
+    });
+    let mut a = arena(&cfg);
+    let pauses = crate::histogram::Histogram::new();
+    let mut s = Store::new(&cfg, &mut a).unwrap();
+    s.set_pause_recorder(&pauses, ticking_clock);
+    let n = 20_000u32;
+    for i in 0..n {
+        s.store(&set(&i.to_le_bytes(), &value_of(i, 40), T0 + 10), T0)
+            .unwrap();
+    }
+    let used = s.stats().segments_used.get();
+    assert!(used > 10, "{used}");
+    assert_eq!(s.max_evict_hold_work(), 0, "nothing evicted yet");
+    // Every segment expired: one expire() reclaims all of them, one hold
+    // of bounded work at a time.
+    let reclaimed = s.expire(T0 + 1000, usize::MAX) as u64;
+    assert_eq!(reclaimed, used);
+    let st = s.stats();
+    assert_eq!(st.items.get(), 0);
+    assert_eq!(st.segments_used.get(), 0);
+    assert_eq!(st.expired_segments.get(), used);
+    assert_eq!(st.expired_segment_items.get(), n as u64);
+    let w = s.max_evict_hold_work();
+    assert!(w > 100 && w <= hold_work_bound(), "{w}");
+    // More holds than segments: a full segment takes several.
+    assert!(pauses.count() > used, "{} pauses", pauses.count());
+    s.audit().unwrap();
+    // A bounded expire() stops at its count.
+    for i in 0..n {
+        s.store(
+            &set(&i.to_le_bytes(), &value_of(i, 40), T0 + 2000),
+            T0 + 1000,
+        )
+        .unwrap();
+    }
+    assert_eq!(s.expire(T0 + 3000, 2), 2);
+    assert_eq!(s.stats().expired_segments.get(), used + 2);
+    s.audit().unwrap();
+}
+
+#[test]
+fn readers_never_see_a_torn_item_while_passes_resume() {
+    let cfg = StoreConfig {
+        shards: 2,
+        ..cfg_big_segments(Eviction::Merge {
+            max: 8,
+            merge: 4,
+            compact: 2,
+        })
+    };
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    let hot = 200u32;
+    for i in 0..hot {
+        s.store(&set(&i.to_le_bytes(), &value_of(i, 100), 0), T0)
+            .unwrap();
+    }
+    let done = AtomicU64::new(0);
+    std::thread::scope(|sc| {
+        for t in 0..2u32 {
+            let (s, done) = (&s, &done);
+            sc.spawn(move || {
+                for j in 0..40_000u32 {
+                    let i = hot + t * 1_000_000 + j;
+                    let len = 20 + (j as usize % 300);
+                    s.store(&set(&i.to_le_bytes(), &value_of(i, len), 0), T0)
+                        .unwrap();
+                    // A touch relocates, a vivify writes: both may resume
+                    // a pass.
+                    let k = (hot + t * 1_000_000 + j / 2).to_le_bytes();
+                    let opts = GetOptions {
+                        touch: Some(0),
+                        ..GetOptions::default()
+                    };
+                    let _ = s.get(&k, T0, opts, |_| ());
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        let (s, done) = (&s, &done);
+        sc.spawn(move || {
+            // Reads the hot keys (storing one again when it was evicted)
+            // until both writers are done, at least 10 rounds.
+            let (mut seen, mut rounds) = (0u64, 0);
+            while done.load(Ordering::Relaxed) < 2 || rounds < 10 {
+                for i in 0..hot {
+                    let k = i.to_le_bytes();
+                    match get(s, &k, T0) {
+                        Some(v) => {
+                            assert_eq!(v, value_of(i, 100), "hot key {i}");
+                            seen += 1;
+                        }
+                        None => {
+                            s.store(&set(&k, &value_of(i, 100), 0), T0).unwrap();
+                        }
+                    }
+                }
+                rounds += 1;
+            }
+            assert!(seen > 0);
+        });
+    });
+    let st = s.stats();
+    assert!(st.merge_passes.get() + st.compactions.get() > 0);
+    assert_eq!(st.store_no_memory.get(), 0);
+    assert!(s.max_evict_hold_work() <= hold_work_bound());
+    for i in 0..hot {
+        if let Some(v) = get(&s, &i.to_le_bytes(), T0) {
+            assert_eq!(v, value_of(i, 100));
+        }
+    }
+    s.audit().unwrap();
+}
