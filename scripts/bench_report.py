@@ -970,6 +970,88 @@ class Report:
             self.w("| %d | %s |" % (mib, " | ".join(cells)))
         self.w()
 
+    def flood(self):
+        """The set-flood section, from raw/flood.txt (scripts/bench-flood's output): its `ROUND` lines
+        (every figure of one server and round) or, from an older run without them, its `RESULT` lines."""
+        path = os.path.join(self.raw, "flood.txt")
+        if not os.path.exists(path):
+            return
+        rounds, results, failed = {}, {}, False
+        with open(path) as f:
+            for line in f:
+                kind, _, rest = line.strip().partition(" ")
+                if kind not in ("ROUND", "RESULT"):
+                    failed |= "exited with an error" in line
+                    continue
+                vals = {}
+                for kv in rest.split():
+                    k, _, v = kv.partition("=")
+                    try:
+                        vals[k] = float(v)
+                    except ValueError:
+                        vals[k] = v
+                server = vals.get("server")
+                if kind == "ROUND" and server:
+                    rounds.setdefault(server, []).append(vals)
+                elif kind == "RESULT" and server and rest.startswith("flood "):
+                    results[server] = vals
+        self.w("## Gets during a set flood")
+        self.w()
+        self.w("`scripts/bench-flood` starts each server with `-m 64 -t 2`, preloads 10,000 hot keys (100 B "
+               "values) and measures gets over them (`petrel-load`, 8 connections) alone, then again while "
+               "a second client sets new 1000 B items (24 B keys over 50M, 4 connections, depth 8) as fast "
+               "as the server takes them, ten times `-m` or more: the cache fills and evicts for the rest of "
+               "the run. A set answered with an error fails the run. Median of the rounds quoted, spread "
+               "min–max; the ratio is each server's gets p99.9 during the flood over its own p99.9 alone. "
+               "Petrel's eviction pauses are its `stats` `store_evict_pause_*` (how long one eviction step "
+               "held a shard lock).")
+        self.w()
+        if failed or not (rounds or results):
+            self.w("The flood run failed or left no results; its output is in `raw/flood.txt`.")
+            self.w()
+            return
+        self.w("| server | rounds | gets p99.9 alone µs | spread | during the flood µs | spread | ratio | "
+               "p99 alone → during µs | flood sets/s | flood volume × `-m` | eviction pause p99.9 / max µs |")
+        self.w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        agg = {}
+        for server in ("petrel", "memcached"):
+            rs = rounds.get(server)
+            if rs:
+                col = lambda k: [r[k] for r in rs if isinstance(r.get(k), float)]
+                a = {k: med(col(k)) for k in ("base_p99_us", "base_p999_us", "flood_p99_us", "flood_p999_us",
+                                               "ratio", "flood_x_m", "flood_sets_per_sec",
+                                               "store_evict_pause_p999_us", "store_evict_pause_max_us")}
+                a["all"] = {k: col(k) for k in ("base_p999_us", "flood_p999_us", "store_evict_pause_max_us")}
+                a["n"] = len(rs)
+            elif server in results:
+                a = dict(results[server])
+                a["all"] = {}
+                a["n"] = "?"
+            else:
+                continue
+            agg[server] = a
+            g = lambda k, fmt="%.0f": fmt % a[k] if isinstance(a.get(k), float) and not math.isnan(a[k]) else "-"
+            pause = "-"
+            if server == "petrel" and isinstance(a.get("store_evict_pause_max_us"), float):
+                pause = "%s / %s" % (g("store_evict_pause_p999_us"), g("store_evict_pause_max_us"))
+            self.w("| %s | %s | %s | %s | %s | %s | %s | %s → %s | %s | %s | %s |" % (
+                server, a["n"], g("base_p999_us"), spread(a["all"].get("base_p999_us", []), "%.0f"),
+                g("flood_p999_us"), spread(a["all"].get("flood_p999_us", []), "%.0f"),
+                g("ratio", "%.2f×"), g("base_p99_us"), g("flood_p99_us"), g("flood_sets_per_sec"),
+                g("flood_x_m", "%.1f"), pause))
+        self.w()
+        p, m = agg.get("petrel"), agg.get("memcached")
+        if p and m:
+            for k, name in (("flood_p999_us", "gets p99.9 during the flood"),
+                            ("ratio", "gets p99.9 during the flood over alone")):
+                cat = "Set flood"
+                self.compared[cat] = self.compared.get(cat, 0) + 1
+                r = ratio(p[k], m[k])
+                if r > 1 + TIE:
+                    pa, ma = p["all"].get(k), m["all"].get(k)
+                    clear = bool(pa and ma) and min(pa) > max(ma)
+                    self.loss(cat, "%s: Petrel %.2f, memcached %.2f (%.2f×)" % (name, p[k], m[k], r), clear)
+
     def losses_section(self):
         self.w("## Where Petrel loses")
         self.w()
@@ -1078,6 +1160,7 @@ class Report:
         self.latency_load()
         self.memory()
         self.startup()
+        self.flood()
         body = self.lines[body_start:]
         self.lines = self.lines[:body_start]
         other = self.interference()

@@ -1,7 +1,8 @@
-//! How long eviction work holds a shard lock: every eviction step
-//! (reclaiming an expired or flushed segment, evicting a segment, a merge
-//! or compaction pass) is timed by the store against the clock given here
-//! and recorded in one histogram, shown by `stats`
+//! How long eviction work holds a shard lock: every eviction step (one
+//! hold's share of a pass: reclaiming an expired or flushed segment,
+//! evicting a segment, a merge or compaction pass, each bounded to a fixed
+//! amount of work per hold) is timed by the store against the clock given
+//! here and recorded in one histogram, shown by `stats`
 //! (`store_evict_pause_*`) and the metrics endpoint
 //! (`petrel_store_evict_pause_seconds`). A request that triggers a step,
 //! and every request for the same shard meanwhile, waits that long.
@@ -51,7 +52,7 @@ pub fn install(engine: &mut Engine<'static>) -> &'static Histogram {
 }
 
 const FAMILY: &str = "petrel_store_evict_pause_seconds";
-const HELP: &str = "time one eviction step (an expired or flushed segment reclaimed, a segment evicted, a merge or compaction pass) held its shard's lock; requests for that shard wait meanwhile";
+const HELP: &str = "time one eviction step held its shard's lock (one hold's share, at most 512 work units, of a pass: an expired or flushed segment reclaimed, a segment evicted, a merge or compaction); requests for that shard wait meanwhile";
 const MAX_FAMILY: &str = "petrel_store_evict_pause_max_seconds";
 const MAX_HELP: &str = "longest time one eviction step held a shard lock since start";
 

@@ -1065,3 +1065,52 @@ fn readers_never_see_a_torn_item_while_passes_resume() {
     }
     s.audit().unwrap();
 }
+
+/// Prints how long pass steps hold a shard lock (wall clock, this thread):
+/// a million 1000-byte sets into 64 MiB of 1 MiB segments, 4 shards. A
+/// measurement, not a check: `cargo test --release -p petrel-core --lib
+/// pass_step_hold_times -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn pass_step_hold_times() {
+    fn clock() -> u64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_nanos() as u64
+    }
+    let cfg = StoreConfig {
+        item_memory_bytes: 64 << 20,
+        segment_bytes: 1 << 20,
+        shards: 4,
+        hash_power: 0,
+        ..StoreConfig::default()
+    };
+    let mut a = arena(&cfg);
+    let h = crate::histogram::Histogram::new();
+    let mut s = Store::new(&cfg, &mut a).unwrap();
+    s.set_pause_recorder(&h, clock);
+    let v = [7u8; 1000];
+    let n = 1_000_000u64;
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        let k = std::format!(
+            "key:{:020}",
+            i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 50_000_000
+        );
+        s.store(&set(k.as_bytes(), &v, 0), T0).unwrap();
+    }
+    let sm = h.summary();
+    std::println!(
+        "{n} sets in {:?}; {} holds: p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us; most work in one hold {}",
+        t.elapsed(),
+        sm.count,
+        sm.quantiles[0] / 1000,
+        sm.quantiles[1] / 1000,
+        sm.quantiles[2] / 1000,
+        sm.quantiles[3] / 1000,
+        sm.max / 1000,
+        s.max_evict_hold_work()
+    );
+}
