@@ -481,6 +481,28 @@ fn meta_t_prints_the_ttl_each_flag_sees_in_order() {
 }
 
 #[test]
+fn ma_t_and_t_follow_the_flags_in_order_like_memcached() {
+    // memcached 1.6.18's `ma` applies T and (on a vivify) N and prints t as it walks the
+    // flags: a `t` before `T` sees the old TTL, and a new item keeps the later of N and T
+    with_engine(|e| {
+        assert_eq!(
+            run(
+                e,
+                b"set n 0 100 2\r\n10\r\nma n t T30 v\r\nmg n t v\r\nma n T40 t\r\nmg n t\r\n"
+            ),
+            b"STORED\r\nVA 2 t100\r\n11\r\nVA 2 t30\r\n11\r\nHD t40\r\nHD t40\r\n"
+        );
+        assert_eq!(
+            run(
+                e,
+                b"ma v N50 T100 t\r\nmg v t\r\nma w T100 N50 t\r\nmg w t\r\nma x t N50\r\nmg x t\r\n"
+            ),
+            b"HD t100\r\nHD t100\r\nHD t50\r\nHD t50\r\nHD t-1\r\nHD t50\r\n"
+        );
+    });
+}
+
+#[test]
 fn ms_invalidate_with_an_earlier_cas_stores_a_stale_value_like_memcached() {
     // memcached 1.6.18: `ms ... I C<cas>` with a CAS handed out earlier for the key
     // stores the value as stale, keeping the item's TTL and a win token already sent

@@ -1,6 +1,6 @@
 //! `ma`: the meta arithmetic command.
 
-use super::meta::{put_meta_key, put_opaque_and_key, ttl_left, KeyBuf};
+use super::meta::{last_ttl, mc_expire_at, put_meta_key, put_opaque_and_key, ttl_left, KeyBuf};
 use super::{expire_at, peek, Engine, Exec};
 use crate::proto::compose::Room;
 use crate::proto::{self, ErrorKind, MetaRequest};
@@ -21,13 +21,27 @@ impl Engine<'_> {
             incr,
             delta: f.delta.unwrap_or(1),
             cas: f.cas.unwrap_or(0),
-            vivify: f.vivify.map(|n| (f.initial, expire_at(n, now))),
+            // a new item takes T and N in request order: the later wins
+            vivify: f
+                .vivify
+                .map(|n| (f.initial, expire_at(last_ttl(m, n), now))),
             // protocol.txt: T updates the TTL (memcached 1.6.18 keeps it only
             // when the number is updated in place)
             expire_at: f.ttl.map(|t| expire_at(t, now)),
         };
         // memcached answers a vivifying miss even in quiet mode
         let existed = f.vivify.is_none() || self.exists(key, now);
+        // a `t` before `T` reports the TTL the item had before T applied
+        let t_before_t = f.ttl.is_some()
+            && m.flag_words
+                .into_iter()
+                .find(|w| matches!(w[0], b't' | b'T'))
+                .is_some_and(|w| w[0] == b't');
+        let old_expire = if t_before_t {
+            self.store.get(key, now, peek(), |i| i.expire_at())
+        } else {
+            None
+        };
         let mut r = self.store.arith(key, &op, now);
         if r == Err(StoreError::Exists) && self.value_is_empty(key, now) {
             // memcached rejects an empty value before comparing the CAS
@@ -58,11 +72,14 @@ impl Engine<'_> {
                 }
                 // the TTL as memcached sees it at each flag: a new item
                 // starts at 0 and takes T and N in order
-                let mut exp: Option<Time> = if existed { None } else { Some(0) };
+                let started_at = self.cfg.started_at;
+                let mut exp: Option<Time> = if existed { old_expire } else { Some(0) };
                 for word in m.flag_words {
                     match word[0] {
-                        b'T' => exp = f.ttl.map(|t| expire_at(t, now)).or(exp),
-                        b'N' if !existed => exp = f.vivify.map(|t| expire_at(t, now)).or(exp),
+                        b'T' => exp = f.ttl.map(|t| mc_expire_at(t, now, started_at)).or(exp),
+                        b'N' if !existed => {
+                            exp = f.vivify.map(|t| mc_expire_at(t, now, started_at)).or(exp)
+                        }
                         b'c' => {
                             room.put(b" c");
                             room.put_u64(cas);

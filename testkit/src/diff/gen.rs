@@ -2,6 +2,8 @@
 //! 1.6.18 answers deterministically, valid and invalid, with the exclusions listed in
 //! [`super`]'s documentation (each for one documented memcached behaviour).
 
+use std::collections::HashMap;
+
 use crate::rng::Rng;
 
 /// What kind of candidate the stream is for.
@@ -57,6 +59,9 @@ pub struct Gen {
     bin_keys: Vec<Vec<u8>>,
     /// Petrel CAS values seen (for valid `cas`/`C` arguments).
     pub seen_cas: Vec<u64>,
+    /// Petrel CAS values seen with their key (as a reply printed it, and
+    /// whether base64 with `b`), the latest last: the `C` of `ms ... I`.
+    cas_of_key: HashMap<(Vec<u8>, bool), Vec<u64>>,
     /// The next command starts a batch (nothing before it awaits a reply).
     pub first_in_batch: bool,
     /// Keys read earlier in this batch.
@@ -78,8 +83,9 @@ pub const ARITH_KEYS: [&[u8]; 6] = [b"n1", b"n2", b"c1", b"c2", b"missing", b"ar
 enum Num {
     /// No item.
     Missing,
-    /// A number below 2^63.
-    Small(u64),
+    /// A number below 2^63, stored in `len` bytes (an incr/decr result
+    /// shorter than the value is padded with spaces to its length).
+    Small { v: u64, len: usize },
     /// Not a number (including one over u64::MAX): refused by both.
     Text,
     /// A number of 2^63 or more, or not known: no incr/decr/ma.
@@ -94,18 +100,33 @@ impl Num {
             return Num::Text;
         }
         match std::str::from_utf8(&v[..digits]).unwrap().parse::<u64>() {
-            Ok(n) => Num::of_number(n),
+            Ok(n) => Num::stored(n, v.len()),
             Err(_) => Num::Text, // over u64::MAX: ERANGE in memcached too
         }
     }
 
-    fn of_number(n: u64) -> Num {
+    /// `n` written over a value of `len` bytes: in place (padded) when its
+    /// digits fit, else as a new item of exactly its digits.
+    fn stored(n: u64, len: usize) -> Num {
         if n < 1 << 63 {
-            Num::Small(n)
+            Num::Small {
+                v: n,
+                len: len.max(digits(n)),
+            }
         } else {
             Num::Unsafe
         }
     }
+
+    /// `n` as a new item (`N` vivify with `J`).
+    fn of_number(n: u64) -> Num {
+        Num::stored(n, 0)
+    }
+}
+
+/// Decimal digits of `n`.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |l| l as usize + 1)
 }
 
 impl Gen {
@@ -127,6 +148,7 @@ impl Gen {
             keys,
             bin_keys,
             seen_cas: Vec::new(),
+            cas_of_key: HashMap::new(),
             first_in_batch: true,
             read_in_batch: Vec::new(),
             nums: [Num::Unsafe; ARITH_KEYS.len()],
@@ -140,6 +162,18 @@ impl Gen {
         self.read_in_batch.clear();
         for (i, k) in ARITH_KEYS.iter().enumerate() {
             self.nums[i] = value_of(k).map_or(Num::Missing, |v| Num::of_value(&v));
+        }
+    }
+
+    /// Records that a reply gave the item of `key` (base64 with `b` when
+    /// `base64`) the candidate's CAS `cas`.
+    pub fn saw_cas_of_key(&mut self, key: &[u8], base64: bool, cas: u64) {
+        let seen = self.cas_of_key.entry((key.to_vec(), base64)).or_default();
+        if seen.last() != Some(&cas) {
+            seen.push(cas);
+        }
+        if seen.len() > 8 {
+            seen.remove(0);
         }
     }
 
@@ -166,13 +200,13 @@ impl Gen {
                 let delta = std::str::from_utf8(toks[2])
                     .ok()
                     .and_then(|d| d.parse::<u64>().ok());
-                if let (Some(d), Num::Small(v)) = (delta, self.nums[i]) {
+                if let (Some(d), Num::Small { v, len }) = (delta, self.nums[i]) {
                     let n = if toks[0] == b"incr" {
                         v.wrapping_add(d)
                     } else {
                         v.saturating_sub(d)
                     };
-                    self.nums[i] = Num::of_number(n);
+                    self.nums[i] = Num::stored(n, len);
                 }
             }
             (b"ma", Some(i)) => self.nums[i] = Self::after_ma(self.nums[i], &toks[2..]),
@@ -196,9 +230,9 @@ impl Gen {
     }
 
     /// An arith key's value after `ma <key> <flags>`; [`Num::Unsafe`] for a
-    /// flag whose effect it does not follow (`C`: conditional; a malformed
-    /// token; an opaque token over 32 bytes, which memcached refuses after
-    /// doing the arithmetic).
+    /// flag whose effect it does not follow (`C`: conditional; `T`, which
+    /// may expire the item; a malformed token; an opaque token over 32
+    /// bytes, which memcached refuses after doing the arithmetic).
     fn after_ma(before: Num, flags: &[&[u8]]) -> Num {
         let (mut incr, mut delta, mut initial, mut vivify) = (true, 1u64, 0u64, false);
         let num = |t: &[u8]| {
@@ -208,7 +242,7 @@ impl Gen {
         };
         for f in flags {
             match (f.first(), &f[1.min(f.len())..]) {
-                (Some(b'q' | b'v' | b'k' | b'c'), b"") => {}
+                (Some(b'q' | b'v' | b'k' | b'c' | b't'), b"") => {}
                 (Some(b'O'), _) if f.len() <= 32 => {}
                 (Some(b'N'), t)
                     if std::str::from_utf8(t)
@@ -226,11 +260,32 @@ impl Gen {
             }
         }
         match before {
-            Num::Small(v) if incr => Num::of_number(v.wrapping_add(delta)),
-            Num::Small(v) => Num::of_number(v.saturating_sub(delta)),
+            Num::Small { v, len } if incr => Num::stored(v.wrapping_add(delta), len),
+            Num::Small { v, len } => Num::stored(v.saturating_sub(delta), len),
             // created with the initial value, no arithmetic
             Num::Missing if vivify => Num::of_number(initial),
             other => other,
+        }
+    }
+
+    /// Whether memcached 1.6.18 keeps a `T` of `ma <key> <flags>` on an
+    /// arith key in state `before`: always unless the arithmetic writes a new
+    /// item, which it does when the result has more digits than the stored
+    /// value (an in-place update pads a shorter one). A miss (vivified or
+    /// not) and a non-numeric value are safe; a state not followed is not.
+    fn ma_ttl_kept(before: Num, flags: &[String]) -> bool {
+        match before {
+            Num::Missing | Num::Text => true,
+            Num::Unsafe => false,
+            Num::Small { len, .. } => {
+                // the result whether or not a C matches, and whatever T does
+                let arith: Vec<&[u8]> = flags
+                    .iter()
+                    .filter(|f| !f.starts_with(['C', 'T']))
+                    .map(|f| f.as_bytes())
+                    .collect();
+                matches!(Self::after_ma(before, &arith), Num::Small { len: after, .. } if after == len)
+            }
         }
     }
 
@@ -655,6 +710,21 @@ impl Gen {
             Vec::new()
         };
         let mut flags = self.meta_flags(&["T", "F", "c", "k", "O", "q", "C"], now);
+        if self.rng.chance(25) {
+            // `I` with no CAS, or with a CAS this key's item had (the current
+            // one: a plain store; an older one: a stale store). memcached
+            // stores as stale when the CAS is lower than the item's, Petrel
+            // when it is not the item's: they agree on every CAS the key had
+            // before (README's "Differences from memcached")
+            flags.retain(|f| !f.starts_with('C'));
+            let history = self.cas_of_key.get(&(key.clone(), bin)).cloned();
+            if let Some(h) = history.filter(|_| self.rng.chance(75)) {
+                let back = self.rng.below(h.len().min(3) as u64) as usize;
+                flags.push(format!("C{}", h[h.len() - 1 - back]));
+            }
+            let at = self.rng.below(flags.len() as u64 + 1) as usize;
+            flags.insert(at, "I".to_string());
+        }
         if self.rng.chance(30) {
             let arith = matches!(key.as_slice(), b"n1" | b"n2" | b"c1" | b"c2");
             let modes: &[&str] = if bin || arith {
@@ -678,14 +748,27 @@ impl Gen {
 
     fn ma(&mut self, now: u32) -> Option<Vec<u8>> {
         let key = self.arith_key()?;
-        let mut flags = self.meta_flags(&["N", "J", "D", "v", "c", "q", "O", "k", "C"], now);
+        let pool: &[&str] = match self.profile {
+            Profile::Engine => &["N", "J", "D", "v", "c", "q", "O", "k", "C", "T", "t"],
+            Profile::Server => &["N", "J", "D", "v", "c", "q", "O", "k", "C", "T"],
+        };
+        let mut flags = self.meta_flags(pool, now);
         if self.rng.chance(40) {
-            flags.push(self.rng.pick(&["MI", "M+", "MD", "M-"]).to_string());
+            let mode = self.rng.pick(&["MI", "M+", "MD", "M-"]).to_string();
+            let at = self.rng.below(flags.len() as u64 + 1) as usize;
+            flags.insert(at, mode);
         }
         if flags.iter().any(|f| f.starts_with('O') && f.len() > 32) {
-            // memcached refuses such an opaque after the arithmetic, and an
-            // item it vivified then keeps no TTL (divergence)
-            flags.retain(|f| !f.starts_with('N'));
+            // memcached refuses such an opaque after the arithmetic, part way
+            // through applying the flags: an item it vivified then keeps no
+            // TTL, and a T after the opaque is not applied (divergences)
+            flags.retain(|f| !f.starts_with(['N', 'T']));
+        }
+        let before = self.nums[Self::num_index(&key).expect("arith key")];
+        if !Self::ma_ttl_kept(before, &flags) {
+            // memcached 1.6.18 would write a new item and drop the new TTL
+            // (README's "Differences from memcached")
+            flags.retain(|f| !f.starts_with('T'));
         }
         if flags.iter().any(|f| f == "v") {
             // the reply holds a reference to the item until it is sent, like a get's

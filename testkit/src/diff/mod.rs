@@ -36,14 +36,15 @@
 //!   whitespace, a whitespace-only value (read as 0), a number followed by a
 //!   space and more text ("1 2" reads as 1). Petrel's store requires digits
 //!   (optionally padded with trailing spaces, as its own incr results are).
-//! - `ma ... T`: memcached 1.6.18 stores the new TTL only when it updates the
-//!   number in place (not when it writes a new item), but always reports it in
-//!   `t`. Petrel stores it (protocol.txt). `T` is not generated for `ma`, nor
-//!   `t` (whose value after vivify/replace follows the same internals).
+//! - `ma ... T` where the result has more digits than the stored number: memcached 1.6.18
+//!   then writes a new item and keeps the new TTL only on the old one (its `t` reports it,
+//!   later reads do not see it); Petrel stores it (protocol.txt). The generator knows each
+//!   arith key's stored length and sends `T` only with an `ma` that updates in place, misses,
+//!   vivifies or meets a non-number (`t` is generated with every `ma`).
 //! - `ma` with an opaque token over 32 bytes: memcached answers "CLIENT_ERROR
-//!   opaque token too long" after doing the arithmetic, and an item it
-//!   vivified (`N`) is left without a TTL (`t-1`); Petrel's has N's TTL.
-//!   Such an `ma` is sent without `N`.
+//!   opaque token too long" after doing the arithmetic, part way through applying the flags,
+//!   and an item it vivified (`N`) is left without a TTL (`t-1`); Petrel's has N's TTL.
+//!   Such an `ma` is sent without `N` and `T`.
 //! - incr/decr/ma of a stored number of 2^63 or more: memcached 1.6.18's
 //!   `safe_strtoull` then looks for a '-' with `strchr` from the start of the
 //!   value, and item data is not NUL-terminated, so it reads on past the
@@ -66,8 +67,9 @@
 //! - `ms ... I` with a CAS that was never handed out for that key (another key's, a made-up
 //!   number): memcached stores a stale value when it is numerically lower than the item's,
 //!   Petrel whenever it is not the item's (its CAS values are unique but not ordered by write
-//!   time). `ms` is sent without `I` (`md ... I`, with and without `T`, is generated); README's
-//!   "Differences from memcached" lists it.
+//!   time); README's "Differences from memcached" lists it. `ms ... I` is sent without `C` or
+//!   with a CAS a reply gave that key's item before (a `VALUE` line, or a meta reply with
+//!   `k` and `c`): the current one (a plain store) or an older one (a stale store).
 //! - memcached 1.6.18 drops the not-yet-sent replies of earlier pipelined
 //!   commands when a multi-get meets a key over 250 bytes (it releases the
 //!   connection's stacked responses); Petrel answers every command. Such gets

@@ -150,6 +150,37 @@ pub fn same_line(m: &[u8], p: &[u8], cas: &mut CasMap, seen: &mut Vec<u64>) -> b
     true
 }
 
+/// The (key, base64, CAS) of every unit that names both an item's key and its CAS: `VALUE`
+/// lines of `gets`/`gats` (a plain key), and `VA`/`HD` meta replies with `k<key>` and
+/// `c<cas>` (base64 when the reply carries the `b` flag).
+pub fn key_cas(units: &[Unit]) -> Vec<(Vec<u8>, bool, u64)> {
+    let mut out = Vec::new();
+    for u in units {
+        let t: Vec<&[u8]> = u.line.split(|&b| b == b' ').collect();
+        if t[0] == b"VALUE" && t.len() == 5 {
+            if let Some(c) = num(t[4]) {
+                out.push((t[1].to_vec(), false, c));
+            }
+            continue;
+        }
+        let flags = match t[0] {
+            b"VA" if t.len() > 2 => &t[2..],
+            b"HD" => &t[1..],
+            _ => continue,
+        };
+        let key = flags.iter().find(|f| f.first() == Some(&b'k'));
+        let cas = flags
+            .iter()
+            .find(|f| f.first() == Some(&b'c'))
+            .and_then(|f| num(&f[1..]));
+        if let (Some(k), Some(c)) = (key, cas) {
+            let base64 = flags.iter().any(|f| *f == b"b");
+            out.push((k[1..].to_vec(), base64, c));
+        }
+    }
+    out
+}
+
 /// Compares two unit lists; `Err(i)` names the first unit that differs (or the shorter
 /// length when one is a prefix of the other).
 pub fn compare_units(
@@ -195,6 +226,22 @@ mod tests {
         assert_eq!(cmp(b"HD c8\r\n", b"HD c5\r\n", &mut cas), Err(0));
         // a CAS paired once cannot pair with another
         assert_eq!(cmp(b"HD c7\r\n", b"HD c901\r\n", &mut cas), Err(0));
+    }
+
+    #[test]
+    fn key_cas_reads_value_lines_and_meta_replies_with_k_and_c() {
+        let units = split_units(
+            b"VALUE a 0 1 7\r\nx\r\nEND\r\nHD c9 kb\r\nVA 2 kYw== c3 b\r\nhi\r\nHD c4\r\nVA 1 kz\r\n5\r\nEX c0 kq\r\n",
+        )
+        .expect("complete");
+        assert_eq!(
+            key_cas(&units),
+            vec![
+                (b"a".to_vec(), false, 7),
+                (b"b".to_vec(), false, 9),
+                (b"Yw==".to_vec(), true, 3),
+            ]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::clock::{McClock, SEED_ATTEMPTS, TICK_GUARD};
 use super::gen::{Gen, Profile, ARITH_KEYS};
-use super::reply::{compare_units, show, split_units, CasMap, Unit};
+use super::reply::{compare_units, key_cas, show, split_units, CasMap, Unit};
 
 /// The implementation compared with memcached.
 pub trait Candidate {
@@ -383,6 +383,9 @@ fn run_seed(
             report_difference(&failure, cas, &mu, &pu, first_bad);
         }
         gen.seen_cas.extend(seen);
+        for (key, base64, c) in key_cas(&pu) {
+            gen.saw_cas_of_key(&key, base64, c);
+        }
         if gen.seen_cas.len() > 64 {
             let cut = gen.seen_cas.len() - 64;
             gen.seen_cas.drain(..cut);
