@@ -416,7 +416,7 @@ fn mg_stampede_states_like_memcached() {
             run(e, b"set f 0 0 1\r\n1\r\nmg f u R30 T0\r\nmg f h N0\r\n"),
             b"STORED\r\nHD\r\nHD h0\r\n"
         );
-        // an over-long opaque is refused before the fetch marks the item
+        // an over-long opaque with h is refused before the delayed bump marks the item
         let long = format!("mg g O{} h\r\nmg g h\r\n", "z".repeat(32));
         assert_eq!(
             run(
@@ -426,6 +426,17 @@ fn mg_stampede_states_like_memcached() {
                     .as_slice()
             ),
             b"STORED\r\nCLIENT_ERROR opaque token too long\r\nHD h0\r\n"
+        );
+        // ... but not one without N, R, T, h or l, whose fetch bumps the item at once
+        let long = format!("mg o s O{} c\r\nmg o h\r\n", "z".repeat(32));
+        assert_eq!(
+            run(
+                e,
+                [&b"set o 0 0 1\r\n1\r\n"[..], long.as_bytes()]
+                    .concat()
+                    .as_slice()
+            ),
+            b"STORED\r\nCLIENT_ERROR opaque token too long\r\nHD h1\r\n"
         );
     });
 }

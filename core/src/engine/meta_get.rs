@@ -121,12 +121,21 @@ impl Engine<'_> {
             None
         };
         let ttl = f.ttl.map(|t| expire_at(t, now));
+        // memcached bumps an item (fetched, access time) as it fetches it,
+        // unless a flag needs its state from before the bump (N, R, T, h,
+        // l): then after building the reply, which an over-long opaque cuts
+        // short
+        let delayed_bump = f.ttl.is_some()
+            || f.vivify.is_some()
+            || f.recache.is_some()
+            || m.flag_words
+                .into_iter()
+                .any(|w| matches!(w[0], b'h' | b'l'));
         MgLookup {
             opts: GetOptions {
                 // with R before T, judge R first and touch afterwards
                 touch: if r_before_t { None } else { ttl },
-                // memcached answers an over-long opaque before its bump
-                update_access: !f.no_update && m.late_error.is_none(),
+                update_access: !f.no_update && (m.late_error.is_none() || !delayed_bump),
                 vivify: f.vivify.map(|n| expire_at(last_ttl(m, n), now)),
                 recache_below,
                 count: true,
