@@ -2,34 +2,26 @@
 
 use super::number::parse_u64;
 use super::token::Tokens;
-use super::{err, noreply_last, ErrorKind, Parsed, Request, KEY_MAX_BYTES};
+use super::{key_arg_request, ErrorKind, Parsed, Request};
 
 pub(super) fn parse<'a>(t: &Tokens<'a>, n: usize, incr: bool) -> Parsed<'a> {
-    if t.ntokens() != 4 && t.ntokens() != 5 {
-        return err(ErrorKind::UnknownCommand, false, n);
-    }
-    let noreply = noreply_last(t);
-    let key = t.get(1);
-    if key.len() > KEY_MAX_BYTES {
-        return err(ErrorKind::BadFormat, noreply, n);
-    }
-    match parse_u64(t.get(2)) {
-        Some(delta) => Parsed::Request {
-            request: Request::Arith {
-                incr,
-                key,
-                delta,
-                noreply,
-            },
-            consumed: n,
+    key_arg_request(
+        t,
+        n,
+        parse_u64,
+        ErrorKind::InvalidDelta,
+        |key, delta, noreply| Request::Arith {
+            incr,
+            key,
+            delta,
+            noreply,
         },
-        None => err(ErrorKind::InvalidDelta, noreply, n),
-    }
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{parse, ParseConfig};
+    use super::super::{err, parse, ParseConfig};
     use super::*;
 
     fn p(input: &[u8]) -> Parsed<'_> {

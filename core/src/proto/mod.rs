@@ -490,6 +490,35 @@ pub(crate) fn noreply_last(t: &Tokens<'_>) -> bool {
     t.count() >= 1 && t.get(t.count() - 1) == b"noreply"
 }
 
+/// `<command> <key> <argument> [noreply]` (`incr`, `decr`, `touch`): the
+/// request `build` makes of the key, the argument `arg` reads and `noreply`;
+/// memcached's errors otherwise: `ERROR` for another number of tokens, a bad
+/// format for a key over [`KEY_MAX_BYTES`], `bad_arg` for an argument `arg`
+/// refuses (the last two with the request's `noreply`).
+pub(crate) fn key_arg_request<'a, A>(
+    t: &Tokens<'a>,
+    n: usize,
+    arg: impl FnOnce(&[u8]) -> Option<A>,
+    bad_arg: ErrorKind,
+    build: impl FnOnce(&'a [u8], A, bool) -> Request<'a>,
+) -> Parsed<'a> {
+    if t.ntokens() != 4 && t.ntokens() != 5 {
+        return err(ErrorKind::UnknownCommand, false, n);
+    }
+    let noreply = noreply_last(t);
+    let key = t.get(1);
+    if key.len() > KEY_MAX_BYTES {
+        return err(ErrorKind::BadFormat, noreply, n);
+    }
+    match arg(t.get(2)) {
+        Some(a) => Parsed::Request {
+            request: build(key, a, noreply),
+            consumed: n,
+        },
+        None => err(bad_arg, noreply, n),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,33 +2,25 @@
 
 use super::number::parse_i32_truncating;
 use super::token::Tokens;
-use super::{err, noreply_last, ErrorKind, Parsed, Request, KEY_MAX_BYTES};
+use super::{key_arg_request, ErrorKind, Parsed, Request};
 
 pub(super) fn parse<'a>(t: &Tokens<'a>, n: usize) -> Parsed<'a> {
-    if t.ntokens() != 4 && t.ntokens() != 5 {
-        return err(ErrorKind::UnknownCommand, false, n);
-    }
-    let noreply = noreply_last(t);
-    let key = t.get(1);
-    if key.len() > KEY_MAX_BYTES {
-        return err(ErrorKind::BadFormat, noreply, n);
-    }
-    match parse_i32_truncating(t.get(2)) {
-        Some(exptime) => Parsed::Request {
-            request: Request::Touch {
-                key,
-                exptime,
-                noreply,
-            },
-            consumed: n,
+    key_arg_request(
+        t,
+        n,
+        parse_i32_truncating,
+        ErrorKind::InvalidExptime,
+        |key, exptime, noreply| Request::Touch {
+            key,
+            exptime,
+            noreply,
         },
-        None => err(ErrorKind::InvalidExptime, noreply, n),
-    }
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{parse, ParseConfig};
+    use super::super::{err, parse, ParseConfig};
     use super::*;
 
     fn p(input: &[u8]) -> Parsed<'_> {
