@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use petrel_core::engine::{Engine, StatsSource};
 use petrel_core::store::DataFrontier;
 
-use crate::metrics::{ExtraSource, Family, Sample, Type, Value};
+use crate::metrics::{ExtraSource, Family, Type, Value};
 
 /// Huge page size the mapping length is rounded up to.
 pub const HUGE_PAGE_BYTES: usize = 2 << 20;
@@ -384,17 +384,13 @@ pub fn metrics_source(r: Residency) -> ExtraSource {
     Box::new(move |out: &mut Vec<Family>| {
         let values = [r.len(), r.resident_bytes(), r.locked_bytes()];
         for ((name, help), v) in GAUGES.iter().zip(values) {
-            out.push(Family {
-                name: format!("petrel_memory_{name}"),
-                kind: Type::Gauge,
-                unit: "bytes",
-                help: help.to_string(),
-                label_names: &[],
-                samples: vec![Sample {
-                    labels: Vec::new(),
-                    value: Value::Int(v),
-                }],
-            });
+            out.push(Family::single(
+                &format!("petrel_memory_{name}"),
+                Type::Gauge,
+                "bytes",
+                help,
+                Value::Int(v),
+            ));
         }
     })
 }

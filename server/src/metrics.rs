@@ -169,41 +169,22 @@ pub struct Group {
     pub descs: &'static [Desc],
 }
 
+/// A [`Group`] (for [`GROUPS`]).
+const fn group(prefix: &'static str, descs: &'static [Desc]) -> Group {
+    Group { prefix, descs }
+}
+
 /// Every statically declared group, in exposition order.
 #[cfg_attr(not(test), allow(dead_code))]
 pub const GROUPS: &[Group] = &[
-    Group {
-        prefix: "engine",
-        descs: &EngineStats::DESCS,
-    },
-    Group {
-        prefix: "store",
-        descs: &StoreStats::DESCS,
-    },
-    Group {
-        prefix: "frontend",
-        descs: &FrontendStats::DESCS,
-    },
-    Group {
-        prefix: "udp",
-        descs: &UdpStats::DESCS,
-    },
-    Group {
-        prefix: "udp_guard",
-        descs: &GuardStats::DESCS,
-    },
-    Group {
-        prefix: "tls",
-        descs: &petrel_tcp::TlsStats::DESCS,
-    },
-    Group {
-        prefix: "log",
-        descs: &LogStats::DESCS,
-    },
-    Group {
-        prefix: "klog",
-        descs: &KlogStats::DESCS,
-    },
+    group("engine", &EngineStats::DESCS),
+    group("store", &StoreStats::DESCS),
+    group("frontend", &FrontendStats::DESCS),
+    group("udp", &UdpStats::DESCS),
+    group("udp_guard", &GuardStats::DESCS),
+    group("tls", &petrel_tcp::TlsStats::DESCS),
+    group("log", &LogStats::DESCS),
+    group("klog", &KlogStats::DESCS),
 ];
 
 /// Figures that two groups keep: (group, field, the one exposed name).

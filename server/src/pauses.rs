@@ -10,7 +10,7 @@
 use petrel_core::engine::{Engine, StatsSource};
 use petrel_core::histogram::Histogram;
 
-use crate::metrics::{ExtraSource, Family, Latency, Sample, Type, Value};
+use crate::metrics::{ExtraSource, Family, Latency, Type, Value};
 
 /// Monotonic nanoseconds (`CLOCK_MONOTONIC`, a vDSO call).
 fn monotonic_ns() -> u64 {
@@ -61,17 +61,13 @@ pub fn metrics_source(h: &'static Histogram) -> ExtraSource {
     Box::new(move |out: &mut Vec<Family>| {
         let l = Latency::of(&[h]);
         let max = l.max_ns as f64 / 1e9;
-        out.push(Family {
-            name: FAMILY.to_string(),
-            kind: Type::Histogram,
-            unit: "seconds",
-            help: HELP.to_string(),
-            label_names: &[],
-            samples: vec![Sample {
-                labels: Vec::new(),
-                value: Value::Latency(Box::new(l)),
-            }],
-        });
+        out.push(Family::single(
+            FAMILY,
+            Type::Histogram,
+            "seconds",
+            HELP,
+            Value::Latency(Box::new(l)),
+        ));
         out.push(Family::single(
             MAX_FAMILY,
             Type::Gauge,
