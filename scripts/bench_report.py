@@ -179,7 +179,8 @@ def read_machine(path):
         with open(path) as f:
             for line in f:
                 k, _, v = line.rstrip("\n").partition("\t")
-                m[k] = v
+                # `rerun` lines (scripts/bench --only after a full run) accumulate.
+                m[k] = m[k] + "; " + v if k == "rerun" and k in m else v
     return m
 
 
@@ -269,6 +270,10 @@ class Report:
                    " --quick" if m.get("mode") == "quick" else (" --tiny" if m.get("mode") == "tiny" else ""),
                    m.get("date", "?"), m.get("duration_s", "?")))
         self.w()
+        if m.get("rerun"):
+            self.w("Sections measured again later (`scripts/bench --only`; the others are from the run above): "
+                   "%s." % m["rerun"].replace("|", "/"))
+            self.w()
         self.w("| machine | |")
         self.w("| --- | --- |")
         for k, label in [("cpu", "CPU"), ("cores", "cores"), ("memory", "memory"), ("kernel", "kernel"),
@@ -1042,15 +1047,16 @@ class Report:
         self.w()
         p, m = agg.get("petrel"), agg.get("memcached")
         if p and m:
-            for k, name in (("flood_p999_us", "gets p99.9 during the flood"),
-                            ("ratio", "gets p99.9 during the flood over alone")):
+            for k, name, fmt in (("flood_p999_us", "gets p99.9 during the flood", "%.0f µs"),
+                                 ("ratio", "gets p99.9 during the flood over alone", "%.2f×")):
                 cat = "Set flood"
                 self.compared[cat] = self.compared.get(cat, 0) + 1
                 r = ratio(p[k], m[k])
                 if r > 1 + TIE:
                     pa, ma = p["all"].get(k), m["all"].get(k)
                     clear = bool(pa and ma) and min(pa) > max(ma)
-                    self.loss(cat, "%s: Petrel %.2f, memcached %.2f (%.2f×)" % (name, p[k], m[k], r), clear)
+                    self.loss(cat, ("%s: Petrel " + fmt + ", memcached " + fmt + " (%.2f×)") % (
+                        name, p[k], m[k], r), clear)
 
     def losses_section(self):
         self.w("## Where Petrel loses")
