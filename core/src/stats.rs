@@ -359,6 +359,7 @@ crate::metrics! {
         expired_segment_items: Counter("items") "live items reclaimed with their expired segment",
         flushes: Counter("flushes") "flush_all executions (immediate or when a delayed flush fell due)",
         flushed_items: Counter("items") "items removed because a flush invalidated them",
+        flushed_lazy: Counter("items") "flushed items removed when accessed",
         flushed_segments: Counter("segments") "segments reclaimed whole because a flush invalidated them",
     }
 }

@@ -115,6 +115,7 @@ impl Engine<'_> {
         s.num(b"get_hits", e.get_hits.get());
         s.num(b"get_misses", e.get_misses.get());
         s.num(b"get_expired", st.expired_lazy.get());
+        s.num(b"get_flushed", st.flushed_lazy.get());
         s.num(b"delete_misses", e.delete_misses.get());
         s.num(b"delete_hits", e.delete_hits.get());
         s.num(b"incr_misses", e.incr_misses.get());

@@ -181,6 +181,7 @@ impl<'a> Shard<'a> {
         if cas < cx.flush_cas {
             self.unlink_found(cx, &f);
             cx.st.flushed_items.incr_owned();
+            cx.st.flushed_lazy.incr_owned();
             return None;
         }
         Some(f)
