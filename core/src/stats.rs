@@ -361,5 +361,6 @@ crate::metrics! {
         flushed_items: Counter("items") "items removed because a flush invalidated them",
         flushed_lazy: Counter("items") "flushed items removed when accessed",
         flushed_segments: Counter("segments") "segments reclaimed whole because a flush invalidated them",
+        lock_waits: Counter("acquisitions") "shard-lock acquisitions that found the lock held past a short spin and waited for it (with threads: yielding the CPU to the holder)",
     }
 }

@@ -233,6 +233,11 @@ fn run() -> Result<(), Exit> {
     engine.set_process_usage(&metrics_process::Rusage);
     // Eviction steps time their shard-lock holds (stats store_evict_pause_*).
     let evict_pauses = pauses::install(&mut engine);
+    // A worker that finds a shard lock held past a short spin yields its
+    // CPU: with more workers than cores the holder may be preempted on the
+    // same CPU, and spinning would keep it off until the scheduler tick
+    // (stats store_lock_waits).
+    engine.set_lock_wait(std::thread::yield_now);
     // -Y / -S: the credentials file, read now and on SIGHUP.
     if let Some(a) = &settings.memcached.auth {
         let creds = auth::Credentials::load(&a.file, a.named_by).map_err(usage)?;

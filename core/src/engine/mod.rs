@@ -402,6 +402,11 @@ impl<'a> Engine<'a> {
         self.store.set_pause_recorder(histogram, clock);
     }
 
+    /// See [`Store::set_lock_wait`].
+    pub fn set_lock_wait(&mut self, wait: fn()) {
+        self.store.set_lock_wait(wait);
+    }
+
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg

@@ -175,7 +175,18 @@ pub struct Store<'a> {
     /// Where eviction work records its shard-lock holds (see
     /// [`Store::set_pause_recorder`]).
     pauses: Option<PauseRecorder<'a>>,
+    /// What a thread does while a shard lock stays held past
+    /// [`LOCK_SPINS`] spins (see [`Store::set_lock_wait`]); without it, it
+    /// goes on spinning.
+    lock_wait: Option<fn()>,
 }
+
+/// Spins (each a `pause`) a thread makes on a held shard lock before it
+/// calls the lock-wait hook ([`Store::set_lock_wait`]): longer than any
+/// critical section of a running holder (a lookup or a store: well under
+/// a microsecond), so only a holder that is not running makes a thread
+/// wait.
+pub const LOCK_SPINS: u32 = 200;
 
 impl<'a> Store<'a> {
     /// Build a store inside `arena`, whatever its bytes, which must hold at
@@ -221,6 +232,7 @@ impl<'a> Store<'a> {
             shard_offset: arena_len - carver.remaining(),
             saved_at: None,
             pauses: None,
+            lock_wait: None,
         };
         let params = ShardParams {
             layout: l,
@@ -291,6 +303,7 @@ impl<'a> Store<'a> {
             shard_offset,
             saved_at: Some(saved.saved_at),
             pauses: None,
+            lock_wait: None,
         };
         let params = ShardParams {
             layout: l,
@@ -344,7 +357,7 @@ impl<'a> Store<'a> {
         let items = self.stats().items.get();
         let mut records = [persist::ShardState::default(); MAX_SHARDS];
         for (i, slot) in self.shards.iter().enumerate() {
-            let shard = slot.lock.lock();
+            let shard = self.lock_shard(slot);
             records[i] = shard.saved_state(slot.stats.items.get());
         }
         let snap = persist::Snapshot {
@@ -401,7 +414,7 @@ impl<'a> Store<'a> {
         let mut turns = 0;
         loop {
             let cx = self.ctx(slot, now);
-            let mut shard = slot.lock.lock();
+            let mut shard = self.lock_shard(slot);
             shard.begin_hold(turns == MAX_YIELDS);
             let r = op(&mut shard, &cx);
             if !shard.yielded() {
@@ -420,7 +433,7 @@ impl<'a> Store<'a> {
     pub fn max_evict_hold_work(&self) -> u32 {
         self.shards
             .iter()
-            .map(|s| s.lock.lock().max_hold_work)
+            .map(|s| self.lock_shard(s).max_hold_work)
             .max()
             .unwrap_or(0)
     }
@@ -432,6 +445,54 @@ impl<'a> Store<'a> {
     /// caller without one leaves this unset and nothing is timed.
     pub fn set_pause_recorder(&mut self, histogram: &'a Histogram, clock: fn() -> u64) {
         self.pauses = Some(PauseRecorder { histogram, clock });
+    }
+
+    /// From now on, a thread that finds a shard lock still held after
+    /// [`LOCK_SPINS`] spins calls `wait` (then looks again, and calls it
+    /// again while the lock stays held) instead of spinning on, and the
+    /// shard counts the acquisition in `lock_waits`. The store cannot
+    /// block: a caller with threads passes e.g. `std::thread::yield_now`,
+    /// so that a waiter on the holder's CPU lets a preempted holder run
+    /// and release the lock instead of spinning until its time slice ends.
+    pub fn set_lock_wait(&mut self, wait: fn()) {
+        self.lock_wait = Some(wait);
+    }
+
+    /// The shard's lock: at once when it is free, else
+    /// [`Store::lock_contended`].
+    #[inline(always)]
+    fn lock_shard<'s>(&'s self, slot: &'s ShardSlot<'a>) -> spin::MutexGuard<'s, Shard<'a>> {
+        match slot.lock.try_lock() {
+            Some(g) => g,
+            None => self.lock_contended(slot),
+        }
+    }
+
+    /// A held shard lock: spins [`LOCK_SPINS`] times, then calls the
+    /// lock-wait hook until the lock is free (spins on without one).
+    #[cold]
+    #[inline(never)]
+    fn lock_contended<'s>(&'s self, slot: &'s ShardSlot<'a>) -> spin::MutexGuard<'s, Shard<'a>> {
+        let mut spins = 0u32;
+        loop {
+            while slot.lock.is_locked() {
+                if spins < LOCK_SPINS {
+                    spins += 1;
+                    core::hint::spin_loop();
+                } else if let Some(wait) = self.lock_wait {
+                    wait();
+                } else {
+                    core::hint::spin_loop();
+                }
+            }
+            if let Some(g) = slot.lock.try_lock() {
+                if spins >= LOCK_SPINS {
+                    // Under the lock: the counter's only writer.
+                    slot.stats.lock_waits.incr_owned();
+                }
+                return g;
+            }
+        }
     }
 
     /// Execute a delayed flush that has fallen due.
@@ -453,7 +514,7 @@ impl<'a> Store<'a> {
         self.flush_cas
             .fetch_max(self.cas.load(Ordering::Acquire), Ordering::AcqRel);
         for (i, slot) in self.shards.iter().enumerate() {
-            slot.lock.lock().seal_open();
+            self.lock_shard(slot).seal_open();
             if i == 0 {
                 slot.stats.flushes.add(1);
             }
@@ -489,7 +550,7 @@ impl<'a> Store<'a> {
         let mut turns = 0;
         loop {
             let cx = self.ctx(slot, now);
-            let mut shard = slot.lock.lock();
+            let mut shard = self.lock_shard(slot);
             shard.begin_hold(turns == MAX_YIELDS);
             match shard.get(&cx, h, key, &opts, f) {
                 Ok(r) => return r,
@@ -522,7 +583,7 @@ impl<'a> Store<'a> {
             return;
         }
         let h = hash::hash(self.seed, key);
-        self.shard_of(h).lock.lock().prefetch_item(h);
+        self.lock_shard(self.shard_of(h)).prefetch_item(h);
     }
 
     /// Store an item (set/add/replace/append/prepend, with optional cas
@@ -553,7 +614,7 @@ impl<'a> Store<'a> {
         let slot = self.shard_of(h);
         slot.prefetch(h);
         let cx = self.ctx(slot, now);
-        let mut shard = slot.lock.lock();
+        let mut shard = self.lock_shard(slot);
         shard.delete(&cx, h, key, cas)
     }
 
@@ -615,7 +676,7 @@ impl<'a> Store<'a> {
         let h = hash::hash(self.seed, key);
         let slot = self.shard_of(h);
         let cx = self.ctx(slot, now);
-        let mut shard = slot.lock.lock();
+        let mut shard = self.lock_shard(slot);
         shard.mark_key_binary(&cx, h, key, cas)
     }
 
@@ -661,7 +722,7 @@ impl<'a> Store<'a> {
             // the lock go and is carried on in the next.
             loop {
                 let cx = self.ctx(slot, now);
-                let mut shard = slot.lock.lock();
+                let mut shard = self.lock_shard(slot);
                 shard.begin_hold(false);
                 let t0 = cx.pause_start();
                 n += shard.reclaim_dead(&cx, max_segments - n);
@@ -694,7 +755,7 @@ impl<'a> Store<'a> {
             .shards
             .get(loc.shard as usize)
             .ok_or(StoreError::Gone)?;
-        let shard = slot.lock.lock();
+        let shard = self.lock_shard(slot);
         shard.read_value(&loc, offset, dst)
     }
 
@@ -763,7 +824,10 @@ impl<'a> Store<'a> {
     /// `item_memory_bytes` (in whole segments) unless lowered by
     /// [`Store::set_memory_limit`].
     pub fn memory_limit(&self) -> usize {
-        let shard0 = self.shards.first().map_or(0, |s| s.lock.lock().segs.limit);
+        let shard0 = self
+            .shards
+            .first()
+            .map_or(0, |s| self.lock_shard(s).segs.limit);
         shard0 as usize * self.cfg.segment_bytes * self.layout.shards
     }
 
@@ -771,8 +835,7 @@ impl<'a> Store<'a> {
     /// incremental accounting (O(memory); for tests and debugging).
     pub fn audit(&self) -> Result<(), AuditError> {
         for (shard, slot) in self.shards.iter().enumerate() {
-            slot.lock
-                .lock()
+            self.lock_shard(slot)
                 .audit(&slot.stats)
                 .map_err(|failure| AuditError { shard, failure })?;
         }

@@ -55,7 +55,7 @@ impl Store<'_> {
         self.check_flush(now);
         while let Some(slot) = self.shards.get(cursor.shard as usize) {
             let flush_cas = self.flush_cas.load(Ordering::Acquire);
-            let shard = slot.lock.lock();
+            let shard = self.lock_shard(slot);
             let t = &shard.table;
             let mut visited = 0;
             while (cursor.bucket as usize) < t.nmain && visited < BUCKETS_PER_LOCK {
