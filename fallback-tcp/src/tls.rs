@@ -23,7 +23,8 @@
 //! closed by the worker's sweep and counted, so slow or truncated
 //! handshakes cannot hold connection slots.
 //!
-//! Allocation: the two buffers when a connection is accepted; rustls while
+//! Allocation: the two buffers are mapped (anonymous memory, resident as used) when a
+//! connection is accepted; rustls allocates while
 //! handshaking (messages, keys) and for a TLS 1.3 key update; nothing per
 //! request after the handshake (rustls 0.23's buffered and unbuffered APIs
 //! both allocate a buffer per record each way, which is why the record layer
@@ -206,7 +207,7 @@ impl TlsContext {
         let conn = rustls::server::UnbufferedServerConnection::new(self.current())
             .map_err(io::Error::other)?;
         self.stats.handshakes_in_progress.incr();
-        Ok(TlsStream::new(sock, conn, self.clone()))
+        TlsStream::new(sock, conn, self.clone())
     }
 }
 
@@ -498,6 +499,63 @@ impl Records {
     }
 }
 
+/// A connection's buffer: anonymous memory mapped for it alone, so that its pages become
+/// resident only as they are used (a connection that only handshakes touches a page or two of
+/// each) and go back to the system when the connection closes.
+struct PageBuf {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: PageBuf owns its mapping exclusively, like a Box<[u8]>.
+unsafe impl Send for PageBuf {}
+
+impl PageBuf {
+    fn new(len: usize) -> io::Result<PageBuf> {
+        // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap"))?;
+        Ok(PageBuf { ptr, len })
+    }
+}
+
+impl std::ops::Deref for PageBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` bytes, readable, zero-filled at first, and lives as long
+        // as self.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for PageBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in deref; &mut self makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for PageBuf {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in new, unmapped once.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
 /// Where a connection is.
 enum Phase {
     /// rustls is handshaking (unbuffered API: records in, records out, through our buffers).
@@ -514,10 +572,11 @@ pub(crate) struct TlsStream {
     sock: TcpStream,
     phase: Phase,
     ctx: Arc<TlsContext>,
-    /// Records from the socket: `inbuf[..in_len]`; after the handshake, `inbuf[plain.0..plain.1]`
-    /// is the decrypted plaintext of the record at the front not yet read, which ends at
-    /// `in_used`.
-    inbuf: Box<[u8]>,
+    /// Records from the socket: `inbuf[in_start..in_len]` (`in_start` is 0 while
+    /// handshaking); after the handshake, `inbuf[plain.0..plain.1]` is the decrypted plaintext
+    /// not yet read of the record at `in_start`, `in_used` bytes long.
+    inbuf: PageBuf,
+    in_start: usize,
     in_len: usize,
     plain: (usize, usize),
     in_used: usize,
@@ -525,7 +584,7 @@ pub(crate) struct TlsStream {
     early: Vec<u8>,
     early_read: usize,
     /// Records for the socket: `outbuf[out_start..out_end]`.
-    outbuf: Box<[u8]>,
+    outbuf: PageBuf,
     out_start: usize,
     out_end: usize,
     /// When an unfinished handshake is closed.
@@ -545,26 +604,27 @@ impl TlsStream {
         sock: TcpStream,
         conn: rustls::server::UnbufferedServerConnection,
         ctx: Arc<TlsContext>,
-    ) -> TlsStream {
+    ) -> io::Result<TlsStream> {
         let deadline = Instant::now() + ctx.settings.handshake_timeout;
-        TlsStream {
+        Ok(TlsStream {
             sock,
             phase: Phase::Handshake(Box::new(conn)),
             ctx,
-            inbuf: vec![0; IN_BYTES].into_boxed_slice(),
+            inbuf: PageBuf::new(IN_BYTES)?,
+            in_start: 0,
             in_len: 0,
             plain: (0, 0),
             in_used: 0,
             early: Vec::new(),
             early_read: 0,
-            outbuf: vec![0; TLS_BUFFER_LIMIT_BYTES].into_boxed_slice(),
+            outbuf: PageBuf::new(TLS_BUFFER_LIMIT_BYTES)?,
             out_start: 0,
             out_end: 0,
             deadline,
             handshaking: true,
             timed_out: false,
             peer_closed: false,
-        }
+        })
     }
 
     pub(crate) fn peer_addr(&self) -> Option<SocketAddr> {
@@ -620,6 +680,12 @@ impl TlsStream {
     /// Reads from the socket into the free end of the incoming buffer: Ok(false) at the end of
     /// the stream. `drained` becomes true on a short read.
     fn read_sock(&mut self, drained: &mut bool) -> io::Result<bool> {
+        if self.in_start > 0 {
+            // What is left is part of one record: move it to the front.
+            self.inbuf.copy_within(self.in_start..self.in_len, 0);
+            self.in_len -= self.in_start;
+            self.in_start = 0;
+        }
         if self.in_len == self.inbuf.len() {
             return Err(tls_error(rustls::Error::InvalidMessage(
                 rustls::InvalidMessage::MessageTooLarge,
@@ -781,22 +847,23 @@ impl TlsStream {
         let Phase::Established(rec) = &mut self.phase else {
             return Ok(false);
         };
-        if self.in_len < HEADER {
+        let at = self.in_start;
+        if self.in_len - at < HEADER {
             return Ok(false);
         }
-        let len = usize::from(u16::from_be_bytes([self.inbuf[3], self.inbuf[4]]));
+        let len = usize::from(u16::from_be_bytes([self.inbuf[at + 3], self.inbuf[at + 4]]));
         if len > MAX_CIPHERTEXT {
             let _ = self.send_alert(ALERT_RECORD_OVERFLOW);
             return Err(self.fail(rustls::Error::InvalidMessage(
                 rustls::InvalidMessage::MessageTooLarge,
             )));
         }
-        if self.in_len < HEADER + len {
+        if self.in_len - at < HEADER + len {
             return Ok(false);
         }
-        let opened = rec.open(&mut self.inbuf[..HEADER + len]);
+        let opened = rec.open(&mut self.inbuf[at..at + HEADER + len]);
         let (typ, start, end) = match opened {
-            Ok(o) => o,
+            Ok((typ, start, end)) => (typ, at + start, at + end),
             Err(e) => {
                 let _ = self.send_alert(ALERT_BAD_RECORD_MAC);
                 return Err(self.fail(e));
@@ -954,9 +1021,12 @@ impl TlsStream {
 
     /// Drops the record at the front of the incoming buffer (its plaintext has been read).
     fn discard_record(&mut self) {
-        let n = std::mem::take(&mut self.in_used);
+        self.in_start += std::mem::take(&mut self.in_used);
         self.plain = (0, 0);
-        self.discard(n);
+        if self.in_start == self.in_len {
+            self.in_start = 0;
+            self.in_len = 0;
+        }
     }
 
     /// Sealing `buf` into the outgoing buffer, as much as fits; the bytes taken.
