@@ -506,6 +506,45 @@ fn admin_commands() {
     assert_eq!(c.read_to_eof(Duration::from_secs(5)), Some(Vec::new()));
 }
 
+/// `mg key t v` of a one-digit value: whether the item has a TTL.
+fn has_ttl(c: &mut Conn, key: &str) -> bool {
+    c.send(format!("mg {key} t v\r\n").as_bytes());
+    let line = String::from_utf8(c.read_line()).expect("ascii");
+    let ttl: i64 = line
+        .trim_end()
+        .strip_prefix("VA 1 t")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("mg {key} t v: {line:?}"));
+    c.read_line();
+    ttl != -1
+}
+
+#[test]
+fn ma_with_an_over_long_opaque_applies_only_the_ttls_before_it() {
+    let Some((_s, mut c)) = start() else { return };
+    let o = format!("O{}", "a".repeat(33));
+    let refused = b"CLIENT_ERROR opaque token too long\r\n";
+    // the arithmetic is done either way; T and N's TTL count only before the opaque
+    for (key, words, ttl) in [
+        ("a", format!("{o} T100"), false),
+        ("b", format!("T100 {o}"), true),
+        ("c", format!("{o} N100"), false),
+        ("d", format!("N100 {o}"), true),
+        ("e", format!("T100 {o} N100"), true),
+        ("f", format!("N100 {o} T100"), true),
+        ("g", format!("{o} N100 T100"), false),
+    ] {
+        let vivify = words.contains('N');
+        if !vivify {
+            c.check(&storage_cmd("set", key, 0, 0, b"5", false), b"STORED\r\n");
+        }
+        c.check(format!("ma {key} {words}\r\n").as_bytes(), refused);
+        assert_eq!(has_ttl(&mut c, key), ttl, "ma {key} {words}");
+    }
+    c.check(b"mg a v\r\nmg c v\r\n", b"VA 1\r\n6\r\nVA 1\r\n0\r\n");
+    c.check_quiet();
+}
+
 #[test]
 fn meta_commands() {
     let Some((_s, mut c)) = start() else { return };

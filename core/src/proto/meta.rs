@@ -263,6 +263,21 @@ pub(super) fn parse<'a>(
             }
             if opaque_long {
                 req.late_error = Some(ErrorKind::MetaOpaqueTooLong);
+                // memcached applies `T` and `N`'s TTL while writing the reply, in request
+                // order, and stops at the over-long opaque: after it, `T` is dropped and
+                // `N` still vivifies, keeping the TTL of a `T` before the opaque or none
+                let (mut cut, mut n_cut) = (false, false);
+                for w in words {
+                    match w[0] {
+                        b'O' if w.len() > OPAQUE_MAX_BYTES => cut = true,
+                        b'T' if cut => req.flags.ttl = None,
+                        b'N' if cut => n_cut = true,
+                        _ => {}
+                    }
+                }
+                if n_cut {
+                    req.flags.vivify = Some(req.flags.ttl.unwrap_or(0));
+                }
             }
             Parsed::Request {
                 request: Request::MetaArith(req),

@@ -41,10 +41,6 @@
 //!   later reads do not see it); Petrel stores it (protocol.txt). The generator knows each
 //!   arith key's stored length and sends `T` only with an `ma` that updates in place, misses,
 //!   vivifies or meets a non-number (`t` is generated with every `ma`).
-//! - `ma` with an opaque token over 32 bytes: memcached answers "CLIENT_ERROR
-//!   opaque token too long" after doing the arithmetic, part way through applying the flags,
-//!   and an item it vivified (`N`) is left without a TTL (`t-1`); Petrel's has N's TTL.
-//!   Such an `ma` is sent without `N` and `T`.
 //! - incr/decr/ma of a stored number of 2^63 or more: memcached 1.6.18's
 //!   `safe_strtoull` then looks for a '-' with `strchr` from the start of the
 //!   value, and item data is not NUL-terminated, so it reads on past the
