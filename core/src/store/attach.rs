@@ -263,7 +263,7 @@ impl<'a> Shard<'a> {
             flush_done: 0,
             pass: None,
             hold_work: 0,
-            hold_limit: super::evict::HOLD_WORK,
+            hold_limit: super::pass::HOLD_WORK,
             yielded: false,
             max_hold_work: 0,
         })

@@ -18,6 +18,7 @@ use super::ctx::Ctx;
 use super::hashtable::Slot;
 use super::item::{item_bytes, ItemView, INFO_CAS, INFO_EXPIRY, INFO_FLAGS, INFO_STATE_MASK};
 use super::layout::MAX_MERGE_RUN;
+use super::pass::{Cause, Pass, PassKind, HOLD_WORK, SEGMENT_WORK};
 use super::segment::{FREE, NONE, OPEN, SEALED};
 use super::segments::{NewItem, Part, Reserved};
 use super::shard::Shard;
@@ -30,59 +31,6 @@ const MOVE_GROWTH_BYTES: usize = 10;
 /// tries as the start of a run it can compact (free without evicting)
 /// before it evicts at the head of a chain.
 const COMPACT_SCAN_SEGMENTS: usize = 256;
-
-/// Eviction work one hold of a shard lock may do, in units: one per item
-/// visited, one more per KiB copied, [`SEGMENT_WORK`] per segment freed
-/// and per pass chosen. A step stops once it has spent this much; it
-/// finishes the item at hand, so one hold does at most this plus one
-/// item's and one segment's units.
-pub(crate) const HOLD_WORK: u32 = 512;
-/// Units for freeing a segment or choosing a pass.
-const SEGMENT_WORK: u32 = 8;
-
-/// Why a whole segment is being cleared.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Cause {
-    Evicted,
-    Expired,
-    Flushed,
-}
-
-/// What a pass does with the live items of its sources.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum PassKind {
-    /// Unlink them (one source, no destination).
-    Clear(Cause),
-    /// Keep the most frequently used ones in the destination.
-    Merge,
-    /// Keep all of them in the destination.
-    Compact,
-}
-
-/// A reclaim in progress: the sources it empties (in order, each freed as
-/// soon as it is empty), the destination of a merge or compaction, and
-/// where it stopped.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Pass {
-    kind: PassKind,
-    run: [u32; MAX_MERGE_RUN],
-    len: usize,
-    /// Merge: how many sources share the destination with a per-source
-    /// budget (the rest fill it while it is less than 3/4 full).
-    n: usize,
-    /// Merge and compaction destination (NONE when clearing).
-    d: u32,
-    /// The source being emptied, and the offset of its next item.
-    i: usize,
-    off: u32,
-    /// Whether the per-source state below is set for source `i`.
-    started: bool,
-    budget: usize,
-    kept: usize,
-    seen: usize,
-    live_total: usize,
-    cutoff: u8,
-}
 
 /// What [`Shard::make_room`] achieved.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -49,6 +49,7 @@ mod hashtable;
 mod item;
 mod layout;
 mod ops;
+mod pass;
 pub mod persist;
 mod ptr;
 mod segment;

@@ -10,12 +10,12 @@
 use super::api::AuditFailure;
 use super::config::Eviction;
 use super::ctx::Ctx;
-use super::evict::{Pass, HOLD_WORK};
 use super::hashtable::{HashTable, Slot, SLOTS};
 use super::item;
 use super::item::{item_bytes, ItemView, INFO_CAS, INFO_EXPIRY, INFO_FLAGS, INFO_STATE_MASK};
 use super::layout::Layout;
 use super::layout::Regions;
+use super::pass::{Pass, HOLD_WORK};
 use super::persist::ShardState;
 use super::ptr::{bump_freq, tag_of, ItemPtr};
 use super::segment::FREE;

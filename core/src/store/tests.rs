@@ -888,7 +888,7 @@ fn cfg_big_segments(eviction: Eviction) -> StoreConfig {
 /// The most eviction work one shard-lock hold may do: the budget, plus the
 /// item at hand and the segment it empties.
 fn hold_work_bound() -> u32 {
-    super::evict::HOLD_WORK + 64
+    super::pass::HOLD_WORK + 64
 }
 
 /// A value that names its key, so a torn or misplaced one shows.
