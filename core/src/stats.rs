@@ -357,6 +357,7 @@ crate::metrics! {
         expired_lazy: Counter("items") "expired items removed when accessed",
         expired_segments: Counter("segments") "expired segments reclaimed whole by expire()",
         expired_segment_items: Counter("items") "live items reclaimed with their expired segment",
+        expired_passed: Counter("items") "expired items dropped by a merge or compaction pass (not by a lookup: memcached's get_expired counts only those)",
         flushes: Counter("flushes") "flush_all executions (immediate or when a delayed flush fell due)",
         flushed_items: Counter("items") "items removed because a flush invalidated them",
         flushed_lazy: Counter("items") "flushed items removed when accessed",

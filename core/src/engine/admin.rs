@@ -147,7 +147,7 @@ impl Engine<'_> {
         );
         s.num(
             b"reclaimed",
-            st.expired_lazy.get() + st.expired_segment_items.get(),
+            st.expired_lazy.get() + st.expired_segment_items.get() + st.expired_passed.get(),
         );
         // Petrel's own figures, prefixed to keep memcached's namespace clean.
         s.text(b"petrel_version", self.cfg.petrel_version.as_bytes());

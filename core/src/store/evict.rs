@@ -393,7 +393,7 @@ impl Shard<'_> {
         if e != 0 && e <= cx.now {
             self.table.remove(cx.st, &at);
             self.segs.mark_dead(cx.st, s, view);
-            cx.st.expired_lazy.incr_owned();
+            cx.st.expired_passed.incr_owned();
             return;
         }
         if cas < cx.flush_cas {

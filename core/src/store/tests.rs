@@ -548,6 +548,30 @@ fn merge_keeps_hot_items_and_compacts() {
 }
 
 #[test]
+fn expired_items_a_merge_drops_are_not_lookups() {
+    // Items that expired in segments that have not (a segment outlives its
+    // items by up to its TTL bucket's width, 8 s here): the merge pass drops
+    // them (memcached's `reclaimed`), and no lookup found them (`get_expired`).
+    let cfg = cfg_merge_no_hash_drops();
+    let mut a = arena(&cfg);
+    let s = Store::new(&cfg, &mut a).unwrap();
+    for i in 0..2000u32 {
+        s.store(&set(&i.to_le_bytes(), &[1u8; 40], T0 + 10), T0)
+            .unwrap();
+    }
+    for i in 2000..8000u32 {
+        s.store(&set(&i.to_le_bytes(), &[1u8; 40], 0), T0 + 12)
+            .unwrap();
+    }
+    let st = s.stats();
+    assert!(st.merge_passes.get() > 0);
+    assert!(st.expired_passed.get() > 0, "the passes met expired items");
+    assert_eq!(st.expired_lazy.get(), 0, "no lookup found an expired item");
+    assert!(get(&s, &1u32.to_le_bytes(), T0 + 12).is_none());
+    s.audit().unwrap();
+}
+
+#[test]
 fn hash_full_chain_evicts_lowest_frequency() {
     let cfg = StoreConfig {
         hash_power: 0,
