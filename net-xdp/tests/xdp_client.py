@@ -124,11 +124,14 @@ def memcache_checks():
     # 2b. one request whose reply is more datagrams than the kernel sends
     # per sendto()/poll() in copy mode (32): every one must still arrive
     many = 10
+    global many_gets, many_datagrams
     for _ in range(3):
         reply, n = request(b"get " + b" ".join([b"big"] * many) + b"\r\n")
         want = b"VALUE big 0 5000\r\n" + big + b"\r\n"
         if reply != want * many + b"END\r\n" or n <= 32:
             fail("get big x%d: %d bytes in %d datagrams" % (many, len(reply), n))
+        many_gets += 1
+        many_datagrams += n
 
     # 3. set and get over UDP, then sequential gets, every reply checked
     reply, _ = request(b"set k0 3 0 2\r\nv0\r\n")
@@ -162,6 +165,7 @@ if MODE == "server":
     tcp_exchange(b"set small 5 0 5\r\nhello\r\n", b"STORED\r\n")
     big = bytes((i * 7 + 3) % 251 for i in range(5000))
     tcp_exchange(b"set big 0 0 5000\r\n" + big + b"\r\n", b"STORED\r\n")
+many_gets = many_datagrams = 0
 multi_datagrams, elapsed = echo_checks() if MODE == "echo" else memcache_checks()
 
 # 4. memcached reads only the datagram count of a request header: the
@@ -279,4 +283,4 @@ else:
         fail("TCP through the kernel")
     t.close()
 
-print("ok gets=%d gets_per_s=%.0f multi_datagrams=%d raw_frames=%d" % (GETS, GETS / elapsed, multi_datagrams, raw_frames))
+print("ok gets=%d gets_per_s=%.0f multi_datagrams=%d many_gets=%d many_datagrams=%d raw_frames=%d" % (GETS, GETS / elapsed, multi_datagrams, many_gets, many_datagrams, raw_frames))
