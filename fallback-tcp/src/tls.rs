@@ -42,6 +42,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::buffer::PageBuf;
+
 use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -495,63 +497,6 @@ impl Records {
             None => Err(rustls::Error::PeerMisbehaved(
                 rustls::PeerMisbehaved::IllegalTlsInnerPlaintext,
             )),
-        }
-    }
-}
-
-/// A connection's buffer: anonymous memory mapped for it alone, so that its pages become
-/// resident only as they are used (a connection that only handshakes touches a page or two of
-/// each) and go back to the system when the connection closes.
-struct PageBuf {
-    ptr: std::ptr::NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: PageBuf owns its mapping exclusively, like a Box<[u8]>.
-unsafe impl Send for PageBuf {}
-
-impl PageBuf {
-    fn new(len: usize) -> io::Result<PageBuf> {
-        // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap"))?;
-        Ok(PageBuf { ptr, len })
-    }
-}
-
-impl std::ops::Deref for PageBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: the mapping is `len` bytes, readable, zero-filled at first, and lives as long
-        // as self.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl std::ops::DerefMut for PageBuf {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in deref; &mut self makes the access exclusive.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for PageBuf {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in new, unmapped once.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
         }
     }
 }
