@@ -115,6 +115,28 @@ pub(super) fn ttl_left(expire_at: Time, now: Time) -> i64 {
 }
 
 impl Engine<'_> {
+    /// The item's expiry before a `T` changes it, when a `t` comes before
+    /// that `T` among the flags (memcached walks the flags in order, so that
+    /// `t` reports the TTL the item had); `None` otherwise.
+    pub(super) fn expire_before_ttl_update(
+        &self,
+        m: &MetaRequest<'_>,
+        updates_ttl: bool,
+        key: &[u8],
+        now: Time,
+    ) -> Option<Time> {
+        let t_before_t = updates_ttl
+            && m.flag_words
+                .into_iter()
+                .find(|w| matches!(w[0], b't' | b'T'))
+                .is_some_and(|w| w[0] == b't');
+        if t_before_t {
+            self.store.get(key, now, peek(), |i| i.expire_at())
+        } else {
+            None
+        }
+    }
+
     pub(super) fn exec_mn(&self, room: &mut Room<'_, '_>) -> Exec {
         self.stats.cmd_meta.incr();
         room.line(b"MN");

@@ -32,16 +32,7 @@ impl Engine<'_> {
         // memcached answers a vivifying miss even in quiet mode
         let existed = f.vivify.is_none() || self.exists(key, now);
         // a `t` before `T` reports the TTL the item had before T applied
-        let t_before_t = f.ttl.is_some()
-            && m.flag_words
-                .into_iter()
-                .find(|w| matches!(w[0], b't' | b'T'))
-                .is_some_and(|w| w[0] == b't');
-        let old_expire = if t_before_t {
-            self.store.get(key, now, peek(), |i| i.expire_at())
-        } else {
-            None
-        };
+        let old_expire = self.expire_before_ttl_update(m, f.ttl.is_some(), key, now);
         let mut r = self.store.arith(key, &op, now);
         if r == Err(StoreError::Exists) && self.value_is_empty(key, now) {
             // memcached rejects an empty value before comparing the CAS

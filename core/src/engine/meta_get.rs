@@ -110,16 +110,7 @@ impl Engine<'_> {
                 .unwrap_or(false);
             recache_below = if wins { Some(u32::MAX) } else { None };
         }
-        let t_before_t = f.ttl.is_some()
-            && m.flag_words
-                .into_iter()
-                .find(|w| matches!(w[0], b't' | b'T'))
-                .is_some_and(|w| w[0] == b't');
-        let old_expire = if t_before_t {
-            self.store.get(key, now, peek(), |i| i.expire_at())
-        } else {
-            None
-        };
+        let old_expire = self.expire_before_ttl_update(m, f.ttl.is_some(), key, now);
         let ttl = f.ttl.map(|t| expire_at(t, now));
         // memcached bumps an item (fetched, access time) as it fetches it,
         // unless a flag needs its state from before the bump (N, R, T, h,
