@@ -17,7 +17,7 @@ use std::time::Instant;
 use petrel_core::histogram::{ClassCounts, LatencyStats};
 
 use crate::buffer::PageBuf;
-use crate::service::{Service, Status, Time, Transport};
+use crate::service::{ConnectionEvent, Service, Status, Time, Transport};
 use crate::stats::FrontendStats;
 
 /// After a request used more than this much of a buffer, the pages beyond it
@@ -25,8 +25,12 @@ use crate::stats::FrontendStats;
 const RELEASE_ABOVE_BYTES: usize = 64 * 1024;
 
 /// Bytes moved by [`Connection::drive`] calls, added up by the caller and
-/// published to the shared statistics once per event-loop iteration (not per
-/// request, to keep shared cache lines quiet).
+/// published to the front end's statistics once per event-loop iteration (not
+/// per request, to keep shared cache lines quiet). The service's own figures
+/// (`bytes_read` / `bytes_written` in `stats`) are reported to it as each read
+/// or write returns instead: as in memcached, the bytes of a request are
+/// counted before it is answered, so `stats reset` followed by `stats` shows
+/// the `stats` line read and the `RESET` written, not the `stats reset` line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
     /// Bytes read from sockets.
@@ -206,6 +210,7 @@ impl<S: Service> Connection<S> {
                         self.wstart += n;
                         self.last_active = now;
                         traffic.written += n as u64;
+                        service.connection_event(ConnectionEvent::BytesWritten(n as u64));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::WaitWrite,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -309,6 +314,7 @@ impl<S: Service> Connection<S> {
                     self.rend += n;
                     self.dirty = true;
                     traffic.read += n as u64;
+                    service.connection_event(ConnectionEvent::BytesRead(n as u64));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::WaitRead,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -21,9 +21,10 @@ pub enum ConnectionEvent {
     Rejected,
     /// A connection gave up its turn after using its per-event budget.
     Yielded,
-    /// Bytes read from clients (reported in batches).
+    /// Bytes read from a TCP client, reported as the read returns, before
+    /// the service is given them (memcached counts them at the read too).
     BytesRead(u64),
-    /// Bytes written to clients (reported in batches).
+    /// Bytes written to a TCP client, reported as the write returns.
     BytesWritten(u64),
 }
 

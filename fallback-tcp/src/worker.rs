@@ -273,18 +273,15 @@ impl<'a, S: Service> Worker<'a, S> {
         }
     }
 
-    /// Adds the bytes moved since the last call to the shared statistics.
+    /// Adds the bytes moved since the last call to the front end's
+    /// statistics (the service counted them as they moved).
     fn publish_traffic(&mut self) {
         let t = std::mem::take(&mut self.traffic);
         if t.read > 0 {
             self.shared.stats.tcp_bytes_read.add(t.read);
-            self.service
-                .connection_event(ConnectionEvent::BytesRead(t.read));
         }
         if t.written > 0 {
             self.shared.stats.tcp_bytes_written.add(t.written);
-            self.service
-                .connection_event(ConnectionEvent::BytesWritten(t.written));
         }
     }
 
