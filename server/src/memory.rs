@@ -125,6 +125,31 @@ fn map(len: usize, extra_flags: libc::c_int) -> io::Result<*mut u8> {
             0,
         )
     };
+    mapped(p)
+}
+
+/// A shared read-write mapping of the first `len` bytes of `file` (opened
+/// read-write, at least `len` bytes long): `--persist`'s arena. It stays
+/// mapped after `file` is closed, until `munmap`.
+pub fn map_file(file: &std::fs::File, len: usize) -> io::Result<*mut u8> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a shared mapping of `len` bytes of an open file; no address
+    // hint; the result is checked against MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    mapped(p)
+}
+
+/// `mmap`'s result as an address, or the error it set.
+fn mapped(p: *mut libc::c_void) -> io::Result<*mut u8> {
     if p == libc::MAP_FAILED {
         Err(io::Error::last_os_error())
     } else {
@@ -569,19 +594,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let len = 32usize << 20;
         file.set_len(len as u64).unwrap();
-        // SAFETY: a shared mapping of the file just sized to `len`,
-        // checked against MAP_FAILED and unmapped below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
+        let p = map_file(&file, len).unwrap();
         let start = p as usize;
         let stop = AtomicBool::new(false);
         let frontiers = |f: &mut dyn FnMut(DataFrontier)| {
@@ -609,10 +622,10 @@ mod tests {
         // system may round an allocation out a little).
         let bytes = allocated();
         assert!((4 << 20..6 << 20).contains(&bytes), "{bytes}");
-        let res = Residency::new(p.cast(), len);
+        let res = Residency::new(p, len);
         assert_eq!(res.resident_bytes(), 0, "nothing mapped");
         // SAFETY: the mapping made above; nothing refers to it.
-        unsafe { libc::munmap(p, len) };
+        unsafe { libc::munmap(p.cast(), len) };
     }
 
     /// A store reattached from a file has its frontier far into each

@@ -105,27 +105,6 @@ impl PersistFile {
         Ok((file, Some(reason)))
     }
 
-    fn map(file: &File, len: usize) -> io::Result<*mut u8> {
-        // SAFETY: a shared mapping of `len` bytes of a file we opened
-        // read-write and sized to `len`; no address hint; the result is
-        // checked against MAP_FAILED.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(p.cast())
-        }
-    }
-
     /// The whole mapping as the engine's arena.
     ///
     /// # Safety
@@ -187,7 +166,7 @@ pub fn start(
     let t0 = Instant::now();
     let named = |e: io::Error| format!("petrel: --persist {}: {e}", path.display());
     let (file, size_reason) = PersistFile::open(path, arena_bytes, cfg).map_err(named)?;
-    let ptr = PersistFile::map(&file, arena_bytes).map_err(named)?;
+    let ptr = crate::memory::map_file(&file, arena_bytes).map_err(named)?;
     let pf = PersistFile {
         file,
         path: path.to_path_buf(),
