@@ -548,6 +548,19 @@ mod tests {
         }
     }
 
+    /// Each group reads the figures it declares: the names exposed for it
+    /// come from its own declarations, not another struct's.
+    #[test]
+    fn every_group_reads_the_metrics_it_declares() {
+        let s = sources();
+        for g in metrics::GROUPS {
+            let mut seen = Vec::new();
+            g.read(&s, &mut |d, _| seen.push(d.name));
+            let declared: Vec<&str> = g.descs.iter().map(|d| d.name).collect();
+            assert_eq!(seen, declared, "group {}", g.prefix);
+        }
+    }
+
     /// Runs `f` with the sources observed and an empty window.
     fn with_observed(f: impl FnOnce(&Observed<'_, '_>)) {
         let s = sources();

@@ -158,33 +158,71 @@ impl Family {
     }
 }
 
-/// A group of `metrics!` declarations: exposed name prefix and the
-/// declarations.
-// Read by the README table and tests rather than at run time.
-#[cfg_attr(not(test), allow(dead_code))]
+/// A group of `metrics!` declarations: exposed name prefix, the
+/// declarations, and where the running server's values are read.
 pub struct Group {
     /// `petrel_<prefix>_...`.
     pub prefix: &'static str,
-    /// Its metrics.
+    /// Its metrics (read by the README table and tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub descs: &'static [Desc],
+    /// Calls `f(desc, value)` for each of `descs`, from `Sources`.
+    read: Reader,
 }
+
+impl Group {
+    /// Calls `f(desc, value)` for each of the group's metrics, read from
+    /// `sources`, in declaration order.
+    pub fn read(&self, sources: &Sources<'_>, f: &mut dyn FnMut(&Desc, u64)) {
+        (self.read)(sources, f)
+    }
+}
+
+/// How a [`Group`]'s values are read.
+type Reader = fn(&Sources<'_>, &mut dyn FnMut(&Desc, u64));
 
 /// A [`Group`] (for [`GROUPS`]).
-const fn group(prefix: &'static str, descs: &'static [Desc]) -> Group {
-    Group { prefix, descs }
+const fn group(prefix: &'static str, descs: &'static [Desc], read: Reader) -> Group {
+    Group {
+        prefix,
+        descs,
+        read,
+    }
 }
 
-/// Every statically declared group, in exposition order.
-#[cfg_attr(not(test), allow(dead_code))]
+/// Every statically declared group, in exposition order: the one list that
+/// [`Sources::collect`], the README's table and the tests follow.
 pub const GROUPS: &[Group] = &[
-    group("engine", &EngineStats::DESCS),
-    group("store", &StoreStats::DESCS),
-    group("frontend", &FrontendStats::DESCS),
-    group("udp", &UdpStats::DESCS),
-    group("udp_guard", &GuardStats::DESCS),
-    group("tls", &petrel_tcp::TlsStats::DESCS),
-    group("log", &LogStats::DESCS),
-    group("klog", &KlogStats::DESCS),
+    group("engine", &EngineStats::DESCS, |s, f| {
+        s.engine.stats().for_each_desc(f)
+    }),
+    group("store", &StoreStats::DESCS, |s, f| {
+        s.engine.store().stats().for_each_desc(f)
+    }),
+    group("frontend", &FrontendStats::DESCS, |s, f| {
+        s.frontend.for_each_desc(f)
+    }),
+    group("udp", &UdpStats::DESCS, |s, f| {
+        s.frontend.udp().for_each_desc(f)
+    }),
+    // zeros when UDP is not served
+    group("udp_guard", &GuardStats::DESCS, |s, f| match &s.guard {
+        Some(g) => g.stats().for_each_desc(f),
+        None => GuardStats::new().for_each_desc(f),
+    }),
+    // zeros when TLS is off (-Z not given)
+    group("tls", &petrel_tcp::TlsStats::DESCS, |s, f| {
+        match s.frontend.tls() {
+            Some(t) => t.stats().for_each_desc(f),
+            None => petrel_tcp::TlsStats::new().for_each_desc(f),
+        }
+    }),
+    group("log", &LogStats::DESCS, |_, f| {
+        crate::logger::stats().for_each_desc(f)
+    }),
+    group("klog", &KlogStats::DESCS, |_, f| {
+        crate::klog::stats().for_each_desc(f)
+    }),
 ];
 
 /// Figures that two groups keep: (group, field, the one exposed name).
@@ -373,35 +411,9 @@ impl Sources<'_> {
             };
             out.push(Family::single(name, *kind, unit, help, value));
         }
-        self.engine
-            .stats()
-            .for_each_desc(|d, v| push_group(&mut out, "engine", d, v));
-        self.engine
-            .store()
-            .stats()
-            .for_each_desc(|d, v| push_group(&mut out, "store", d, v));
-        self.frontend
-            .for_each_desc(|d, v| push_group(&mut out, "frontend", d, v));
-        self.frontend
-            .udp()
-            .for_each_desc(|d, v| push_group(&mut out, "udp", d, v));
-        match &self.guard {
-            Some(g) => g
-                .stats()
-                .for_each_desc(|d, v| push_group(&mut out, "udp_guard", d, v)),
-            None => GuardStats::new().for_each_desc(|d, v| push_group(&mut out, "udp_guard", d, v)),
+        for g in GROUPS {
+            g.read(self, &mut |d, v| push_group(&mut out, g.prefix, d, v));
         }
-        // zeros when TLS is off (-Z not given), as the guard's without UDP
-        match self.frontend.tls() {
-            Some(t) => t
-                .stats()
-                .for_each_desc(|d, v| push_group(&mut out, "tls", d, v)),
-            None => {
-                petrel_tcp::TlsStats::new().for_each_desc(|d, v| push_group(&mut out, "tls", d, v))
-            }
-        }
-        crate::logger::stats().for_each_desc(|d, v| push_group(&mut out, "log", d, v));
-        crate::klog::stats().for_each_desc(|d, v| push_group(&mut out, "klog", d, v));
         // kernel UDP only when it is served (AF_XDP adds its own)
         let tcp = ("tcp", self.frontend.tcp_latency());
         let udp = ("udp", self.frontend.udp_latency());
