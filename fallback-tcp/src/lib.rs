@@ -615,6 +615,46 @@ mod tests {
     }
 
     #[test]
+    fn udp_with_four_workers_answers_each_datagram_once_and_counts_empty_receives() {
+        let (h, _, udp, stats, t) = start(|c| c.threads = 4);
+        // Each worker looks at the socket once at start and finds it empty.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stats.udp().empty_receives.get() < 4 {
+            assert!(Instant::now() < deadline, "the workers did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(stats.udp().empty_receives.get(), 4);
+        let clients: Vec<StdUdp> = (0..4).map(|_| StdUdp::bind(loopback()).unwrap()).collect();
+        let mut answered = vec![0u32; 400];
+        for batch in 0..8u16 {
+            for i in batch * 50..batch * 50 + 50 {
+                let mut d = [i.to_be_bytes(), [0, 0], [0, 1], [0, 0]].concat();
+                d.extend_from_slice(format!("r{i}\n").as_bytes());
+                clients[usize::from(i) % 4].send_to(&d, udp).unwrap();
+            }
+            for i in batch * 50..batch * 50 + 50 {
+                let c = &clients[usize::from(i) % 4];
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut buf = [0u8; 64];
+                let n = c.recv(&mut buf).unwrap();
+                let id = u16::from_be_bytes([buf[0], buf[1]]);
+                assert_eq!(&buf[8..n], format!("r{id}\r\n").as_bytes());
+                assert_eq!(
+                    usize::from(id) % 4,
+                    usize::from(i) % 4,
+                    "reply to another socket"
+                );
+                answered[usize::from(id)] += 1;
+            }
+        }
+        assert!(answered.iter().all(|&n| n == 1), "{answered:?}");
+        assert_eq!(stats.udp_datagrams_received.get(), 400);
+        h.shutdown();
+        t.join().unwrap().unwrap();
+        assert_eq!(stats.udp_datagrams_sent.get(), 400);
+    }
+
+    #[test]
     fn udp_guard_caps_replies_to_sources_outside_the_allowlist() {
         use petrel_core::udp::guard::{GuardConfig, UdpGuard, TOO_LARGE_REPLY};
         let guard = Arc::new(

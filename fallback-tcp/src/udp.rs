@@ -225,7 +225,10 @@ impl UdpPort {
         for _ in 0..max_batches {
             let n = match self.receive_batch() {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    udp_stats.empty_receives.incr();
+                    return true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("UDP receive failed: {e}");
