@@ -74,24 +74,19 @@ impl From<EtherType> for u16 {
     }
 }
 
-/// A view of an Ethernet II frame in a buffer. Accessors never panic (see the
-/// module promise in [`crate::wire`]).
-#[derive(Debug, Clone)]
-pub struct EthernetFrame<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an Ethernet II frame in a buffer. Accessors never panic (see the
+    /// module promise in [`crate::wire`]).
+    EthernetFrame,
+    /// Everything after the header (up to the end of the buffer, padding
+    /// included: the IP header says how much is real).
+    payload
 }
 
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
-    /// Wrap a buffer without checking its length.
-    pub const fn new_unchecked(buffer: T) -> Self {
-        EthernetFrame { buffer }
-    }
-
-    /// Wrap a buffer and [`check_len`](Self::check_len) it.
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let f = Self::new_unchecked(buffer);
-        f.check_len()?;
-        Ok(f)
+    /// Everything after the header, to the end of the buffer.
+    fn payload_range(&self) -> Field {
+        fields::PAYLOAD..self.buffer.as_ref().len()
     }
 
     /// `Err(Truncated)` unless the buffer holds the 14-byte header.
@@ -101,11 +96,6 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         } else {
             Ok(())
         }
-    }
-
-    /// Give back the buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// Destination MAC.
@@ -121,21 +111,6 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// EtherType.
     pub fn ethertype(&self) -> EtherType {
         EtherType::from(field::u16_at(self.buffer.as_ref(), fields::ETHERTYPE))
-    }
-
-    /// Everything after the header (up to the end of the buffer, padding
-    /// included: the IP header says how much is real).
-    pub fn payload(&self) -> &[u8] {
-        self.buffer.as_ref().get(fields::PAYLOAD..).unwrap_or(&[])
-    }
-}
-
-impl<'a> EthernetFrame<&'a [u8]> {
-    /// Consume the view, returning its payload with the buffer's lifetime
-    /// (same range as `payload`).
-    pub fn into_payload(self) -> &'a [u8] {
-        let range = fields::PAYLOAD..self.buffer.len();
-        field::slice(self.buffer, range)
     }
 }
 
@@ -160,14 +135,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
         let (src, dst) = (self.src_addr(), self.dst_addr());
         self.set_src_addr(dst);
         self.set_dst_addr(src);
-    }
-
-    /// Everything after the header, writable.
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        match self.buffer.as_mut().get_mut(fields::PAYLOAD..) {
-            Some(s) => s,
-            None => &mut [],
-        }
     }
 }
 

@@ -57,24 +57,19 @@ impl Ipv4Address {
     }
 }
 
-/// A view of an IPv4 packet in a buffer. Accessors never panic (see the
-/// module promise in [`crate::wire`]).
-#[derive(Debug, Clone)]
-pub struct Ipv4Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an IPv4 packet in a buffer. Accessors never panic (see the
+    /// module promise in [`crate::wire`]).
+    Ipv4Packet,
+    /// The payload: bytes from the end of the header to `total length`
+    /// (empty when the lengths do not fit the buffer).
+    payload
 }
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
-    /// Wrap a buffer without checking it.
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Ipv4Packet { buffer }
-    }
-
-    /// Wrap a buffer and [`check_len`](Self::check_len) it.
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
+    /// Bytes from the end of the header to `total length`.
+    fn payload_range(&self) -> Field {
+        self.header_len()..usize::from(self.total_len())
     }
 
     /// Check that the header and the `total length` the header announces lie
@@ -103,11 +98,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    /// Give back the buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// The version nibble (4 for IPv4).
@@ -178,24 +168,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
             _ => false,
         }
     }
-
-    /// The payload: bytes from the end of the header to `total length`
-    /// (empty when the lengths do not fit the buffer).
-    pub fn payload(&self) -> &[u8] {
-        field::slice(
-            self.buffer.as_ref(),
-            self.header_len()..usize::from(self.total_len()),
-        )
-    }
-}
-
-impl<'a> Ipv4Packet<&'a [u8]> {
-    /// Consume the view, returning its payload with the buffer's lifetime
-    /// (same range as `payload`).
-    pub fn into_payload(self) -> &'a [u8] {
-        let range = self.header_len()..usize::from(self.total_len());
-        field::slice(self.buffer, range)
-    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
@@ -260,12 +232,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
             _ => return,
         };
         self.set_checksum(!sum);
-    }
-
-    /// The payload, writable (same range as [`payload`](Self::payload)).
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        let range = self.header_len()..usize::from(self.total_len());
-        field::slice_mut(self.buffer.as_mut(), range)
     }
 }
 

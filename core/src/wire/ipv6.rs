@@ -51,24 +51,19 @@ impl Ipv6Address {
     pub const LOOPBACK: Ipv6Address = Ipv6Address([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
 }
 
-/// A view of an IPv6 packet in a buffer. Accessors never panic (see the
-/// module promise in [`crate::wire`]).
-#[derive(Debug, Clone)]
-pub struct Ipv6Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an IPv6 packet in a buffer. Accessors never panic (see the
+    /// module promise in [`crate::wire`]).
+    Ipv6Packet,
+    /// The payload (`payload length` bytes after the fixed header; empty when
+    /// that does not fit the buffer).
+    payload
 }
 
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
-    /// Wrap a buffer without checking it.
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Ipv6Packet { buffer }
-    }
-
-    /// Wrap a buffer and [`check_len`](Self::check_len) it.
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
+    /// `payload length` bytes after the fixed header.
+    fn payload_range(&self) -> Field {
+        IPV6_HEADER_BYTES..IPV6_HEADER_BYTES + usize::from(self.payload_len())
     }
 
     /// `Truncated` unless the 40-byte header and the payload length it
@@ -80,11 +75,6 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         } else {
             Ok(())
         }
-    }
-
-    /// Give back the buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// The version nibble (6 for IPv6).
@@ -128,22 +118,6 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     pub fn dst_addr(&self) -> Ipv6Address {
         Ipv6Address(field::array_at(self.buffer.as_ref(), fields::DST_ADDR))
     }
-
-    /// The payload (`payload length` bytes after the fixed header; empty when
-    /// that does not fit the buffer).
-    pub fn payload(&self) -> &[u8] {
-        let end = IPV6_HEADER_BYTES + usize::from(self.payload_len());
-        field::slice(self.buffer.as_ref(), IPV6_HEADER_BYTES..end)
-    }
-}
-
-impl<'a> Ipv6Packet<&'a [u8]> {
-    /// Consume the view, returning its payload with the buffer's lifetime
-    /// (same range as `payload`).
-    pub fn into_payload(self) -> &'a [u8] {
-        let range = IPV6_HEADER_BYTES..IPV6_HEADER_BYTES + usize::from(self.payload_len());
-        field::slice(self.buffer, range)
-    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
@@ -176,12 +150,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     /// Set the destination address.
     pub fn set_dst_addr(&mut self, a: Ipv6Address) {
         field::set_bytes_at(self.buffer.as_mut(), fields::DST_ADDR, &a.0);
-    }
-
-    /// The payload, writable.
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        let end = IPV6_HEADER_BYTES + usize::from(self.payload_len());
-        field::slice_mut(self.buffer.as_mut(), IPV6_HEADER_BYTES..end)
     }
 }
 

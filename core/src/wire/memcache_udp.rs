@@ -40,24 +40,18 @@ pub const UDP_MAX_PAYLOAD_BYTES: usize = UDP_MAX_DATAGRAM_BYTES - UDP_FRAME_HEAD
 /// patching the total after the fact).
 pub const UDP_FRAME_TOTAL_OFFSET: usize = fields::TOTAL.start;
 
-/// A view of a memcache UDP datagram (frame header + payload). Accessors
-/// never panic (see the module promise in [`crate::wire`]).
-#[derive(Debug, Clone)]
-pub struct MemcacheUdpFrame<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of a memcache UDP datagram (frame header + payload). Accessors
+    /// never panic (see the module promise in [`crate::wire`]).
+    MemcacheUdpFrame,
+    /// The payload: memcache ASCII protocol bytes.
+    payload
 }
 
 impl<T: AsRef<[u8]>> MemcacheUdpFrame<T> {
-    /// Wrap a buffer without checking it.
-    pub const fn new_unchecked(buffer: T) -> Self {
-        MemcacheUdpFrame { buffer }
-    }
-
-    /// Wrap a buffer and [`check_len`](Self::check_len) it.
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let f = Self::new_unchecked(buffer);
-        f.check_len()?;
-        Ok(f)
+    /// Everything after the header, to the end of the buffer.
+    fn payload_range(&self) -> Field {
+        fields::PAYLOAD..self.buffer.as_ref().len()
     }
 
     /// `Truncated` unless the buffer holds the 8-byte header. Everything after
@@ -68,11 +62,6 @@ impl<T: AsRef<[u8]>> MemcacheUdpFrame<T> {
         } else {
             Ok(())
         }
-    }
-
-    /// Give back the buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// Request id (opaque, chosen by the client, echoed in replies).
@@ -93,20 +82,6 @@ impl<T: AsRef<[u8]>> MemcacheUdpFrame<T> {
     /// Reserved field (must be 0).
     pub fn reserved(&self) -> u16 {
         field::u16_at(self.buffer.as_ref(), fields::RESERVED)
-    }
-
-    /// The payload: memcache ASCII protocol bytes.
-    pub fn payload(&self) -> &[u8] {
-        self.buffer.as_ref().get(fields::PAYLOAD..).unwrap_or(&[])
-    }
-}
-
-impl<'a> MemcacheUdpFrame<&'a [u8]> {
-    /// Consume the view, returning its payload with the buffer's lifetime
-    /// (same range as `payload`).
-    pub fn into_payload(self) -> &'a [u8] {
-        let range = fields::PAYLOAD..self.buffer.len();
-        field::slice(self.buffer, range)
     }
 }
 
@@ -129,14 +104,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> MemcacheUdpFrame<T> {
     /// Set the reserved field.
     pub fn set_reserved(&mut self, v: u16) {
         field::set_u16_at(self.buffer.as_mut(), fields::RESERVED, v);
-    }
-
-    /// The payload, writable.
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        match self.buffer.as_mut().get_mut(fields::PAYLOAD..) {
-            Some(s) => s,
-            None => &mut [],
-        }
     }
 }
 

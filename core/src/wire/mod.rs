@@ -38,6 +38,62 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+/// Declares a view `$name<T: AsRef<[u8]>>` over a buffer with what every view
+/// has alike: `new_unchecked`, `new_checked` (through the view's own
+/// `check_len`), `into_inner`, and the payload accessors `payload`,
+/// `into_payload` and `payload_mut` over the range the view's own
+/// `payload_range` gives (which an out-of-buffer range makes empty).
+macro_rules! view {
+    ($(#[$doc:meta])* $name:ident, $(#[$payload_doc:meta])* payload) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name<T: AsRef<[u8]>> {
+            buffer: T,
+        }
+
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// Wrap a buffer without checking it.
+            pub const fn new_unchecked(buffer: T) -> Self {
+                $name { buffer }
+            }
+
+            /// Wrap a buffer and [`check_len`](Self::check_len) it.
+            pub fn new_checked(buffer: T) -> Result<Self> {
+                let p = Self::new_unchecked(buffer);
+                p.check_len()?;
+                Ok(p)
+            }
+
+            /// Give back the buffer.
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+
+            $(#[$payload_doc])*
+            pub fn payload(&self) -> &[u8] {
+                field::slice(self.buffer.as_ref(), self.payload_range())
+            }
+        }
+
+        impl<'a> $name<&'a [u8]> {
+            /// Consume the view, returning its payload with the buffer's
+            /// lifetime (same range as `payload`).
+            pub fn into_payload(self) -> &'a [u8] {
+                let range = self.payload_range();
+                field::slice(self.buffer, range)
+            }
+        }
+
+        impl<T: AsRef<[u8]> + AsMut<[u8]>> $name<T> {
+            /// The payload, writable (same range as `payload`).
+            pub fn payload_mut(&mut self) -> &mut [u8] {
+                let range = self.payload_range();
+                field::slice_mut(self.buffer.as_mut(), range)
+            }
+        }
+    };
+}
+
 pub mod checksum;
 pub mod ethernet;
 pub mod ipv4;

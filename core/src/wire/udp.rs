@@ -67,24 +67,18 @@ impl IpPair {
     }
 }
 
-/// A view of a UDP datagram in a buffer. Accessors never panic (see the
-/// module promise in [`crate::wire`]).
-#[derive(Debug, Clone)]
-pub struct UdpPacket<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of a UDP datagram in a buffer. Accessors never panic (see the
+    /// module promise in [`crate::wire`]).
+    UdpPacket,
+    /// The payload: the bytes after the header up to the length field.
+    payload
 }
 
 impl<T: AsRef<[u8]>> UdpPacket<T> {
-    /// Wrap a buffer without checking it.
-    pub const fn new_unchecked(buffer: T) -> Self {
-        UdpPacket { buffer }
-    }
-
-    /// Wrap a buffer and [`check_len`](Self::check_len) it.
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
+    /// Bytes after the header up to the length field.
+    fn payload_range(&self) -> Field {
+        UDP_HEADER_BYTES..usize::from(self.len())
     }
 
     /// `Truncated` when the buffer is shorter than 8 bytes or than the length
@@ -103,11 +97,6 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
             return Err(Error::Truncated);
         }
         Ok(())
-    }
-
-    /// Give back the buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// Source port.
@@ -147,23 +136,6 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
             _ => false,
         }
     }
-
-    /// The payload: the bytes after the header up to the length field.
-    pub fn payload(&self) -> &[u8] {
-        field::slice(
-            self.buffer.as_ref(),
-            UDP_HEADER_BYTES..usize::from(self.len()),
-        )
-    }
-}
-
-impl<'a> UdpPacket<&'a [u8]> {
-    /// Consume the view, returning its payload with the buffer's lifetime
-    /// (same range as `payload`).
-    pub fn into_payload(self) -> &'a [u8] {
-        let range = UDP_HEADER_BYTES..usize::from(self.len());
-        field::slice(self.buffer, range)
-    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
@@ -200,12 +172,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
             _ => return,
         };
         self.set_checksum(checksum::udp_field(!sum));
-    }
-
-    /// Payload, writable.
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        let end = usize::from(self.len());
-        field::slice_mut(self.buffer.as_mut(), UDP_HEADER_BYTES..end)
     }
 }
 
