@@ -212,6 +212,40 @@ def cell_key(v):
     return tuple(v[k] for k in CELL_KEYS)
 
 
+LAT_KEYS = ("rate", "ops_per_sec", "p50_us", "p99_us", "p999_us", "max_us", "lost", "errors", "requests",
+            "store_lock_waits")
+
+
+def lat_agg(runs):
+    """One open-loop cell of one server over its rounds: the median of every figure, the figures of
+    every round in `all`, the number of rounds in `n`."""
+    a = {"all": {}, "n": len(runs)}
+    for k in LAT_KEYS:
+        vals = [r[k] for r in runs if isinstance(r.get(k), float)]
+        a["all"][k] = vals
+        a[k] = med(vals)
+    late = []
+    for r in runs:
+        n = r.get("requests", 0) + r.get("lost", 0)
+        late.append(100.0 * r.get("late", 0) / n if n else float("nan"))
+    a["all"]["late_pct"] = [x for x in late if not math.isnan(x)]
+    a["late_pct"] = med(a["all"]["late_pct"])
+    return a
+
+
+def with_range(a, key, fmt, unit=""):
+    """`median unit (min–max)` of the rounds of an aggregate, or the value alone where the rounds
+    do not differ (or there is one)."""
+    vals = a["all"].get(key) or []
+    if not vals:
+        return "-"
+    text = fmt % a[key] + unit
+    lo, hi = fmt % min(vals), fmt % max(vals)
+    if lo != hi:
+        text += " (%s–%s)" % (lo, hi)
+    return text
+
+
 def net_cells(rows, section):
     """{cell: {server: [runs]}} in a stable order."""
     cells = {}
@@ -234,6 +268,7 @@ class Report:
         self.compared = {}
         self.tcp_summary = None
         self.lat_summary = {}
+        self.lat_rounds = 0
         self.plots = {}
         try:
             import matplotlib
@@ -602,17 +637,21 @@ class Report:
             self.w()
 
     def latency_load(self):
-        """The open-loop section: latency against offered load, per transport."""
-        cells = {}
+        """The open-loop section: latency against offered load, per transport. Every cell may have
+        several rounds: the tables quote their medians with the range, and the comparisons (ratios,
+        losses, the README's counts) use the medians."""
+        runs = {}
         peaks = {}
-        for sec, server, _rnd, v in self.rows:
+        for sec, server, rnd, v in self.rows:
             if sec not in ("lat", "latpeak"):
                 continue
             base = (v.get("transport"), int(v.get("threads", 0)), v.get("dist"))
             if sec == "latpeak":
-                peaks.setdefault(base, {})[server] = v
+                peaks.setdefault(base, {}).setdefault(server, []).append(v["ops_per_sec"])
             else:
-                cells.setdefault(base, {}).setdefault(int(v["load_pct"]), {})[server] = v
+                runs.setdefault(base, {}).setdefault(int(v["load_pct"]), {}).setdefault(server, []).append(v)
+        cells = {base: {pct: {server: lat_agg(rs) for server, rs in servers.items()}
+                        for pct, servers in by_pct.items()} for base, by_pct in runs.items()}
         xdp_note = ""
         path = os.path.join(self.raw, "lat-xdp.txt")
         if os.path.exists(path):
@@ -623,27 +662,72 @@ class Report:
         if not cells and not xdp_note:
             return
         self.lat_summary = {}
+        m = self.machine
+        self.lat_rounds = 0
+        all_runs = [r for by_pct in runs.values() for servers in by_pct.values() for rs in servers.values() for r in rs]
+        n_rounds = sorted({a["n"] for by_pct in cells.values() for servers in by_pct.values() for a in servers.values()})
+        if n_rounds and n_rounds[-1] > 1:
+            self.lat_rounds = n_rounds[-1]
+            rounds_text = (
+                "Each cell is measured in %s rounds: TCP and kernel UDP go through every cell once per round, with "
+                "a fresh server per round (the 4 loads of one server and group run against it in turn) and the "
+                "server order flipping from round to round; AF_XDP runs a load's rounds back to back in one "
+                "`scripts/bench-udp --rounds` call, which alternates the order too. The tables quote the median "
+                "of the rounds with their range (min–max) in brackets; the Petrel/memcached ratios, the counts "
+                "and the losses below compare the medians (a loss whose ranges overlap is marked). The "
+                "closed-loop peaks are measured once, before the first round, so every round offers the same "
+                "rates." % ("%d" % n_rounds[0] if len(n_rounds) == 1 else "%d–%d" % (n_rounds[0], n_rounds[-1])))
+        elif "lat_rounds" in m:
+            rounds_text = "One round per cell in this run; the closed-loop peaks are measured just before it."
+        else:
+            rounds_text = ("One run per cell (a run of `scripts/bench` from before the section had rounds), the "
+                           "closed-loop peaks measured just before it.")
+        secs = sorted({r["secs"] for r in all_runs if isinstance(r.get("secs"), float) and r.get("transport") != "xdp"})
+        min_req = m.get("lat_min_requests", "0")
+        if secs and min_req not in ("", "0"):
+            dur_text = ("A TCP or kernel UDP cell lasts %s s or, where the rate is lower, as long as %s requests take "
+                        "(%s s here), after a %s s warm-up at the same rate; an AF_XDP cell %s s or, likewise, "
+                        "the whole seconds %s requests take." % (
+                            m.get("lat_secs", "?"), min_req,
+                            "%g" % secs[0] if len(secs) == 1 else "%g–%g" % (secs[0], secs[-1]),
+                            m.get("lat_warm", "?"), m.get("lat_xdp_secs", "?"), min_req))
+        elif "lat_warm" in m:
+            dur_text = "A TCP or kernel UDP cell lasts %s s after a %s s warm-up at the same rate." % (
+                m.get("lat_secs", "?"), m["lat_warm"])
+        else:
+            dur_text = "A TCP or kernel UDP cell lasts %s s after a warm-up at the same rate." % m.get("lat_secs", "?")
+        low = [r["requests"] for r in all_runs if r.get("load_pct") == 10 and isinstance(r.get("requests"), float)]
+        if low:
+            dur_text += (" At 10 %% load a round's p99.9 rests on the slowest 0.1 %% of its %.0f–%.0f requests: "
+                         "%d–%d requests." % (min(low), max(low), min(low) // 1000, max(low) // 1000))
+        has_locks = any(isinstance(r.get("store_lock_waits"), float) for r in all_runs)
         self.w("## Latency against offered load (open loop)")
         self.w()
         self.w("`petrel-load --rate R`: Poisson arrivals at R requests/s in total over 20 connections (TCP) or "
                "sockets (UDP; 16 on the veth topology), one client thread; latency is measured from each "
                "request's *intended* send time, so a server that falls behind cannot slow the client down and "
-               "hide its queue (no coordinated omission). R is 10, 50, 80 and 95 %% of the LOWER of the two "
-               "servers' closed-loop peak, measured just before with the same workload (20 connections x 1 "
+               "hide its queue (no coordinated omission). R is 10, 50, 80 and 95 % of the LOWER of the two "
+               "servers' closed-loop peak, measured with the same workload (20 connections x 1 "
                "request in flight; on the veth topology scripts/bench-udp's 16 sockets x 4): 90/10 get/set, "
                "32 B values, 100k keys of 16 B preloaded, uniform or Zipf 0.99 popularity. That peak is partly "
                "the one-core client's limit (both servers do more at pipeline depth 8 in the TCP section), so "
-               "95 %% of it is below the servers' saturation. One %s s run per "
-               "cell after a warm-up, so a p99.9 rests on a few dozen slowest requests at 10 %% load. A UDP "
-               "request without a reply within 500 ms is lost and enters the percentiles with the time it "
+               "95 % of it is below the servers' saturation.")
+        self.w()
+        self.w(rounds_text + " " + dur_text)
+        self.w()
+        self.w("A UDP request without a reply within 500 ms is lost and enters the percentiles with the time it "
                "waited, so dropping requests cannot look better than answering them late. "
                "*late* is the share of requests the client sent more than 100 µs after their intended time: "
                "where it is large, the one-core client (not the server) is the limit and both servers' "
                "latencies include that client queueing. A TCP or UDP cell in which the client was late on more "
                "than 2 %% of its sends, or with more than 25 %% interference on the server's core, is measured "
-               "again (up to 3 tries in full mode, 2 in quick mode) and the least disturbed try is kept. AF_XDP: Petrel `-t 1` with one AF_XDP worker (native "
-               "mode) against memcached `-U -t 1` on kernel UDP, in the same namespaces." % (
-                   self.machine.get("lat_secs", "?")))
+               "again within its round (up to 3 tries in full mode, 2 in quick mode) and the least disturbed "
+               "try is kept. AF_XDP: Petrel `-t 1` with one AF_XDP worker (native mode) against memcached "
+               "`-U -t 1` on kernel UDP, in the same namespaces.%s" % (
+                   " *lock waits*: Petrel's `stats` `store_lock_waits` over the measured interval (shard-lock "
+                   "acquisitions that found the lock held past a short spin and yielded), read with a `stats` "
+                   "request before and after each TCP and kernel UDP cell; scripts/bench-udp does not read it, "
+                   "so the AF_XDP cells have none." if has_locks else ""))
         self.w()
         if xdp_note:
             self.w("AF_XDP: %s" % xdp_note)
@@ -656,59 +740,64 @@ class Report:
             self.w("### %s" % names[transport])
             self.w()
             pk = ["-t %d %s: Petrel %s, memcached %s" % (
-                k[1], k[2], "%.0f" % peaks[k]["petrel"]["ops_per_sec"] if "petrel" in peaks.get(k, {}) else "?",
-                "%.0f" % peaks[k]["memcached"]["ops_per_sec"] if "memcached" in peaks.get(k, {}) else "?")
+                k[1], k[2], "%.0f" % med(peaks[k]["petrel"]) if "petrel" in peaks.get(k, {}) else "?",
+                "%.0f" % med(peaks[k]["memcached"]) if "memcached" in peaks.get(k, {}) else "?")
                 for k in keys]
             self.w("Closed-loop peaks (requests/s): %s." % "; ".join(pk))
             self.w()
-            self.w("| cell | offered /s | server | achieved /s | p50 µs | p99 µs | p99.9 µs | max µs | late | "
-                   "Petrel/memcached p99 | p99.9 |")
-            self.w("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            locks = has_locks and transport != "xdp"
+            self.w("| cell | offered /s | server | rounds | achieved /s | p50 µs | p99 µs | p99.9 µs | max µs | late "
+                   "| lost |%s Petrel/memcached p99 | p99.9 |" % (" lock waits |" if locks else ""))
+            self.w("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |%s ---: | ---: |" % (
+                " ---: |" if locks else ""))
             summary = []
             for k in keys:
                 for pct, servers in sorted(cells[k].items()):
                     label = "-t %d, %s, %d %%" % (k[1], k[2], pct)
-                    p, m = servers.get("petrel"), servers.get("memcached")
+                    p, mc = servers.get("petrel"), servers.get("memcached")
                     for server in ("petrel", "memcached"):
                         a = servers.get(server)
                         if not a:
                             continue
-                        n = a.get("requests", 0) + a.get("lost", 0)
-                        late = 100.0 * a.get("late", 0) / n if n else float("nan")
                         rs = ["-", "-"]
-                        if server == "petrel" and m:
-                            rs = [fmt_ratio(ratio(p["p99_us"], m["p99_us"])),
-                                  fmt_ratio(ratio(p["p999_us"], m["p999_us"]))]
-                        self.w("| %s | %.0f | %s | %.0f | %.1f | %.1f | %.1f | %.0f | %.1f %% | %s | %s |" % (
-                            label, a.get("rate", 0), server, a["ops_per_sec"], a["p50_us"], a["p99_us"],
-                            a["p999_us"], a["max_us"], late, *rs))
-                        bad = [x for x in ("errors", "lost") if a.get(x, 0) > 0]
-                        if bad:
-                            self.w("| | | (%s: %s) | | | | | | | | |" % (
-                                server, ", ".join("%s %.0f" % (x, a[x]) for x in bad)))
-                    if p and m:
-                        summary.append((k, pct, p, m))
+                        if server == "petrel" and mc:
+                            rs = [fmt_ratio(ratio(p["p99_us"], mc["p99_us"])),
+                                  fmt_ratio(ratio(p["p999_us"], mc["p999_us"]))]
+                        lw = ""
+                        if locks:
+                            lw = " %s |" % with_range(a, "store_lock_waits", "%.0f")
+                        self.w("| %s | %.0f | %s | %d | %s | %s | %s | %s | %.0f | %s | %s |%s %s | %s |" % (
+                            label, a["rate"], server, a["n"], with_range(a, "ops_per_sec", "%.0f"),
+                            with_range(a, "p50_us", "%.1f"), with_range(a, "p99_us", "%.1f"),
+                            with_range(a, "p999_us", "%.1f"), a["max_us"], with_range(a, "late_pct", "%.1f", " %"),
+                            with_range(a, "lost", "%.0f"), lw, *rs))
+                        if a["all"]["errors"] and max(a["all"]["errors"]) > 0:
+                            self.w("| | | (%s: errors %s) |%s" % (
+                                server, with_range(a, "errors", "%.0f"), " |" * (10 + locks)))
+                    if p and mc:
+                        summary.append((k, pct, p, mc))
                         for key, what in (("p99_us", "p99"), ("p999_us", "p99.9")):
                             cat = "%s %s latency against offered load" % (names[transport], what)
                             self.compared[cat] = self.compared.get(cat, 0) + 1
-                            r = ratio(p[key], m[key])
+                            r = ratio(p[key], mc[key])
                             if r > 1 + TIE:
-                                n = p.get("requests", 0) + p.get("lost", 0)
-                                late = 100.0 * p.get("late", 0) / n if n else 0
+                                clear = min(p["all"][key]) > max(mc["all"][key])
+                                late = p["late_pct"]
                                 self.loss(cat, "%s (%.0f/s): %.1f µs vs %.1f µs (%.2f×)%s" % (
-                                    label, p.get("rate", 0), p[key], m[key], r,
-                                    " (client late on %.0f %% of sends)" % late if late > 1 else ""))
+                                    label, p["rate"], p[key], mc[key], r,
+                                    " (client late on %.0f %% of sends)" % late if late > 1 else ""), clear)
             self.w()
             self.lat_summary[transport] = summary
             if summary:
                 for key, what in (("p99_us", "p99"), ("p999_us", "p99.9")):
-                    rs = [ratio(p[key], m[key]) for _k, _pct, p, m in summary]
+                    rs = [ratio(p[key], mc[key]) for _k, _pct, p, mc in summary]
                     ok = sum(1 for r in rs if r <= 1 + TIE)
                     worst = max(range(len(rs)), key=lambda i: rs[i])
                     wk, wpct = summary[worst][0], summary[worst][1]
-                    self.w("%s: Petrel no higher than memcached (within %d %%) in %d of %d cells; worst %.2f× "
-                           "(-t %d, %s, %d %%); median ratio %.2f×." % (
-                               what, round(TIE * 100), ok, len(rs), rs[worst], wk[1], wk[2], wpct, med(rs)))
+                    self.w("%s%s: Petrel no higher than memcached (within %d %%) in %d of %d cells; worst "
+                           "%.2f× (-t %d, %s, %d %%); median ratio %.2f×." % (
+                               what, " (medians of the rounds)" if n_rounds and n_rounds[-1] > 1 else "",
+                               round(TIE * 100), ok, len(rs), rs[worst], wk[1], wk[2], wpct, med(rs)))
                     self.w()
             if self.plt and summary:
                 self.w("![%s latency against offered load](%s)" % (transport, self.lat_plot(transport, names[transport], cells, keys)))
@@ -726,12 +815,17 @@ class Report:
                 ax = axes[i][j]
                 by_pct = cells.get((transport, t, d), {})
                 pcts = sorted(by_pct)
-                for server, color, ls in (("petrel", "tab:blue", "-"), ("memcached", "tab:orange", "--")):
+                for server, color, ls, dx in (("petrel", "tab:blue", "-", -0.8), ("memcached", "tab:orange", "--", 0.8)):
                     for key, name, marker in styles:
                         xs = [pc for pc in pcts if server in by_pct[pc]]
                         ys = [by_pct[pc][server][key] for pc in xs]
-                        if xs:
-                            ax.plot(xs, ys, marker=marker, ms=3, ls=ls, color=color, label="%s %s" % (server, name))
+                        if not xs:
+                            continue
+                        # the median of the rounds, with their range as an error bar
+                        lo = [y - min(by_pct[pc][server]["all"][key]) for pc, y in zip(xs, ys)]
+                        hi = [max(by_pct[pc][server]["all"][key]) - y for pc, y in zip(xs, ys)]
+                        ax.errorbar([x + dx for x in xs], ys, yerr=[lo, hi], marker=marker, ms=3, ls=ls, color=color,
+                                    elinewidth=0.7, capsize=2, label="%s %s" % (server, name))
                 ax.set_yscale("log")
                 ax.set_xticks([10, 50, 80, 95])
                 ax.set_xlim(0, 100)
@@ -744,8 +838,8 @@ class Report:
                     ax.set_xlabel("offered load, % of the lower closed-loop peak", fontsize=7)
                 if i == 0 and j == 0:
                     ax.legend(fontsize=6, ncol=2)
-        fig.suptitle("%s: latency against offered load, open loop (Petrel solid, memcached dashed) — %s" % (
-            title, self.machine.get("date", "")), fontsize=9)
+        fig.suptitle("%s: latency against offered load, open loop (Petrel solid, memcached dashed; median of the "
+                     "rounds, bars: range) — %s" % (title, self.machine.get("date", "")), fontsize=9)
         fig.tight_layout()
         return self.save(fig, "lat-%s.png" % transport)
 
@@ -1068,7 +1162,9 @@ class Report:
             return
         self.w("Every comparison below in which Petrel is behind its peer by more than %d %% (smaller "
                "differences count as ties), as measured in this run. A loss marked *within the run-to-run "
-               "spread* is one where the ranges of the rounds overlap." % round(TIE * 100))
+               "spread* is one where the ranges of the rounds overlap.%s" % (
+                   round(TIE * 100), " The open-loop cells (latency against offered load) compare the medians of "
+                   "their rounds." if self.lat_rounds > 1 else ""))
         self.w()
         for cat, items in self.losses.items():
             n = self.compared.get(cat)
