@@ -676,7 +676,8 @@ class Report:
                 "of the rounds with their range (min–max) in brackets; the Petrel/memcached ratios, the counts "
                 "and the losses below compare the medians (a loss whose ranges overlap is marked). The "
                 "closed-loop peaks are measured once, before the first round, so every round offers the same "
-                "rates." % ("%d" % n_rounds[0] if len(n_rounds) == 1 else "%d–%d" % (n_rounds[0], n_rounds[-1])))
+                "rates.%s" % ("%d" % n_rounds[0] if len(n_rounds) == 1 else "%d–%d" % (n_rounds[0], n_rounds[-1]),
+                              " The whole section took %s s." % m["secs_lat"] if m.get("secs_lat") else ""))
         elif "lat_rounds" in m:
             rounds_text = "One round per cell in this run; the closed-loop peaks are measured just before it."
         else:
@@ -684,12 +685,14 @@ class Report:
                            "closed-loop peaks measured just before it.")
         secs = sorted({r["secs"] for r in all_runs if isinstance(r.get("secs"), float) and r.get("transport") != "xdp"})
         min_req = m.get("lat_min_requests", "0")
-        if secs and min_req not in ("", "0"):
-            dur_text = ("A TCP or kernel UDP cell lasts %s s or, where the rate is lower, as long as %s requests take "
-                        "(%s s here), after a %s s warm-up at the same rate; an AF_XDP cell %s s or, likewise, "
+        notes = (["at most %s s" % m["lat_max_secs"]] if m.get("lat_max_secs") else []) + (
+            ["%s s here" % ("%g" % secs[0] if len(secs) == 1 else "%g–%g" % (secs[0], secs[-1]))] if secs else [])
+        bracket = " (%s)" % "; ".join(notes) if notes else ""
+        if min_req not in ("", "0"):
+            dur_text = ("A TCP or kernel UDP cell lasts %s s or, where the rate is lower, as long as %s requests take"
+                        "%s, after a %s s warm-up at the same rate; an AF_XDP cell %s s or, likewise, "
                         "the whole seconds %s requests take." % (
-                            m.get("lat_secs", "?"), min_req,
-                            "%g" % secs[0] if len(secs) == 1 else "%g–%g" % (secs[0], secs[-1]),
+                            m.get("lat_secs", "?"), min_req, bracket,
                             m.get("lat_warm", "?"), m.get("lat_xdp_secs", "?"), min_req))
         elif "lat_warm" in m:
             dur_text = "A TCP or kernel UDP cell lasts %s s after a %s s warm-up at the same rate." % (
@@ -698,8 +701,9 @@ class Report:
             dur_text = "A TCP or kernel UDP cell lasts %s s after a warm-up at the same rate." % m.get("lat_secs", "?")
         low = [r["requests"] for r in all_runs if r.get("load_pct") == 10 and isinstance(r.get("requests"), float)]
         if low:
-            dur_text += (" At 10 %% load a round's p99.9 rests on the slowest 0.1 %% of its %.0f–%.0f requests: "
-                         "%d–%d requests." % (min(low), max(low), min(low) // 1000, max(low) // 1000))
+            span = lambda lo, hi: "%d" % lo if lo == hi else "%d–%d" % (lo, hi)
+            dur_text += (" At 10 %% load a round's p99.9 rests on the slowest 0.1 %% of its %s requests: %s "
+                         "requests." % (span(min(low), max(low)), span(min(low) // 1000, max(low) // 1000)))
         has_locks = any(isinstance(r.get("store_lock_waits"), float) for r in all_runs)
         self.w("## Latency against offered load (open loop)")
         self.w()

@@ -147,6 +147,122 @@ fn report_lists_where_petrel_loses() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Open-loop cells measured in three rounds: the report quotes each figure's median with the
+/// range of the rounds, and the ratios and losses come from the medians, not from one round.
+#[test]
+fn report_quotes_open_loop_medians() {
+    let dir = temp_dir("lat");
+    let raw = dir.join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    let base = "transport=tcp threads=2 dist=uniform get_ratio=0.9 value_size=32";
+    let mut tsv = String::new();
+    for (server, ops) in [("petrel", 12_000), ("memcached", 10_000)] {
+        tsv += &format!(
+            "latpeak\t{server}\t1\t{base} ops_per_sec={ops} requests={ops} errors=0 lost=0 late=0 \
+             p50_us=50.0 p99_us=200.0 p999_us=400.0 max_us=900.0\n"
+        );
+    }
+    // (load %, server, p99 by round, p99.9 by round, store_lock_waits)
+    let cells: [(u32, &str, [f64; 3], [f64; 3], &str); 4] = [
+        // round 2 alone would be a clear loss; the median is a tie-breaker loss within the spread
+        (
+            10,
+            "petrel",
+            [100.0, 500.0, 120.0],
+            [200.0, 210.0, 220.0],
+            " store_lock_waits=7",
+        ),
+        (
+            10,
+            "memcached",
+            [110.0, 115.0, 130.0],
+            [300.0, 310.0, 320.0],
+            "",
+        ),
+        // a clear loss at p99.9: every Petrel round above every memcached round
+        (
+            50,
+            "petrel",
+            [90.0, 95.0, 100.0],
+            [900.0, 950.0, 1000.0],
+            " store_lock_waits=3",
+        ),
+        (
+            50,
+            "memcached",
+            [90.0, 95.0, 100.0],
+            [500.0, 520.0, 540.0],
+            "",
+        ),
+    ];
+    for (pct, server, p99, p999, locks) in cells {
+        let rate = 10_000 * pct / 100;
+        for round in 0..3 {
+            tsv += &format!(
+                "lat\t{server}\t{}\t{base} load_pct={pct} rate={rate} peak=10000 secs=2.5 \
+                 ops_per_sec={rate} requests=25000 errors=0 misses=0 lost={round} late=250 p50_us=40.0 \
+                 p99_us={} p999_us={} max_us=2000.0{locks}\n",
+                round + 1,
+                p99[round],
+                p999[round]
+            );
+        }
+    }
+    std::fs::write(raw.join("results.tsv"), tsv).unwrap();
+    std::fs::write(
+        raw.join("machine.tsv"),
+        "date\t2026-01-01 00:00 UTC\nruns\t3\nlat_secs\t1\nlat_warm\t0.2\nlat_min_requests\t25000\nlat_rounds\t3\n",
+    )
+    .unwrap();
+    let report = dir.join("report.md");
+    let out = Command::new(python())
+        .arg(workspace_root().join("scripts/bench_report.py"))
+        .args(["report", "--raw"])
+        .arg(&raw)
+        .arg("--out")
+        .arg(&report)
+        .output()
+        .expect("run bench_report.py");
+    assert!(
+        out.status.success(),
+        "bench_report.py failed: {}",
+        text(&out)
+    );
+    let md = std::fs::read_to_string(&report).unwrap();
+    for row in [
+        "| -t 2, uniform, 10 % | 1000 | petrel | 3 | 1000 | 40.0 | 120.0 (100.0–500.0) | 210.0 (200.0–220.0) \
+         | 2000 | 1.0 % | 1 (0–2) | 7 | 1.04× | 0.68× |",
+        "| -t 2, uniform, 10 % | 1000 | memcached | 3 | 1000 | 40.0 | 115.0 (110.0–130.0) | 310.0 (300.0–320.0) \
+         | 2000 | 1.0 % | 1 (0–2) | - | - | - |",
+    ] {
+        assert!(md.contains(row), "no row {row:?} in\n{md}");
+    }
+    assert!(md.contains("Each cell is measured in 3 rounds"), "{md}");
+    assert!(
+        md.contains("rests on the slowest 0.1 % of its 25000 requests: 25 requests"),
+        "{md}"
+    );
+    let losses: Vec<&str> = md
+        .split("## Where Petrel loses")
+        .nth(1)
+        .expect("a losses section")
+        .split("\n## ")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("  - "))
+        .collect();
+    let want = [
+        "-t 2, uniform, 10 % (1000/s): 120.0 µs vs 115.0 µs (1.04×) (within the run-to-run spread)",
+        "-t 2, uniform, 50 % (5000/s): 950.0 µs vs 520.0 µs (1.83×)",
+    ];
+    assert_eq!(losses.len(), want.len(), "losses: {losses:#?}");
+    for (got, w) in losses.iter().zip(want) {
+        assert!(got.ends_with(w), "loss {got:?}, want {w:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `scripts/bench --tiny`: one TCP cell, three alternating rounds of 0.2 s against both servers.
 #[test]
 fn tiny_mode_runs_end_to_end() {
