@@ -1211,8 +1211,9 @@ class Report:
                 wk, wpct = summary[worst][0], summary[worst][1]
                 bits.append("%s in %d of %d (worst %.2f× at -t %d, %s, %d %%)" % (
                     what, sum(1 for r in rs if r <= 1 + TIE), len(rs), rs[worst], wk[1], wk[2], wpct))
-            parts.append("open loop %s at 10–95 %% of the lower peak: Petrel no higher than memcached at %s" % (
-                names[transport], ", ".join(bits)))
+            parts.append("open loop %s at 10–95 %% of the lower peak%s: Petrel no higher than memcached at %s" % (
+                names[transport], " (medians of %d rounds)" % self.lat_rounds if self.lat_rounds > 1 else "",
+                ", ".join(bits)))
         if not parts:
             return ""
         return "Tail latency: " + "; ".join(parts) + "."
