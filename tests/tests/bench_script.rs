@@ -163,7 +163,7 @@ fn report_quotes_open_loop_medians() {
         );
     }
     // (load %, server, p99 by round, p99.9 by round, store_lock_waits)
-    let cells: [(u32, &str, [f64; 3], [f64; 3], &str); 4] = [
+    let cells = [
         // round 2 alone would be a clear loss; the median is a tie-breaker loss within the spread
         (
             10,
