@@ -1490,6 +1490,58 @@ mod tests {
         assert!(rec.tx.seq <= 2, "the server's key changed: {}", rec.tx.seq);
     }
 
+    /// AES-GCM's confidentiality limit: the server's sending limit is the suite's less the
+    /// margin; at it, TLS 1.3 changes the sending key (the client follows the KeyUpdate and
+    /// replies carry on) and TLS 1.2 seals no more records.
+    #[test]
+    fn aes_gcm_record_limit() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        let suite_limit = |suite| match suite {
+            rustls::SupportedCipherSuite::Tls13(s) => s.common.confidentiality_limit,
+            rustls::SupportedCipherSuite::Tls12(s) => s.common.confidentiality_limit,
+        };
+        fn established(pair: &mut Pair) -> &mut Records {
+            match &mut pair.server.phase {
+                Phase::Established(rec) => rec,
+                _ => panic!("not established"),
+            }
+        }
+        let mut allocs = 0;
+        let suite = cs::TLS13_AES_128_GCM_SHA256;
+        let Some(mut pair) = Pair::new("limit13", &rustls::version::TLS13, Some(suite)) else {
+            return;
+        };
+        pair.round(1, &mut allocs);
+        let rec = established(&mut pair);
+        assert!(suite_limit(suite) < u64::MAX, "AES-GCM has a limit");
+        assert_eq!(rec.tx_limit, suite_limit(suite) - 16);
+        // three more records under this key, then the limit
+        let start = rec.tx.seq;
+        rec.tx_limit = start + 3;
+        pair.round(10, &mut allocs);
+        let rec = established(&mut pair);
+        assert!(
+            rec.tx.seq < start + 10,
+            "the sending key changed: {} records since {start}",
+            rec.tx.seq
+        );
+        assert_eq!(rec.tx_limit, suite_limit(suite) - 16, "the new key's limit");
+
+        let suite = cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256;
+        let Some(mut pair) = Pair::new("limit12", &rustls::version::TLS12, Some(suite)) else {
+            return;
+        };
+        pair.round(1, &mut allocs);
+        let rec = established(&mut pair);
+        assert_eq!(rec.tx_limit, suite_limit(suite) - 16);
+        rec.tx_limit = rec.tx.seq;
+        let e = pair
+            .server
+            .write(REPLY)
+            .expect_err("a record past the TLS 1.2 limit");
+        assert!(e.to_string().contains("record limit"), "{e}");
+    }
+
     /// close_notify: the client's ends the server's stream; the server's, sent when the
     /// connection is dropped, ends the client's cleanly.
     #[test]
