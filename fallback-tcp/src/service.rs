@@ -22,9 +22,12 @@ pub enum ConnectionEvent {
     /// A connection gave up its turn after using its per-event budget.
     Yielded,
     /// Bytes read from a TCP client, reported as the read returns, before
-    /// the service is given them (memcached counts them at the read too).
+    /// the service is given them (memcached counts them at the read too);
+    /// or received UDP datagrams longer than the 8-byte frame header, header
+    /// included, reported per receive batch before they are answered.
     BytesRead(u64),
-    /// Bytes written to a TCP client, reported as the write returns.
+    /// Bytes written to a TCP client, reported as the write returns; or
+    /// UDP reply datagrams sent, frame headers included.
     BytesWritten(u64),
 }
 

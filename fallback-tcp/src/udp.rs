@@ -24,7 +24,7 @@ pub use petrel_core::wire::{
 
 use crate::buffer::PageBuf;
 use crate::clock::monotonic_ms;
-use crate::service::{Service, Time, Transport};
+use crate::service::{ConnectionEvent, Service, Time, Transport};
 use crate::stats::FrontendStats;
 /// Receive slot size: the largest UDP payload, so no request is truncated.
 pub const UDP_RX_SLOT_BYTES: usize = 65536;
@@ -237,6 +237,17 @@ impl UdpPort {
             };
             self.batch_at = Instant::now();
             stats.udp_datagrams_received.add(n as u64);
+            // memcached adds each recvfrom() result longer than the 8-byte
+            // frame header (header included) to bytes_read, before answering
+            // it and whether or not it is answered; here once per batch.
+            let read: usize = self.rx_meta[..n]
+                .iter()
+                .map(|&(len, _)| len)
+                .filter(|&len| len > UDP_FRAME_HEADER_BYTES)
+                .sum();
+            if read > 0 {
+                service.connection_event(ConnectionEvent::BytesRead(read as u64));
+            }
             for i in 0..n {
                 let (len, truncated) = self.rx_meta[i];
                 if truncated {
@@ -244,7 +255,7 @@ impl UdpPort {
                     continue;
                 }
                 if self.area.slots() - self.area.used < reply_room {
-                    self.flush(stats, latency);
+                    self.flush(service, stats, latency);
                 }
                 let at = i * UDP_RX_SLOT_BYTES;
                 let src = sockaddr_ip(&self.addrs[i]);
@@ -260,7 +271,7 @@ impl UdpPort {
                     guard_now_ms,
                 );
             }
-            self.flush(stats, latency);
+            self.flush(service, stats, latency);
             if n < UDP_RX_BATCH {
                 return true;
             }
@@ -312,9 +323,12 @@ impl UdpPort {
 
     /// Sends every queued reply datagram with `sendmmsg`, waiting briefly for
     /// send-buffer room; what still cannot be sent is dropped and counted.
-    fn flush(&mut self, stats: &FrontendStats, latency: &LatencyStats) {
+    /// The bytes sent (frame headers included, as memcached counts each
+    /// sendmsg() result) go to the service's `bytes_written`.
+    fn flush<S: Service>(&mut self, service: &S, stats: &FrontendStats, latency: &LatencyStats) {
         let total = self.area.used;
         let mut sent = 0;
+        let mut written = 0u64;
         let mut waits = 0;
         while sent < total {
             let batch = (total - sent).min(UDP_TX_BATCH);
@@ -344,7 +358,9 @@ impl UdpPort {
                 )
             };
             if n > 0 {
-                sent += n as usize;
+                let n = n as usize;
+                written += self.area.lens[sent..sent + n].iter().sum::<usize>() as u64;
+                sent += n;
                 stats.udp_datagrams_sent.add(n as u64);
                 continue;
             }
@@ -368,6 +384,9 @@ impl UdpPort {
                     sent += 1;
                 }
             }
+        }
+        if written > 0 {
+            service.connection_event(ConnectionEvent::BytesWritten(written));
         }
         let done = self.area.take_completed();
         if !done.is_empty() {

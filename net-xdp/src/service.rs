@@ -30,6 +30,16 @@ pub trait UdpService: Sync {
         ClassCounts::new()
     }
 
+    /// Adds to the service's `bytes_read` / `bytes_written`, as memcached
+    /// counts UDP: `read`, the UDP payloads (frame header included) of the
+    /// request datagrams longer than the 8-byte frame header, whether or
+    /// not answered; `written`, the UDP payloads of the reply datagrams put
+    /// on the TX ring. Called once per receive batch. The default ignores
+    /// them.
+    fn count_bytes(&self, read: u64, written: u64) {
+        let _ = (read, written);
+    }
+
     /// Executes the complete requests at the start of `input` at time `now`,
     /// writing replies into `out` (the engine's contract: see [`Status`];
     /// `NeedInput` once every complete request is answered).

@@ -47,7 +47,10 @@ use petrel_clock::{monotonic_ns, UnixSeconds};
 use petrel_core::histogram::ClassCounts;
 use petrel_core::udp::guard::UdpGuard;
 use petrel_core::udp::{DatagramSink, Responder, UdpStats};
-use petrel_core::wire::{self, HeaderRule, IpPair, ParseOptions, ReplyTarget};
+use petrel_core::wire::udp::UDP_HEADER_BYTES;
+use petrel_core::wire::{
+    self, HeaderRule, IpPair, ParseOptions, ReplyTarget, UDP_FRAME_HEADER_BYTES,
+};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -508,11 +511,15 @@ impl<'s, S: UdpService> Worker<'s, S> {
         if n == self.rx_descs.len() {
             c.rx_batches_full.incr_owned();
         }
+        let (mut read, mut written) = (0u64, 0u64);
         for i in 0..n {
             let desc = self.rx_descs[i];
-            self.answer(desc, now, now_ms);
+            let (r, w) = self.answer(desc, now, now_ms);
+            read += r as u64;
+            written += w as u64;
         }
         self.flush_tx();
+        self.p.service.count_bytes(read, written);
         if !self.completed.is_empty() {
             let ns = monotonic_ns().saturating_sub(batch_ns);
             let done = self.completed.take();
@@ -595,7 +602,10 @@ impl<'s, S: UdpService> Worker<'s, S> {
     /// Answers the request in `desc` (or drops it, counting why) through
     /// the core's datagram layer. Consumes the frame: it ends on the TX list
     /// (the reply's first datagram is built in it) or back on the free list.
-    fn answer(&mut self, mut desc: FrameDesc, now: u32, now_ms: u64) {
+    /// Returns the bytes memcached would count for it: the request's UDP
+    /// payload when longer than the 8-byte frame header (else 0), and the
+    /// UDP payloads of the reply datagrams queued for TX.
+    fn answer(&mut self, mut desc: FrameDesc, now: u32, now_ms: u64) -> (usize, usize) {
         let rx_len = desc.lengths().data();
         // SAFETY: `desc` came off the RX ring, so the frame is ours alone
         // until we hand it back; no other reference to it exists.
@@ -606,7 +616,7 @@ impl<'s, S: UdpService> Worker<'s, S> {
             Err(e) => {
                 self.stats().drop_for(e);
                 self.free.push(desc);
-                return;
+                return (0, 0);
             }
         };
         self.stats().counters.rx_requests.incr_owned();
@@ -617,13 +627,14 @@ impl<'s, S: UdpService> Worker<'s, S> {
                 self.flush_tx();
             }
             self.tx_pending.push(desc);
-            return;
+            return (0, 0);
         }
         let len = req.datagram_len;
+        let read = if len > UDP_FRAME_HEADER_BYTES { len } else { 0 };
         if len > self.request.len() {
             self.stats().drop_for(wire::Error::BufferTooSmall);
             self.free.push(desc);
-            return;
+            return (read, 0);
         }
         self.request[..len].copy_from_slice(req.datagram(buf));
         let responder = Responder::new(
@@ -656,13 +667,27 @@ impl<'s, S: UdpService> Worker<'s, S> {
             self.completed.merge(&service.take_completed(&mut session));
         }
         // The reply's datagrams, or the one over-cap error datagram.
+        let udp_len_at = req.reply.headers_len() - UDP_FRAME_HEADER_BYTES - UDP_HEADER_BYTES + 4;
+        let mut written = 0;
         for i in 0..self.reply.len() {
             if self.tx_pending.len() == self.tx_pending.capacity() {
                 self.flush_tx();
             }
+            let mut d = self.reply[i];
+            // SAFETY: the reply's frames are ours until pushed to TX; the
+            // copy keeps the kept descriptor's length.
+            let frame = unsafe { frame_mut(&self.umem, &mut d) };
+            // The UDP header's length field, less the UDP header: exact
+            // whatever padding the frame carries.
+            written += usize::from(u16::from_be_bytes([
+                frame[udp_len_at],
+                frame[udp_len_at + 1],
+            ]))
+            .saturating_sub(UDP_HEADER_BYTES);
             self.tx_pending.push(self.reply[i]);
         }
         self.reply.clear();
+        (read, written)
     }
 
     /// Puts pending replies on the TX ring (kicking the kernel only if the

@@ -198,3 +198,95 @@ fn memcaslap_udp() {
     );
     eprintln!("{text}");
 }
+
+/// Reads `stats` over TCP: `bytes_read` and `bytes_written`.
+fn tcp_byte_stats(tcp: &mut Conn) -> (usize, usize) {
+    tcp.send(b"stats\r\n");
+    let text = tcp.read_until_suffix(b"END\r\n", T);
+    let text = String::from_utf8(text).expect("ascii stats");
+    let stat = |name: &str| -> usize {
+        let prefix = format!("STAT {name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no numeric STAT {name} in {text}"))
+    };
+    (stat("bytes_read"), stat("bytes_written"))
+}
+
+/// Sends `request` in one datagram and checks the reply is `reply`; returns the datagram's
+/// length and the lengths of the reply datagrams (frame headers included).
+fn exchange(udp: &mut UdpClient, request: &[u8], reply: &[u8]) -> (usize, Vec<usize>) {
+    let got = udp.request(request, ends_with_line, T).expect("reply");
+    assert_eq!(got.bytes, reply);
+    let sent = got
+        .datagrams
+        .iter()
+        .map(|d| FRAME_HEADER_BYTES + d.payload.len())
+        .collect();
+    (FRAME_HEADER_BYTES + request.len(), sent)
+}
+
+/// UDP traffic counts in `bytes_read` / `bytes_written` as memcached 1.6.18 counts it: every
+/// request datagram longer than the 8-byte frame header adds its whole length (header
+/// included) to `bytes_read` whether or not it is answered; every reply datagram sent adds
+/// its whole length (header included) to `bytes_written`.
+#[test]
+fn udp_datagrams_count_in_bytes_read_and_written() {
+    let Some(target) = Target::from_env() else {
+        return;
+    };
+    // one worker thread serves TCP and UDP: a reply datagram is counted before the worker
+    // reads the `stats` that follows it
+    let server = target.builder().threads(1).start();
+    let mut tcp = Conn::connect(server.tcp_addr());
+    tcp.check(&storage_cmd("set", "k", 0, 0, b"v", false), b"STORED\r\n");
+    let big: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    tcp.check(&storage_cmd("set", "big", 0, 0, &big, false), b"STORED\r\n");
+    tcp.check(b"stats reset\r\n", b"RESET\r\n");
+    let mut udp = UdpClient::connect(server.udp_addr());
+    // a hit, a miss and a set: one datagram each way
+    let (r, w) = exchange(&mut udp, b"get k\r\n", b"VALUE k 0 1\r\nv\r\nEND\r\n");
+    assert_eq!((r, &w[..]), (15, &[29][..]));
+    let (r, w) = exchange(&mut udp, b"get nope\r\n", b"END\r\n");
+    assert_eq!((r, &w[..]), (18, &[13][..]));
+    let (r, w) = exchange(&mut udp, b"set s 0 0 3\r\nabc\r\n", b"STORED\r\n");
+    assert_eq!((r, &w[..]), (26, &[16][..]));
+    let mut read = 15 + 18 + 26;
+    let mut written = b"RESET\r\n".len() + 29 + 13 + 16;
+    // a reply of 3 datagrams: each with its frame header
+    let (r, w) = exchange(&mut udp, b"get big\r\n", &value_reply("big", 0, &big));
+    assert_eq!(w.len(), 3);
+    assert_eq!(
+        w.iter().sum::<usize>(),
+        3 * FRAME_HEADER_BYTES + value_reply("big", 0, &big).len()
+    );
+    read += r;
+    written += w.iter().sum::<usize>();
+    // 7 bytes and a bare frame header: not longer than the frame header, neither counted
+    // nor answered
+    udp.socket().send(b"get k\r\n").expect("send");
+    let header = FrameHeader {
+        request_id: 7,
+        seq: 0,
+        total: 1,
+        reserved: 0,
+    };
+    udp.send_frame(header, b"");
+    // the first of a multi-datagram request: read, then dropped unanswered
+    let first = FrameHeader { total: 2, ..header };
+    udp.send_frame(first, b"get k\r\n");
+    read += FRAME_HEADER_BYTES + b"get k\r\n".len();
+    // `noreply`: read, nothing written
+    let quiet = b"set q 0 0 1 noreply\r\nx\r\n";
+    udp.send_frame(header, quiet);
+    read += FRAME_HEADER_BYTES + quiet.len();
+    // taken after the datagrams above, so its reply says they were handled
+    let (r, w) = exchange(&mut udp, b"get q\r\n", b"VALUE q 0 1\r\nx\r\nEND\r\n");
+    read += r;
+    written += w.iter().sum::<usize>();
+    // the `stats` request counts as read before it is answered
+    read += b"stats\r\n".len();
+    assert_eq!(tcp_byte_stats(&mut tcp), (read, written));
+    assert!(udp.take_stray().is_empty());
+}
