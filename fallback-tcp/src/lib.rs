@@ -615,15 +615,8 @@ mod tests {
     }
 
     #[test]
-    fn udp_with_four_workers_answers_each_datagram_once_and_counts_empty_receives() {
+    fn udp_with_four_workers_answers_each_datagram_once() {
         let (h, _, udp, stats, t) = start(|c| c.threads = 4);
-        // Each worker looks at the socket once at start and finds it empty.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while stats.udp().empty_receives.get() < 4 {
-            assert!(Instant::now() < deadline, "the workers did not start");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert_eq!(stats.udp().empty_receives.get(), 4);
         let clients: Vec<StdUdp> = (0..4).map(|_| StdUdp::bind(loopback()).unwrap()).collect();
         let mut answered = vec![0u32; 400];
         for batch in 0..8u16 {

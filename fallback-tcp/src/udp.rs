@@ -172,6 +172,9 @@ pub struct UdpPort {
     udp_stats: Arc<UdpStats>,
     /// The socket may have datagrams waiting (edge-triggered readiness).
     pub ready: bool,
+    /// Set after the first receive call: the look at start-up, made
+    /// without a readiness event, is not counted when it finds nothing.
+    looked: bool,
     /// When the batch being answered was received.
     batch_at: Instant,
 }
@@ -197,6 +200,7 @@ impl UdpPort {
             guard,
             udp_stats,
             ready: true,
+            looked: false,
             batch_at: Instant::now(),
         })
     }
@@ -226,7 +230,10 @@ impl UdpPort {
             let n = match self.receive_batch() {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    udp_stats.empty_receives.incr();
+                    if self.looked {
+                        udp_stats.empty_receives.incr();
+                    }
+                    self.looked = true;
                     return true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -235,6 +242,7 @@ impl UdpPort {
                     return true;
                 }
             };
+            self.looked = true;
             self.batch_at = Instant::now();
             stats.udp_datagrams_received.add(n as u64);
             // memcached adds each recvfrom() result longer than the 8-byte
@@ -552,5 +560,40 @@ mod tests {
         // SAFETY: sockaddr_in fits in sockaddr_storage.
         unsafe { std::ptr::write((&mut st as *mut libc::sockaddr_storage).cast(), sin) };
         assert_eq!(sockaddr_ip(&st), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn a_receive_that_finds_nothing_is_counted_except_the_first_look() {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let udp_stats = Arc::new(UdpStats::new());
+        let mut port = UdpPort::new(socket, 4, None, udp_stats.clone()).unwrap();
+        let (stats, latency) = (FrontendStats::new(), LatencyStats::new());
+        // The look at start-up, without a readiness event, finds nothing.
+        assert!(port.serve(&LineService, 0, 4, &stats, &latency));
+        assert_eq!(udp_stats.empty_receives.get(), 0);
+        // Later looks that find nothing are counted, one per call.
+        assert!(port.serve(&LineService, 0, 4, &stats, &latency));
+        assert!(port.serve(&LineService, 0, 4, &stats, &latency));
+        assert_eq!(udp_stats.empty_receives.get(), 2);
+        // A call that receives a datagram is not an empty one.
+        let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut d = header(1, 0, 1, 0);
+        d.extend_from_slice(b"hi\n");
+        client.send_to(&d, addr).unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while stats.udp_datagrams_received.get() == 0 {
+            assert!(Instant::now() < deadline, "the datagram did not arrive");
+            port.serve(&LineService, 0, 4, &stats, &latency);
+        }
+        let empty_while_waiting = udp_stats.empty_receives.get();
+        let mut buf = [0u8; 64];
+        let n = client.recv(&mut buf).unwrap();
+        assert_eq!(&buf[8..n], b"hi\r\n");
+        assert_eq!(udp_stats.empty_receives.get(), empty_while_waiting);
     }
 }

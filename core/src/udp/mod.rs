@@ -92,7 +92,7 @@ crate::metrics! {
         dropped_reply_too_large: Counter("datagrams") "UDP request datagrams unanswered: the reply needed more datagrams than the front end had room for",
         incomplete: Counter("datagrams") "UDP request datagrams whose last command was incomplete (that part ignored)",
         multi_datagram_replies: Counter("replies") "UDP replies that needed more than one datagram",
-        empty_receives: Counter("calls") "kernel UDP receive calls that found no datagram (the worker was woken, or looked, after another worker had taken them)",
+        empty_receives: Counter("calls") "kernel UDP receive calls that found no datagram (the worker was woken after another worker had taken them; the look at start-up is not counted)",
     }
 }
 
