@@ -1,4 +1,4 @@
-//! Smoke tests of the benchmark tooling (issue 10), not benchmarks: `scripts/bench` parses its
+//! Smoke tests of the benchmark tooling, not benchmarks: `scripts/bench` parses its
 //! options, its `--tiny` mode runs end to end against Petrel and memcached and writes a report,
 //! and `scripts/bench_report.py` turns result lines into tables and lists every comparison
 //! Petrel loses. The real runs are `scripts/bench --quick` and `scripts/bench` (never in CI).
@@ -34,6 +34,30 @@ fn python() -> &'static str {
     }
 }
 
+/// Writes `results` and `machine` as the raw files of a run in `dir/raw`, renders them with
+/// `scripts/bench_report.py` and returns the report.
+fn render_report(dir: &Path, results: &str, machine: &str) -> String {
+    let raw = dir.join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    std::fs::write(raw.join("results.tsv"), results).unwrap();
+    std::fs::write(raw.join("machine.tsv"), machine).unwrap();
+    let report = dir.join("report.md");
+    let out = Command::new(python())
+        .arg(workspace_root().join("scripts/bench_report.py"))
+        .args(["report", "--raw"])
+        .arg(&raw)
+        .arg("--out")
+        .arg(&report)
+        .output()
+        .expect("run bench_report.py");
+    assert!(
+        out.status.success(),
+        "bench_report.py failed: {}",
+        text(&out)
+    );
+    std::fs::read_to_string(&report).unwrap()
+}
+
 #[test]
 fn help_and_bad_options() {
     let out = bench(&["--help"]);
@@ -65,8 +89,6 @@ fn help_and_bad_options() {
 #[test]
 fn report_lists_where_petrel_loses() {
     let dir = temp_dir("report");
-    let raw = dir.join("raw");
-    std::fs::create_dir_all(&raw).unwrap();
     let cell = "threads=1 get_ratio=0.9 value_size=32 pipeline=8";
     let net = |server: &str, round: u32, ops: u32, p99: f64, cpu: f64| {
         format!(
@@ -96,27 +118,7 @@ fn report_lists_where_petrel_loses() {
              keys_sent=1000 fill_secs=1 scan_secs=1 rss_kb=2048\n"
         );
     }
-    std::fs::write(raw.join("results.tsv"), tsv).unwrap();
-    std::fs::write(
-        raw.join("machine.tsv"),
-        "date\t2026-01-01 00:00 UTC\nruns\t3\n",
-    )
-    .unwrap();
-    let report = dir.join("report.md");
-    let out = Command::new(python())
-        .arg(workspace_root().join("scripts/bench_report.py"))
-        .args(["report", "--raw"])
-        .arg(&raw)
-        .arg("--out")
-        .arg(&report)
-        .output()
-        .expect("run bench_report.py");
-    assert!(
-        out.status.success(),
-        "bench_report.py failed: {}",
-        text(&out)
-    );
-    let md = std::fs::read_to_string(&report).unwrap();
+    let md = render_report(&dir, &tsv, "date\t2026-01-01 00:00 UTC\nruns\t3\n");
     // medians and spreads
     assert!(md.contains("| petrel | 100000 | 90000–120000 |"), "{md}");
     assert!(md.contains("| memcached | 80000 | 70000–85000 |"), "{md}");
@@ -152,8 +154,6 @@ fn report_lists_where_petrel_loses() {
 #[test]
 fn report_quotes_open_loop_medians() {
     let dir = temp_dir("lat");
-    let raw = dir.join("raw");
-    std::fs::create_dir_all(&raw).unwrap();
     let base = "transport=tcp threads=2 dist=uniform get_ratio=0.9 value_size=32";
     let mut tsv = String::new();
     for (server, ops) in [("petrel", 12_000), ("memcached", 10_000)] {
@@ -208,27 +208,7 @@ fn report_quotes_open_loop_medians() {
             );
         }
     }
-    std::fs::write(raw.join("results.tsv"), tsv).unwrap();
-    std::fs::write(
-        raw.join("machine.tsv"),
-        "date\t2026-01-01 00:00 UTC\nruns\t3\nlat_secs\t1\nlat_warm\t0.2\nlat_min_requests\t25000\nlat_rounds\t3\n",
-    )
-    .unwrap();
-    let report = dir.join("report.md");
-    let out = Command::new(python())
-        .arg(workspace_root().join("scripts/bench_report.py"))
-        .args(["report", "--raw"])
-        .arg(&raw)
-        .arg("--out")
-        .arg(&report)
-        .output()
-        .expect("run bench_report.py");
-    assert!(
-        out.status.success(),
-        "bench_report.py failed: {}",
-        text(&out)
-    );
-    let md = std::fs::read_to_string(&report).unwrap();
+    let md = render_report(&dir, &tsv, "date\t2026-01-01 00:00 UTC\nruns\t3\nlat_secs\t1\nlat_warm\t0.2\nlat_min_requests\t25000\nlat_rounds\t3\n");
     for row in [
         "| -t 2, uniform, 10 % | 1000 | petrel | 3 | 1000 | 40.0 | 120.0 (100.0–500.0) | 210.0 (200.0–220.0) \
          | 2000 | 1.0 % | 1 (0–2) | 7 | 1.04× | 0.68× |",
